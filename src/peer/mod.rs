@@ -1,0 +1,315 @@
+//! A peer: shares files from its data folder, downloads from the swarm, keeps the tracker posted.
+//!
+//! One QUIC endpoint does everything: it serves chunks to downloaders (ALPN `p2pq-peer/1`) and
+//! connects out to the tracker and to holders. [`Peer::start`] brings up the endpoint, the
+//! serving loop and the tracker link; the prompt in `commands` calls [`Peer::share`],
+//! [`Peer::get`] and friends, and [`Peer::exit`] leaves cleanly.
+
+mod commands;
+pub mod download;
+pub mod progress;
+pub mod scheduler;
+pub mod serve;
+mod tracker_link;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use commands::prompt;
+use serve::{SharedFile, Shares};
+use tracker_link::TrackerLink;
+
+use crate::logbook::{ChunkRecord, Logbook};
+use crate::manifest::Manifest;
+use crate::store::{self, Destination};
+use crate::tls::{self, Identity};
+use crate::wire::{self, FileInfo, FileMatch, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
+
+/// How long `exit` waits for connections to close cleanly.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How to run a peer.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// The peer's id (letters, digits, `-`, `_`).
+    pub id: String,
+    /// The tracker's address.
+    pub tracker: SocketAddr,
+    /// The tracker's certificate to pin; default `CERTS/tracker.crt`.
+    pub tracker_cert: Option<PathBuf>,
+    /// Folder of certificates (the tracker's, and this peer's own).
+    pub certs: PathBuf,
+    /// Folder `share` takes files from.
+    pub data_dir: PathBuf,
+    /// Folder downloads land in.
+    pub download_dir: PathBuf,
+    /// Folder of the peer's own records (its chunk log).
+    pub state_dir: PathBuf,
+    /// Interval of `alive` heartbeats.
+    pub heartbeat: Duration,
+    /// Address the endpoint binds (port 0: any free port).
+    pub listen: SocketAddr,
+}
+
+/// A running peer; cheap to clone.
+#[derive(Clone)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PeerConfig,
+    identity: Identity,
+    endpoint: quinn::Endpoint,
+    shares: Shares,
+    link: Arc<TrackerLink>,
+    log: Logbook<ChunkRecord>,
+    shutdown: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+/// A file now shared.
+pub struct Shared {
+    /// What was announced.
+    pub info: FileInfo,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Why the tracker has not heard of it yet, if it has not.
+    pub pending: Option<String>,
+}
+
+/// A finished `get`.
+pub struct Got {
+    /// The file.
+    pub info: FileInfo,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Time from lookup to the file in place.
+    pub elapsed: Duration,
+    /// Chunks from each holder; empty if we already had the file.
+    pub from: Vec<(String, u32)>,
+}
+
+impl Peer {
+    /// Brings the peer up: certificate, endpoint, serving loop, tracker link.
+    pub async fn start(config: PeerConfig) -> Result<Peer> {
+        wire::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
+        let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
+        let tracker_cert = config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0);
+        let tracker_fp = tls::pinned_fingerprint(&tracker_cert)?;
+        let server = tls::server_config(&identity, PEER_ALPN)?;
+        let endpoint = quinn::Endpoint::server(server, config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let link = Arc::new(TrackerLink::new(config.tracker, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
+        let log_path = config.state_dir.join("chunks.jsonl");
+        let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
+        let inner = Inner {
+            config,
+            identity,
+            endpoint,
+            shares: Shares::default(),
+            link,
+            log,
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            refusal: Arc::default(),
+        };
+        let peer = Peer { inner: Arc::new(inner) };
+        peer.spawn_background();
+        Ok(peer)
+    }
+
+    fn spawn_background(&self) {
+        let inner = &self.inner;
+        let serving = tokio::spawn(serve::run(inner.endpoint.clone(), inner.shares.clone(), inner.shutdown.clone()));
+        let (link, endpoint, id) = (inner.link.clone(), inner.endpoint.clone(), inner.config.id.clone());
+        let (shares, heartbeat, shutdown) = (inner.shares.clone(), inner.config.heartbeat, inner.shutdown.clone());
+        let refusal = inner.refusal.clone();
+        let linking = tokio::spawn(async move {
+            let refused = link.run(endpoint, id, shares, heartbeat, shutdown).await;
+            *refusal.lock().unwrap_or_else(|p| p.into_inner()) = refused;
+        });
+        inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, linking]);
+    }
+
+    /// The peer's id.
+    pub fn id(&self) -> &str {
+        &self.inner.config.id
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.inner.endpoint.local_addr()?)
+    }
+
+    /// This peer's certificate fingerprint.
+    pub fn fingerprint(&self) -> wire::Fingerprint {
+        self.inner.identity.fingerprint
+    }
+
+    /// Resolves when the peer is shutting down (exit, signal, or refused by the tracker).
+    pub async fn stopping(&self) {
+        self.inner.shutdown.cancelled().await
+    }
+
+    /// The token that stops the peer when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Resolves once the peer is registered with the tracker.
+    pub async fn registered(&self) {
+        self.inner.link.wait_up().await
+    }
+
+    /// Whether the tracker link is up.
+    pub fn tracker_connected(&self) -> bool {
+        self.inner.link.is_connected()
+    }
+
+    /// Shares `name` from the data folder: hashes it and tells the tracker.
+    pub async fn share(&self, name: &str) -> Result<Shared> {
+        let (data_dir, name) = (self.inner.config.data_dir.clone(), name.to_string());
+        let (path, label, manifest) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (path, label) = store::resolve_share(&data_dir, &name)?;
+            let (_, manifest) = Manifest::from_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((path, label, manifest))
+        })
+        .await??;
+        let info = FileInfo { id: manifest.root(), name: label, size: manifest.size };
+        let chunks = manifest.count();
+        let pending = self.serve_file(info.clone(), path, Arc::new(manifest)).await?;
+        Ok(Shared { info, chunks, pending })
+    }
+
+    /// Starts serving a file and announces it; returns why the tracker did not hear, if it did not.
+    async fn serve_file(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<Option<String>> {
+        let file = SharedFile::open(info.clone(), path, manifest)?;
+        self.inner.shares.insert(file);
+        match self.inner.link.request(&TrackerRequest::Share(info)).await {
+            Ok(_) => Ok(None),
+            Err(err) => Ok(Some(format!("{err:#}"))),
+        }
+    }
+
+    /// Downloads the file called `query` (or whose id starts with it) from every live holder.
+    pub async fn get(&self, query: &str, draw: bool) -> Result<Got> {
+        let started = Instant::now();
+        let target = self.lookup(query).await?;
+        let info = target.file.clone();
+        if let Some(path) = self.already_have(&info).await? {
+            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new() });
+        }
+        let mut target = target;
+        target.holders.retain(|h| h.peer_id != self.inner.config.id);
+        if target.holders.is_empty() {
+            bail!("no live peer other than this one holds {}", info.name);
+        }
+        let (events, drawing) = progress::spawn(draw);
+        let ctx = download::Context {
+            endpoint: &self.inner.endpoint,
+            identity: &self.inner.identity,
+            download_dir: &self.inner.config.download_dir,
+            log: &self.inner.log,
+            events,
+        };
+        let outcome = download::download(&ctx, &target).await;
+        drop(ctx);
+        let _ = drawing.await;
+        let outcome = outcome.with_context(|| format!("download of {} failed", info.name))?;
+        if let Some(reason) = self.serve_file(info.clone(), outcome.path.clone(), outcome.manifest).await? {
+            tracing::warn!("downloaded but not announced: {reason}");
+        }
+        Ok(Got { info, path: outcome.path, elapsed: started.elapsed(), from: outcome.from })
+    }
+
+    /// Asks the tracker which file `query` means; exactly one must match.
+    async fn lookup(&self, query: &str) -> Result<FileMatch> {
+        let request = TrackerRequest::Lookup { query: query.to_string() };
+        let TrackerResponse::Matches(mut found) = self.inner.link.request(&request).await? else {
+            bail!("unexpected answer from the tracker");
+        };
+        found.retain(|m| wire::check_name(&m.file.name).is_ok());
+        match found.len() {
+            0 => bail!("no live peer shares {query:?}"),
+            1 => Ok(found.remove(0)),
+            n => {
+                let list: Vec<String> = found.iter().map(describe_candidate).collect();
+                bail!("{query:?} matches {n} different files: {}; pick one with get ID-PREFIX", list.join(", "))
+            }
+        }
+    }
+
+    /// The path of `info` if this peer already has it (shared or at the destination).
+    async fn already_have(&self, info: &FileInfo) -> Result<Option<PathBuf>> {
+        if let Some(shared) = self.inner.shares.get(&info.id) {
+            return Ok(Some(shared.path.clone()));
+        }
+        let (dir, name, id) = (self.inner.config.download_dir.clone(), info.name.clone(), info.id);
+        match tokio::task::spawn_blocking(move || store::destination(&dir, &name, &id)).await?? {
+            Destination::Free => Ok(None),
+            Destination::Same(path) => {
+                let manifest = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || Manifest::from_file(&path)
+                })
+                .await??
+                .1;
+                self.serve_file(info.clone(), path.clone(), Arc::new(manifest)).await?;
+                Ok(Some(path))
+            }
+            Destination::Taken(path) => bail!("{} already exists with other content; not overwritten", path.display()),
+        }
+    }
+
+    /// Every chunk this peer downloaded, oldest first.
+    pub fn chunk_log(&self) -> Result<Vec<ChunkRecord>> {
+        Ok(self.inner.log.read_all()?)
+    }
+
+    /// Files this peer shares.
+    pub fn shared(&self) -> Vec<FileInfo> {
+        self.inner.shares.list()
+    }
+
+    /// Why the tracker refused this peer for good, if it did.
+    pub fn refusal(&self) -> Option<String> {
+        self.inner.refusal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Leaves: tells the tracker, stops serving, closes the endpoint.
+    pub async fn exit(&self) {
+        // Cancel first so the link task does not take our own goodbye for a lost tracker.
+        self.inner.shutdown.cancel();
+        self.inner.link.leave().await;
+        let tasks: Vec<JoinHandle<()>> = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.inner.endpoint.close(close::DONE, b"bye");
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+/// `p2pq peer ID`: starts the peer and runs its prompt until it leaves.
+pub async fn main(config: PeerConfig) -> Result<()> {
+    let peer = Peer::start(config).await?;
+    let line = format!("peer {} listening on {} (fingerprint {})", peer.id(), peer.local_addr()?, peer.fingerprint().short());
+    crate::console::say(&line);
+    // Commands typed (or piped) right away should find the tracker link settled.
+    let first = peer.inner.link.wait_first_attempt();
+    let _ = tokio::time::timeout(tracker_link::REQUEST_TIMEOUT * 2, first).await;
+    prompt(&peer).await
+}
+
+fn describe_candidate(m: &FileMatch) -> String {
+    let holders = m.holders.len();
+    format!("{} ({}, {} holder{})", m.file.id.short(), crate::units::bytes(m.file.size), holders, if holders == 1 { "" } else { "s" })
+}

@@ -1,0 +1,219 @@
+//! Which chunk to ask which holder for: plain state, no I/O.
+//!
+//! Each chunk is needed, in flight at one holder, or done. Each holder gets up to `window`
+//! chunks in flight. A chunk that fails goes back to the front of the queue so another holder
+//! picks it up next; a holder is struck for each failure and dropped for this download after
+//! [`MAX_STRIKES`], or at once when its connection is gone. In the endgame, when nothing is
+//! left to hand out, an idle holder may race a slow one for a chunk still in flight: whichever
+//! verifies first wins and the other copy is ignored.
+
+use std::collections::VecDeque;
+
+/// An empty slot in [`Scheduler::slots`].
+const FREE: u32 = u32::MAX;
+
+/// Failures after which a holder gets no more work in this download.
+pub const MAX_STRIKES: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    Needed,
+    InFlight,
+    Done,
+}
+
+#[derive(Clone, Debug, Default)]
+struct HolderState {
+    in_flight: usize,
+    strikes: u32,
+    dropped: bool,
+    delivered: u32,
+}
+
+/// How bad a failure was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Penalty {
+    /// A strike (timeout, bad bytes); [`MAX_STRIKES`] of them drop the holder.
+    Strike,
+    /// The holder is gone or refuses the file: drop it now.
+    Drop,
+}
+
+/// The download plan of one file across its holders.
+#[derive(Debug)]
+pub struct Scheduler {
+    chunks: Vec<Chunk>,
+    /// The (at most two) holders each chunk is in flight at; two only in the endgame.
+    slots: Vec<[u32; 2]>,
+    queue: VecDeque<u32>,
+    holders: Vec<HolderState>,
+    remaining: usize,
+    window: usize,
+}
+
+impl Scheduler {
+    /// A plan for `count` chunks over `holders` holders, `window` chunks in flight per holder;
+    /// chunks already `have` are not fetched.
+    pub fn new(count: u32, holders: usize, window: usize, have: impl Fn(u32) -> bool) -> Scheduler {
+        let chunks: Vec<Chunk> = (0..count).map(|i| if have(i) { Chunk::Done } else { Chunk::Needed }).collect();
+        let queue: VecDeque<u32> = (0..count).filter(|&i| chunks[i as usize] == Chunk::Needed).collect();
+        let remaining = queue.len();
+        let slots = vec![[FREE; 2]; count as usize];
+        Scheduler { chunks, slots, queue, holders: vec![HolderState::default(); holders], remaining, window }
+    }
+
+    /// The next chunk for `holder`, if it may take one.
+    pub fn next(&mut self, holder: usize) -> Option<u32> {
+        let h = self.holders.get(holder)?;
+        if h.dropped || h.in_flight >= self.window {
+            return None;
+        }
+        let index = self.queue.pop_front().or_else(|| self.endgame_pick(holder))?;
+        self.chunks[index as usize] = Chunk::InFlight;
+        let slots = &mut self.slots[index as usize];
+        slots[usize::from(slots[0] != FREE)] = holder as u32;
+        self.holders[holder].in_flight += 1;
+        Some(index)
+    }
+
+    /// A chunk in flight at exactly one other holder, to race when there is nothing else to do.
+    fn endgame_pick(&self, holder: usize) -> Option<u32> {
+        let racing = |s: &[u32; 2]| s[0] != FREE && s[0] != holder as u32 && s[1] == FREE;
+        let pos = self.chunks.iter().zip(&self.slots).position(|(c, s)| *c == Chunk::InFlight && racing(s))?;
+        Some(pos as u32)
+    }
+
+    /// `holder` delivered `index`, verified. Returns false if another racer was first.
+    pub fn done(&mut self, holder: usize, index: u32) -> bool {
+        self.release(holder, index);
+        self.holders[holder].delivered += 1;
+        if self.chunks[index as usize] == Chunk::Done {
+            return false;
+        }
+        self.chunks[index as usize] = Chunk::Done;
+        self.queue.retain(|&i| i != index);
+        self.remaining -= 1;
+        true
+    }
+
+    /// `holder` failed to deliver `index`; the chunk goes back to the front of the queue.
+    pub fn failed(&mut self, holder: usize, index: u32, penalty: Penalty) {
+        self.release(holder, index);
+        let h = &mut self.holders[holder];
+        h.strikes += 1;
+        if penalty == Penalty::Drop || h.strikes >= MAX_STRIKES {
+            h.dropped = true;
+        }
+        let i = index as usize;
+        if self.chunks[i] != Chunk::Done && self.slots[i][0] == FREE {
+            self.chunks[i] = Chunk::Needed;
+            self.queue.push_front(index);
+        }
+    }
+
+    fn release(&mut self, holder: usize, index: u32) {
+        self.holders[holder].in_flight -= 1;
+        let slots = &mut self.slots[index as usize];
+        if slots[0] == holder as u32 {
+            *slots = [slots[1], FREE];
+        } else if slots[1] == holder as u32 {
+            slots[1] = FREE;
+        }
+    }
+
+    /// Whether `holder` has been dropped.
+    pub fn is_dropped(&self, holder: usize) -> bool {
+        self.holders[holder].dropped
+    }
+
+    /// Every chunk verified.
+    pub fn is_complete(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Chunks still missing.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Holders still taking work.
+    pub fn live_holders(&self) -> usize {
+        self.holders.iter().filter(|h| !h.dropped).count()
+    }
+
+    /// Chunks each holder delivered (including endgame duplicates).
+    pub fn delivered(&self, holder: usize) -> u32 {
+        self.holders[holder].delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_spreads_over_holders_within_the_window() {
+        let mut s = Scheduler::new(10, 2, 3, |_| false);
+        let a: Vec<u32> = std::iter::from_fn(|| s.next(0)).collect();
+        let b: Vec<u32> = std::iter::from_fn(|| s.next(1)).collect();
+        assert_eq!(a, [0, 1, 2]);
+        assert_eq!(b, [3, 4, 5]);
+        assert!(s.done(0, 0));
+        assert_eq!(s.next(0), Some(6));
+    }
+
+    #[test]
+    fn a_failed_chunk_goes_to_another_holder_first() {
+        let mut s = Scheduler::new(4, 2, 1, |_| false);
+        assert_eq!(s.next(0), Some(0));
+        assert_eq!(s.next(1), Some(1));
+        s.failed(0, 0, Penalty::Strike);
+        assert!(s.done(1, 1));
+        assert_eq!(s.next(1), Some(0));
+    }
+
+    #[test]
+    fn strikes_and_drops_remove_a_holder() {
+        let mut s = Scheduler::new(8, 2, 8, |_| false);
+        for _ in 0..MAX_STRIKES {
+            let i = s.next(0).unwrap();
+            s.failed(0, i, Penalty::Strike);
+        }
+        assert!(s.is_dropped(0));
+        assert_eq!(s.next(0), None);
+        let i = s.next(1).unwrap();
+        s.failed(1, i, Penalty::Drop);
+        assert_eq!(s.live_holders(), 0);
+        assert_eq!(s.remaining(), 8);
+    }
+
+    #[test]
+    fn chunks_we_have_are_skipped() {
+        let mut s = Scheduler::new(4, 1, 8, |i| i % 2 == 0);
+        assert_eq!(s.remaining(), 2);
+        assert_eq!(s.next(0), Some(1));
+        assert_eq!(s.next(0), Some(3));
+    }
+
+    #[test]
+    fn the_endgame_races_the_last_chunk_and_the_first_copy_wins() {
+        let mut s = Scheduler::new(1, 2, 4, |_| false);
+        assert_eq!(s.next(0), Some(0));
+        assert_eq!(s.next(1), Some(0));
+        assert_eq!(s.next(1), None);
+        assert!(s.done(1, 0));
+        assert!(!s.done(0, 0));
+        assert!(s.is_complete());
+    }
+
+    #[test]
+    fn a_holder_never_races_itself() {
+        let mut s = Scheduler::new(1, 2, 4, |_| false);
+        assert_eq!(s.next(0), Some(0));
+        assert_eq!(s.next(0), None);
+        assert_eq!(s.next(1), Some(0));
+        s.failed(0, 0, Penalty::Strike);
+        assert_eq!(s.next(1), None);
+        assert_eq!(s.next(0), Some(0));
+    }
+}

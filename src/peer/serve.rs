@@ -1,0 +1,187 @@
+//! The holder side: answer manifest and chunk requests for the files this peer shares.
+//!
+//! A request names a file by id; only files in [`Shares`] are ever opened, and only chunks
+//! within their size are read. A manifest request is answered on its own bidirectional stream;
+//! a chunk request (a unidirectional stream) is answered on a new unidirectional stream: a
+//! [`ChunkHeader`] then the chunk's bytes. A bad request ends its stream only.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use quinn::{Connection, RecvStream, SendStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::manifest::Manifest;
+use crate::wire::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
+
+/// How long a downloader may take to send one request frame.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Chunks read and sent at once on one connection: bounds the memory one downloader can pin
+/// (this many chunks) while keeping its window full.
+const SENDS_PER_CONNECTION: usize = 32;
+/// Downloaders served at once.
+const MAX_CONNECTIONS: usize = 512;
+
+/// A file this peer serves.
+pub struct SharedFile {
+    /// What the tracker knows of it.
+    pub info: FileInfo,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its chunks' hashes.
+    pub manifest: Arc<Manifest>,
+    file: Arc<File>,
+}
+
+impl SharedFile {
+    /// Opens `path` to serve it under `info`, with a manifest already computed from it.
+    pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
+        let file = Arc::new(File::open(&path)?);
+        Ok(SharedFile { info, path, manifest, file })
+    }
+}
+
+/// The files this peer shares, by id.
+#[derive(Clone, Default)]
+pub struct Shares {
+    files: Arc<Mutex<HashMap<FileId, Arc<SharedFile>>>>,
+}
+
+impl Shares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileId, Arc<SharedFile>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds (or replaces) a shared file.
+    pub fn insert(&self, file: SharedFile) {
+        self.lock().insert(file.info.id, Arc::new(file));
+    }
+
+    /// The shared file with this id.
+    pub fn get(&self, id: &FileId) -> Option<Arc<SharedFile>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Every shared file, by name.
+    pub fn list(&self) -> Vec<FileInfo> {
+        let mut all: Vec<FileInfo> = self.lock().values().map(|f| f.info.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+/// Serves downloaders on `endpoint` until `shutdown` is cancelled.
+pub async fn run(endpoint: quinn::Endpoint, shares: Shares, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = conns.join_next() => {}
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    incoming.refuse();
+                    continue;
+                };
+                let (shares, shutdown) = (shares.clone(), shutdown.clone());
+                conns.spawn(async move {
+                    let _permit = permit;
+                    if let Ok(conn) = incoming.await {
+                        serve_connection(conn, shares, shutdown).await;
+                    }
+                });
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// Answers one downloader's requests until it goes away.
+async fn serve_connection(conn: Connection, shares: Shares, shutdown: CancellationToken) {
+    let sends = Arc::new(Semaphore::new(SENDS_PER_CONNECTION));
+    let mut streams = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                conn.close(close::SHUTDOWN, b"peer shutting down");
+                break;
+            }
+            Some(_) = streams.join_next() => {}
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => { streams.spawn(answer_manifest(send, recv, shares.clone())); }
+                Err(_) => break,
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => {
+                    let (conn, shares, sends) = (conn.clone(), shares.clone(), sends.clone());
+                    streams.spawn(async move {
+                        if let Err(err) = answer_chunk(conn, recv, shares, sends).await {
+                            tracing::debug!("chunk request failed: {err:#}");
+                        }
+                    });
+                }
+                Err(_) => break,
+            },
+        }
+    }
+    streams.shutdown().await;
+}
+
+async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, wire::read_frame(recv, MAX_FRAME)).await;
+    Ok(request.context("request timed out")??)
+}
+
+async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares) {
+    let reply = match read_request(&mut recv).await {
+        Ok(PeerRequest::Manifest { version, id }) if version == PROTOCOL_VERSION => match shares.get(&id) {
+            Some(file) => ManifestReply::Manifest((*file.manifest).clone()),
+            None => ManifestReply::Error(format!("file {} is not shared here", id.short())),
+        },
+        Ok(PeerRequest::Manifest { version, .. }) => {
+            ManifestReply::Error(format!("protocol version {version} is not supported (this peer speaks {PROTOCOL_VERSION})"))
+        }
+        Ok(_) => ManifestReply::Error("expected a manifest request".into()),
+        Err(err) => ManifestReply::Error(format!("bad request: {err:#}")),
+    };
+    if wire::write_frame(&mut send, &reply).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Reads a chunk request and sends the chunk on a new unidirectional stream.
+async fn answer_chunk(conn: Connection, mut recv: RecvStream, shares: Shares, sends: Arc<Semaphore>) -> Result<()> {
+    let (id, index) = match read_request(&mut recv).await? {
+        PeerRequest::Chunk { id, index } => (id, index),
+        PeerRequest::Manifest { .. } => bail!("manifest request on a chunk stream"),
+    };
+    let _permit = sends.acquire().await?;
+    let result = read_chunk(&shares, &id, index).await;
+    let mut out = conn.open_uni().await?;
+    let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
+    wire::write_frame(&mut out, &header).await?;
+    if let Ok(data) = result {
+        out.write_all(&data).await?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+/// Reads chunk `index` of shared file `id` off the disk.
+async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Vec<u8>> {
+    let file = shares.get(id).ok_or_else(|| anyhow!("file {} is not shared here", id.short()))?;
+    if index >= file.manifest.count() {
+        bail!("chunk {index} is past the end of the file ({} chunks)", file.manifest.count());
+    }
+    let (offset, len) = (file.manifest.offset(index), file.manifest.len_of(index) as usize);
+    let handle = file.file.clone();
+    let data = tokio::task::spawn_blocking(move || crate::store::read_at(&handle, offset, len)).await?;
+    data.with_context(|| format!("cannot read {}", file.path.display()))
+}

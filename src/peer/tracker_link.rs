@@ -1,0 +1,192 @@
+//! The peer's link to the tracker: connect, register, heartbeat, reconnect with backoff.
+//!
+//! The link runs in the background for the peer's whole life. While connected it sends `alive`
+//! every heartbeat; when the connection drops, or the tracker says we are unknown (it restarted
+//! or expired us), it reconnects with exponential backoff and registers again with everything
+//! this peer shares. Requests from the prompt use whatever connection is current and fail at
+//! once, with a clear message, while there is none.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use quinn::{Connection, Endpoint};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::serve::Shares;
+use crate::console;
+use crate::wire::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one request to the tracker may take, connection set-up included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a connection attempt ended.
+enum Ended {
+    /// The tracker refused us for good (id taken, version): stop the peer.
+    Refused(String),
+    /// Lost or never made: try again later.
+    Lost(String),
+}
+
+/// The current connection to the tracker, if any.
+pub struct TrackerLink {
+    addr: SocketAddr,
+    client: quinn::ClientConfig,
+    conn: Mutex<Option<Connection>>,
+    /// `None` until the first attempt ends, then whether a registered connection is up.
+    up: watch::Sender<Option<bool>>,
+}
+
+impl TrackerLink {
+    /// A link to the tracker at `addr`, trusted through `client` (which pins its certificate).
+    pub fn new(addr: SocketAddr, client: quinn::ClientConfig) -> TrackerLink {
+        TrackerLink { addr, client, conn: Mutex::new(None), up: watch::Sender::new(None) }
+    }
+
+    fn current(&self) -> Option<Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, conn: Option<Connection>) {
+        self.up.send_replace(Some(conn.is_some()));
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
+    /// Resolves once a registered connection is up.
+    pub async fn wait_up(&self) {
+        let mut up = self.up.subscribe();
+        let _ = up.wait_for(|up| *up == Some(true)).await;
+    }
+
+    /// Resolves once the first connection attempt has succeeded or failed.
+    pub async fn wait_first_attempt(&self) {
+        let mut up = self.up.subscribe();
+        let _ = up.wait_for(Option::is_some).await;
+    }
+
+    /// Whether a registered connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.current().is_some_and(|c| c.close_reason().is_none())
+    }
+
+    /// Sends one request and returns the tracker's answer (its `Error` as an error).
+    pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
+        let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.addr))?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, request)).await {
+            Ok(Ok(TrackerResponse::Error(reason))) => bail!("tracker refused: {reason}"),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(err.context(format!("tracker at {} did not answer", self.addr))),
+            Err(_) => bail!("tracker at {} did not answer within {:?}", self.addr, REQUEST_TIMEOUT),
+        }
+    }
+
+    /// Tells the tracker we leave, then closes the connection.
+    pub async fn leave(&self) {
+        if let Some(conn) = self.current() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), exchange(&conn, &TrackerRequest::Exit)).await;
+            conn.close(close::DONE, b"bye");
+        }
+        self.set(None);
+    }
+
+    /// Keeps the link up until `shutdown`; a permanent refusal cancels `shutdown` and is returned.
+    pub async fn run(&self, endpoint: Endpoint, id: String, shares: Shares, heartbeat: Duration, shutdown: CancellationToken) -> Option<String> {
+        let mut backoff = MIN_BACKOFF;
+        let mut was_up = false;
+        let mut warned = false;
+        loop {
+            let ended = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                ended = self.session(&endpoint, &id, &shares, heartbeat, &mut was_up) => ended,
+            };
+            match ended {
+                Ended::Refused(reason) => {
+                    shutdown.cancel();
+                    return Some(reason);
+                }
+                Ended::Lost(reason) if was_up => {
+                    console::say(&format!("lost the tracker at {}: {reason}; reconnecting", self.addr));
+                    was_up = false;
+                    backoff = MIN_BACKOFF;
+                }
+                Ended::Lost(reason) if !warned => {
+                    self.set(None);
+                    console::say(&format!("tracker unreachable at {}: {reason}; retrying", self.addr));
+                    warned = true;
+                }
+                Ended::Lost(_) => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection's life: connect, register, heartbeat until it fails.
+    async fn session(&self, endpoint: &Endpoint, id: &str, shares: &Shares, heartbeat: Duration, was_up: &mut bool) -> Ended {
+        let conn = match self.connect(endpoint).await {
+            Ok(conn) => conn,
+            Err(err) => return Ended::Lost(format!("{err:#}")),
+        };
+        let register = TrackerRequest::Register { version: PROTOCOL_VERSION, peer_id: id.to_string(), files: shares.list() };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, &register)).await {
+            Ok(Ok(TrackerResponse::Registered { observed })) => {
+                tracing::debug!(%observed, "registered");
+            }
+            Ok(Ok(TrackerResponse::Error(reason))) => return Ended::Refused(format!("tracker refused peer {id}: {reason}")),
+            Ok(Ok(other)) => return Ended::Lost(format!("unexpected answer {other:?}")),
+            Ok(Err(err)) => return Ended::Lost(format!("{err:#}")),
+            Err(_) => return Ended::Lost("registration timed out".into()),
+        }
+        self.set(Some(conn.clone()));
+        *was_up = true;
+        console::say(&format!("connected to tracker {} as peer {id}", self.addr));
+        let reason = heartbeats(&conn, heartbeat).await;
+        self.set(None);
+        conn.close(close::DONE, b"reconnecting");
+        Ended::Lost(reason)
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Connection> {
+        let connecting = endpoint.connect_with(self.client.clone(), self.addr, crate::tls::SERVER_NAME)?;
+        let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting).await.context("connection timed out")??;
+        Ok(conn)
+    }
+}
+
+/// Sends `alive` every `period` until the connection fails or the tracker forgets us.
+async fn heartbeats(conn: &Connection, period: Duration) -> String {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            reason = conn.closed() => return reason.to_string(),
+            _ = tick.tick() => {}
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange(conn, &TrackerRequest::Alive)).await {
+            Ok(Ok(TrackerResponse::Ok)) => {}
+            Ok(Ok(TrackerResponse::Error(reason))) => return format!("tracker says: {reason}"),
+            Ok(Ok(_)) => return "unexpected answer to alive".into(),
+            Ok(Err(err)) => return format!("{err:#}"),
+            Err(_) => return "heartbeat timed out".into(),
+        }
+    }
+}
+
+/// One request on its own bidirectional stream, one response back.
+async fn exchange(conn: &Connection, request: &TrackerRequest) -> Result<TrackerResponse> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    wire::write_frame(&mut send, request).await?;
+    send.finish()?;
+    Ok(wire::read_frame(&mut recv, MAX_FRAME).await?)
+}

@@ -1,0 +1,258 @@
+//! Files on disk: which paths may be shared, and how a download becomes a file.
+//!
+//! `share` resolves a name inside the data folder and refuses anything that lands outside it
+//! (`..`, absolute paths, symlinks pointing out). A download writes verified chunks at their
+//! offsets into `DOWNLOAD_DIR/.p2pq-partial/ID.part`; only when every chunk is in is the file
+//! synced and linked to `DOWNLOAD_DIR/NAME` without ever replacing an existing file, so the final
+//! name is either absent or complete and correct. All functions here block: call them from a
+//! blocking thread.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::RwLock;
+
+use crate::wire::{FileId, check_name};
+
+/// Folder inside the download folder that holds unfinished downloads.
+pub const PARTIAL_DIR: &str = ".p2pq-partial";
+
+/// Why a file cannot be shared or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The user asked for something outside the data folder.
+    #[error("{0:?} is outside the data folder")]
+    Outside(String),
+    /// Nothing of that name in the data folder.
+    #[error("no file {0:?} in the data folder {1}")]
+    Missing(String, String),
+    /// A directory or special file.
+    #[error("{0:?} is not a regular file")]
+    NotAFile(String),
+    /// The name cannot be a file name.
+    #[error("{0}")]
+    BadName(String),
+    /// A different file already has the final name.
+    #[error("{0} already exists with other content; not overwritten")]
+    Exists(String),
+    /// Disk error, with what we were doing.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Io { what, source }
+}
+
+/// Resolves `name` inside `data_dir`, refusing anything that ends up outside it.
+/// Returns the file's real path and the name it is shared under (its last component).
+pub fn resolve_share(data_dir: &Path, name: &str) -> Result<(PathBuf, String), StoreError> {
+    let relative = Path::new(name);
+    let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if name.is_empty() || escapes {
+        return Err(StoreError::Outside(name.to_string()));
+    }
+    let root = data_dir.canonicalize().map_err(io_err(format!("cannot open the data folder {}", data_dir.display())))?;
+    let real = match root.join(relative).canonicalize() {
+        Ok(real) => real,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::Missing(name.to_string(), data_dir.display().to_string()));
+        }
+        Err(e) => return Err(io_err(format!("cannot open {name}"))(e)),
+    };
+    if !real.starts_with(&root) {
+        return Err(StoreError::Outside(name.to_string()));
+    }
+    if !real.is_file() {
+        return Err(StoreError::NotAFile(name.to_string()));
+    }
+    let label = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    check_name(&label).map_err(StoreError::BadName)?;
+    Ok((real, label))
+}
+
+/// An unfinished download: a file of the final size written chunk by chunk.
+pub struct Partial {
+    file: File,
+    path: PathBuf,
+    target: PathBuf,
+    /// Set once finished; writers hold the read side, so no write lands after the final link.
+    finished: RwLock<bool>,
+}
+
+impl Partial {
+    /// Creates (or reopens) the partial file for `id`, sized `size`, that will become `name`.
+    pub fn create(download_dir: &Path, id: &FileId, name: &str, size: u64) -> Result<Partial, StoreError> {
+        check_name(name).map_err(StoreError::BadName)?;
+        let dir = download_dir.join(PARTIAL_DIR);
+        fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        let path = dir.join(format!("{}.part", id.to_hex()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(format!("cannot create {}", path.display())))?;
+        file.set_len(size).map_err(io_err(format!("cannot size {}", path.display())))?;
+        Ok(Partial { file, path, target: download_dir.join(name), finished: RwLock::new(false) })
+    }
+
+    /// Writes verified bytes at `offset`.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let finished = self.finished.read().unwrap_or_else(|p| p.into_inner());
+        if *finished {
+            return Ok(());
+        }
+        write_all_at(&self.file, data, offset).map_err(io_err(format!("cannot write {}", self.path.display())))
+    }
+
+    /// Syncs the data and gives the file its final name without replacing anything there.
+    pub fn finish(&self) -> Result<PathBuf, StoreError> {
+        let mut finished = self.finished.write().unwrap_or_else(|p| p.into_inner());
+        self.file.sync_all().map_err(io_err(format!("cannot sync {}", self.path.display())))?;
+        match fs::hard_link(&self.path, &self.target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists(self.target.display().to_string()));
+            }
+            // File systems without hard links: a rename is still atomic; check first.
+            Err(_) if !self.target.exists() => {
+                fs::rename(&self.path, &self.target).map_err(io_err(format!("cannot create {}", self.target.display())))?;
+            }
+            Err(_) => return Err(StoreError::Exists(self.target.display().to_string())),
+        }
+        *finished = true;
+        let _ = fs::remove_file(&self.path);
+        sync_dir(self.target.parent());
+        Ok(self.target.clone())
+    }
+}
+
+/// What is at the destination of a download.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Nothing: go ahead.
+    Free,
+    /// The very file, already complete.
+    Same(PathBuf),
+    /// Another file of that name: never overwritten.
+    Taken(PathBuf),
+}
+
+/// Looks at `DOWNLOAD_DIR/NAME` before downloading `id` there.
+pub fn destination(download_dir: &Path, name: &str, id: &FileId) -> Result<Destination, StoreError> {
+    check_name(name).map_err(StoreError::BadName)?;
+    let path = download_dir.join(name);
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Destination::Free),
+        Err(e) => Err(io_err(format!("cannot look at {}", path.display()))(e)),
+        Ok(meta) if !meta.is_file() => Ok(Destination::Taken(path)),
+        Ok(_) => {
+            let same = crate::manifest::Manifest::from_file(&path).map(|(have, _)| have == *id).unwrap_or(false);
+            Ok(if same { Destination::Same(path) } else { Destination::Taken(path) })
+        }
+    }
+}
+
+/// Reads `len` bytes at `offset` of a shared file.
+pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    read_exact_at(file, &mut buf, offset)?;
+    Ok(buf)
+}
+
+fn sync_dir(dir: Option<&Path>) {
+    if let Some(dir) = dir
+        && let Ok(handle) = File::open(dir) {
+            let _ = handle.sync_all();
+        }
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !data.is_empty() {
+        let n = file.seek_write(data, offset)?;
+        data = &data[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        let n = file.seek_read(buf, offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_stay_inside_the_data_folder() {
+        let top = tempfile::tempdir().unwrap();
+        let data = top.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("ok.txt"), b"hi").unwrap();
+        fs::write(top.path().join("secret"), b"no").unwrap();
+        assert_eq!(resolve_share(&data, "ok.txt").unwrap().1, "ok.txt");
+        assert!(matches!(resolve_share(&data, "../secret"), Err(StoreError::Outside(_))));
+        let abs = top.path().join("secret");
+        assert!(matches!(resolve_share(&data, abs.to_str().unwrap()), Err(StoreError::Outside(_))));
+        assert!(matches!(resolve_share(&data, "nope"), Err(StoreError::Missing(..))));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(top.path().join("secret"), data.join("link")).unwrap();
+            assert!(matches!(resolve_share(&data, "link"), Err(StoreError::Outside(_))));
+        }
+    }
+
+    #[test]
+    fn finish_never_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = FileId::from(blake3::hash(b"new"));
+        fs::write(dir.path().join("f"), b"old").unwrap();
+        let part = Partial::create(dir.path(), &id, "f", 3).unwrap();
+        part.write_at(0, b"new").unwrap();
+        assert!(matches!(part.finish(), Err(StoreError::Exists(_))));
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
+    }
+
+    #[test]
+    fn finish_links_the_complete_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = FileId::from(blake3::hash(b"abc"));
+        let part = Partial::create(dir.path(), &id, "f", 3).unwrap();
+        part.write_at(1, b"bc").unwrap();
+        part.write_at(0, b"a").unwrap();
+        let path = part.finish().unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"abc");
+        assert_eq!(destination(dir.path(), "f", &id).unwrap(), Destination::Same(dir.path().join("f")));
+    }
+}

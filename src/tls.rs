@@ -1,0 +1,292 @@
+//! Identity and trust: self-signed certificates, pinned by fingerprint, and the QUIC configs.
+//!
+//! There is no certificate authority. The tracker and every peer each own a self-signed
+//! certificate made with rcgen on first start and kept (key readable by the owner only). An
+//! identity *is* the BLAKE3 fingerprint of a certificate: peers pin the tracker's fingerprint
+//! (from its certificate file), the tracker learns each peer's fingerprint from mutual TLS, and a
+//! downloader pins each holder's fingerprint as the tracker reported it. Handshake signatures are
+//! still verified, so presenting a certificate proves holding its key.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::wire::Fingerprint;
+
+/// The server name we connect with; pinning makes the name irrelevant, but TLS wants one.
+pub const SERVER_NAME: &str = "p2pq";
+/// Idle time after which a silent QUIC connection is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// QUIC keep-alive, well inside the idle timeout so NAT bindings and connections stay open.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// Concurrent unidirectional streams a side may open: chunk requests and chunk streams in flight.
+pub const MAX_UNI_STREAMS: u32 = 256;
+/// Concurrent bidirectional streams: control requests are short, a few suffice.
+const MAX_BIDI_STREAMS: u32 = 32;
+/// Per-stream receive window: a whole default chunk plus headroom, so a chunk never waits on a
+/// window update.
+const STREAM_WINDOW: u32 = 1 << 20;
+/// Per-connection receive window; bounds the bytes one holder can have in flight towards us.
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// A certificate and its private key, with the certificate's fingerprint.
+pub struct Identity {
+    /// The certificate (DER).
+    pub cert: CertificateDer<'static>,
+    /// The private key (DER).
+    pub key: PrivateKeyDer<'static>,
+    /// BLAKE3 of the certificate.
+    pub fingerprint: Fingerprint,
+}
+
+impl Identity {
+    /// Loads `DIR/NAME.crt` and `DIR/NAME.key`, creating them on first use.
+    pub fn load_or_create(dir: &Path, name: &str) -> Result<Identity> {
+        let (cert_path, key_path) = paths(dir, name);
+        if !cert_path.exists() || !key_path.exists() {
+            create(dir, &cert_path, &key_path, name)?;
+        }
+        let cert = CertificateDer::from_pem_file(&cert_path)
+            .with_context(|| format!("cannot read certificate {}", cert_path.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&key_path)
+            .with_context(|| format!("cannot read key {}", key_path.display()))?;
+        let fingerprint = fingerprint(&cert);
+        Ok(Identity { cert, key, fingerprint })
+    }
+
+    fn clone_key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+}
+
+/// Paths of the certificate and key named `name` in `dir`.
+pub fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
+}
+
+/// The fingerprint of a certificate.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
+    blake3::hash(cert.as_ref()).into()
+}
+
+/// Reads a PEM certificate file and returns its fingerprint (to pin the tracker).
+pub fn pinned_fingerprint(path: &Path) -> Result<Fingerprint> {
+    let cert = CertificateDer::from_pem_file(path).with_context(|| {
+        format!("cannot read the tracker certificate {} (start the tracker once, or pass --tracker-cert)", path.display())
+    })?;
+    Ok(fingerprint(&cert))
+}
+
+/// Makes a new self-signed certificate and key, the key readable by its owner only.
+fn create(dir: &Path, cert_path: &Path, key_path: &Path, name: &str) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key = rcgen::KeyPair::generate().context("cannot generate a key")?;
+    let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()]).context("bad certificate name")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("p2pq {name}"));
+    let cert = params.self_signed(&key).context("cannot sign the certificate")?;
+    write_private(key_path, key.serialize_pem().as_bytes())?;
+    write_atomic(cert_path, cert.pem().as_bytes())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("key.tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("crt.tmp");
+    fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// QUIC transport settings shared by every endpoint.
+pub fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+        .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window(CONNECTION_WINDOW.into())
+        .send_window(CONNECTION_WINDOW as u64)
+        .keep_alive_interval(Some(KEEP_ALIVE));
+    if let Ok(idle) = IDLE_TIMEOUT.try_into() {
+        t.max_idle_timeout(Some(idle));
+    }
+    Arc::new(t)
+}
+
+/// Server config that requires a client certificate (any self-signed one) and speaks `alpn`.
+pub fn server_config(id: &Identity, alpn: &[u8]) -> Result<quinn::ServerConfig> {
+    let verifier = Arc::new(AnyClientCert { provider: provider() });
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![id.cert.clone()], id.clone_key())?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// Client config that presents our certificate and accepts only a server whose certificate has
+/// fingerprint `pinned`.
+pub fn client_config(id: &Identity, alpn: &[u8], pinned: Fingerprint) -> Result<quinn::ClientConfig> {
+    let verifier = Arc::new(PinnedServer { pinned, provider: provider() });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![id.cert.clone()], id.clone_key())?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// The fingerprint of the certificate the other side of `conn` presented.
+pub fn remote_fingerprint(conn: &quinn::Connection) -> Result<Fingerprint> {
+    let identity = conn.peer_identity().ok_or_else(|| anyhow!("the other side presented no certificate"))?;
+    let certs = identity
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| anyhow!("unexpected certificate type"))?;
+    let first = certs.first().ok_or_else(|| anyhow!("the other side presented no certificate"))?;
+    Ok(fingerprint(first))
+}
+
+/// Accepts a server only if its certificate has the pinned fingerprint.
+#[derive(Debug)]
+struct PinnedServer {
+    pinned: Fingerprint,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = fingerprint(end_entity);
+        if got == self.pinned {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "certificate fingerprint {} is not the pinned {}",
+                got.short(),
+                self.pinned.short()
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Requires a client certificate and proof of its key, and accepts any: the fingerprint is
+/// the identity, checked by the application.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_once_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path(), "tracker").unwrap();
+        let again = Identity::load_or_create(dir.path(), "tracker").unwrap();
+        assert_eq!(first.fingerprint, again.fingerprint);
+        let (cert, _) = paths(dir.path(), "tracker");
+        assert_eq!(pinned_fingerprint(&cert).unwrap(), first.fingerprint);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let (_, key) = paths(dir.path(), "tracker");
+            assert_eq!(fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}

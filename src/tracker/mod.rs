@@ -1,0 +1,178 @@
+//! The tracker: knows which live peer holds which file, and nothing of the files' bytes.
+//!
+//! [`run`] accepts connections on a bound endpoint and sweeps out peers that went silent;
+//! [`main`] adds the certificate, the endpoint and the prompt around it.
+
+mod commands;
+pub mod registry;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::logbook::{Event, EventKind, Logbook};
+use crate::tls::{self, Identity};
+use crate::wire::{FileMatch, Fingerprint, TRACKER_ALPN, close};
+use registry::{PeerEntry, Registry};
+
+/// Most peer connections served at once; past it new connections are refused.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long shutdown waits for connections to close cleanly.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How to run a tracker.
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder of the tracker's certificate and key.
+    pub certs: PathBuf,
+    /// Folder of the tracker's event log.
+    pub state_dir: PathBuf,
+    /// Silence after which a peer is dropped.
+    pub peer_timeout: Duration,
+}
+
+/// A handle on the tracker's state, shared by sessions and the prompt.
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    log: Logbook<Event>,
+    peer_timeout: Duration,
+}
+
+impl Tracker {
+    /// A tracker with an empty registry that logs to `state_dir/events.jsonl`.
+    pub fn new(state_dir: &std::path::Path, peer_timeout: Duration) -> Result<Tracker> {
+        let path = state_dir.join("events.jsonl");
+        let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
+        let inner = Inner { registry: Mutex::new(Registry::default()), log, peer_timeout };
+        Ok(Tracker { inner: Arc::new(inner) })
+    }
+
+    /// The registry, locked; hold it only for a few plain calls, never across an await.
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.inner.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an event to the log.
+    fn record(&self, event: Event) {
+        self.inner.log.record(&event);
+    }
+
+    /// Live peers.
+    pub fn peers(&self) -> Vec<(String, PeerEntry)> {
+        self.registry().peers()
+    }
+
+    /// Known files with their holders.
+    pub fn files(&self) -> Vec<FileMatch> {
+        self.registry().files()
+    }
+
+    /// Every logged event, oldest first.
+    pub fn events(&self) -> std::io::Result<Vec<Event>> {
+        self.inner.log.read_all()
+    }
+
+    /// Drops silent peers and logs each.
+    fn sweep(&self) {
+        let expired = self.registry().expire(Instant::now(), self.inner.peer_timeout);
+        for peer in expired {
+            let detail = format!("silent for over {:.1} s", self.inner.peer_timeout.as_secs_f64());
+            self.record(Event::now(EventKind::Expire, &peer, detail));
+        }
+    }
+}
+
+/// Serves peers on `endpoint` until `shutdown` is cancelled.
+pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut sessions = JoinSet::new();
+    let mut sweep = tokio::time::interval(sweep_period(tracker.inner.peer_timeout));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = sweep.tick() => tracker.sweep(),
+            Some(_) = sessions.join_next() => {}
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    incoming.refuse();
+                    continue;
+                };
+                let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
+                sessions.spawn(async move {
+                    let _permit = permit;
+                    match incoming.await {
+                        Ok(conn) => session::serve(conn, tracker, shutdown).await,
+                        Err(err) => tracing::debug!("handshake failed: {err}"),
+                    }
+                });
+            }
+        }
+    }
+    endpoint.close(close::SHUTDOWN, b"tracker shutting down");
+    sessions.shutdown().await;
+}
+
+/// How often the sweep runs: often enough that a peer is dropped soon after its timeout.
+fn sweep_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// A tracker serving in the background.
+pub struct Running {
+    /// Its state.
+    pub tracker: Tracker,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its certificate's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Cancel to stop it.
+    pub shutdown: CancellationToken,
+    endpoint: quinn::Endpoint,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving and waits briefly for connections to close.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Loads or makes the certificate, binds, and serves in the background.
+pub async fn start(config: &TrackerConfig) -> Result<Running> {
+    let identity = Identity::load_or_create(&config.certs, "tracker")?;
+    let server = tls::server_config(&identity, TRACKER_ALPN)?;
+    let endpoint = quinn::Endpoint::server(server, config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let tracker = Tracker::new(&config.state_dir, config.peer_timeout)?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
+    let addr = endpoint.local_addr()?;
+    Ok(Running { tracker, addr, fingerprint: identity.fingerprint, shutdown, endpoint, task })
+}
+
+/// `p2pq tracker`: serves and runs the prompt until `exit` or a signal.
+pub async fn main(config: TrackerConfig) -> Result<()> {
+    let running = start(&config).await?;
+    crate::console::say(&format!("tracker listening on {} (fingerprint {})", running.addr, running.fingerprint.short()));
+    commands::prompt(&running.tracker, &running.shutdown).await;
+    running.stop().await;
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Who is live and who holds what: the tracker's state as plain data, no I/O.
+//!
+//! Peers are keyed by id and bound to the certificate fingerprint they registered with, and to
+//! the connection (session) they registered on: requests on one connection act only on its own
+//! peer, so no peer can heartbeat, share or exit for another. Files are keyed by id; each holder
+//! keeps the name it shares the file under, and a lookup matches any of those names or an id
+//! prefix.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::wire::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
+
+/// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded.
+pub const MAX_FILES_PER_PEER: usize = 100_000;
+/// Shortest id prefix a lookup accepts, so short words are taken as names.
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// A registered peer.
+#[derive(Clone, Debug)]
+pub struct PeerEntry {
+    /// Its certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The address its connection comes from.
+    pub addr: SocketAddr,
+    /// When it last sent anything.
+    pub last_alive: Instant,
+    /// The connection it registered on.
+    pub session: u64,
+    /// Files it holds.
+    pub files: BTreeSet<FileId>,
+}
+
+/// A file and its holders, each with the name it shares the file under.
+#[derive(Clone, Debug)]
+struct FileEntry {
+    size: u64,
+    holders: BTreeMap<String, String>,
+}
+
+/// Why the registry refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The id is held by a live peer with another certificate.
+    #[error("peer id {0:?} is taken by a live peer with another certificate")]
+    Taken(String),
+    /// No such peer on this connection (expired, or never registered).
+    #[error("not registered (expired or never registered); register again")]
+    NotRegistered,
+    /// The peer already announces too many files.
+    #[error("too many shared files (limit {MAX_FILES_PER_PEER})")]
+    TooManyFiles,
+    /// Same id, but the file's size differs from what others announced.
+    #[error("file {0} was announced with another size")]
+    SizeMismatch(String),
+}
+
+/// The tracker's state.
+#[derive(Default)]
+pub struct Registry {
+    peers: HashMap<String, PeerEntry>,
+    files: HashMap<FileId, FileEntry>,
+}
+
+impl Registry {
+    /// Registers `id` on connection `session`, replacing an earlier registration of the same
+    /// certificate (a reconnect) and refusing one of another certificate.
+    pub fn register(
+        &mut self,
+        id: &str,
+        fingerprint: Fingerprint,
+        addr: SocketAddr,
+        session: u64,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        if let Some(old) = self.peers.get(id) {
+            if old.fingerprint != fingerprint {
+                return Err(RegistryError::Taken(id.to_string()));
+            }
+            self.remove(id);
+        }
+        let entry = PeerEntry { fingerprint, addr, last_alive: now, session, files: BTreeSet::new() };
+        self.peers.insert(id.to_string(), entry);
+        Ok(())
+    }
+
+    /// The peer registered on `session` as `id`, if it still is.
+    fn peer_mut(&mut self, id: &str, session: u64) -> Result<&mut PeerEntry, RegistryError> {
+        match self.peers.get_mut(id) {
+            Some(p) if p.session == session => Ok(p),
+            _ => Err(RegistryError::NotRegistered),
+        }
+    }
+
+    /// Records a heartbeat.
+    pub fn alive(&mut self, id: &str, session: u64, now: Instant) -> Result<(), RegistryError> {
+        self.peer_mut(id, session)?.last_alive = now;
+        Ok(())
+    }
+
+    /// Records that `id` holds `file`.
+    pub fn share(&mut self, id: &str, session: u64, file: &FileInfo, now: Instant) -> Result<(), RegistryError> {
+        if let Some(entry) = self.files.get(&file.id)
+            && entry.size != file.size {
+                return Err(RegistryError::SizeMismatch(file.id.short()));
+            }
+        let peer = self.peer_mut(id, session)?;
+        if peer.files.len() >= MAX_FILES_PER_PEER && !peer.files.contains(&file.id) {
+            return Err(RegistryError::TooManyFiles);
+        }
+        peer.files.insert(file.id);
+        peer.last_alive = now;
+        let entry = self.files.entry(file.id).or_insert_with(|| FileEntry { size: file.size, holders: BTreeMap::new() });
+        entry.holders.insert(id.to_string(), file.name.clone());
+        Ok(())
+    }
+
+    /// Drops `id` if it is registered on `session`; returns whether it was.
+    pub fn leave(&mut self, id: &str, session: u64) -> bool {
+        if self.peer_mut(id, session).is_ok() {
+            self.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(peer) = self.peers.remove(id) else { return };
+        for file in peer.files {
+            if let Some(entry) = self.files.get_mut(&file) {
+                entry.holders.remove(id);
+                if entry.holders.is_empty() {
+                    self.files.remove(&file);
+                }
+            }
+        }
+    }
+
+    /// Drops every peer silent for longer than `timeout`; returns their ids.
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<String> {
+        let silent: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_alive) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &silent {
+            self.remove(id);
+        }
+        silent
+    }
+
+    /// Files whose name is `query` or whose id starts with `query` (hex, at least 4 digits).
+    pub fn lookup(&self, query: &str) -> Vec<FileMatch> {
+        let by_id = query.len() >= MIN_ID_PREFIX && query.chars().all(|c| c.is_ascii_hexdigit());
+        let mut found: Vec<FileMatch> = self
+            .files
+            .iter()
+            .filter(|(id, entry)| entry.holders.values().any(|n| n == query) || (by_id && id.has_prefix(query)))
+            .map(|(id, entry)| self.file_match(id, entry, Some(query)))
+            .collect();
+        found.sort_by(|a, b| a.file.name.cmp(&b.file.name).then(a.file.id.cmp(&b.file.id)));
+        found
+    }
+
+    /// Every file with its holders, by name.
+    pub fn files(&self) -> Vec<FileMatch> {
+        let mut all: Vec<FileMatch> = self.files.iter().map(|(id, e)| self.file_match(id, e, None)).collect();
+        all.sort_by(|a, b| a.file.name.cmp(&b.file.name).then(a.file.id.cmp(&b.file.id)));
+        all
+    }
+
+    fn file_match(&self, id: &FileId, entry: &FileEntry, query: Option<&str>) -> FileMatch {
+        let name = match query {
+            Some(q) if entry.holders.values().any(|n| n == q) => q.to_string(),
+            _ => entry.holders.values().next().cloned().unwrap_or_default(),
+        };
+        let holders = entry
+            .holders
+            .keys()
+            .filter_map(|pid| self.peers.get(pid).map(|p| (pid, p)))
+            .map(|(pid, p)| Holder { peer_id: pid.clone(), addr: p.addr, fingerprint: p.fingerprint })
+            .collect();
+        FileMatch { file: FileInfo { id: *id, name, size: entry.size }, holders }
+    }
+
+    /// Live peers by id.
+    pub fn peers(&self) -> Vec<(String, PeerEntry)> {
+        let mut all: Vec<(String, PeerEntry)> = self.peers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(n: u8) -> Fingerprint {
+        crate::wire::Digest([n; 32])
+    }
+
+    fn file(n: u8, name: &str) -> FileInfo {
+        FileInfo { id: crate::wire::Digest([n; 32]), name: name.into(), size: 10 }
+    }
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    #[test]
+    fn a_taken_id_is_refused_and_a_reconnect_replaces() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        assert_eq!(r.register("1", fp(2), addr(), 2, t), Err(RegistryError::Taken("1".into())));
+        r.register("1", fp(1), addr(), 3, t).unwrap();
+        assert_eq!(r.alive("1", 1, t), Err(RegistryError::NotRegistered));
+        assert!(r.alive("1", 3, t).is_ok());
+    }
+
+    #[test]
+    fn holders_are_found_by_name_and_id_prefix_and_vanish_with_their_peer() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        r.register("2", fp(2), addr(), 2, t).unwrap();
+        r.share("1", 1, &file(0xab, "a.txt"), t).unwrap();
+        r.share("2", 2, &file(0xab, "copy.txt"), t).unwrap();
+        assert_eq!(r.lookup("a.txt")[0].holders.len(), 2);
+        assert_eq!(r.lookup("copy.txt")[0].file.name, "copy.txt");
+        assert_eq!(r.lookup("abab").len(), 1);
+        assert!(r.lookup("ab").is_empty());
+        assert!(r.leave("1", 1));
+        assert_eq!(r.lookup("a.txt").len(), 0);
+        assert_eq!(r.lookup("copy.txt")[0].holders[0].peer_id, "2");
+    }
+
+    #[test]
+    fn silent_peers_expire() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        r.register("2", fp(2), addr(), 2, t).unwrap();
+        r.alive("2", 2, t + Duration::from_secs(10)).unwrap();
+        assert_eq!(r.expire(t + Duration::from_secs(16), Duration::from_secs(15)), vec!["1".to_string()]);
+        assert_eq!(r.peers().len(), 1);
+    }
+
+    #[test]
+    fn no_peer_acts_for_another() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        r.register("2", fp(2), addr(), 2, t).unwrap();
+        assert!(!r.leave("1", 2));
+        assert!(r.share("1", 2, &file(1, "x"), t).is_err());
+        assert_eq!(r.peers().len(), 2);
+    }
+}
