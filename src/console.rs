@@ -6,11 +6,14 @@
 //! prompt text. Each side parses lines into its own command enum; this module knows nothing of
 //! the commands themselves.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Longest command line read, in bytes.
+const MAX_LINE: u64 = 64 * 1024;
 
 /// Lines typed by the user, one at a time.
 pub struct Console {
@@ -49,7 +52,8 @@ fn read_lines(prompt: String, interactive: bool, lines: mpsc::Sender<String>, re
             let _ = std::io::stdout().flush();
         }
         let mut line = String::new();
-        match stdin.lock().read_line(&mut line) {
+        // A line longer than any command is cut, so endless input cannot exhaust memory.
+        match stdin.lock().take(MAX_LINE).read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 if lines.blocking_send(line.trim().to_string()).is_err() {

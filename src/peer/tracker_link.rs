@@ -108,6 +108,7 @@ impl TrackerLink {
             };
             match ended {
                 Ended::Refused(reason) => {
+                    self.set(None);
                     shutdown.cancel();
                     return Some(reason);
                 }

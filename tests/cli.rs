@@ -1,0 +1,66 @@
+//! The command line: bad arguments exit non-zero with clap's message; errors are one line.
+
+mod common;
+
+use std::process::Command;
+
+fn p2pq(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_p2pq")).args(args).current_dir(dir).output().expect("run p2pq")
+}
+
+#[test]
+fn bad_arguments_exit_non_zero_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["peer", "bad id!"][..],
+        &["peer", "1", "--heartbeat", "soon"],
+        &["peer", "1", "--heartbeat", "-1"],
+        &["tracker", "--listen", "nowhere"],
+        &["teleport"],
+    ] {
+        let out = p2pq(args, dir.path());
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_peer_without_the_tracker_certificate_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = p2pq(&["peer", "1", "--tracker", "127.0.0.1:9"], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: cannot read the tracker certificate"), "{err}");
+}
+
+#[test]
+fn a_peer_whose_id_is_taken_by_another_certificate_is_refused() {
+    let swarm = common::Swarm::start("15");
+    let _first = swarm.peer("dup");
+    // Same id, other certificate folder (so another certificate), same pinned tracker.
+    let other = swarm.path().join("other-certs");
+    std::fs::create_dir_all(&other).unwrap();
+    let tracker_cert = swarm.path().join("certs/tracker.crt");
+    let args = ["peer", "dup", "--tracker", &swarm.addr, "--certs", other.to_str().unwrap(), "--tracker-cert", tracker_cert.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let mut second = common::Proc::spawn("second dup", swarm.path(), &args);
+    let err = second.expect_err("error:");
+    assert!(err.contains("taken"), "{err}");
+    assert!(!second.wait_exit(common::TIMEOUT).success());
+}
+
+#[test]
+fn a_tracker_with_another_certificate_is_refused() {
+    let swarm = common::Swarm::start("15");
+    // A peer pinning some other certificate must not talk to this tracker.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut impostor = common::Proc::spawn("other tracker", elsewhere.path(), &["tracker", "--listen", "127.0.0.1:0"]);
+    impostor.expect("tracker listening");
+    let wrong = elsewhere.path().join("certs/tracker.crt");
+    let args = ["peer", "1", "--tracker", &swarm.addr, "--tracker-cert", wrong.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let mut peer = common::Proc::spawn("peer", swarm.path(), &args);
+    let line = peer.expect("tracker unreachable");
+    assert!(line.contains("not the pinned"), "{line}");
+}

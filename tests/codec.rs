@@ -1,0 +1,99 @@
+//! The codec: every message round-trips; hostile frames fail cleanly and allocate nothing big.
+
+use p2pq::manifest::Manifest;
+use p2pq::wire::{self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse, WireError};
+
+fn info() -> FileInfo {
+    FileInfo { id: Digest([7; 32]), name: "résumé.pdf".into(), size: 10 * 1024 * 1024 + 17 }
+}
+
+async fn roundtrip<T>(msg: T, limit: usize)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let frame = wire::encode(&msg).unwrap();
+    let back: T = wire::read_frame(&mut frame.as_slice(), limit).await.unwrap();
+    assert_eq!(back, msg);
+}
+
+#[tokio::test]
+async fn every_message_round_trips() {
+    let holder = Holder { peer_id: "alice".into(), addr: "127.0.0.1:4000".parse().unwrap(), fingerprint: Digest([9; 32]) };
+    let limit = wire::MAX_FRAME;
+    roundtrip(TrackerRequest::Register { version: wire::PROTOCOL_VERSION, peer_id: "1".into(), files: vec![info()] }, limit).await;
+    roundtrip(TrackerRequest::Alive, limit).await;
+    roundtrip(TrackerRequest::Share(info()), limit).await;
+    roundtrip(TrackerRequest::Lookup { query: "a.txt".into() }, limit).await;
+    roundtrip(TrackerRequest::Files, limit).await;
+    roundtrip(TrackerRequest::Exit, limit).await;
+    roundtrip(TrackerResponse::Registered { observed: "[::1]:9".parse().unwrap() }, limit).await;
+    roundtrip(TrackerResponse::Matches(vec![FileMatch { file: info(), holders: vec![holder] }]), limit).await;
+    roundtrip(TrackerResponse::Error("no".into()), limit).await;
+    roundtrip(PeerRequest::Manifest { version: 1, id: Digest([1; 32]) }, limit).await;
+    roundtrip(PeerRequest::Chunk { id: Digest([1; 32]), index: u32::MAX }, limit).await;
+    roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Ok(262_144) }, limit).await;
+    roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Err("gone".into()) }, limit).await;
+    let (_, manifest) = Manifest::from_bytes(&vec![5u8; 3 * 1024 * 1024]);
+    roundtrip(ManifestReply::Manifest(manifest), wire::MAX_MANIFEST_FRAME).await;
+}
+
+#[tokio::test]
+async fn a_huge_length_prefix_is_refused_before_reading_the_body() {
+    let frame = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+    let err = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), wire::MAX_FRAME).await.unwrap_err();
+    assert!(matches!(err, WireError::TooLarge { len: 0xffff_ffff, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn frames_over_their_limit_are_refused() {
+    let big = TrackerRequest::Lookup { query: "x".repeat(2000) };
+    let frame = wire::encode(&big).unwrap();
+    let err = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), 1000).await.unwrap_err();
+    assert!(matches!(err, WireError::TooLarge { .. }));
+}
+
+#[tokio::test]
+async fn a_nested_length_larger_than_the_frame_fails_without_allocating_it() {
+    // Lookup (tag 3) whose string claims u64::MAX bytes: the decoder must stop at the limit.
+    let body = [3u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let err = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), wire::MAX_FRAME).await.unwrap_err();
+    assert!(matches!(err, WireError::Decode(_)), "{err}");
+}
+
+#[tokio::test]
+async fn truncated_trailing_and_unknown_frames_fail_cleanly() {
+    let frame = wire::encode(&TrackerRequest::Lookup { query: "abc".into() }).unwrap();
+    let cut = &frame[..frame.len() - 1];
+    let err = wire::read_frame::<_, TrackerRequest>(&mut &cut[..], wire::MAX_FRAME).await.unwrap_err();
+    assert!(matches!(err, WireError::Truncated), "{err}");
+
+    let mut padded = frame[4..].to_vec();
+    padded.push(0);
+    let err = wire::decode_body::<TrackerRequest>(&padded, wire::MAX_FRAME).unwrap_err();
+    assert!(matches!(err, WireError::Trailing(1)), "{err}");
+
+    let unknown = [0, 0, 0, 1, 200];
+    let err = wire::read_frame::<_, TrackerRequest>(&mut &unknown[..], wire::MAX_FRAME).await.unwrap_err();
+    assert!(matches!(err, WireError::Decode(_)), "{err}");
+}
+
+#[tokio::test]
+async fn random_bytes_never_panic() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for len in 0..2000usize {
+        let body: Vec<u8> = (0..len % 64)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let _ = wire::decode_body::<TrackerRequest>(&body, wire::MAX_FRAME);
+        let _ = wire::decode_body::<TrackerResponse>(&body, wire::MAX_FRAME);
+        let _ = wire::decode_body::<ChunkHeader>(&body, wire::MAX_FRAME);
+        let _ = wire::decode_body::<ManifestReply>(&body, wire::MAX_MANIFEST_FRAME);
+    }
+}

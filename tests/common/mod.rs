@@ -1,0 +1,234 @@
+//! Test harness: real `p2pq` processes on loopback, in a temp folder, driven through their
+//! prompts. Every wait is on a line of output with a timeout; every process is killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long any single expected event may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+/// A running `p2pq` process.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<(Stream, String)>,
+    /// Every line read so far, for failure messages.
+    pub seen: Vec<(Stream, String)>,
+}
+
+impl Proc {
+    /// Starts `p2pq ARGS` in `dir`.
+    pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_p2pq"))
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start p2pq");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        for (stream, pipe) in [(Stream::Out, Box::new(out) as Box<dyn std::io::Read + Send>), (Stream::Err, Box::new(err))] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send((stream, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Proc { name: name.to_string(), child, stdin, lines, seen: Vec::new() }
+    }
+
+    /// Types a line at the prompt.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to p2pq");
+        stdin.flush().expect("flush");
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a line on `stream` that satisfies `want`; returns it.
+    pub fn expect_on(&mut self, stream: Stream, want: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((s, line)) => {
+                    self.seen.push((s, line.clone()));
+                    if s == stream && want(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("{}: timed out waiting; saw:\n{}", self.name, self.transcript()),
+                Err(RecvTimeoutError::Disconnected) => panic!("{}: exited while waiting; saw:\n{}", self.name, self.transcript()),
+            }
+        }
+    }
+
+    /// Waits for a stdout line containing `text`.
+    pub fn expect(&mut self, text: &str) -> String {
+        self.expect_on(Stream::Out, |l| l.contains(text), TIMEOUT)
+    }
+
+    /// Waits for a stderr line containing `text`.
+    pub fn expect_err(&mut self, text: &str) -> String {
+        self.expect_on(Stream::Err, |l| l.contains(text), TIMEOUT)
+    }
+
+    /// Sends a command and collects stdout lines up to and including the one containing `end`.
+    pub fn command(&mut self, line: &str, end: &str) -> Vec<String> {
+        self.send(line);
+        let mut out = Vec::new();
+        loop {
+            let l = self.expect_on(Stream::Out, |_| true, TIMEOUT);
+            let done = l.contains(end);
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Repeats `command` until its output satisfies `ok`, for at most `timeout`.
+    pub fn poll(&mut self, line: &str, end: &str, timeout: Duration, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.command(line, end);
+            if ok(&out) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "{}: `{line}` never satisfied; last:\n{}", self.name, out.join("\n"));
+            // Polling a state that changes on its own (expiry); the interval bounds the load.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                while let Ok(line) = self.lines.try_recv() {
+                    self.seen.push(line);
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{}: did not exit; saw:\n{}", self.name, self.transcript());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (by name, e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Everything seen so far, for assertion messages.
+    pub fn transcript(&self) -> String {
+        self.seen.iter().map(|(s, l)| format!("{s:?}: {l}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tracker in a temp folder, and helpers to start peers against it.
+pub struct Swarm {
+    pub dir: tempfile::TempDir,
+    pub tracker: Proc,
+    pub addr: String,
+}
+
+impl Swarm {
+    /// Starts a tracker on an OS-chosen port with the given `--peer-timeout`.
+    pub fn start(peer_timeout: &str) -> Swarm {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        let args = ["tracker", "--listen", "127.0.0.1:0", "--peer-timeout", peer_timeout];
+        let mut tracker = Proc::spawn("tracker", dir.path(), &args);
+        let line = tracker.expect("tracker listening on ");
+        let addr = line.split_whitespace().nth(3).expect("address").to_string();
+        Swarm { dir, tracker, addr }
+    }
+
+    /// The swarm's folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts peer `id` with extra args and waits until it is registered.
+    pub fn peer_with(&self, id: &str, extra: &[&str]) -> Proc {
+        let mut args = vec!["peer", id, "--tracker", &self.addr, "--heartbeat", "0.2", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut peer = Proc::spawn(&format!("peer {id}"), self.path(), &args);
+        peer.expect("connected to tracker");
+        peer
+    }
+
+    /// Starts peer `id` and waits until it is registered.
+    pub fn peer(&self, id: &str) -> Proc {
+        self.peer_with(id, &[])
+    }
+
+    /// Writes a file into the shared data folder.
+    pub fn write_data(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path().join("data").join(name);
+        std::fs::write(&path, bytes).expect("write data file");
+        path
+    }
+
+    /// Where peer `id` downloads `name` by default.
+    pub fn downloaded(&self, id: &str, name: &str) -> PathBuf {
+        self.path().join("data").join(format!("peer-{id}")).join(name)
+    }
+}
+
+/// Reproducible incompressible bytes.
+pub fn bytes(len: usize, seed: &str) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new().update(seed.as_bytes()).finalize_xof().fill(&mut out);
+    out
+}
+
+/// BLAKE3 of `data` in hex, as `b3sum` prints it.
+pub fn b3sum(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
