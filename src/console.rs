@@ -1,117 +1,208 @@
-//! Prompt plumbing shared by the tracker and the peer: lines in, signals, one-line errors out.
+//! Prompt plumbing shared by the tracker and the peer: lines in, signals, output out.
 //!
-//! Standard input is read on a thread of its own (reading a terminal blocks) and handed to the
-//! async side one line at a time: the next prompt is shown only once the previous command has
-//! finished, so piped commands run strictly in order. When stdin is not a terminal there is no
-//! prompt text. Each side parses lines into its own command enum; this module knows nothing of
-//! the commands themselves.
+//! Input comes one line at a time, and only when asked for ([`Console::next`]), so piped
+//! commands run strictly in order. On a terminal a line editor reads it (history, Tab
+//! completion, Ctrl-C, Ctrl-D); from a pipe or a file a plain reader does, with no prompt text.
+//! Output goes through [`screen`] (re-exported here), which keeps progress bars, messages and
+//! the line being typed apart. Each side parses lines into its own command enum and describes
+//! its commands with [`CommandHelp`]; this module knows nothing of the commands themselves.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+mod editor;
+pub mod screen;
+
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
-use tokio::sync::mpsc;
+use anyhow::{Result, bail};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+pub use screen::{Stream, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
 
 /// Longest command line read, in bytes.
 const MAX_LINE: u64 = 64 * 1024;
 
+/// What the user did at the prompt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Entered a line.
+    Line(String),
+    /// Pressed Ctrl-C; `typed` if there was text on the line (which is then dropped).
+    Interrupted {
+        /// Whether the line held text.
+        typed: bool,
+    },
+    /// End of input: Ctrl-D on a terminal, end of a pipe.
+    End,
+}
+
+/// What a prompt can complete with Tab.
+pub trait Complete: Send + Sync {
+    /// The command words.
+    fn commands(&self) -> Vec<&'static str>;
+    /// Candidates for argument `index` (0 = first after the command) of `command`.
+    fn arguments(&self, command: &str, index: usize) -> Vec<String>;
+}
+
+/// How to start a prompt.
+pub struct Setup {
+    /// Shown before each line on a terminal.
+    pub prompt: String,
+    /// File the line editor keeps its history in, across runs.
+    pub history: Option<PathBuf>,
+    /// Tab completion.
+    pub complete: Option<Arc<dyn Complete>>,
+}
+
 /// Lines typed by the user, one at a time.
 pub struct Console {
-    lines: mpsc::Receiver<String>,
+    inputs: mpsc::Receiver<Input>,
     ready: std_mpsc::Sender<()>,
-    /// Whether stdin is a terminal (prompts and progress bars only then).
+    asked: bool,
+    /// Whether stdin is a terminal.
     pub interactive: bool,
+    /// Whether the line editor runs (stdin and stdout are terminals): progress bars may show
+    /// above the prompt and commands may run in the background.
+    pub editing: bool,
 }
 
 impl Console {
-    /// Starts reading stdin; `prompt` is shown before each line on a terminal.
-    pub fn start(prompt: String) -> Console {
+    /// Starts reading stdin: through the line editor on a terminal, plainly otherwise.
+    pub fn start(setup: Setup) -> Console {
         let interactive = std::io::stdin().is_terminal();
-        let (line_tx, lines) = mpsc::channel(1);
+        let (input_tx, inputs) = mpsc::channel(1);
         let (ready, ready_rx) = std_mpsc::channel();
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || read_lines(prompt, interactive, line_tx, ready_rx))
-            .ok();
-        Console { lines, ready, interactive }
+        let mut editing = false;
+        if interactive && std::io::stdout().is_terminal() {
+            match editor::Reader::new(&setup) {
+                Ok(reader) => {
+                    let (tx, rx) = (input_tx.clone(), ready_rx);
+                    editing = std::thread::Builder::new().name("prompt".into()).spawn(move || reader.run(tx, rx)).is_ok();
+                    if !editing {
+                        return Console::start_plain(setup.prompt, interactive);
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!("no line editor: {err}");
+                    return Console::start_plain(setup.prompt, interactive);
+                }
+            }
+        } else {
+            let prompt = if interactive { setup.prompt } else { String::new() };
+            spawn_plain(prompt, input_tx, ready_rx);
+        }
+        Console { inputs, ready, asked: false, interactive, editing }
     }
 
-    /// The next line, or `None` at end of input. Asks for the line only when called, so the
-    /// prompt follows the previous command's output.
+    /// The next input. Asks for it only when called, so the prompt follows the previous
+    /// command's output; cancel-safe (dropping it loses nothing).
+    pub async fn next(&mut self) -> Input {
+        if !self.asked {
+            if self.ready.send(()).is_err() {
+                return Input::End;
+            }
+            self.asked = true;
+        }
+        let input = self.inputs.recv().await.unwrap_or(Input::End);
+        self.asked = false;
+        input
+    }
+
+    /// The next line, or `None` at end of input (Ctrl-C on a terminal counts as an empty line).
     pub async fn next_line(&mut self) -> Option<String> {
-        self.ready.send(()).ok()?;
-        self.lines.recv().await
+        match self.next().await {
+            Input::Line(line) => Some(line),
+            Input::Interrupted { .. } => Some(String::new()),
+            Input::End => None,
+        }
+    }
+
+    /// Gives the terminal back: erases progress bars and leaves the editor's raw mode.
+    pub fn close(&mut self) {
+        if self.editing {
+            editor::close();
+        }
     }
 }
 
-fn read_lines(prompt: String, interactive: bool, lines: mpsc::Sender<String>, ready: std_mpsc::Receiver<()>) {
+impl Console {
+    fn start_plain(prompt: String, interactive: bool) -> Console {
+        let (input_tx, inputs) = mpsc::channel(1);
+        let (ready, ready_rx) = std_mpsc::channel();
+        spawn_plain(if interactive { prompt } else { String::new() }, input_tx, ready_rx);
+        Console { inputs, ready, asked: false, interactive, editing: false }
+    }
+}
+
+/// Reads stdin on a thread of its own (reading blocks), one line per `ready`.
+fn spawn_plain(prompt: String, inputs: mpsc::Sender<Input>, ready: std_mpsc::Receiver<()>) {
+    let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || read_plain(prompt, inputs, ready));
+    if let Err(err) = spawned {
+        tracing::warn!("cannot read stdin: {err}");
+    }
+}
+
+fn read_plain(prompt: String, inputs: mpsc::Sender<Input>, ready: std_mpsc::Receiver<()>) {
     let stdin = std::io::stdin();
     while ready.recv().is_ok() {
-        if interactive {
-            print!("{prompt}");
-            let _ = std::io::stdout().flush();
+        if !prompt.is_empty() {
+            screen::emit_partial(Stream::Out, &prompt);
         }
         let mut line = String::new();
         // A line longer than any command is cut, so endless input cannot exhaust memory.
-        match stdin.lock().take(MAX_LINE).read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if lines.blocking_send(line.trim().to_string()).is_err() {
-                    return;
-                }
-            }
+        let input = match stdin.lock().take(MAX_LINE).read_line(&mut line) {
+            Ok(0) | Err(_) => Input::End,
+            Ok(_) => Input::Line(line.trim().to_string()),
+        };
+        let end = input == Input::End;
+        if inputs.blocking_send(input).is_err() || end {
+            return;
         }
     }
-}
-
-/// Prints a command's result to stdout.
-pub fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    if !text.ends_with('\n') {
-        let _ = out.write_all(b"\n");
-    }
-    let _ = out.flush();
-}
-
-/// Prints an error as one line on stderr: `error: what failed: why`.
-pub fn error(err: &anyhow::Error) {
-    let text = format!("{err:#}").replace('\n', " ");
-    eprintln!("error: {}", crate::logbook::printable(&text));
 }
 
 /// Cancels `token` on the first Ctrl-C or SIGTERM; one listener for the process's whole life, so
 /// no signal is missed between commands.
 pub fn cancel_on_signal(token: CancellationToken) {
+    on_signals(token, None);
+}
+
+/// Until `shutdown` is cancelled: SIGTERM cancels it; Ctrl-C (SIGINT) wakes `interrupt` if
+/// given (to cancel what runs, not the program), else cancels `shutdown` too.
+pub fn on_signals(shutdown: CancellationToken, interrupt: Option<Arc<Notify>>) {
     tokio::spawn(async move {
-        tokio::select! {
-            _ = signal() => token.cancel(),
-            _ = token.cancelled() => {}
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = terminate() => {
+                    shutdown.cancel();
+                    return;
+                }
+                _ = tokio::signal::ctrl_c() => match &interrupt {
+                    Some(interrupt) => interrupt.notify_one(),
+                    None => {
+                        shutdown.cancel();
+                        return;
+                    }
+                },
+            }
         }
     });
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn signal() {
+/// Resolves on SIGTERM (never elsewhere than Unix).
+async fn terminate() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    std::future::pending::<()>().await
 }
 
 /// Splits a command line into its first word and the rest, trimmed.
@@ -121,6 +212,120 @@ pub fn split(line: &str) -> (&str, &str) {
         Some((word, rest)) => (word, rest.trim()),
         None => (line, ""),
     }
+}
+
+/// Splits a command line into words the way a shell does: spaces separate, `"…"` and `'…'`
+/// group, a backslash escapes the next character.
+pub fn words(line: &str) -> Result<Vec<String>> {
+    let scan = scan(line);
+    if let Some(quote) = scan.open_quote {
+        bail!("unterminated {quote} quote");
+    }
+    Ok(scan.words.into_iter().map(|(_, word)| word).collect())
+}
+
+/// Writes `name` so that [`words`] reads it back as one word.
+pub fn quote(name: &str) -> String {
+    if !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
+        return name.to_string();
+    }
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Words of a line with the byte offset each starts at.
+struct Scan {
+    words: Vec<(usize, String)>,
+    open_quote: Option<char>,
+    /// Whether the line ends inside a word (so the last word is still being typed).
+    in_word: bool,
+}
+
+fn scan(line: &str) -> Scan {
+    let (mut words, mut current, mut quote) = (Vec::new(), None::<(usize, String)>, None::<char>);
+    let mut chars = line.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => words.extend(current.take()),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                current.get_or_insert((i, String::new()));
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => current.get_or_insert((i, String::new())).1.push(c),
+            (_, '\\') => {
+                let word = current.get_or_insert((i, String::new()));
+                if let Some((_, next)) = chars.next() {
+                    word.1.push(next);
+                }
+            }
+            (_, c) => current.get_or_insert((i, String::new())).1.push(c),
+        }
+    }
+    let in_word = current.is_some();
+    words.extend(current);
+    Scan { words, open_quote: quote, in_word }
+}
+
+/// Tab completion of `before` (the line up to the cursor): where the replaced word starts, and
+/// the candidates as (shown, inserted).
+pub fn completions(complete: &dyn Complete, before: &str) -> (usize, Vec<(String, String)>) {
+    let mut scan = scan(before);
+    let (start, partial) = if scan.in_word { scan.words.pop().unwrap_or_default() } else { (before.len(), String::new()) };
+    let found: Vec<String> = match scan.words.first() {
+        None => complete.commands().into_iter().map(str::to_string).collect(),
+        Some((_, command)) => complete.arguments(command, scan.words.len() - 1),
+    };
+    let mut found: Vec<(String, String)> =
+        found.into_iter().filter(|c| c.starts_with(&partial)).map(|c| (c.clone(), format!("{} ", quote(&c)))).collect();
+    found.sort();
+    found.dedup();
+    (start, found)
+}
+
+/// One command of a prompt, for `help` and `help COMMAND`.
+pub struct CommandHelp {
+    /// The command word.
+    pub name: &'static str,
+    /// Its arguments, as shown in the overview.
+    pub usage: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// A paragraph for `help COMMAND`.
+    pub details: &'static str,
+    /// One example line.
+    pub example: &'static str,
+}
+
+/// `help` (every command, one line each) or `help TOPIC` (one command, with an example).
+pub fn help(commands: &[CommandHelp], topic: &str, keys: &str) -> Result<String> {
+    if topic.is_empty() {
+        let width = commands.iter().map(|c| c.name.len() + c.usage.len() + 1).max().unwrap_or(0);
+        let mut text = String::from("commands (help COMMAND for details and an example):\n");
+        for c in commands {
+            let head = format!("{} {}", c.name, c.usage);
+            text.push_str(&format!("  {:<width$}  {}\n", head.trim_end(), c.summary));
+        }
+        text.push_str(keys);
+        return Ok(text);
+    }
+    let Some(c) = commands.iter().find(|c| c.name == topic) else {
+        let names: Vec<&str> = commands.iter().map(|c| c.name).collect();
+        bail!("{}", unknown(topic, &names));
+    };
+    Ok(format!("{} {}\n  {}\n  {}\n  example: {}", c.name, c.usage, c.summary, c.details, c.example).replace(" \n", "\n"))
+}
+
+/// The message for an unknown command, with the nearest known one if it is a likely typo.
+pub fn unknown(word: &str, known: &[&str]) -> String {
+    match suggest(word, known) {
+        Some(near) => format!("unknown command {word:?}; did you mean {near:?}? (try help)"),
+        None => format!("unknown command {word:?} (try help)"),
+    }
+}
+
+/// Renders `value` as one line of JSON (for `--json`).
+pub fn json_line(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
 }
 
 /// The known command nearest to `word`, if it is close enough to be a likely typo.
@@ -148,11 +353,55 @@ fn distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    struct Words;
+
+    impl Complete for Words {
+        fn commands(&self) -> Vec<&'static str> {
+            vec!["share", "status", "get"]
+        }
+        fn arguments(&self, command: &str, _: usize) -> Vec<String> {
+            match command {
+                "get" => vec!["notes.txt".into(), "my file.bin".into(), "movie.mkv".into()],
+                _ => vec![],
+            }
+        }
+    }
+
     #[test]
     fn splits_and_suggests() {
         assert_eq!(split("  share  my file.txt "), ("share", "my file.txt"));
         assert_eq!(split("exit"), ("exit", ""));
         assert_eq!(suggest("shar", &["share", "get"]), Some("share"));
         assert_eq!(suggest("xyzzy", &["share", "get"]), None);
+        assert!(unknown("stauts", &["status"]).contains("did you mean \"status\""));
+    }
+
+    #[test]
+    fn words_follow_shell_quoting() {
+        assert_eq!(words(r#"get a.iso "my file.bin" it\'s 'x y'"#).unwrap(), ["get", "a.iso", "my file.bin", "it's", "x y"]);
+        assert!(words("get \"open").is_err());
+        for name in ["plain.txt", "two words", "quote\"d", "back\\slash"] {
+            assert_eq!(words(&format!("get {}", quote(name))).unwrap()[1], name);
+        }
+    }
+
+    #[test]
+    fn tab_completes_commands_then_arguments_with_quotes() {
+        let (start, found) = completions(&Words, "st");
+        assert_eq!((start, found), (0, vec![("status".to_string(), "status ".to_string())]));
+        let (start, found) = completions(&Words, "get m");
+        assert_eq!(start, 4);
+        assert_eq!(found, [("movie.mkv".to_string(), "movie.mkv ".to_string()), ("my file.bin".into(), "\"my file.bin\" ".into())]);
+        let (start, found) = completions(&Words, "get notes.txt \"my");
+        assert_eq!((start, found.len()), (14, 1));
+        assert_eq!(completions(&Words, "get ").1.len(), 3);
+    }
+
+    #[test]
+    fn help_lists_commands_and_explains_one() {
+        let commands = [CommandHelp { name: "get", usage: "<file>...", summary: "download", details: "More.", example: "get a.iso" }];
+        assert!(help(&commands, "", "").unwrap().contains("get <file>...  download"));
+        assert!(help(&commands, "get", "").unwrap().contains("example: get a.iso"));
+        assert!(help(&commands, "gte", "").unwrap_err().to_string().contains("did you mean \"get\""));
     }
 }

@@ -75,6 +75,7 @@ async fn start_peer(dir: &Path, id: &str, tracker: SocketAddr, certs: &Path) -> 
         state_dir: home.join("state"),
         heartbeat: Duration::from_secs(5),
         listen: ([127, 0, 0, 1], 0).into(),
+        upload_limit: None,
     };
     let peer = Peer::start(config).await?;
     tokio::time::timeout(REGISTER_TIMEOUT, peer.registered()).await.context("peer did not register with the tracker")?;

@@ -8,14 +8,17 @@
 //! `alive` heartbeats; the tracker drops the silent ones. Every connection is QUIC with TLS 1.3
 //! and self-signed certificates pinned by fingerprint, in both directions.
 //!
-//! Modules: [`wire`] (messages and framing), [`tls`] (identity and trust), [`manifest`]
-//! (content addressing), [`store`] (files on disk), [`logbook`] (user-facing logs), [`console`]
+//! Modules: [`wire`] (messages and framing), [`tls`] (identity and trust), [`limits`] (caps on
+//! what one client may hold), [`manifest`]
+//! (content addressing), [`store`] (files on disk), [`partial`] (unfinished downloads and resume), [`logbook`] (user-facing logs), [`console`]
 //! (prompt plumbing), [`tracker`] and [`peer`] (the two programs), [`demo`].
 
 pub mod console;
 pub mod demo;
+pub mod limits;
 pub mod logbook;
 pub mod manifest;
+pub mod partial;
 pub mod peer;
 pub mod store;
 pub mod tls;

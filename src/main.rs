@@ -1,23 +1,28 @@
 //! The `p2pq` command line: parse, set up diagnostics, hand off.
+//!
+//! Diagnostics (`-v`, `RUST_LOG`) go through the console like every other line, so they never
+//! cut into a progress bar or the line being typed; they stay apart from the transfer logs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 use p2pq::peer::PeerConfig;
+use p2pq::peer::oneshot::{self, Link};
 use p2pq::tracker::TrackerConfig;
 
 /// Peer-to-peer file sharing with a tracker, over QUIC.
 #[derive(Parser)]
-#[command(name = "p2pq", version, about, long_about = None)]
+#[command(name = "p2pq", version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
-    /// Only errors on stderr.
-    #[arg(short, long, global = true)]
+    /// Only errors on stderr: no progress bars, warnings or notices.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     #[command(subcommand)]
     command: Command,
@@ -66,9 +71,44 @@ enum Command {
         /// Address to serve chunks on [default: any free port on all interfaces].
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Upload limit across all downloaders, bytes per second (e.g. 500K, 2M, 1G).
+        #[arg(long, value_parser = p2pq::peer::throttle::parse_rate)]
+        upload_limit: Option<u64>,
         /// Folder of this peer's logs [default: .p2pq/peer-ID].
         #[arg(long)]
         state_dir: Option<PathBuf>,
+    },
+    /// Download files and exit: status 0 once every file is verified, 1 if one failed.
+    #[command(after_help = "Example:\n  p2pq get some-file.iso --tracker 10.0.0.5:6771 --json")]
+    Get {
+        /// File names, or id prefixes (as `b3sum` prints ids).
+        #[arg(required = true, value_name = "NAME|ID")]
+        names: Vec<String>,
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Folder the files land in.
+        #[arg(long, default_value = ".")]
+        download_dir: PathBuf,
+        /// Newline-delimited JSON events on stdout: start, progress, warning, done, error.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Share files and serve them until Ctrl-C or SIGTERM.
+    #[command(after_help = "Example:\n  p2pq seed notes.txt movie.mkv --data-dir ~/Videos")]
+    Seed {
+        /// Files to share, as paths inside the data folder.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Folder the files are taken from (nothing outside it is ever read).
+        #[arg(long, default_value = ".")]
+        data_dir: PathBuf,
+    },
+    /// Print shell completions: p2pq completions bash > /etc/bash_completion.d/p2pq
+    Completions {
+        /// The shell.
+        shell: Shell,
     },
     /// A tracker and two peers in one process: one shares a generated file, the other gets it.
     Demo {
@@ -76,6 +116,40 @@ enum Command {
         #[arg(long, default_value_t = 128)]
         size_mib: u64,
     },
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  p2pq tracker                      # terminal 1
+  p2pq peer 1                       # terminal 2: share notes.txt
+  p2pq peer 2                       # terminal 3: get notes.txt
+  p2pq seed notes.txt               # share from the current folder until Ctrl-C
+  p2pq get notes.txt --json         # download once, for scripts";
+
+/// How a one-shot command reaches the tracker.
+#[derive(Args)]
+struct LinkArgs {
+    /// The tracker's address.
+    #[arg(long, default_value = "127.0.0.1:6771")]
+    tracker: SocketAddr,
+    /// Folder holding the tracker's certificate (and this peer's, with --id).
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// The tracker's certificate to pin [default: CERTS/tracker.crt].
+    #[arg(long)]
+    tracker_cert: Option<PathBuf>,
+    /// A lasting peer id, its certificate kept in CERTS [default: a throwaway one].
+    #[arg(long, value_parser = peer_id)]
+    id: Option<String>,
+    /// Address to serve chunks on [default: any free port].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+impl From<LinkArgs> for Link {
+    fn from(a: LinkArgs) -> Link {
+        Link { tracker: a.tracker, certs: a.certs, tracker_cert: a.tracker_cert, id: a.id, listen: a.listen }
+    }
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -98,11 +172,13 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, _) => "p2pq=debug,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let ansi = p2pq::console::colour(p2pq::console::Stream::Err);
+    let writer = p2pq::console::screen::Diagnostics::make;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi).with_target(false).init();
 }
 
 fn peer_config(command: Command) -> Option<PeerConfig> {
-    let Command::Peer { id, tracker, certs, tracker_cert, data_dir, download_dir, heartbeat, listen, state_dir } = command else {
+    let Command::Peer { id, tracker, certs, tracker_cert, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir } = command else {
         return None;
     };
     let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().ok()? };
@@ -116,6 +192,7 @@ fn peer_config(command: Command) -> Option<PeerConfig> {
         certs,
         data_dir,
         heartbeat,
+        upload_limit,
     })
 }
 
@@ -123,7 +200,14 @@ fn peer_config(command: Command) -> Option<PeerConfig> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
+    p2pq::console::set_quiet(cli.quiet);
     let result = match cli.command {
+        Command::Get { names, link, download_dir, json } => exit_code(oneshot::get(link.into(), names, download_dir, json).await),
+        Command::Seed { files, link, data_dir } => exit_code(oneshot::seed(link.into(), files, data_dir).await),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Tracker { listen, certs, peer_timeout, state_dir } => {
             p2pq::tracker::main(TrackerConfig { listen, certs, state_dir, peer_timeout }).await
         }
@@ -135,9 +219,31 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            p2pq::console::error(&err);
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<Status>() {
+            Some(Status(code)) => ExitCode::from(*code),
+            None => {
+                p2pq::console::error(&err);
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// A non-zero exit status whose reasons were already printed.
+#[derive(Debug)]
+struct Status(u8);
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Status {}
+
+fn exit_code(status: anyhow::Result<u8>) -> anyhow::Result<()> {
+    match status? {
+        0 => Ok(()),
+        code => Err(Status(code).into()),
     }
 }

@@ -1,21 +1,15 @@
-//! Files on disk: which paths may be shared, and how a download becomes a file.
+//! Files on disk: which paths may be shared, what is at a download's destination, and
+//! positioned reads and writes.
 //!
 //! `share` resolves a name inside the data folder and refuses anything that lands outside it
-//! (`..`, absolute paths, symlinks pointing out). A download writes verified chunks at their
-//! offsets into `DOWNLOAD_DIR/.p2pq-partial/ID.part`; only when every chunk is in is the file
-//! synced and linked to `DOWNLOAD_DIR/NAME` without ever replacing an existing file, so the final
-//! name is either absent or complete and correct. All functions here block: call them from a
-//! blocking thread.
+//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in `partial`. All
+//! functions here block: call them from a blocking thread.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::RwLock;
 
 use crate::wire::{FileId, check_name};
-
-/// Folder inside the download folder that holds unfinished downloads.
-pub const PARTIAL_DIR: &str = ".p2pq-partial";
 
 /// Why a file cannot be shared or stored.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +39,7 @@ pub enum StoreError {
     },
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     let what = what.into();
     move |source| StoreError::Io { what, source }
 }
@@ -75,64 +69,6 @@ pub fn resolve_share(data_dir: &Path, name: &str) -> Result<(PathBuf, String), S
     let label = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     check_name(&label).map_err(StoreError::BadName)?;
     Ok((real, label))
-}
-
-/// An unfinished download: a file of the final size written chunk by chunk.
-pub struct Partial {
-    file: File,
-    path: PathBuf,
-    target: PathBuf,
-    /// Set once finished; writers hold the read side, so no write lands after the final link.
-    finished: RwLock<bool>,
-}
-
-impl Partial {
-    /// Creates (or reopens) the partial file for `id`, sized `size`, that will become `name`.
-    pub fn create(download_dir: &Path, id: &FileId, name: &str, size: u64) -> Result<Partial, StoreError> {
-        check_name(name).map_err(StoreError::BadName)?;
-        let dir = download_dir.join(PARTIAL_DIR);
-        fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
-        let path = dir.join(format!("{}.part", id.to_hex()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(format!("cannot create {}", path.display())))?;
-        file.set_len(size).map_err(io_err(format!("cannot size {}", path.display())))?;
-        Ok(Partial { file, path, target: download_dir.join(name), finished: RwLock::new(false) })
-    }
-
-    /// Writes verified bytes at `offset`.
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        let finished = self.finished.read().unwrap_or_else(|p| p.into_inner());
-        if *finished {
-            return Ok(());
-        }
-        write_all_at(&self.file, data, offset).map_err(io_err(format!("cannot write {}", self.path.display())))
-    }
-
-    /// Syncs the data and gives the file its final name without replacing anything there.
-    pub fn finish(&self) -> Result<PathBuf, StoreError> {
-        let mut finished = self.finished.write().unwrap_or_else(|p| p.into_inner());
-        self.file.sync_all().map_err(io_err(format!("cannot sync {}", self.path.display())))?;
-        match fs::hard_link(&self.path, &self.target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::Exists(self.target.display().to_string()));
-            }
-            // File systems without hard links: a rename is still atomic; check first.
-            Err(_) if !self.target.exists() => {
-                fs::rename(&self.path, &self.target).map_err(io_err(format!("cannot create {}", self.target.display())))?;
-            }
-            Err(_) => return Err(StoreError::Exists(self.target.display().to_string())),
-        }
-        *finished = true;
-        let _ = fs::remove_file(&self.path);
-        sync_dir(self.target.parent());
-        Ok(self.target.clone())
-    }
 }
 
 /// What is at the destination of a download.
@@ -168,7 +104,7 @@ pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn sync_dir(dir: Option<&Path>) {
+pub(crate) fn sync_dir(dir: Option<&Path>) {
     if let Some(dir) = dir
         && let Ok(handle) = File::open(dir) {
             let _ = handle.sync_all();
@@ -176,7 +112,7 @@ fn sync_dir(dir: Option<&Path>) {
 }
 
 #[cfg(unix)]
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, data, offset)
 }
 
@@ -186,7 +122,7 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 #[cfg(windows)]
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !data.is_empty() {
         let n = file.seek_write(data, offset)?;
@@ -231,28 +167,5 @@ mod tests {
             std::os::unix::fs::symlink(top.path().join("secret"), data.join("link")).unwrap();
             assert!(matches!(resolve_share(&data, "link"), Err(StoreError::Outside(_))));
         }
-    }
-
-    #[test]
-    fn finish_never_replaces_an_existing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = FileId::from(blake3::hash(b"new"));
-        fs::write(dir.path().join("f"), b"old").unwrap();
-        let part = Partial::create(dir.path(), &id, "f", 3).unwrap();
-        part.write_at(0, b"new").unwrap();
-        assert!(matches!(part.finish(), Err(StoreError::Exists(_))));
-        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
-    }
-
-    #[test]
-    fn finish_links_the_complete_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = FileId::from(blake3::hash(b"abc"));
-        let part = Partial::create(dir.path(), &id, "f", 3).unwrap();
-        part.write_at(1, b"bc").unwrap();
-        part.write_at(0, b"a").unwrap();
-        let path = part.finish().unwrap();
-        assert_eq!(fs::read(path).unwrap(), b"abc");
-        assert_eq!(destination(dir.path(), "f", &id).unwrap(), Destination::Same(dir.path().join("f")));
     }
 }

@@ -8,6 +8,7 @@
 //! still verified, so presenting a certificate proves holding its key.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +25,11 @@ use crate::wire::Fingerprint;
 
 /// The server name we connect with; pinning makes the name irrelevant, but TLS wants one.
 pub const SERVER_NAME: &str = "p2pq";
-/// Idle time after which a silent QUIC connection is dropped.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time after which a silent QUIC connection is dropped: a killed holder or tracker is
+/// noticed within this time even when nothing else tells us.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// QUIC keep-alive, well inside the idle timeout so NAT bindings and connections stay open.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// Concurrent unidirectional streams a side may open: chunk requests and chunk streams in flight.
 pub const MAX_UNI_STREAMS: u32 = 256;
 /// Concurrent bidirectional streams: control requests are short, a few suffice.
@@ -35,8 +37,31 @@ const MAX_BIDI_STREAMS: u32 = 32;
 /// Per-stream receive window: a whole default chunk plus headroom, so a chunk never waits on a
 /// window update.
 const STREAM_WINDOW: u32 = 1 << 20;
+/// Kernel send and receive buffer asked for each UDP socket.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Per-connection receive window; bounds the bytes one holder can have in flight towards us.
 const CONNECTION_WINDOW: u32 = 16 << 20;
+/// What a server lets a client send it unread, per stream and per connection. Clients of both
+/// servers send only small requests (the largest, a `Register` listing every shared file, flows
+/// through in steps), so a small window bounds what hundreds of hostile connections can make us
+/// buffer without slowing anyone honest.
+const SERVER_STREAM_WINDOW: u32 = 64 << 10;
+/// See [`SERVER_STREAM_WINDOW`].
+const SERVER_CONNECTION_WINDOW: u32 = 256 << 10;
+/// Bytes a server buffers for one connection before the other side acknowledges them: what a
+/// downloader granting huge windows and reading slowly can make a holder hold. 4 MiB is well
+/// above the bandwidth-delay product of a LAN or a fast WAN link, so throughput does not suffer.
+const SERVER_SEND_WINDOW: u64 = 4 << 20;
+/// Request streams a peer may have open towards the tracker at once (heartbeat, share, get…).
+const TRACKER_BIDI_STREAMS: u32 = 16;
+/// Connection attempts waiting for the accept loop, and the bytes each may buffer meanwhile:
+/// the accept loop takes them at once, so a short queue suffices and a flood of handshakes
+/// cannot queue megabytes (quinn's defaults are 65,536 attempts and 10 MiB each).
+const MAX_INCOMING: usize = 1024;
+/// See [`MAX_INCOMING`].
+const INCOMING_BUFFER: u64 = 64 << 10;
+/// See [`MAX_INCOMING`].
+const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
 
 /// A certificate and its private key, with the certificate's fingerprint.
 pub struct Identity {
@@ -135,6 +160,54 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// A QUIC endpoint bound to `addr` whose stateless-reset key derives from our private key.
+/// After a restart we can still reset connections the old process had, so the other side
+/// learns at its next packet that we are back and reconnects at once, instead of waiting out
+/// an idle timeout.
+pub fn endpoint(id: &Identity, server: quinn::ServerConfig, addr: SocketAddr) -> Result<quinn::Endpoint> {
+    let secret = blake3::derive_key("p2pq 2026-11 stateless reset key", id.key.secret_der());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    let config = quinn::EndpointConfig::new(Arc::new(key));
+    let socket = udp_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime"))?;
+    Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
+}
+
+/// Transport of a server's incoming connections: small receive windows (clients only send
+/// requests), a send window that bounds what one connection can make us buffer, and for the
+/// tracker no unidirectional streams at all (its protocol has none).
+fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+        .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
+        .stream_receive_window(SERVER_STREAM_WINDOW.into())
+        .receive_window(SERVER_CONNECTION_WINDOW.into())
+        .send_window(SERVER_SEND_WINDOW)
+        .keep_alive_interval(Some(KEEP_ALIVE));
+    if alpn == crate::wire::TRACKER_ALPN {
+        t.max_concurrent_uni_streams(0u32.into()).max_concurrent_bidi_streams(TRACKER_BIDI_STREAMS.into());
+    }
+    if let Ok(idle) = IDLE_TIMEOUT.try_into() {
+        t.max_idle_timeout(Some(idle));
+    }
+    Arc::new(t)
+}
+
+/// A UDP socket with large kernel buffers. Loopback and LAN transfers run faster than the
+/// default (~200 KiB) buffers drain, and every overflow is a lost packet QUIC must resend;
+/// 4 MiB holds a full flow-control window. The kernel caps the request at `net.core.rmem_max`.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// Server config that requires a client certificate (any self-signed one) and speaks `alpn`.
 pub fn server_config(id: &Identity, alpn: &[u8]) -> Result<quinn::ServerConfig> {
     let verifier = Arc::new(AnyClientCert { provider: provider() });
@@ -145,7 +218,11 @@ pub fn server_config(id: &Identity, alpn: &[u8]) -> Result<quinn::ServerConfig> 
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport());
+    config
+        .transport_config(server_transport(alpn))
+        .max_incoming(MAX_INCOMING)
+        .incoming_buffer_size(INCOMING_BUFFER)
+        .incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
     Ok(config)
 }
 

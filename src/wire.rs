@@ -5,7 +5,9 @@
 //! * **tracker** (`p2pq-tracker/1`): a peer opens one connection to the tracker and sends one
 //!   [`TrackerRequest`] per bidirectional stream, reading one [`TrackerResponse`] back. The first
 //!   request must be [`TrackerRequest::Register`], which carries [`PROTOCOL_VERSION`] so a later
-//!   version can refuse cleanly. `Alive` heartbeats, `Share`, `Lookup`, `Files` and `Exit` follow.
+//!   version can refuse cleanly. `Alive` heartbeats, `Share`, `Lookup`, `Files`, `Verify` and
+//!   `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
+//!   live registered peer before it serves that downloader.
 //! * **peer** (`p2pq-peer/1`): a downloader connects to a holder. It asks for a file's
 //!   [`Manifest`] on a bidirectional stream (one [`PeerRequest::Manifest`], one
 //!   [`ManifestReply`]). It asks for each chunk with a [`PeerRequest::Chunk`] on a unidirectional
@@ -14,9 +16,14 @@
 //!   chunks independent: a lost or slow chunk never blocks the others.
 //!
 //! A frame is a big-endian `u32` length followed by that many bytes of bincode (standard config).
-//! The length is checked against the frame's limit before anything is allocated, and bincode
-//! decodes with the same limit, so a hostile length or a nested length inside cannot make us
-//! allocate more than the limit.
+//! The length is checked against the frame's limit before anything is allocated, the body buffer
+//! grows only as bytes actually arrive, and bincode decodes with a limit no larger than the
+//! frame's, so a hostile length or a nested length inside cannot make us allocate more than that.
+//!
+//! Strings that only explain (`Error` reasons) are made printable as they are decoded: control
+//! characters, terminal escapes and bidirectional overrides are shown escaped and the text is
+//! cut to [`MAX_REASON_LEN`], so a hostile tracker or holder cannot write to our terminal. Names
+//! are not rewritten: they are checked with [`check_name`] and refused.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,6 +44,11 @@ pub const PEER_ALPN: &[u8] = b"p2pq-peer/1";
 pub const MAX_FRAME: usize = 1 << 20;
 /// Limit of a manifest frame: 32 bytes a chunk for at most [`crate::manifest::MAX_CHUNKS`] chunks.
 pub const MAX_MANIFEST_FRAME: usize = 4 << 20;
+/// Limit of a request frame other than `Register`: the largest (`Share`) holds a 255-byte name,
+/// a 32-byte id and a size; 4 KiB leaves room and keeps a flood of requests cheap to hold.
+pub const MAX_REQUEST_FRAME: usize = 4 << 10;
+/// Longest reason text kept from the network, in bytes; a longer one is cut (it is for display).
+pub const MAX_REASON_LEN: usize = 512;
 /// Longest file name accepted from anyone, in bytes (the common file-system limit).
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest peer id, in bytes.
@@ -157,6 +169,12 @@ pub enum TrackerRequest {
     Files,
     /// Leave now.
     Exit,
+    /// Is this certificate fingerprint a live registered peer? Asked by a holder about a
+    /// downloader before serving it. (Added after `Exit` so earlier tags keep their bytes.)
+    Verify {
+        /// The downloader's certificate fingerprint, as the holder saw it in the TLS handshake.
+        fingerprint: Fingerprint,
+    },
 }
 
 /// The tracker's answer to one [`TrackerRequest`].
@@ -172,7 +190,12 @@ pub enum TrackerResponse {
     /// Lookup or listing result.
     Matches(Vec<FileMatch>),
     /// Refused, with a one-line reason.
-    Error(String),
+    Error(#[serde(deserialize_with = "printable_reason")] String),
+    /// Answer to `Verify`: the id of the live peer with that fingerprint, or `None`.
+    Verified {
+        /// The live peer's id, if there is one.
+        peer_id: Option<String>,
+    },
 }
 
 /// A request from a downloader to a holder.
@@ -200,7 +223,7 @@ pub enum ManifestReply {
     /// The manifest.
     Manifest(crate::manifest::Manifest),
     /// Refused, with a one-line reason.
-    Error(String),
+    Error(#[serde(deserialize_with = "printable_reason")] String),
 }
 
 /// First frame of a chunk stream from a holder; `Ok` is followed by exactly `len` bytes.
@@ -211,6 +234,7 @@ pub struct ChunkHeader {
     /// The chunk's index.
     pub index: u32,
     /// The chunk's length, or why the holder will not send it.
+    #[serde(deserialize_with = "printable_result")]
     pub result: Result<u32, String>,
 }
 
@@ -257,9 +281,13 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8], limit: usize) -> Result<T, 
     if body.len() > limit {
         return Err(WireError::TooLarge { len: body.len(), limit });
     }
-    // The decode limit is the body length itself: no claimed inner length can exceed it.
-    let config = bincode::config::standard().with_limit::<{ MAX_MANIFEST_FRAME }>();
-    let (msg, used) = bincode::serde::decode_from_slice(body, config)?;
+    // Bincode's limit caps what a claimed inner length may make it reserve; pick the smallest
+    // limit that still covers this frame kind (the limit is a type parameter, so two configs).
+    let (msg, used) = if limit <= MAX_FRAME {
+        bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<{ MAX_FRAME }>())?
+    } else {
+        bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<{ MAX_MANIFEST_FRAME }>())?
+    };
     if used != body.len() {
         return Err(WireError::Trailing(body.len() - used));
     }
@@ -288,10 +316,18 @@ where
     if len > limit {
         return Err(WireError::TooLarge { len, limit });
     }
-    let mut body = vec![0u8; len];
-    read_exact(input, &mut body).await?;
+    // Grow the buffer as bytes arrive: a length prefix alone (a stalled or lying sender) pins at
+    // most one step of memory, not the whole announced length.
+    let mut body = Vec::with_capacity(len.min(READ_STEP));
+    let got = input.take(len as u64).read_to_end(&mut body).await?;
+    if got < len {
+        return Err(WireError::Truncated);
+    }
     decode_body(&body, limit)
 }
+
+/// First allocation for a frame body; it grows from there only as bytes arrive.
+const READ_STEP: usize = 16 << 10;
 
 /// `read_exact` that reports a short stream as [`WireError::Truncated`].
 pub async fn read_exact<R: AsyncRead + Unpin>(input: &mut R, buf: &mut [u8]) -> Result<(), WireError> {
@@ -300,6 +336,43 @@ pub async fn read_exact<R: AsyncRead + Unpin>(input: &mut R, buf: &mut [u8]) -> 
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
         Err(e) => Err(WireError::Io(e)),
     }
+}
+
+/// `text` made safe to print on a terminal: control characters (escape sequences, NUL, newlines)
+/// and bidirectional overrides are shown escaped (`\u{1b}`), and it is cut to [`MAX_REASON_LEN`]
+/// bytes (then `…`). Applying it twice changes nothing more.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_REASON_LEN));
+    let mut escaped = String::new();
+    for c in text.chars() {
+        escaped.clear();
+        if c.is_control() || is_bidi_control(c) {
+            escaped.extend(c.escape_unicode());
+        } else {
+            escaped.push(c);
+        }
+        // Cut before a piece that would not fit, so that printable(printable(x)) == printable(x).
+        if out.len() + escaped.len() > MAX_REASON_LEN {
+            out.push('…');
+            break;
+        }
+        out.push_str(&escaped);
+    }
+    out
+}
+
+/// Unicode's bidirectional formatting characters: invisible, and they reorder what a terminal
+/// shows (`exe.txt` shown for `txt.exe`), so names refuse them and reasons escape them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn printable_reason<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    String::deserialize(de).map(|text| printable(&text))
+}
+
+fn printable_result<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Result<u32, String>, D::Error> {
+    Result::<u32, String>::deserialize(de).map(|r| r.map_err(|text| printable(&text)))
 }
 
 /// Why a name that came from the network or the user cannot be used as a file name.
@@ -314,12 +387,17 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err(format!("file name {name:?} is not a file"));
     }
     if name.contains(['/', '\\']) {
-        return Err(format!("file name {:?} contains a path separator", name));
+        return Err(format!("file name {} contains a path separator", quoted(name)));
     }
-    if name.chars().any(char::is_control) {
-        return Err(format!("file name {:?} contains a control character", name));
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(format!("file name {} contains a control character", quoted(name)));
     }
     Ok(())
+}
+
+/// `name` in quotes, escaped for display (`{:?}`-style, with bidi controls escaped too).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", printable(&name.escape_debug().to_string()))
 }
 
 /// Why a peer id cannot be used: ids are short names of letters, digits, `-` and `_`.
@@ -354,6 +432,15 @@ mod tests {
         for good in ["a.txt", "résumé.pdf", "x..y", &"x".repeat(255)] {
             assert!(check_name(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn reasons_are_made_printable_once_and_for_all() {
+        assert_eq!(printable("a\x1b[31mb\u{202e}c"), "a\\u{1b}[31mb\\u{202e}c");
+        let long = format!("{}\x07", "x".repeat(MAX_REASON_LEN - 3));
+        let once = printable(&long);
+        assert!(once.ends_with('…') && once.len() <= MAX_REASON_LEN + 3, "{once}");
+        assert_eq!(printable(&once), once);
     }
 
     #[test]

@@ -17,7 +17,7 @@ fn listed(out: &[String], id: &str) -> bool {
 #[test]
 fn a_silent_peer_expires_and_a_beating_one_stays() {
     let mut swarm = Swarm::start("1");
-    let mut silent = swarm.peer("silent");
+    let silent = swarm.peer("silent");
     let _beating = swarm.peer("beating");
     let out = swarm.tracker.command("peers", "live peer");
     assert_eq!(live(&out), 2, "{out:?}");

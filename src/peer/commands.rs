@@ -1,90 +1,220 @@
 //! The peer's prompt: `share`, `get`, `logs request`, `status`, `help`, `exit`.
 //!
 //! Parses each line into a [`Command`] and calls the [`Peer`] handle; it never touches the
-//! network or the disk itself. End of input, Ctrl-C and SIGTERM leave like `exit` does.
+//! network or the disk itself. On a terminal, downloads run in the background (one bar each
+//! above the prompt, which stays usable) and Ctrl-C on an empty line cancels them; from a pipe
+//! every command, `get` included, finishes before the next line is read. End of input, `exit`
+//! and SIGTERM leave gracefully.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use super::{Got, Peer, Shared};
-use crate::console::{self, Console};
-use crate::logbook::{Table, chunks_table};
-use crate::units;
+use super::progress::Show;
+use super::{Peer, report};
+use crate::console::{self, CommandHelp, Complete, Console, Input, Setup};
+use crate::logbook::chunks_table;
+
+/// How long Tab waits for the tracker's file list before completing from nothing.
+const COMPLETION_WAIT: Duration = Duration::from_millis(700);
+/// Most data-folder files offered by Tab after `share`.
+const COMPLETION_FILES: usize = 2000;
 
 /// A parsed peer command.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Share(String),
-    Get(String),
-    LogsRequest,
-    Status,
-    Help,
+    Share(Vec<String>),
+    Get(Vec<String>),
+    LogsRequest { json: bool },
+    Status { json: bool },
+    Help(String),
     Exit,
 }
 
-const HELP: &str = "\
-commands:
-  share <file>    share a file from the data folder      e.g. share notes.txt
-  get <file>      download a file (name or id prefix)    e.g. get notes.txt
-  logs request    the chunks this peer downloaded
-  status          what this peer shares, and the tracker link
-  help            this text
-  exit            tell the tracker, then quit";
+const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "share",
+        usage: "<file>...",
+        summary: "share files from the data folder",
+        details: "Hashes each file (BLAKE3), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces.",
+        example: "share notes.txt \"holiday photos.zip\"",
+    },
+    CommandHelp {
+        name: "get",
+        usage: "<file|id>...",
+        summary: "download files from every peer that has them",
+        details: "Looks each name (or id prefix) up at the tracker, then pulls verified chunks from all live holders at once. Several files download together. On a terminal downloads run in the background with a bar each; Ctrl-C on an empty line cancels them, and the next get resumes.",
+        example: "get some-file.iso 5f1c2a",
+    },
+    CommandHelp {
+        name: "logs",
+        usage: "request [--json]",
+        summary: "the chunks this peer downloaded",
+        details: "One row per verified chunk: local time, file, chunk, source peer, bytes, milliseconds. With --json, the records as one JSON array on one line.",
+        example: "logs request --json",
+    },
+    CommandHelp {
+        name: "status",
+        usage: "[--json]",
+        summary: "downloads under way, shared files, the tracker link",
+        details: "Each running download with its progress, rate, ETA and holders; each shared file; whether the tracker is connected. With --json, one JSON object on one line.",
+        example: "status --json",
+    },
+    CommandHelp { name: "help", usage: "[command]", summary: "this text, or one command in detail", details: "", example: "help get" },
+    CommandHelp {
+        name: "exit",
+        usage: "",
+        summary: "tell the tracker, then quit (also Ctrl-D)",
+        details: "Running downloads are cancelled; what they verified is kept for the next get.",
+        example: "exit",
+    },
+];
 
-const WORDS: &[&str] = &["share", "get", "logs", "status", "help", "exit"];
+const KEYS: &str = "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads), Ctrl-D leaves";
 
 fn parse(line: &str) -> Result<Option<Command>> {
-    let (word, rest) = console::split(line);
-    let command = match (word, rest) {
-        ("", _) => return Ok(None),
-        ("share", "") => bail!("usage: share <file>"),
-        ("share", file) => Command::Share(file.to_string()),
-        ("get", "") => bail!("usage: get <file>"),
-        ("get", file) => Command::Get(file.to_string()),
-        ("logs", "request" | "requests") => Command::LogsRequest,
-        ("logs", _) => bail!("usage: logs request"),
-        ("status", "") => Command::Status,
-        ("help" | "?", _) => Command::Help,
-        ("exit" | "quit", "") => Command::Exit,
-        _ => bail!("{}", unknown(word)),
+    let mut words = console::words(line)?;
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let word = words.remove(0);
+    let json = take_flag(&mut words, "--json");
+    let command = match (word.as_str(), words.as_slice()) {
+        ("share", files) if !files.is_empty() => Command::Share(files.to_vec()),
+        ("get", names) if !names.is_empty() => Command::Get(names.to_vec()),
+        ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { json },
+        ("status", []) => Command::Status { json },
+        ("help" | "?", []) => Command::Help(String::new()),
+        ("help" | "?", [topic]) => Command::Help(topic.clone()),
+        ("exit" | "quit", []) => Command::Exit,
+        (word, _) => match COMMANDS.iter().find(|c| c.name == word) {
+            Some(c) => bail!("usage: {} {} (try help {})", c.name, c.usage, c.name),
+            None => bail!("{}", console::unknown(word, &names())),
+        },
     };
+    if json && !matches!(command, Command::LogsRequest { .. } | Command::Status { .. }) {
+        bail!("--json goes with logs request and status");
+    }
     Ok(Some(command))
 }
 
-fn unknown(word: &str) -> String {
-    match console::suggest(word, WORDS) {
-        Some(near) => format!("unknown command {word:?}; did you mean {near:?}? (try help)"),
-        None => format!("unknown command {word:?} (try help)"),
+fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {
+    let before = words.len();
+    words.retain(|w| w != flag);
+    words.len() != before
+}
+
+fn names() -> Vec<&'static str> {
+    COMMANDS.iter().map(|c| c.name).collect()
+}
+
+/// Tab completion: commands, files of the data folder after `share`, the tracker's files
+/// after `get`.
+struct Completion {
+    peer: Peer,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Complete for Completion {
+    fn commands(&self) -> Vec<&'static str> {
+        names()
+    }
+
+    fn arguments(&self, command: &str, index: usize) -> Vec<String> {
+        match (command, index) {
+            ("share", _) => self.peer.shareable(COMPLETION_FILES),
+            ("get", _) => {
+                // Runs on the editor's thread, never on the runtime, so blocking here is fine.
+                let files = self.runtime.block_on(async { tokio::time::timeout(COMPLETION_WAIT, self.peer.tracker_files()).await });
+                files.ok().and_then(Result::ok).unwrap_or_default()
+            }
+            ("logs", 0) => vec!["request".into()],
+            ("logs", 1) | ("status", 0) => vec!["--json".into()],
+            ("help", 0) => names().into_iter().map(String::from).collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
-/// Runs the prompt until `exit`, end of input, Ctrl-C or SIGTERM, then leaves gracefully.
-/// Fails if the tracker refused this peer for good.
+/// What the prompt is running.
+struct Session {
+    peer: Peer,
+    /// Downloads run in the background (a terminal with the line editor).
+    background: bool,
+    show: Show,
+    /// Background downloads; each yields its query when done.
+    gets: JoinSet<String>,
+    running: HashSet<String>,
+    /// Cancels the running downloads; replaced after each use.
+    cancel: CancellationToken,
+}
+
+/// Why the prompt's wait ended.
+enum Woke {
+    Stop,
+    Input(Input),
+    GetDone(String),
+    Interrupt,
+}
+
+/// Runs the prompt until `exit`, end of input or SIGTERM, then leaves gracefully. Fails if the
+/// tracker refused this peer for good.
 pub async fn prompt(peer: &Peer) -> Result<()> {
-    let mut console = Console::start(format!("peer {}> ", peer.id()));
-    let draw = console.interactive && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    console::cancel_on_signal(peer.shutdown_token());
+    let complete: Arc<dyn Complete> = Arc::new(Completion { peer: peer.clone(), runtime: tokio::runtime::Handle::current() });
+    let history = Some(peer.inner.config.state_dir.join("history"));
+    let mut console = Console::start(Setup { prompt: format!("peer {}> ", peer.id()), history, complete: Some(complete) });
+    let background = console.editing;
+    let interrupt = Arc::new(Notify::new());
+    // On a terminal Ctrl-C cancels what runs; from a pipe it leaves, as SIGTERM does.
+    console::on_signals(peer.shutdown_token(), background.then(|| interrupt.clone()));
+    let show = if !background || console::is_quiet() { Show::Lines } else { Show::Bars };
+    let mut session = Session { peer: peer.clone(), background, show, gets: JoinSet::new(), running: HashSet::new(), cancel: CancellationToken::new() };
     loop {
-        let line = tokio::select! {
-            _ = peer.stopping() => break,
-            line = console.next_line() => line,
+        let woke = tokio::select! {
+            _ = peer.stopping() => Woke::Stop,
+            Some(done) = session.gets.join_next() => Woke::GetDone(done.unwrap_or_default()),
+            _ = interrupt.notified() => Woke::Interrupt,
+            input = console.next() => Woke::Input(input),
         };
-        let command = match line.as_deref().map(parse) {
-            None | Some(Ok(Some(Command::Exit))) => break,
-            Some(Ok(Some(command))) => command,
-            Some(Ok(None)) => continue,
-            Some(Err(err)) => {
+        let line = match woke {
+            Woke::Stop | Woke::Input(Input::End) => break,
+            Woke::GetDone(query) => {
+                session.running.remove(&query);
+                continue;
+            }
+            Woke::Interrupt | Woke::Input(Input::Interrupted { typed: false }) => {
+                session.interrupt(false);
+                continue;
+            }
+            Woke::Input(Input::Interrupted { typed: true }) => continue,
+            Woke::Input(Input::Line(line)) => line,
+        };
+        let command = match parse(&line) {
+            Ok(Some(Command::Exit)) => break,
+            Ok(Some(command)) => command,
+            Ok(None) => continue,
+            Err(err) => {
                 console::error(&err);
                 continue;
             }
         };
-        tokio::select! {
-            _ = peer.stopping() => break,
-            result = run(peer, command, draw) => match result {
-                Ok(text) => console::say(&text),
-                Err(err) => console::error(&err),
-            },
+        let ended = tokio::select! {
+            _ = peer.stopping() => Woke::Stop,
+            _ = interrupt.notified() => Woke::Interrupt,
+            () = session.run(command) => continue,
+        };
+        match ended {
+            Woke::Interrupt => session.interrupt(true),
+            _ => break,
         }
     }
+    session.finish().await;
+    console.close();
     peer.exit().await;
     match peer.refusal() {
         Some(reason) => bail!("{reason}"),
@@ -95,52 +225,93 @@ pub async fn prompt(peer: &Peer) -> Result<()> {
     }
 }
 
-async fn run(peer: &Peer, command: Command, draw: bool) -> Result<String> {
-    Ok(match command {
-        Command::Share(file) => shared_line(&peer.share(&file).await?),
-        Command::Get(file) => got_line(&peer.get(&file, draw).await?),
-        Command::LogsRequest => chunks_table(&peer.chunk_log()?),
-        Command::Status => status(peer),
-        Command::Help => HELP.to_string(),
-        Command::Exit => String::new(),
-    })
+impl Session {
+    async fn run(&mut self, command: Command) {
+        let result = match command {
+            Command::Share(files) => self.share(&files).await,
+            Command::Get(names) => {
+                self.get(names).await;
+                Ok(())
+            }
+            Command::LogsRequest { json } => self.logs(json),
+            Command::Status { json } => {
+                let text = if json { report::status_json(&self.peer).to_string() } else { report::status(&self.peer) };
+                console::say(&text);
+                Ok(())
+            }
+            Command::Help(topic) => console::help(COMMANDS, &topic, KEYS).map(|text| console::say(&text)),
+            Command::Exit => Ok(()),
+        };
+        if let Err(err) = result {
+            console::error(&err);
+        }
+    }
+
+    /// Shares each file in turn; a failure is reported and the others still go.
+    async fn share(&self, files: &[String]) -> Result<()> {
+        for file in files {
+            match self.peer.share(file).await {
+                Ok(shared) => console::say(&report::shared_line(&shared)),
+                Err(err) => console::error(&err),
+            }
+        }
+        Ok(())
+    }
+
+    fn logs(&self, json: bool) -> Result<()> {
+        let records = self.peer.chunk_log()?;
+        console::say(&if json { console::json_line(&records) } else { chunks_table(&records) });
+        Ok(())
+    }
+
+    /// Starts one download per name, all at once. In the background on a terminal; otherwise
+    /// returns when every one has finished, so scripts stay in order.
+    async fn get(&mut self, names: Vec<String>) {
+        if self.background {
+            for name in names {
+                if !self.running.insert(name.clone()) {
+                    console::error_line(&format!("already getting {name}"));
+                    continue;
+                }
+                self.gets.spawn(get_one(self.peer.clone(), name, self.show, self.cancel.clone()));
+            }
+            return;
+        }
+        let mut gets = JoinSet::new();
+        for name in names {
+            gets.spawn(get_one(self.peer.clone(), name, self.show, self.cancel.clone()));
+        }
+        while gets.join_next().await.is_some() {}
+    }
+
+    /// Ctrl-C: cancels running downloads, or says how to leave. `during` a command, that
+    /// command was cancelled already.
+    fn interrupt(&mut self, during: bool) {
+        if !self.running.is_empty() {
+            self.cancel.cancel();
+            self.cancel = CancellationToken::new();
+        } else if during {
+            console::say("cancelled");
+        } else {
+            console::say("(nothing to cancel; type exit or press Ctrl-D to leave)");
+        }
+    }
+
+    /// Cancels what still runs and waits for it to report.
+    async fn finish(&mut self) {
+        self.cancel.cancel();
+        while self.gets.join_next().await.is_some() {}
+    }
 }
 
-fn shared_line(shared: &Shared) -> String {
-    let info = &shared.info;
-    let chunks = if shared.chunks == 1 { "1 chunk".to_string() } else { format!("{} chunks", shared.chunks) };
-    let mut line = format!("shared {} ({}, {chunks}) id {}", info.name, units::bytes(info.size), info.id);
-    if let Some(reason) = &shared.pending {
-        line.push_str(&format!("; the tracker will hear of it once reachable ({reason})"));
+/// One download, reported when it ends; yields its query.
+async fn get_one(peer: Peer, name: String, show: Show, cancel: CancellationToken) -> String {
+    match peer.get_with(&name, show, &cancel).await {
+        Ok(got) => console::say(&report::got_line(&got)),
+        Err(_) if cancel.is_cancelled() => console::say(&format!("cancelled get {}; what was verified is kept", crate::logbook::printable(&name))),
+        Err(err) => console::error(&err),
     }
-    crate::logbook::printable(&line)
-}
-
-fn got_line(got: &Got) -> String {
-    let info = &got.info;
-    if got.from.is_empty() {
-        return format!("already have {} at {} (id {})", info.name, got.path.display(), info.id);
-    }
-    let from: Vec<String> = got.from.iter().map(|(peer, n)| format!("{peer}: {n}")).collect();
-    crate::logbook::printable(&format!(
-        "downloaded {} ({}) in {} at {}; chunks from peers {}; verified id {}; saved to {}",
-        info.name,
-        units::bytes(info.size),
-        units::duration(got.elapsed),
-        units::rate(info.size, got.elapsed),
-        from.join(", "),
-        info.id,
-        got.path.display()
-    ))
-}
-
-fn status(peer: &Peer) -> String {
-    let link = if peer.tracker_connected() { "connected" } else { "not connected (retrying)" };
-    let mut table = Table::new(&["NAME", "ID", "SIZE"]);
-    for file in peer.shared() {
-        table.row(vec![file.name, file.id.short(), units::bytes(file.size)]);
-    }
-    format!("peer {} — tracker {link}\n{}", peer.id(), table.render("shared file"))
+    name
 }
 
 #[cfg(test)]
@@ -148,11 +319,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_commands_with_spaces_in_names() {
-        assert_eq!(parse("share my notes.txt").unwrap(), Some(Command::Share("my notes.txt".into())));
-        assert_eq!(parse("get a").unwrap(), Some(Command::Get("a".into())));
-        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest));
-        assert!(parse("get").is_err());
+    fn parses_commands_with_quoted_names_and_several_files() {
+        assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()])));
+        assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()])));
+        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { json: false }));
+        assert_eq!(parse("logs request --json").unwrap(), Some(Command::LogsRequest { json: true }));
+        assert_eq!(parse("status --json").unwrap(), Some(Command::Status { json: true }));
+        assert_eq!(parse("help get").unwrap(), Some(Command::Help("get".into())));
+        assert!(parse("get").unwrap_err().to_string().starts_with("usage: get"));
+        assert!(parse("get a --json").is_err());
         assert!(parse("shrae x").unwrap_err().to_string().contains("share"));
+    }
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        for c in COMMANDS {
+            let text = console::help(COMMANDS, c.name, KEYS).unwrap();
+            assert!(text.contains("example: "), "{text}");
+        }
     }
 }

@@ -5,37 +5,33 @@
 //! [`WINDOW`] chunk requests in flight per holder. Each chunk arrives on its own unidirectional
 //! stream, is verified against the manifest off the async runtime, and only then written at its
 //! offset in the partial file. Failures go back to the [`Scheduler`], which hands the chunk to
-//! another holder and strikes or drops the one that failed.
+//! another holder and strikes or drops the one that failed. Chunks an interrupted attempt left
+//! on disk are re-checked and kept, so a `get` run again resumes.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use quinn::{Connection, Endpoint, RecvStream};
-use tokio::sync::{mpsc, oneshot};
+use quinn::Endpoint;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::holder::{FetchError, HolderLink};
 use super::progress::Progress;
-use super::scheduler::{Penalty, Scheduler};
+use super::scheduler::Scheduler;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
 use crate::manifest::Manifest;
-use crate::store::{Partial, StoreError};
+use crate::partial::Partial;
+use crate::store::StoreError;
 use crate::tls::{self, Identity};
-use crate::wire::{self, ChunkHeader, FileId, FileMatch, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest, close};
+use crate::wire::{FileId, FileMatch, Holder, PEER_ALPN};
 
 /// Chunk requests in flight per holder. Eight 256 KiB chunks (2 MiB) cover the bandwidth-delay
 /// product of a fast LAN and keep a loopback link busy while the verifier works.
 pub const WINDOW: usize = 8;
-/// Time for one chunk from request to last byte; past it the chunk goes to another holder.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time to connect to a holder.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time for a holder to send the manifest.
-const MANIFEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Time for a holder to start a chunk stream's header once the stream is open.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the resume state is brought up to date while chunks land.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a download needs from its peer.
 pub struct Context<'a> {
@@ -59,130 +55,8 @@ pub struct Outcome {
     pub manifest: Arc<Manifest>,
     /// Chunks delivered by each holder, by peer id.
     pub from: Vec<(String, u32)>,
-}
-
-/// Why one chunk did not arrive from one holder.
-#[derive(Debug, thiserror::Error)]
-enum FetchError {
-    #[error("connection lost: {0}")]
-    Gone(String),
-    #[error("refused: {0}")]
-    Refused(String),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("{0}")]
-    Corrupt(String),
-    #[error(transparent)]
-    Disk(#[from] StoreError),
-}
-
-impl FetchError {
-    fn penalty(&self) -> Penalty {
-        match self {
-            FetchError::Gone(_) | FetchError::Refused(_) => Penalty::Drop,
-            _ => Penalty::Strike,
-        }
-    }
-}
-
-/// Chunk streams awaited on one connection, by file and chunk.
-type PendingMap = HashMap<(FileId, u32), oneshot::Sender<(ChunkHeader, RecvStream)>>;
-type Pending = Arc<Mutex<PendingMap>>;
-
-/// A connection to one holder, with the task that routes its incoming chunk streams.
-struct HolderLink {
-    peer_id: String,
-    conn: Connection,
-    pending: Pending,
-    router: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for HolderLink {
-    fn drop(&mut self) {
-        self.router.abort();
-        self.conn.close(close::DONE, b"done");
-    }
-}
-
-impl HolderLink {
-    async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<HolderLink> {
-        let connecting = endpoint.connect_with(config, holder.addr, tls::SERVER_NAME)?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.context("timed out")??;
-        let pending = Pending::default();
-        let router = tokio::spawn(route(conn.clone(), pending.clone()));
-        Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, PendingMap> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn manifest(&self, id: FileId) -> Result<Manifest> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
-        wire::write_frame(&mut send, &PeerRequest::Manifest { version: PROTOCOL_VERSION, id }).await?;
-        send.finish()?;
-        let reply = tokio::time::timeout(MANIFEST_TIMEOUT, wire::read_frame(&mut recv, MAX_MANIFEST_FRAME));
-        let manifest = match reply.await.context("timed out")?? {
-            ManifestReply::Manifest(manifest) => manifest,
-            ManifestReply::Error(reason) => bail!("{reason}"),
-        };
-        manifest.validate(&id)?;
-        Ok(manifest)
-    }
-
-    /// Asks for one chunk, then verifies it and writes it into `job`.
-    async fn fetch(&self, job: &Job, index: u32) -> Result<(), FetchError> {
-        let (tx, rx) = oneshot::channel();
-        self.lock().insert((job.id, index), tx);
-        let result = tokio::time::timeout(CHUNK_TIMEOUT, self.receive(job, index, rx)).await;
-        self.lock().remove(&(job.id, index));
-        let data = result.map_err(|_| FetchError::Timeout(CHUNK_TIMEOUT))??;
-        let job = job.clone();
-        tokio::task::spawn_blocking(move || job.store(index, &data))
-            .await
-            .map_err(|e| FetchError::Corrupt(format!("verifier failed: {e}")))?
-    }
-
-    async fn receive(&self, job: &Job, index: u32, rx: oneshot::Receiver<(ChunkHeader, RecvStream)>) -> Result<Vec<u8>, FetchError> {
-        let gone = |e: &dyn std::fmt::Display| FetchError::Gone(e.to_string());
-        let mut request = self.conn.open_uni().await.map_err(|e| gone(&e))?;
-        wire::write_frame(&mut request, &PeerRequest::Chunk { id: job.id, index }).await.map_err(|e| gone(&e))?;
-        let _ = request.finish();
-        let (header, mut stream) = rx.await.map_err(|_| FetchError::Gone("connection closed".into()))?;
-        let len = header.result.map_err(FetchError::Refused)? as u64;
-        let want = job.manifest.len_of(index);
-        if len != want {
-            return Err(FetchError::Corrupt(format!("chunk {index} announced as {len} bytes, expected {want}")));
-        }
-        let mut data = vec![0u8; len as usize];
-        stream.read_exact(&mut data).await.map_err(|e| FetchError::Corrupt(format!("chunk {index} cut short: {e}")))?;
-        Ok(data)
-    }
-}
-
-/// Hands each incoming chunk stream to the fetch waiting for it; unsolicited streams are stopped.
-async fn route(conn: Connection, pending: Pending) {
-    let mut headers = JoinSet::new();
-    while let Ok(mut stream) = conn.accept_uni().await {
-        while headers.try_join_next().is_some() {}
-        let pending = pending.clone();
-        headers.spawn(async move {
-            let header = tokio::time::timeout(HEADER_TIMEOUT, wire::read_frame::<_, ChunkHeader>(&mut stream, MAX_FRAME)).await;
-            let Ok(Ok(header)) = header else {
-                let _ = stream.stop(close::PROTOCOL);
-                return;
-            };
-            let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(header.id, header.index));
-            match waiter {
-                Some(waiter) => {
-                    let _ = waiter.send((header, stream));
-                }
-                None => {
-                    let _ = stream.stop(close::PROTOCOL);
-                }
-            }
-        });
-    }
+    /// Chunks an earlier attempt had already verified.
+    pub resumed: u32,
 }
 
 /// The file being downloaded: what it must be and where its chunks go.
@@ -198,28 +72,74 @@ impl Job {
     /// Verifies a chunk and writes it (blocking: hashing and disk).
     fn store(&self, index: u32, data: &[u8]) -> Result<(), FetchError> {
         self.manifest.verify(index, data).map_err(|e| FetchError::Corrupt(e.to_string()))?;
-        self.partial.write_at(self.manifest.offset(index), data)?;
+        self.partial.write_chunk(index, self.manifest.offset(index), data)?;
         Ok(())
+    }
+
+    /// Fetches chunk `index` from `link`, then verifies and writes it off the runtime.
+    async fn fetch(&self, link: &HolderLink, index: u32) -> Result<(), FetchError> {
+        let data = link.chunk(self.id, index, self.manifest.len_of(index)).await?;
+        let job = self.clone();
+        tokio::task::spawn_blocking(move || job.store(index, &data))
+            .await
+            .map_err(|e| FetchError::Corrupt(format!("verifier failed: {e}")))?
+    }
+
+    /// Re-checks the chunks a previous attempt left on disk; returns those that verify.
+    async fn resume(&self, claimed: Vec<u32>) -> Result<Vec<bool>> {
+        let job = self.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            let mut have = vec![false; job.manifest.count() as usize];
+            for index in claimed {
+                have[index as usize] = job.partial.recheck(&job.manifest, index);
+            }
+            have
+        })
+        .await?)
+    }
+
+    /// Brings the resume state up to date (blocking work on a blocking thread).
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        let partial = self.partial.clone();
+        tokio::task::spawn_blocking(move || partial.checkpoint()).await.unwrap_or(Ok(()))
     }
 }
 
-/// Downloads `target` from its holders into the download folder.
+/// Downloads `target` from its holders into the download folder, resuming what an earlier
+/// attempt left.
 pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> {
     let file = &target.file;
     let links = connect_all(ctx, &target.holders).await?;
     let manifest = Arc::new(first_manifest(&links, file.id).await?);
-    let dir = ctx.download_dir.to_path_buf();
-    let (id, name, size) = (file.id, file.name.clone(), file.size);
-    let partial = tokio::task::spawn_blocking(move || Partial::create(&dir, &id, &name, size)).await??;
+    let (dir, id, name, m) = (ctx.download_dir.to_path_buf(), file.id, file.name.clone(), manifest.clone());
+    let (partial, claimed) = tokio::task::spawn_blocking(move || Partial::open(&dir, &id, &name, &m)).await??;
     let job = Job { id: file.id, name: file.name.clone(), manifest: manifest.clone(), partial: Arc::new(partial) };
+    let have = job.resume(claimed).await?;
     let _ = ctx.events.send(Progress::Start { name: job.name.clone(), size: manifest.size, holders: links.len() });
-    let from = swarm(ctx, &links, &job).await?;
+    let resumed = announce_resumed(ctx, &job, &have);
+    let swarmed = swarm(ctx, &links, &job, &have).await;
     drop(links);
+    let from = match swarmed {
+        Ok(from) => from,
+        Err(err) => {
+            let _ = job.checkpoint().await;
+            return Err(err);
+        }
+    };
     let partial = job.partial.clone();
     let path = tokio::task::spawn_blocking(move || partial.finish()).await??;
-    Ok(Outcome { path, manifest, from })
+    Ok(Outcome { path, manifest, from, resumed })
 }
 
+/// Reports the chunks already on disk to the progress bar; returns how many there are.
+fn announce_resumed(ctx: &Context<'_>, job: &Job, have: &[bool]) -> u32 {
+    let indices = (0..have.len() as u32).filter(|&i| have[i as usize]);
+    let (count, bytes) = indices.fold((0u32, 0u64), |(n, b), i| (n + 1, b + job.manifest.len_of(i)));
+    if count > 0 {
+        let _ = ctx.events.send(Progress::Chunk { bytes });
+    }
+    count
+}
 /// Connects to every holder at once; fails only if none answers.
 async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<HolderLink>>> {
     let mut attempts = JoinSet::new();
@@ -258,15 +178,17 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
     bail!("no holder sent a valid manifest ({})", failures.join("; "))
 }
 
-/// Pulls every chunk, refilling each holder's window as chunks land. Returns chunks per holder.
-async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job) -> Result<Vec<(String, u32)>> {
-    let mut plan = Scheduler::new(job.manifest.count(), links.len(), WINDOW, |_| false);
+/// Pulls every missing chunk, refilling each holder's window as chunks land and keeping the
+/// resume state current. Returns chunks per holder.
+async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool]) -> Result<Vec<(String, u32)>> {
+    let mut plan = Scheduler::new(job.manifest.count(), links.len(), WINDOW, |i| have[i as usize]);
     let mut tasks = JoinSet::new();
+    let mut checkpoints = Checkpoints::default();
     refill(&mut plan, links, job, &mut tasks);
     while !plan.is_complete() {
         let Some(joined) = tasks.join_next().await else {
             let have = job.manifest.count() as usize - plan.remaining();
-            bail!("every holder failed or left; {have} of {} chunks verified", job.manifest.count());
+            bail!("every holder failed or left; {have} of {} chunks verified and kept, get it again to resume", job.manifest.count());
         };
         let (holder, index, started, result) = joined.context("chunk task failed")?;
         match result {
@@ -277,18 +199,42 @@ async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job) -> Resul
             }
             Err(FetchError::Disk(err)) => return Err(err).context("cannot write the download"),
             Err(err) => {
-                plan.failed(holder, index, err.penalty());
-                if plan.is_dropped(holder) {
+                if plan.failed(holder, index, err.penalty()) {
                     let note = format!("stopped using peer {} for {}: {err}", links[holder].peer_id, job.name);
                     let _ = ctx.events.send(Progress::Note(note));
                 }
             }
         }
+        checkpoints.maybe(job);
         refill(&mut plan, links, job, &mut tasks);
     }
     ctx.log.flush();
     let _ = ctx.events.send(Progress::Done);
     Ok(links.iter().enumerate().map(|(i, l)| (l.peer_id.clone(), plan.delivered(i))).collect())
+}
+
+/// Runs resume checkpoints in the background, one at a time, at most every
+/// [`CHECKPOINT_EVERY`], so syncing never holds up the chunks.
+#[derive(Default)]
+struct Checkpoints {
+    running: Option<tokio::task::JoinHandle<()>>,
+    last: Option<Instant>,
+}
+
+impl Checkpoints {
+    fn maybe(&mut self, job: &Job) {
+        let due = self.last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+        let idle = self.running.as_ref().is_none_or(|r| r.is_finished());
+        if due && idle {
+            let job = job.clone();
+            self.last = Some(Instant::now());
+            self.running = Some(tokio::spawn(async move {
+                if let Err(err) = job.checkpoint().await {
+                    tracing::warn!("cannot save resume state: {err}");
+                }
+            }));
+        }
+    }
 }
 
 type ChunkResult = (usize, u32, Instant, Result<(), FetchError>);
@@ -300,7 +246,7 @@ fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mu
             let (link, job) = (link.clone(), job.clone());
             tasks.spawn(async move {
                 let started = Instant::now();
-                let result = link.fetch(&job, index).await;
+                let result = job.fetch(&link, index).await;
                 (holder, index, started, result)
             });
         }

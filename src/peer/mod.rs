@@ -7,9 +7,14 @@
 
 mod commands;
 pub mod download;
+mod gate;
+mod holder;
+pub mod oneshot;
 pub mod progress;
+mod report;
 pub mod scheduler;
 pub mod serve;
+pub mod throttle;
 mod tracker_link;
 
 use std::net::SocketAddr;
@@ -55,6 +60,8 @@ pub struct PeerConfig {
     pub heartbeat: Duration,
     /// Address the endpoint binds (port 0: any free port).
     pub listen: SocketAddr,
+    /// Upload limit in bytes per second, across all downloaders.
+    pub upload_limit: Option<u64>,
 }
 
 /// A running peer; cheap to clone.
@@ -73,6 +80,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     refusal: Arc<Mutex<Option<String>>>,
+    transfers: progress::Transfers,
 }
 
 /// A file now shared.
@@ -95,6 +103,8 @@ pub struct Got {
     pub elapsed: Duration,
     /// Chunks from each holder; empty if we already had the file.
     pub from: Vec<(String, u32)>,
+    /// Chunks an interrupted earlier attempt had already verified.
+    pub resumed: u32,
 }
 
 impl Peer {
@@ -105,21 +115,22 @@ impl Peer {
         let tracker_cert = config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0);
         let tracker_fp = tls::pinned_fingerprint(&tracker_cert)?;
         let server = tls::server_config(&identity, PEER_ALPN)?;
-        let endpoint = quinn::Endpoint::server(server, config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let endpoint = tls::endpoint(&identity, server, config.listen)?;
         let link = Arc::new(TrackerLink::new(config.tracker, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
+        let upload_limit = config.upload_limit;
         let inner = Inner {
             config,
             identity,
             endpoint,
-            shares: Shares::default(),
+            shares: Shares::with_upload_limit(upload_limit),
             link,
             log,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             refusal: Arc::default(),
+            transfers: progress::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
         peer.spawn_background();
@@ -128,7 +139,8 @@ impl Peer {
 
     fn spawn_background(&self) {
         let inner = &self.inner;
-        let serving = tokio::spawn(serve::run(inner.endpoint.clone(), inner.shares.clone(), inner.shutdown.clone()));
+        let gate = Arc::new(gate::Gate::new(inner.link.clone()));
+        let serving = tokio::spawn(serve::run(inner.endpoint.clone(), inner.shares.clone(), gate, inner.shutdown.clone()));
         let (link, endpoint, id) = (inner.link.clone(), inner.endpoint.clone(), inner.config.id.clone());
         let (shares, heartbeat, shutdown) = (inner.shares.clone(), inner.config.heartbeat, inner.shutdown.clone());
         let refusal = inner.refusal.clone();
@@ -199,20 +211,35 @@ impl Peer {
         }
     }
 
-    /// Downloads the file called `query` (or whose id starts with it) from every live holder.
+    /// Downloads the file called `query` (or whose id starts with it) from every live holder,
+    /// with a progress bar if `draw`.
     pub async fn get(&self, query: &str, draw: bool) -> Result<Got> {
+        let show = if draw { progress::Show::Bars } else { progress::Show::Lines };
+        self.get_with(query, show, &CancellationToken::new()).await
+    }
+
+    /// Like [`Peer::get`], showing progress as `show` says; gives up when `cancel` fires (what
+    /// was verified stays for the next attempt).
+    pub async fn get_with(&self, query: &str, show: progress::Show, cancel: &CancellationToken) -> Result<Got> {
+        tokio::select! {
+            got = self.fetch(query, show) => got,
+            _ = cancel.cancelled() => bail!("get {query} cancelled"),
+        }
+    }
+
+    async fn fetch(&self, query: &str, show: progress::Show) -> Result<Got> {
         let started = Instant::now();
         let target = self.lookup(query).await?;
         let info = target.file.clone();
         if let Some(path) = self.already_have(&info).await? {
-            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new() });
+            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0 });
         }
         let mut target = target;
         target.holders.retain(|h| h.peer_id != self.inner.config.id);
         if target.holders.is_empty() {
             bail!("no live peer other than this one holds {}", info.name);
         }
-        let (events, drawing) = progress::spawn(draw);
+        let (events, drawing) = progress::spawn(show, &self.inner.transfers, &info);
         let ctx = download::Context {
             endpoint: &self.inner.endpoint,
             identity: &self.inner.identity,
@@ -227,7 +254,7 @@ impl Peer {
         if let Some(reason) = self.serve_file(info.clone(), outcome.path.clone(), outcome.manifest).await? {
             tracing::warn!("downloaded but not announced: {reason}");
         }
-        Ok(Got { info, path: outcome.path, elapsed: started.elapsed(), from: outcome.from })
+        Ok(Got { info, path: outcome.path, elapsed: started.elapsed(), from: outcome.from, resumed: outcome.resumed })
     }
 
     /// Asks the tracker which file `query` means; exactly one must match.
@@ -277,6 +304,48 @@ impl Peer {
     /// Files this peer shares.
     pub fn shared(&self) -> Vec<FileInfo> {
         self.inner.shares.list()
+    }
+
+    /// Downloads under way.
+    pub fn transfers(&self) -> Vec<progress::Transfer> {
+        self.inner.transfers.list()
+    }
+
+    /// The tracker's address.
+    pub fn tracker_addr(&self) -> SocketAddr {
+        self.inner.config.tracker
+    }
+
+    /// Names of every file the tracker knows (for Tab completion).
+    pub async fn tracker_files(&self) -> Result<Vec<String>> {
+        let TrackerResponse::Matches(found) = self.inner.link.request(&TrackerRequest::Files).await? else {
+            bail!("unexpected answer from the tracker");
+        };
+        Ok(found.into_iter().map(|m| m.file.name).filter(|n| wire::check_name(n).is_ok()).collect())
+    }
+
+    /// Paths of the files `share` could take, relative to the data folder, at most `limit`
+    /// (blocking: it reads directories). The download folder and hidden entries are skipped.
+    pub fn shareable(&self, limit: usize) -> Vec<String> {
+        let (root, skip) = (&self.inner.config.data_dir, &self.inner.config.download_dir);
+        let mut found = Vec::new();
+        let mut dirs = vec![(root.clone(), String::new())];
+        while let Some((dir, prefix)) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let (path, kind) = (entry.path(), entry.file_type());
+                if name.starts_with('.') || path == *skip || found.len() >= limit {
+                    continue;
+                }
+                match kind {
+                    Ok(kind) if kind.is_dir() && prefix.matches('/').count() < 3 => dirs.push((path, format!("{prefix}{name}/"))),
+                    Ok(kind) if kind.is_file() => found.push(format!("{prefix}{name}")),
+                    _ => {}
+                }
+            }
+        }
+        found
     }
 
     /// Why the tracker refused this peer for good, if it did.

@@ -1,12 +1,34 @@
-//! The only code that draws: progress bars fed by download events over a channel.
+//! The only code that draws: progress of downloads, fed by download events over a channel.
 //!
-//! The download engine sends [`Progress`] events and never prints. This task turns them into an
-//! indicatif bar (bytes, rate, ETA, holders) when a person is watching, and into plain warning
-//! lines on stderr otherwise, so scripts see no redraws.
+//! The download engine sends [`Progress`] events and never prints. One task per download turns
+//! them into what the user asked for ([`Show`]): an indicatif bar in the process's one
+//! `MultiProgress` (bytes, rate, ETA, holders), warning lines, or JSON lines for scripts. It
+//! also keeps [`Transfers`] current, which `status` reads.
+//!
+//! The `MultiProgress` draws into [`StatusArea`], an indicatif `TermLike` that collects each
+//! frame's lines and hands them to the console's status area, so bars sit above the prompt
+//! and never cut into the line being typed or into other output.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use serde::Serialize;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::console::{self, Stream, screen};
+use crate::wire::FileInfo;
+
+/// Redraws of the bars per second: smooth enough to read a rate, few enough that redrawing the
+/// prompt with them does not flicker.
+const REFRESH_HZ: u8 = 8;
+/// Shortest interval between two JSON progress lines of one download.
+const JSON_INTERVAL: Duration = Duration::from_millis(200);
+/// Columns given to the file name in a bar.
+const NAME_COLUMNS: usize = 20;
 
 /// What a download reports as it goes.
 #[derive(Debug, Clone)]
@@ -20,7 +42,7 @@ pub enum Progress {
         /// Holders connected.
         holders: usize,
     },
-    /// A verified chunk was written.
+    /// A verified chunk was written (or, once, the chunks an earlier attempt left).
     Chunk {
         /// Its length.
         bytes: u64,
@@ -31,46 +53,339 @@ pub enum Progress {
     Done,
 }
 
-/// Starts the drawing task; bars only when `draw` (a terminal is watching).
-pub fn spawn(draw: bool) -> (mpsc::UnboundedSender<Progress>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (tx, tokio::spawn(render(rx, draw)))
+/// How downloads show their progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show {
+    /// A bar per download above the prompt (a terminal is watching).
+    Bars,
+    /// Only warnings, as lines on stderr (scripts reading the prompt's output).
+    Lines,
+    /// JSON lines on stdout: `start`, `progress`, `warning` (see `p2pq get --json`).
+    Json,
+    /// Nothing (`-q`).
+    Silent,
 }
 
-async fn render(mut events: mpsc::UnboundedReceiver<Progress>, draw: bool) {
-    let mut bar: Option<ProgressBar> = None;
-    while let Some(event) = events.recv().await {
+/// One download under way.
+#[derive(Clone, Debug, Serialize)]
+pub struct Transfer {
+    /// File name.
+    pub name: String,
+    /// File id (hex).
+    pub id: String,
+    /// File size.
+    pub size: u64,
+    /// Bytes verified so far.
+    pub bytes: u64,
+    /// Holders connected (0 until the manifest is in).
+    pub holders: usize,
+    /// Time since the download started, in milliseconds.
+    pub elapsed_ms: u64,
+    #[serde(skip)]
+    started: Instant,
+}
+
+impl Transfer {
+    /// Mean rate so far, in bytes per second.
+    pub fn rate(&self) -> u64 {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        (self.bytes as f64 / secs) as u64
+    }
+}
+
+/// Downloads under way, for `status`; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Transfers {
+    inner: Arc<Mutex<(u64, BTreeMap<u64, Transfer>)>>,
+}
+
+impl Transfers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Transfer>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every download under way, oldest first.
+    pub fn list(&self) -> Vec<Transfer> {
+        let now = Instant::now();
+        let mut all: Vec<Transfer> = self.lock().1.values().cloned().collect();
+        for t in &mut all {
+            t.elapsed_ms = now.saturating_duration_since(t.started).as_millis() as u64;
+        }
+        all
+    }
+
+    fn add(&self, file: &FileInfo) -> Slot {
+        let mut table = self.lock();
+        table.0 += 1;
+        let key = table.0;
+        let transfer = Transfer { name: file.name.clone(), id: file.id.to_hex(), size: file.size, bytes: 0, holders: 0, elapsed_ms: 0, started: Instant::now() };
+        table.1.insert(key, transfer);
+        Slot { transfers: self.clone(), key }
+    }
+}
+
+/// One download's entry in [`Transfers`]; removed when dropped.
+struct Slot {
+    transfers: Transfers,
+    key: u64,
+}
+
+impl Slot {
+    /// Applies an event; returns the entry as it now is.
+    fn apply(&self, event: &Progress) -> Option<Transfer> {
+        let mut table = self.transfers.lock();
+        let t = table.1.get_mut(&self.key)?;
         match event {
-            Progress::Start { name, size, holders } if draw => bar = Some(new_bar(&name, size, holders)),
-            Progress::Start { .. } => {}
-            Progress::Chunk { bytes } => {
-                if let Some(bar) = &bar {
-                    bar.inc(bytes);
-                }
-            }
-            Progress::Note(note) => match &bar {
-                Some(bar) => bar.println(format!("warning: {note}")),
-                None => eprintln!("warning: {}", crate::logbook::printable(&note)),
-            },
-            Progress::Done => {
-                if let Some(bar) = bar.take() {
-                    bar.finish_and_clear();
-                }
-            }
+            Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
+            Progress::Chunk { bytes } => t.bytes += bytes,
+            Progress::Note(_) | Progress::Done => {}
+        }
+        Some(t.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.transfers.lock().1.remove(&self.key);
+    }
+}
+
+/// Starts the task that shows one download of `file`, and lists it in `transfers`.
+pub fn spawn(show: Show, transfers: &Transfers, file: &FileInfo) -> (mpsc::UnboundedSender<Progress>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let slot = transfers.add(file);
+    (tx, tokio::spawn(render(rx, View::new(show, file), slot)))
+}
+
+async fn render(mut events: mpsc::UnboundedReceiver<Progress>, mut view: View, slot: Slot) {
+    while let Some(event) = events.recv().await {
+        if let Some(now) = slot.apply(&event) {
+            view.show(&event, &now);
         }
     }
-    if let Some(bar) = bar {
-        bar.abandon();
+    view.end();
+}
+
+/// How one download is being shown.
+struct View {
+    show: Show,
+    file: FileInfo,
+    bar: Option<ProgressBar>,
+    last_json: Option<Instant>,
+}
+
+impl View {
+    fn new(show: Show, file: &FileInfo) -> View {
+        View { show, file: file.clone(), bar: None, last_json: None }
     }
+
+    fn show(&mut self, event: &Progress, now: &Transfer) {
+        match (self.show, event) {
+            (Show::Silent, _) => {}
+            (Show::Json, _) => self.json(event, now),
+            (_, Progress::Note(note)) => console::warn(note),
+            (Show::Bars, Progress::Start { size, holders, .. }) => self.bar = Some(new_bar(&self.file.name, *size, *holders)),
+            (Show::Bars, Progress::Chunk { bytes }) => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(*bytes);
+                }
+            }
+            (Show::Bars, Progress::Done) => self.end(),
+            (Show::Lines, _) => {}
+        }
+    }
+
+    fn json(&mut self, event: &Progress, now: &Transfer) {
+        let (name, id) = (&self.file.name, self.file.id.to_hex());
+        let line = match event {
+            Progress::Start { size, holders, .. } => json!({"event": "start", "name": name, "id": id, "size": size, "holders": holders}),
+            Progress::Chunk { .. } => {
+                let due = self.last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL) || now.bytes >= now.size;
+                if !due {
+                    return;
+                }
+                self.last_json = Some(Instant::now());
+                json!({"event": "progress", "name": name, "id": id, "bytes": now.bytes, "size": now.size, "bytes_per_sec": now.rate()})
+            }
+            Progress::Note(note) => json!({"event": "warning", "name": name, "id": id, "message": note}),
+            Progress::Done => return,
+        };
+        console::out(&line.to_string());
+    }
+
+    /// Takes the bar off the board (finished, failed or cancelled alike).
+    fn end(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            board().remove(&bar);
+        }
+    }
+}
+
+/// The process's one `MultiProgress`, drawing into the console's status area.
+fn board() -> &'static MultiProgress {
+    static BOARD: OnceLock<MultiProgress> = OnceLock::new();
+    BOARD.get_or_init(|| {
+        let area = StatusArea::new(screen::set_status);
+        MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(Box::new(area), REFRESH_HZ))
+    })
 }
 
 fn new_bar(name: &str, size: u64, holders: usize) -> ProgressBar {
-    let bar = ProgressBar::new(size);
-    let template = "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+    let bar = board().add(ProgressBar::new(size));
+    let template = if console::colour(Stream::Err) {
+        "{prefix:.bold} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  ETA {eta:<4} {msg}"
+    } else {
+        "{prefix} [{bar:24}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  ETA {eta:<4} {msg}"
+    };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    let peers = if holders == 1 { "1 peer".to_string() } else { format!("{holders} peers") };
-    bar.set_message(format!("{} from {peers}", crate::logbook::printable(name)));
+    bar.set_prefix(fit(&crate::logbook::printable(name), NAME_COLUMNS));
+    bar.set_message(if holders == 1 { "1 peer".to_string() } else { format!("{holders} peers") });
     bar
+}
+
+/// `text` cut or padded to exactly `columns` columns.
+fn fit(text: &str, columns: usize) -> String {
+    let cut = terminal::truncate_str(text, columns, "…");
+    let pad = columns.saturating_sub(terminal::measure_text_width(&cut));
+    format!("{cut}{}", " ".repeat(pad))
+}
+
+/// A terminal for indicatif that keeps each drawn frame's lines and hands them over on flush.
+///
+/// indicatif draws a frame by moving the cursor up over the previous one, clearing, then
+/// writing each line padded to the full width (so the terminal wraps to the next). Any cursor
+/// movement or clearing therefore starts a new frame; a row ends when it reaches the width.
+pub(crate) struct StatusArea {
+    frame: Mutex<(Vec<String>, String)>,
+    sink: fn(Vec<String>),
+}
+
+impl std::fmt::Debug for StatusArea {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatusArea")
+    }
+}
+
+impl StatusArea {
+    pub(crate) fn new(sink: fn(Vec<String>)) -> StatusArea {
+        StatusArea { frame: Mutex::default(), sink }
+    }
+
+    fn frame(&self) -> std::sync::MutexGuard<'_, (Vec<String>, String)> {
+        self.frame.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn restart(&self) -> std::io::Result<()> {
+        *self.frame() = Default::default();
+        Ok(())
+    }
+
+    fn columns(&self) -> usize {
+        // One column short of the terminal, so a full row never makes the terminal wrap.
+        screen::width().saturating_sub(1).clamp(20, 500)
+    }
+}
+
+impl TermLike for StatusArea {
+    fn width(&self) -> u16 {
+        self.columns() as u16
+    }
+
+    fn height(&self) -> u16 {
+        terminal::Term::stdout().size_checked().map(|(rows, _)| rows.saturating_sub(2).max(1)).unwrap_or(20)
+    }
+
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        self.restart()
+    }
+
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        self.restart()
+    }
+
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        self.restart()
+    }
+
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        self.restart()
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        let mut frame = self.frame();
+        let row = std::mem::take(&mut frame.1) + s;
+        frame.0.push(row);
+        Ok(())
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        let s = match s.rsplit_once('\r') {
+            Some((_, after)) => {
+                self.restart()?;
+                after
+            }
+            None => s,
+        };
+        let columns = self.columns();
+        let mut frame = self.frame();
+        frame.1.push_str(s);
+        if terminal::measure_text_width(&frame.1) >= columns {
+            let row = std::mem::take(&mut frame.1);
+            frame.0.push(row);
+        }
+        Ok(())
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.restart()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        let columns = self.columns();
+        let (rows, rest) = std::mem::take(&mut *self.frame());
+        let rows = rows.into_iter().chain((!rest.is_empty()).then_some(rest));
+        let rows: Vec<String> = rows.map(|r| terminal::truncate_str(&r, columns, "").trim_end().to_string()).filter(|r| !r.is_empty()).collect();
+        (self.sink)(rows);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static FRAMES: Mutex<Vec<Vec<String>>> = Mutex::new(Vec::new());
+
+    fn keep(rows: Vec<String>) {
+        FRAMES.lock().unwrap().push(rows);
+    }
+
+    #[test]
+    fn bars_become_status_lines_and_leave_none_when_cleared() {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(StatusArea::new(keep))));
+        let a = multi.add(ProgressBar::new(100).with_style(ProgressStyle::with_template("{prefix} {pos}/{len}").unwrap()));
+        a.set_prefix("a.iso");
+        let b = multi.add(ProgressBar::new(50).with_style(ProgressStyle::with_template("{prefix} {pos}/{len}").unwrap()));
+        b.set_prefix("b.iso");
+        a.inc(40);
+        b.inc(10);
+        a.force_draw();
+        let last = FRAMES.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last, ["a.iso 40/100", "b.iso 10/50"]);
+        a.finish_and_clear();
+        multi.remove(&a);
+        b.finish_and_clear();
+        multi.remove(&b);
+        let last = FRAMES.lock().unwrap().last().cloned().unwrap();
+        assert!(last.is_empty(), "{last:?}");
+    }
+
+    #[test]
+    fn names_fit_their_column() {
+        assert_eq!(fit("a.iso", 8), "a.iso   ");
+        assert_eq!(terminal::measure_text_width(&fit("a-very-long-file-name.iso", 10)), 10);
+    }
 }

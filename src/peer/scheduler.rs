@@ -97,18 +97,19 @@ impl Scheduler {
     }
 
     /// `holder` failed to deliver `index`; the chunk goes back to the front of the queue.
-    pub fn failed(&mut self, holder: usize, index: u32, penalty: Penalty) {
+    /// Returns true if this failure is the one that dropped the holder.
+    pub fn failed(&mut self, holder: usize, index: u32, penalty: Penalty) -> bool {
         self.release(holder, index);
         let h = &mut self.holders[holder];
         h.strikes += 1;
-        if penalty == Penalty::Drop || h.strikes >= MAX_STRIKES {
-            h.dropped = true;
-        }
+        let newly_dropped = !h.dropped && (penalty == Penalty::Drop || h.strikes >= MAX_STRIKES);
+        h.dropped |= newly_dropped;
         let i = index as usize;
         if self.chunks[i] != Chunk::Done && self.slots[i][0] == FREE {
             self.chunks[i] = Chunk::Needed;
             self.queue.push_front(index);
         }
+        newly_dropped
     }
 
     fn release(&mut self, holder: usize, index: u32) {
@@ -175,14 +176,16 @@ mod tests {
     #[test]
     fn strikes_and_drops_remove_a_holder() {
         let mut s = Scheduler::new(8, 2, 8, |_| false);
-        for _ in 0..MAX_STRIKES {
+        let dropped: Vec<bool> = (0..MAX_STRIKES).map(|_| {
             let i = s.next(0).unwrap();
-            s.failed(0, i, Penalty::Strike);
-        }
+            s.failed(0, i, Penalty::Strike)
+        }).collect();
+        assert_eq!(dropped.iter().filter(|d| **d).count(), 1, "reported once");
+        assert!(dropped[MAX_STRIKES as usize - 1]);
         assert!(s.is_dropped(0));
         assert_eq!(s.next(0), None);
         let i = s.next(1).unwrap();
-        s.failed(1, i, Penalty::Drop);
+        assert!(s.failed(1, i, Penalty::Drop));
         assert_eq!(s.live_holders(), 0);
         assert_eq!(s.remaining(), 8);
     }

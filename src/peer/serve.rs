@@ -17,16 +17,18 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::gate::Gate;
+use super::throttle::{SLICE, Throttle};
 use crate::manifest::Manifest;
 use crate::wire::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 
 /// How long a downloader may take to send one request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Chunks read and sent at once on one connection: bounds the memory one downloader can pin
-/// (this many chunks) while keeping its window full.
-const SENDS_PER_CONNECTION: usize = 32;
 /// Downloaders served at once.
 const MAX_CONNECTIONS: usize = 512;
+/// Longest one request may take from its stream opening to its answer sent: a downloader that
+/// stops reading cannot pin a chunk buffer or a send slot longer than this.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A file this peer serves.
 pub struct SharedFile {
@@ -37,13 +39,32 @@ pub struct SharedFile {
     /// Its chunks' hashes.
     pub manifest: Arc<Manifest>,
     file: Arc<File>,
+    stamp: Stamp,
+}
+
+/// Size and modification time: a change means the file is no longer what was shared.
+type Stamp = (u64, Option<std::time::SystemTime>);
+
+fn stamp(file: &File) -> std::io::Result<Stamp> {
+    let meta = file.metadata()?;
+    Ok((meta.len(), meta.modified().ok()))
 }
 
 impl SharedFile {
     /// Opens `path` to serve it under `info`, with a manifest already computed from it.
     pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
-        let file = Arc::new(File::open(&path)?);
-        Ok(SharedFile { info, path, manifest, file })
+        let file = File::open(&path)?;
+        let stamp = stamp(&file)?;
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp })
+    }
+
+    /// Reads `len` bytes at `offset`, refusing if the file changed since it was shared
+    /// (blocking).
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if stamp(&self.file).ok() != Some(self.stamp) {
+            bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
+        }
+        crate::store::read_at(&self.file, offset, len).with_context(|| format!("cannot read {}", self.path.display()))
     }
 }
 
@@ -51,11 +72,22 @@ impl SharedFile {
 #[derive(Clone, Default)]
 pub struct Shares {
     files: Arc<Mutex<HashMap<FileId, Arc<SharedFile>>>>,
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl Shares {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileId, Arc<SharedFile>>> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Shares whose uploads are limited to `bytes_per_sec`, if given.
+    pub fn with_upload_limit(bytes_per_sec: Option<u64>) -> Shares {
+        Shares { files: Arc::default(), throttle: bytes_per_sec.map(|r| Arc::new(Throttle::new(r))) }
+    }
+
+    /// Stops serving a file.
+    pub fn remove(&self, id: &FileId) {
+        self.lock().remove(id);
     }
 
     /// Adds (or replaces) a shared file.
@@ -76,8 +108,9 @@ impl Shares {
     }
 }
 
-/// Serves downloaders on `endpoint` until `shutdown` is cancelled.
-pub async fn run(endpoint: quinn::Endpoint, shares: Shares, shutdown: CancellationToken) {
+/// Serves downloaders on `endpoint` until `shutdown` is cancelled; `gate` admits only live
+/// registered peers, a few connections each.
+pub async fn run(endpoint: quinn::Endpoint, shares: Shares, gate: Arc<Gate>, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
     loop {
@@ -90,11 +123,12 @@ pub async fn run(endpoint: quinn::Endpoint, shares: Shares, shutdown: Cancellati
                     incoming.refuse();
                     continue;
                 };
-                let (shares, shutdown) = (shares.clone(), shutdown.clone());
+                let (shares, gate, shutdown) = (shares.clone(), gate.clone(), shutdown.clone());
                 conns.spawn(async move {
                     let _permit = permit;
-                    if let Ok(conn) = incoming.await {
-                        serve_connection(conn, shares, shutdown).await;
+                    let Ok(conn) = incoming.await else { return };
+                    if let Some(admitted) = gate.admit(&conn).await {
+                        serve_connection(conn, shares, admitted.sends.clone(), shutdown).await;
                     }
                 });
             }
@@ -103,9 +137,9 @@ pub async fn run(endpoint: quinn::Endpoint, shares: Shares, shutdown: Cancellati
     conns.shutdown().await;
 }
 
-/// Answers one downloader's requests until it goes away.
-async fn serve_connection(conn: Connection, shares: Shares, shutdown: CancellationToken) {
-    let sends = Arc::new(Semaphore::new(SENDS_PER_CONNECTION));
+/// Answers one downloader's requests until it goes away; `sends` bounds the chunks being sent
+/// to this downloader at once, over all its connections.
+async fn serve_connection(conn: Connection, shares: Shares, sends: Arc<Semaphore>, shutdown: CancellationToken) {
     let mut streams = JoinSet::new();
     loop {
         tokio::select! {
@@ -115,17 +149,17 @@ async fn serve_connection(conn: Connection, shares: Shares, shutdown: Cancellati
             }
             Some(_) = streams.join_next() => {}
             bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => { streams.spawn(answer_manifest(send, recv, shares.clone())); }
+                Ok((send, recv)) => { streams.spawn(tokio::time::timeout(STREAM_TIMEOUT, answer_manifest(send, recv, shares.clone()))); }
                 Err(_) => break,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     let (conn, shares, sends) = (conn.clone(), shares.clone(), sends.clone());
-                    streams.spawn(async move {
+                    streams.spawn(tokio::time::timeout(STREAM_TIMEOUT, async move {
                         if let Err(err) = answer_chunk(conn, recv, shares, sends).await {
                             tracing::debug!("chunk request failed: {err:#}");
                         }
-                    });
+                    }));
                 }
                 Err(_) => break,
             },
@@ -142,7 +176,10 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
 async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares) {
     let reply = match read_request(&mut recv).await {
         Ok(PeerRequest::Manifest { version, id }) if version == PROTOCOL_VERSION => match shares.get(&id) {
-            Some(file) => ManifestReply::Manifest((*file.manifest).clone()),
+            Some(file) => {
+                tracing::info!("serving chunks of {}", crate::logbook::printable(&file.info.name));
+                ManifestReply::Manifest((*file.manifest).clone())
+            }
             None => ManifestReply::Error(format!("file {} is not shared here", id.short())),
         },
         Ok(PeerRequest::Manifest { version, .. }) => {
@@ -168,7 +205,7 @@ async fn answer_chunk(conn: Connection, mut recv: RecvStream, shares: Shares, se
     let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
     wire::write_frame(&mut out, &header).await?;
     if let Ok(data) = result {
-        out.write_all(&data).await?;
+        send_paced(&mut out, data, shares.throttle.as_deref()).await?;
     }
     out.finish()?;
     Ok(())
@@ -181,7 +218,26 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Vec<u8>>
         bail!("chunk {index} is past the end of the file ({} chunks)", file.manifest.count());
     }
     let (offset, len) = (file.manifest.offset(index), file.manifest.len_of(index) as usize);
-    let handle = file.file.clone();
-    let data = tokio::task::spawn_blocking(move || crate::store::read_at(&handle, offset, len)).await?;
-    data.with_context(|| format!("cannot read {}", file.path.display()))
+    let reader = file.clone();
+    let data = tokio::task::spawn_blocking(move || reader.read(offset, len)).await?;
+    if data.is_err() {
+        // Whatever went wrong with our copy, serving it on would only waste downloaders' time.
+        shares.remove(id);
+        tracing::warn!("stopped sharing {}: {:#}", file.info.name, data.as_ref().err().map(|e| e.to_string()).unwrap_or_default());
+    }
+    data
+}
+
+/// Writes `data`, pacing it through the upload limit if there is one.
+/// Unpaced, the buffer is handed to quinn as it is, with no copy.
+async fn send_paced(out: &mut quinn::SendStream, data: Vec<u8>, throttle: Option<&Throttle>) -> Result<()> {
+    let Some(throttle) = throttle else {
+        out.write_chunk(bytes::Bytes::from(data)).await?;
+        return Ok(());
+    };
+    for slice in data.chunks(SLICE) {
+        throttle.take(slice.len()).await;
+        out.write_all(slice).await?;
+    }
+    Ok(())
 }

@@ -54,8 +54,10 @@ impl TrackerLink {
     }
 
     fn set(&self, conn: Option<Connection>) {
-        self.up.send_replace(Some(conn.is_some()));
+        let up = conn.is_some();
+        // Store first, then publish: whoever wakes on "up" must find the connection.
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+        self.up.send_replace(Some(up));
     }
 
     /// Resolves once a registered connection is up.
@@ -128,7 +130,9 @@ impl TrackerLink {
                 _ = shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            // Never wait longer than a heartbeat, so a restarted tracker hears from us again
+            // within two heartbeats.
+            backoff = (backoff * 2).min(MAX_BACKOFF.min(heartbeat)).max(MIN_BACKOFF);
         }
     }
 
@@ -174,7 +178,7 @@ async fn heartbeats(conn: &Connection, period: Duration) -> String {
             reason = conn.closed() => return reason.to_string(),
             _ = tick.tick() => {}
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange(conn, &TrackerRequest::Alive)).await {
+        match tokio::time::timeout(alive_timeout(period), exchange(conn, &TrackerRequest::Alive)).await {
             Ok(Ok(TrackerResponse::Ok)) => {}
             Ok(Ok(TrackerResponse::Error(reason))) => return format!("tracker says: {reason}"),
             Ok(Ok(_)) => return "unexpected answer to alive".into(),
@@ -182,6 +186,12 @@ async fn heartbeats(conn: &Connection, period: Duration) -> String {
             Err(_) => return "heartbeat timed out".into(),
         }
     }
+}
+
+/// How long an `alive` may go unanswered: two heartbeats (at least a second, at most the
+/// request timeout), so a vanished tracker is noticed quickly and reconnection starts.
+fn alive_timeout(heartbeat: Duration) -> Duration {
+    (heartbeat * 2).clamp(Duration::from_secs(1), REQUEST_TIMEOUT)
 }
 
 /// One request on its own bidirectional stream, one response back.

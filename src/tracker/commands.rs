@@ -1,77 +1,151 @@
 //! The tracker's prompt: `logs request`, `logs-all`, `logs_file NAME`, `peers`, `files`, `help`,
-//! `exit`. It reads the tracker's state through its handle and prints tables.
+//! `exit`. It reads the tracker's state through its handle and prints tables, or one line of
+//! JSON with `--json`.
+//!
+//! On a terminal, Ctrl-D stops the tracker like `exit`; from a pipe, end of input leaves it
+//! serving until `exit`, Ctrl-C or SIGTERM.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Tracker;
-use crate::console::{self, Console};
+use crate::console::{self, CommandHelp, Complete, Console, Input, Setup};
 use crate::logbook::{Event, Table, events_table};
 
 /// A parsed tracker command.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    LogsRequest,
-    LogsAll,
-    LogsFile(String),
-    Peers,
-    Files,
-    Help,
+    LogsRequest { json: bool },
+    LogsAll { json: bool },
+    LogsFile { name: String, json: bool },
+    Peers { json: bool },
+    Files { json: bool },
+    Help(String),
     Exit,
 }
 
-const HELP: &str = "\
-commands:
-  logs request       share and get events
-  logs-all           every event (register, alive, share, get, exit, expire)
-  logs_file <name>   events about one file (name or id prefix)
-  peers              live peers: id, address, files, last alive
-  files              known files: name, id, size, holders
-  help               this text
-  exit               stop the tracker";
+const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "logs",
+        usage: "request [--json]",
+        summary: "share and get events",
+        details: "Who shared or looked up which file, and when (local time). Also: logs all, logs file NAME. With --json, the events as one JSON array on one line.",
+        example: "logs request",
+    },
+    CommandHelp {
+        name: "logs-all",
+        usage: "[--json]",
+        summary: "every event: register, alive, share, get, exit, expire",
+        details: "The whole event log, oldest first, heartbeats included.",
+        example: "logs-all --json",
+    },
+    CommandHelp {
+        name: "logs_file",
+        usage: "<name> [--json]",
+        summary: "events about one file (name or id prefix)",
+        details: "Shares, lookups and automatic re-shares of one file, by its name or the first hex digits of its id (4 or more).",
+        example: "logs_file some-file.iso",
+    },
+    CommandHelp {
+        name: "peers",
+        usage: "[--json]",
+        summary: "live peers: id, address, files, last alive, fingerprint",
+        details: "Peers registered now; the address is the one the tracker sees, the fingerprint that of the peer's certificate.",
+        example: "peers",
+    },
+    CommandHelp {
+        name: "files",
+        usage: "[--json]",
+        summary: "known files: name, id, size, holders",
+        details: "Every file some live peer holds, with the peers holding it.",
+        example: "files --json",
+    },
+    CommandHelp { name: "help", usage: "[command]", summary: "this text, or one command in detail", details: "", example: "help logs_file" },
+    CommandHelp { name: "exit", usage: "", summary: "stop the tracker (also Ctrl-D)", details: "Peers notice and reconnect once a tracker is back.", example: "exit" },
+];
 
-const WORDS: &[&str] = &["logs", "logs-all", "logs_file", "peers", "files", "help", "exit"];
+const KEYS: &str = "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line, Ctrl-D stops the tracker";
 
 fn parse(line: &str) -> Result<Option<Command>> {
-    let (word, rest) = console::split(line);
-    let command = match (word, rest) {
-        ("", _) => return Ok(None),
-        ("logs", "request" | "requests") => Command::LogsRequest,
-        ("logs-all", "") | ("logs", "all") => Command::LogsAll,
-        ("logs_file" | "logs-file", name) | ("logs", name) if !name.is_empty() => {
+    let mut words = console::words(line)?;
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let word = words.remove(0);
+    let before = words.len();
+    words.retain(|w| w != "--json");
+    let json = words.len() != before;
+    let rest = words.join(" ");
+    let command = match (word.as_str(), rest.as_str()) {
+        ("logs", "request" | "requests") => Command::LogsRequest { json },
+        ("logs-all", "") | ("logs", "all") => Command::LogsAll { json },
+        ("logs_file" | "logs-file" | "logs", name) if !name.is_empty() => {
             let name = name.strip_prefix("file ").unwrap_or(name).trim();
-            Command::LogsFile(name.to_string())
+            Command::LogsFile { name: name.to_string(), json }
         }
-        ("logs_file" | "logs-file", "") => bail!("usage: logs_file <name>"),
-        ("peers", "") => Command::Peers,
-        ("files", "") => Command::Files,
-        ("help" | "?", _) => Command::Help,
+        ("peers", "") => Command::Peers { json },
+        ("files", "") => Command::Files { json },
+        ("help" | "?", topic) => Command::Help(topic.to_string()),
         ("exit" | "quit", "") => Command::Exit,
-        _ => bail!("{}", unknown(word)),
+        (word, _) => match COMMANDS.iter().find(|c| c.name == word) {
+            Some(c) => bail!("usage: {} {} (try help {})", c.name, c.usage, c.name),
+            None => bail!("{}", console::unknown(word, &names())),
+        },
     };
+    if json && matches!(command, Command::Help(_) | Command::Exit) {
+        bail!("--json goes with logs, peers and files");
+    }
     Ok(Some(command))
 }
 
-fn unknown(word: &str) -> String {
-    match console::suggest(word, WORDS) {
-        Some(near) => format!("unknown command {word:?}; did you mean {near:?}? (try help)"),
-        None => format!("unknown command {word:?} (try help)"),
+fn names() -> Vec<&'static str> {
+    COMMANDS.iter().map(|c| c.name).collect()
+}
+
+/// Tab completion: commands, and the files the tracker knows after `logs_file`.
+struct Completion {
+    tracker: Tracker,
+}
+
+impl Complete for Completion {
+    fn commands(&self) -> Vec<&'static str> {
+        names()
+    }
+
+    fn arguments(&self, command: &str, index: usize) -> Vec<String> {
+        let files = || self.tracker.files().into_iter().map(|m| m.file.name).collect();
+        match (command, index) {
+            ("logs", 0) => ["request", "all", "file"].map(String::from).to_vec(),
+            ("logs_file", 0) | ("logs", 1) => files(),
+            ("help", 0) => names().into_iter().map(String::from).collect(),
+            ("exit" | "help", _) => Vec::new(),
+            _ => vec!["--json".into()],
+        }
     }
 }
 
-/// Runs the prompt until `exit`, Ctrl-C or SIGTERM. End of input keeps the tracker serving.
-pub async fn prompt(tracker: &Tracker, shutdown: &CancellationToken) {
-    let mut console = Console::start("tracker> ".into());
+/// Runs the prompt until `exit`, Ctrl-D on a terminal, Ctrl-C or SIGTERM. End of piped input
+/// keeps the tracker serving.
+pub async fn prompt(tracker: &Tracker, shutdown: &CancellationToken, state_dir: &Path) {
+    let complete: Arc<dyn Complete> = Arc::new(Completion { tracker: tracker.clone() });
+    let setup = Setup { prompt: "tracker> ".into(), history: Some(state_dir.join("history")), complete: Some(complete) };
+    let mut console = Console::start(setup);
     let mut input_open = true;
     console::cancel_on_signal(shutdown.clone());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            line = console.next_line(), if input_open => match line {
-                None => input_open = false,
-                Some(line) => match parse(&line) {
+            input = console.next(), if input_open => match input {
+                Input::End if console.editing => break,
+                Input::End => input_open = false,
+                Input::Interrupted { typed: true } => {}
+                Input::Interrupted { typed: false } => console::say("(type exit or press Ctrl-D to stop the tracker)"),
+                Input::Line(line) => match parse(&line) {
                     Ok(Some(Command::Exit)) => break,
                     Ok(Some(command)) => run(tracker, command),
                     Ok(None) => {}
@@ -80,16 +154,19 @@ pub async fn prompt(tracker: &Tracker, shutdown: &CancellationToken) {
             },
         }
     }
+    console.close();
 }
 
 fn run(tracker: &Tracker, command: Command) {
     let text = match command {
-        Command::LogsRequest => events(tracker, |e| e.kind.is_request()),
-        Command::LogsAll => events(tracker, |_| true),
-        Command::LogsFile(name) => events(tracker, |e| e.is_about(&name)),
-        Command::Peers => Ok(peers(tracker)),
-        Command::Files => Ok(files(tracker)),
-        Command::Help => Ok(HELP.to_string()),
+        Command::LogsRequest { json } => events(tracker, json, |e| e.kind.is_request()),
+        Command::LogsAll { json } => events(tracker, json, |_| true),
+        Command::LogsFile { name, json } => events(tracker, json, |e| e.is_about(&name)),
+        Command::Peers { json: false } => Ok(peers(tracker)),
+        Command::Peers { json: true } => Ok(peers_json(tracker).to_string()),
+        Command::Files { json: false } => Ok(files(tracker)),
+        Command::Files { json: true } => Ok(files_json(tracker).to_string()),
+        Command::Help(topic) => console::help(COMMANDS, &topic, KEYS),
         Command::Exit => Ok(String::new()),
     };
     match text {
@@ -98,9 +175,9 @@ fn run(tracker: &Tracker, command: Command) {
     }
 }
 
-fn events(tracker: &Tracker, keep: impl Fn(&Event) -> bool) -> Result<String> {
+fn events(tracker: &Tracker, json: bool, keep: impl Fn(&Event) -> bool) -> Result<String> {
     let events: Vec<Event> = tracker.events()?.into_iter().filter(|e| keep(e)).collect();
-    Ok(events_table(&events))
+    Ok(if json { console::json_line(&events) } else { events_table(&events) })
 }
 
 fn peers(tracker: &Tracker) -> String {
@@ -113,6 +190,19 @@ fn peers(tracker: &Tracker) -> String {
     table.render("live peer")
 }
 
+fn peers_json(tracker: &Tracker) -> Value {
+    let now = Instant::now();
+    let peers: Vec<Value> = tracker
+        .peers()
+        .into_iter()
+        .map(|(id, p)| {
+            let ago = now.saturating_duration_since(p.last_alive).as_millis() as u64;
+            json!({"id": id, "addr": p.addr.to_string(), "files": p.files.len(), "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
+        })
+        .collect();
+    Value::Array(peers)
+}
+
 fn files(tracker: &Tracker) -> String {
     let mut table = Table::new(&["NAME", "ID", "SIZE", "HOLDERS"]);
     for found in tracker.files() {
@@ -123,16 +213,38 @@ fn files(tracker: &Tracker) -> String {
     table.render("file")
 }
 
+fn files_json(tracker: &Tracker) -> Value {
+    let files: Vec<Value> = tracker
+        .files()
+        .into_iter()
+        .map(|m| {
+            let holders: Vec<&str> = m.holders.iter().map(|h| h.peer_id.as_str()).collect();
+            json!({"name": m.file.name, "id": m.file.id.to_hex(), "size": m.file.size, "holders": holders})
+        })
+        .collect();
+    Value::Array(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_the_seed_commands_and_suggests_on_typos() {
-        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest));
-        assert_eq!(parse("logs-all").unwrap(), Some(Command::LogsAll));
-        assert_eq!(parse("logs_file a b.txt").unwrap(), Some(Command::LogsFile("a b.txt".into())));
+        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { json: false }));
+        assert_eq!(parse("logs-all").unwrap(), Some(Command::LogsAll { json: false }));
+        assert_eq!(parse("logs_file a b.txt").unwrap(), Some(Command::LogsFile { name: "a b.txt".into(), json: false }));
+        assert_eq!(parse("logs_file \"a b.txt\" --json").unwrap(), Some(Command::LogsFile { name: "a b.txt".into(), json: true }));
+        assert_eq!(parse("files --json").unwrap(), Some(Command::Files { json: true }));
         assert_eq!(parse("  ").unwrap(), None);
         assert!(parse("peer").unwrap_err().to_string().contains("peers"));
+        assert!(parse("peers now").unwrap_err().to_string().starts_with("usage: peers"));
+    }
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        for c in COMMANDS {
+            assert!(console::help(COMMANDS, c.name, KEYS).unwrap().contains("example: "));
+        }
     }
 }

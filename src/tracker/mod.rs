@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::Quota;
 use crate::logbook::{Event, EventKind, Logbook};
 use crate::tls::{self, Identity};
 use crate::wire::{FileMatch, Fingerprint, TRACKER_ALPN, close};
@@ -24,6 +25,10 @@ use registry::{PeerEntry, Registry};
 
 /// Most peer connections served at once; past it new connections are refused.
 const MAX_CONNECTIONS: usize = 4096;
+/// Most connections from one IP address, so one host cannot take every slot (registered or
+/// not: an unregistered connection holds its slot until the registration timeout). High enough
+/// for a room of peers behind one NAT.
+const MAX_CONNECTIONS_PER_IP: usize = 64;
 /// How long shutdown waits for connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -99,6 +104,7 @@ impl Tracker {
 /// Serves peers on `endpoint` until `shutdown` is cancelled.
 pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Quota::new(MAX_CONNECTIONS_PER_IP);
     let mut sessions = JoinSet::new();
     let mut sweep = tokio::time::interval(sweep_period(tracker.inner.peer_timeout));
     loop {
@@ -108,13 +114,14 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
             Some(_) = sessions.join_next() => {}
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                let (Ok(permit), Some(slot)) = (limit.clone().try_acquire_owned(), per_ip.take(incoming.remote_address().ip())) else {
+                    tracing::debug!(addr = %incoming.remote_address(), "connection refused: too many");
                     incoming.refuse();
                     continue;
                 };
                 let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
                 sessions.spawn(async move {
-                    let _permit = permit;
+                    let _held = (permit, slot);
                     match incoming.await {
                         Ok(conn) => session::serve(conn, tracker, shutdown).await,
                         Err(err) => tracing::debug!("handshake failed: {err}"),
@@ -159,8 +166,7 @@ impl Running {
 pub async fn start(config: &TrackerConfig) -> Result<Running> {
     let identity = Identity::load_or_create(&config.certs, "tracker")?;
     let server = tls::server_config(&identity, TRACKER_ALPN)?;
-    let endpoint = quinn::Endpoint::server(server, config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let endpoint = tls::endpoint(&identity, server, config.listen)?;
     let tracker = Tracker::new(&config.state_dir, config.peer_timeout)?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
@@ -172,7 +178,7 @@ pub async fn start(config: &TrackerConfig) -> Result<Running> {
 pub async fn main(config: TrackerConfig) -> Result<()> {
     let running = start(&config).await?;
     crate::console::say(&format!("tracker listening on {} (fingerprint {})", running.addr, running.fingerprint.short()));
-    commands::prompt(&running.tracker, &running.shutdown).await;
+    commands::prompt(&running.tracker, &running.shutdown, &config.state_dir).await;
     running.stop().await;
     Ok(())
 }

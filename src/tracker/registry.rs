@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::wire::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
 
-/// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded.
-pub const MAX_FILES_PER_PEER: usize = 100_000;
+/// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded
+/// (about 300 bytes each: at most a few MiB per peer).
+pub const MAX_FILES_PER_PEER: usize = 10_000;
 /// Shortest id prefix a lookup accepts, so short words are taken as names.
 pub const MIN_ID_PREFIX: usize = 4;
 
@@ -186,6 +187,12 @@ impl Registry {
         FileMatch { file: FileInfo { id: *id, name, size: entry.size }, holders }
     }
 
+    /// The id of the live peer whose certificate has `fingerprint`, if any (a holder asks before
+    /// serving a downloader).
+    pub fn peer_with(&self, fingerprint: &Fingerprint) -> Option<String> {
+        self.peers.iter().find(|(_, p)| p.fingerprint == *fingerprint).map(|(id, _)| id.clone())
+    }
+
     /// Live peers by id.
     pub fn peers(&self) -> Vec<(String, PeerEntry)> {
         let mut all: Vec<(String, PeerEntry)> = self.peers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -247,6 +254,30 @@ mod tests {
         r.alive("2", 2, t + Duration::from_secs(10)).unwrap();
         assert_eq!(r.expire(t + Duration::from_secs(16), Duration::from_secs(15)), vec!["1".to_string()]);
         assert_eq!(r.peers().len(), 1);
+    }
+
+    #[test]
+    fn a_fingerprint_is_known_only_while_its_peer_is_live() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        assert_eq!(r.peer_with(&fp(1)), Some("1".to_string()));
+        assert_eq!(r.peer_with(&fp(2)), None);
+        assert!(r.leave("1", 1));
+        assert_eq!(r.peer_with(&fp(1)), None);
+    }
+
+    #[test]
+    fn a_peer_cannot_announce_more_than_its_share_of_files() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        for n in 0..MAX_FILES_PER_PEER as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            r.share("1", 1, &FileInfo { id: crate::wire::Digest(id), name: "f".into(), size: 1 }, t).unwrap();
+        }
+        assert_eq!(r.share("1", 1, &file(0xff, "one more"), t), Err(RegistryError::TooManyFiles));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! and the certificate the peer presented. Every later stream carries one request that acts on
 //! that peer only, and is answered on the same stream. A bad frame ends its stream, never the
 //! connection or the tracker.
+//!
+//! One session cannot take the tracker for itself: its requests are small ([`MAX_REQUEST_FRAME`]),
+//! at most [`MAX_IN_FLIGHT`] are answered at once, and a token bucket spaces them to
+//! [`REQUESTS_PER_SECOND`]. Past that the session simply stops accepting streams for a while, so
+//! QUIC's stream credit slows the sender down; an honest peer, far below the rate, never notices.
 
 use std::time::{Duration, Instant};
 
@@ -15,10 +20,18 @@ use tokio_util::sync::CancellationToken;
 use super::Tracker;
 use crate::logbook::{Event, EventKind};
 use crate::tls::remote_fingerprint;
-use crate::wire::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+use crate::limits::RateLimit;
+use crate::wire::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
 /// How long a peer may take to send one request frame once it opened the stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests of one session answered at once; the transport lets a peer open only a few more.
+const MAX_IN_FLIGHT: usize = 8;
+/// Sustained requests per second one session may make: an honest peer makes one a heartbeat plus
+/// one per share or get; a script sharing a folder stays far below.
+const REQUESTS_PER_SECOND: u32 = 100;
+/// Requests one session may make at once after being quiet.
+const REQUEST_BURST: u32 = 200;
 
 /// Who is on the other end of a registered connection.
 struct Session {
@@ -36,20 +49,26 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
         }
     };
     let mut requests = JoinSet::new();
+    let mut bucket = RateLimit::new(REQUESTS_PER_SECOND, REQUEST_BURST, Instant::now());
     let reason = loop {
+        let wait = bucket.wait(Instant::now());
+        let ready = wait.is_zero() && requests.len() < MAX_IN_FLIGHT;
         tokio::select! {
             _ = shutdown.cancelled() => {
                 conn.close(close::SHUTDOWN, b"tracker shutting down");
                 return;
             }
-            stream = conn.accept_bi() => match stream {
+            reason = conn.closed() => break reason,
+            Some(_) = requests.join_next() => {}
+            _ = tokio::time::sleep(wait), if !wait.is_zero() => {}
+            stream = conn.accept_bi(), if ready => match stream {
                 Ok((send, recv)) => {
+                    bucket.take(Instant::now());
                     let (tracker, peer, id) = (tracker.clone(), session.peer.clone(), session.id);
                     requests.spawn(async move { answer(send, recv, &tracker, &peer, id).await });
                 }
                 Err(reason) => break reason,
             },
-            Some(_) = requests.join_next() => {}
         }
     };
     closed(&tracker, &session, reason);
@@ -80,11 +99,19 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
         return refuse(conn, &mut send, &err.to_string()).await;
     }
     tracker.record(Event::now(EventKind::Register, &session.peer, format!("from {addr}")));
-    for file in files.iter().filter(|f| wire::check_name(&f.name).is_ok()) {
-        let _ = tracker.registry().share(&session.peer, session.id, file, Instant::now());
+    let refused = files.iter().filter(|file| share_on_register(tracker, &session, file).is_err()).count();
+    if refused > 0 {
+        let detail = format!("{refused} of {} announced file(s) refused (unusable name, size or count)", files.len());
+        tracker.record(Event::now(EventKind::Refused, &session.peer, detail));
     }
     respond(&mut send, &TrackerResponse::Registered { observed: addr }).await?;
     Ok(session)
+}
+
+/// Records one file a registering peer already shares, if its name is usable.
+fn share_on_register(tracker: &Tracker, session: &Session, file: &wire::FileInfo) -> Result<(), String> {
+    wire::check_name(&file.name)?;
+    tracker.registry().share(&session.peer, session.id, file, Instant::now()).map_err(|e| e.to_string())
 }
 
 /// Answers a refused registration with its reason, then closes the connection.
@@ -97,7 +124,7 @@ async fn refuse<T>(conn: &Connection, send: &mut SendStream, reason: &str) -> Re
 
 /// Reads one request, acts on it, writes the response.
 async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, peer: &str, session: u64) {
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, wire::read_frame(&mut recv, MAX_FRAME)).await;
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, wire::read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
     let response = match request {
         Ok(Ok(request)) => act(tracker, peer, session, request),
         Ok(Err(err)) => TrackerResponse::Error(format!("bad request: {err}")),
@@ -118,8 +145,9 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
             TrackerResponse::Ok
         }),
         TrackerRequest::Share(file) => share(tracker, peer, session, file),
-        TrackerRequest::Lookup { query } => Ok(lookup(tracker, peer, &query)),
+        TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
         TrackerRequest::Files => Ok(TrackerResponse::Matches(tracker.registry().files())),
+        TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Exit => {
             if tracker.registry().leave(peer, session) {
                 tracker.record(Event::now(EventKind::Exit, peer, "exit"));
@@ -138,7 +166,10 @@ fn share(tracker: &Tracker, peer: &str, session: u64, file: wire::FileInfo) -> R
     Ok(TrackerResponse::Ok)
 }
 
-fn lookup(tracker: &Tracker, peer: &str, query: &str) -> TrackerResponse {
+/// Files matching `query`; a query that could not be a file name or an id prefix is refused, so
+/// nothing unprintable reaches the event log and the tracker's screen.
+fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse, String> {
+    wire::check_name(query).map_err(|reason| format!("bad lookup: {reason}"))?;
     let found = tracker.registry().lookup(query);
     let (name, id) = match found.as_slice() {
         [one] => (one.file.name.clone(), Some(one.file.id.to_hex())),
@@ -147,7 +178,12 @@ fn lookup(tracker: &Tracker, peer: &str, query: &str) -> TrackerResponse {
     let holders: usize = found.iter().map(|f| f.holders.len()).sum();
     let detail = format!("{} match(es), {holders} holder(s)", found.len());
     tracker.record(Event::now(EventKind::Get, peer, detail).with_file(&name, id));
-    TrackerResponse::Matches(found)
+    Ok(TrackerResponse::Matches(found))
+}
+
+/// Whether a certificate belongs to a live peer (asked by holders about downloaders).
+fn verify(tracker: &Tracker, fingerprint: &Fingerprint) -> TrackerResponse {
+    TrackerResponse::Verified { peer_id: tracker.registry().peer_with(fingerprint) }
 }
 
 async fn respond(send: &mut SendStream, response: &TrackerResponse) -> Result<()> {

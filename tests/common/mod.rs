@@ -2,6 +2,8 @@
 //! prompts. Every wait is on a line of output with a timeout; every process is killed on drop.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -157,6 +159,11 @@ impl Proc {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
+    /// Whether any line seen so far contains `text`.
+    pub fn saw(&self, text: &str) -> bool {
+        self.seen.iter().any(|(_, l)| l.contains(text))
+    }
+
     /// Everything seen so far, for assertion messages.
     pub fn transcript(&self) -> String {
         self.seen.iter().map(|(s, l)| format!("{s:?}: {l}")).collect::<Vec<_>>().join("\n")
@@ -231,4 +238,14 @@ pub fn bytes(len: usize, seed: &str) -> Vec<u8> {
 /// BLAKE3 of `data` in hex, as `b3sum` prints it.
 pub fn b3sum(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
+}
+
+/// Polls `ready` until it holds, for at most `timeout` (for conditions with no output line,
+/// such as a file appearing).
+pub fn wait_until(timeout: Duration, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

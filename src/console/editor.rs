@@ -1,0 +1,193 @@
+//! The line editor of the prompts (rustyline): arrow keys, history kept across runs, Tab
+//! completion, Ctrl-C and Ctrl-D.
+//!
+//! It runs on a thread of its own, one `readline` per request from the async side. Output from
+//! elsewhere reaches the terminal through the editor's external printer (see `screen`), which
+//! clears the line being typed, prints, and redraws it. The terminal mode is saved first and
+//! restored on [`close`], so leaving while a `readline` waits never leaves the terminal raw.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::config::{ColorMode, CompletionType, Config};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, ExternalPrinter};
+use tokio::sync::mpsc;
+
+use super::screen::{self, Stream, Style};
+use super::{Complete, Input, Setup};
+
+/// Lines of history kept.
+const HISTORY_SIZE: usize = 1000;
+
+/// Whether a `readline` is waiting for the user right now.
+static READING: AtomicBool = AtomicBool::new(false);
+/// The terminal mode before the editor first touched it.
+#[cfg(unix)]
+static SAVED_MODE: Mutex<Option<rustix::termios::Termios>> = Mutex::new(None);
+
+/// The editor's view of a prompt: completion, the coloured prompt, and the line as typed.
+struct Helper {
+    complete: Option<Arc<dyn Complete>>,
+    /// The line as last drawn: what Ctrl-C dropped, so the screen can account for it.
+    typed: Mutex<String>,
+}
+
+impl Completer for Helper {
+    type Candidate = Pair;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let Some(complete) = &self.complete else { return Ok((pos, Vec::new())) };
+        let (start, found) = super::completions(complete.as_ref(), &line[..pos]);
+        Ok((start, found.into_iter().map(|(display, replacement)| Pair { display, replacement }).collect()))
+    }
+}
+
+impl Hinter for Helper {
+    type Hint = String;
+}
+
+impl Validator for Helper {}
+
+impl rustyline::Helper for Helper {}
+
+impl Highlighter for Helper {
+    fn highlight<'l>(&self, line: &'l str, _: usize) -> Cow<'l, str> {
+        *self.typed.lock().unwrap_or_else(|p| p.into_inner()) = line.to_string();
+        Cow::Borrowed(line)
+    }
+
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _: bool) -> Cow<'b, str> {
+        Cow::Owned(screen::paint(Stream::Out, Style::Prompt, prompt))
+    }
+
+    fn highlight_char(&self, _: &str, _: usize, _: CmdKind) -> bool {
+        // Redraw through `highlight` on every key, so `typed` is always the line on screen.
+        true
+    }
+}
+
+/// A line editor ready to run on its own thread.
+pub(super) struct Reader {
+    editor: Editor<Helper, FileHistory>,
+    prompt: String,
+    history: Option<PathBuf>,
+}
+
+impl Reader {
+    /// Sets up the editor and loads the history; fails if the terminal cannot be edited.
+    pub(super) fn new(setup: &Setup) -> rustyline::Result<Reader> {
+        let config = Config::builder()
+            .completion_type(CompletionType::List)
+            .max_history_size(HISTORY_SIZE)?
+            .history_ignore_dups(true)?
+            .history_ignore_space(true)
+            .auto_add_history(false)
+            // The helper decides on colours itself (NO_COLOR, terminals); it also needs to see
+            // every redraw of the line.
+            .color_mode(ColorMode::Forced)
+            .build();
+        let mut editor = Editor::with_config(config)?;
+        editor.set_helper(Some(Helper { complete: setup.complete.clone(), typed: Mutex::default() }));
+        if let Some(path) = &setup.history {
+            let _ = editor.load_history(path);
+        }
+        save_mode();
+        let printer = editor.create_external_printer()?;
+        screen::attach(Box::new(ToPrinter(printer)));
+        Ok(Reader { editor, prompt: setup.prompt.clone(), history: setup.history.clone() })
+    }
+
+    /// Reads one line per `ready` until end of input or until nobody listens.
+    pub(super) fn run(mut self, inputs: mpsc::Sender<Input>, ready: std_mpsc::Receiver<()>) {
+        while ready.recv().is_ok() {
+            READING.store(true, Ordering::SeqCst);
+            let read = self.editor.readline(&self.prompt);
+            READING.store(false, Ordering::SeqCst);
+            let input = match read {
+                Ok(line) => {
+                    screen::entered(&self.prompt, &line);
+                    self.remember(&line);
+                    Input::Line(line.trim().to_string())
+                }
+                Err(ReadlineError::Interrupted) => {
+                    let typed = self.typed();
+                    screen::entered(&self.prompt, &typed);
+                    Input::Interrupted { typed: !typed.trim().is_empty() }
+                }
+                Err(_) => {
+                    screen::entered(&self.prompt, "");
+                    Input::End
+                }
+            };
+            let end = input == Input::End;
+            if inputs.blocking_send(input).is_err() || end {
+                return;
+            }
+        }
+    }
+
+    fn typed(&self) -> String {
+        self.editor.helper().map(|h| h.typed.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default()
+    }
+
+    /// Adds the line to the history and appends it to the file at once, so history survives
+    /// however the program ends.
+    fn remember(&mut self, line: &str) {
+        if line.trim().is_empty() || matches!(self.editor.add_history_entry(line), Ok(false)) {
+            return;
+        }
+        if let Some(path) = &self.history
+            && let Err(err) = self.editor.append_history(path)
+        {
+            tracing::debug!("cannot save history to {}: {err}", path.display());
+        }
+    }
+}
+
+struct ToPrinter<P>(P);
+
+impl<P: ExternalPrinter + Send> screen::Printer for ToPrinter<P> {
+    fn print(&mut self, text: String) {
+        let _ = self.0.print(text);
+    }
+}
+
+/// Erases the status area and, if a `readline` is still waiting (leaving on a signal or a
+/// refusal), clears its prompt and restores the terminal mode.
+pub(super) fn close() {
+    let reading = READING.load(Ordering::SeqCst);
+    screen::detach(reading);
+    if reading {
+        restore_mode();
+    }
+}
+
+#[cfg(unix)]
+fn save_mode() {
+    let mut saved = SAVED_MODE.lock().unwrap_or_else(|p| p.into_inner());
+    if saved.is_none() {
+        *saved = rustix::termios::tcgetattr(std::io::stdin()).ok();
+    }
+}
+
+#[cfg(unix)]
+fn restore_mode() {
+    if let Some(mode) = SAVED_MODE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, mode);
+    }
+}
+
+#[cfg(not(unix))]
+fn save_mode() {}
+
+#[cfg(not(unix))]
+fn restore_mode() {}

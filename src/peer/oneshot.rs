@@ -1,0 +1,192 @@
+//! `p2pq get` and `p2pq seed`: one command, no prompt, the same [`Peer`] underneath.
+//!
+//! A one-shot peer registers under a throwaway id (`get-3fa9c1`) with a certificate made for
+//! this run only, unless `--id` asks for a lasting identity. Its results go to stdout (or JSON
+//! lines with `--json`), notices and bars to stderr, and the exit status says whether every
+//! file arrived verified: 0 yes, 1 no, 130 interrupted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Show;
+use super::{Peer, PeerConfig, report};
+use crate::console;
+
+/// How long a one-shot peer waits to register before giving up on the tracker.
+const REGISTER_WAIT: Duration = Duration::from_secs(10);
+/// Heartbeat of one-shot peers.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Exit status when Ctrl-C or SIGTERM stopped the command (128 + SIGINT, as shells do).
+pub const INTERRUPTED: u8 = 130;
+
+/// How a one-shot peer reaches the tracker.
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// The tracker's address.
+    pub tracker: SocketAddr,
+    /// Folder of certificates: the tracker's, and this peer's if `id` is given.
+    pub certs: PathBuf,
+    /// The tracker's certificate to pin [default: CERTS/tracker.crt].
+    pub tracker_cert: Option<PathBuf>,
+    /// A lasting peer id (its certificate kept in `certs`); a throwaway one otherwise.
+    pub id: Option<String>,
+    /// Address to serve on [default: any free port].
+    pub listen: Option<SocketAddr>,
+}
+
+/// `p2pq get NAME|ID...`: downloads every file at once into `download_dir`; the exit status.
+pub async fn get(link: Link, names: Vec<String>, download_dir: PathBuf, json: bool) -> Result<u8> {
+    console::notices_to_stderr();
+    let home = Scratch::new("get")?;
+    let peer = start(&link, &home, "get", Path::new("."), &download_dir).await?;
+    let show = match (json, console::is_quiet()) {
+        (true, _) => Show::Json,
+        (false, true) => Show::Silent,
+        (false, false) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => Show::Bars,
+        (false, false) => Show::Lines,
+    };
+    let cancel = CancellationToken::new();
+    console::on_signals(cancel.clone(), None);
+    let mut gets = JoinSet::new();
+    for name in names {
+        let (peer, cancel) = (peer.clone(), cancel.clone());
+        gets.spawn(async move {
+            let got = peer.get_with(&name, show, &cancel).await;
+            (name, got)
+        });
+    }
+    let mut failed = 0;
+    while let Some(joined) = gets.join_next().await {
+        let (name, got) = joined.context("download task failed")?;
+        match got {
+            Ok(got) if json => console::out(&report::got_json(&got).to_string()),
+            Ok(got) => console::out(&report::got_line(&got)),
+            Err(err) => {
+                failed += 1;
+                if json {
+                    console::out(&json!({"event": "error", "query": name, "message": format!("{err:#}")}).to_string());
+                }
+                if !cancel.is_cancelled() {
+                    console::error(&err);
+                }
+            }
+        }
+    }
+    peer.exit().await;
+    if cancel.is_cancelled() && failed > 0 {
+        console::error_line("interrupted; what was verified is kept, and the same command resumes it");
+        return Ok(INTERRUPTED);
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// `p2pq seed FILE...`: shares the files from `data_dir` and serves them until Ctrl-C or SIGTERM.
+pub async fn seed(link: Link, files: Vec<String>, data_dir: PathBuf) -> Result<u8> {
+    console::notices_to_stderr();
+    let home = Scratch::new("seed")?;
+    let peer = start(&link, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
+    let mut shared = 0;
+    for file in &files {
+        match peer.share(file).await {
+            Ok(done) => {
+                shared += 1;
+                console::out(&report::shared_line(&done));
+            }
+            Err(err) => console::error(&err),
+        }
+    }
+    if shared == 0 {
+        peer.exit().await;
+        bail!("nothing to seed (files are looked up in the data folder {}; see --data-dir)", data_dir.display());
+    }
+    console::say(&format!("seeding {shared} file{} as peer {}; Ctrl-C or SIGTERM stops", if shared == 1 { "" } else { "s" }, peer.id()));
+    console::on_signals(peer.shutdown_token(), None);
+    peer.stopping().await;
+    peer.exit().await;
+    match peer.refusal() {
+        Some(reason) => bail!("{reason}"),
+        None => Ok(u8::from(shared < files.len())),
+    }
+}
+
+/// Starts a one-shot peer and waits until the tracker has registered it.
+async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, download_dir: &Path) -> Result<Peer> {
+    let lasting = link.id.is_some();
+    let id = link.id.clone().unwrap_or_else(|| throwaway_id(kind));
+    let unspecified: SocketAddr = if link.tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let config = PeerConfig {
+        id,
+        tracker: link.tracker,
+        tracker_cert: Some(link.tracker_cert.clone().unwrap_or_else(|| crate::tls::paths(&link.certs, "tracker").0)),
+        certs: if lasting { link.certs.clone() } else { home.path.join("certs") },
+        data_dir: data_dir.to_path_buf(),
+        download_dir: download_dir.to_path_buf(),
+        state_dir: home.path.join("state"),
+        heartbeat: HEARTBEAT,
+        listen: link.listen.unwrap_or(unspecified),
+        upload_limit: None,
+    };
+    let peer = Peer::start(config).await?;
+    // A first attempt that fails (wrong certificate, refused) ends the command at once; a
+    // tracker that does not answer at all gets REGISTER_WAIT.
+    let first_failed = async {
+        peer.inner.link.wait_first_attempt().await;
+        if peer.tracker_connected() { std::future::pending().await } else { false }
+    };
+    let registered = tokio::select! {
+        _ = peer.registered() => true,
+        _ = peer.stopping() => false,
+        failed = first_failed => failed,
+        _ = tokio::time::sleep(REGISTER_WAIT) => false,
+    };
+    if !registered {
+        let why = peer.refusal().unwrap_or_else(|| format!("cannot register with the tracker at {}", link.tracker));
+        peer.exit().await;
+        bail!("{why}");
+    }
+    Ok(peer)
+}
+
+/// `KIND-` and six hex digits, different for every run.
+fn throwaway_id(kind: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let seed = format!("{}-{nanos}", std::process::id());
+    format!("{kind}-{}", &blake3::hash(seed.as_bytes()).to_hex()[..6])
+}
+
+/// A folder for one run's certificate and logs, removed when dropped.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new(kind: &str) -> Result<Scratch> {
+        let path = std::env::temp_dir().join(format!("p2pq-{}", throwaway_id(kind)));
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Scratch { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throwaway_ids_are_valid_and_differ() {
+        let (a, b) = (throwaway_id("get"), throwaway_id("get"));
+        assert!(crate::wire::check_peer_id(&a).is_ok(), "{a}");
+        assert!(a.starts_with("get-") && a.len() == 10 && a != b);
+    }
+}

@@ -1,0 +1,327 @@
+//! A download finishes with exactly the right bytes or stops with a clear reason and loses
+//! nothing: killed holders, lying holders, edited files, killed downloaders, a restarted tracker,
+//! a full disk, and two files under one name.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{Proc, Swarm, TIMEOUT, b3sum, bytes};
+use p2pq::manifest::Manifest;
+use p2pq::tls::{self, Identity};
+use p2pq::wire::{self, ChunkHeader, FileInfo, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
+
+/// The `N` in a `downloaded` line's `chunks from peers ... ID: N` for `peer`.
+fn chunks_from(line: &str, peer: &str) -> u32 {
+    let from = line.split("chunks from peers ").nth(1).unwrap_or("");
+    let from = from.split(';').next().unwrap_or("");
+    from.split(", ").find_map(|p| p.strip_prefix(&format!("{peer}: "))).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Starts a peer with its own data folder and an upload limit, and shares `name` from it.
+fn slow_holder(swarm: &Swarm, id: &str, name: &str, data: &[u8], limit: &str) -> Proc {
+    let dir = swarm.path().join(format!("{id}-data"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), data).unwrap();
+    let dir = dir.to_string_lossy().into_owned();
+    let mut peer = swarm.peer_with(id, &["--data-dir", &dir, "--upload-limit", limit, "-v"]);
+    peer.command(&format!("share {name}"), "shared ");
+    peer
+}
+
+#[test]
+fn a_holder_killed_mid_transfer_leaves_the_rest_to_the_others() {
+    let swarm = Swarm::start("15");
+    let data = bytes(12 << 20, "killed holder");
+    let mut doomed = slow_holder(&swarm, "doomed", "f.bin", &data, "2M");
+    let _steady = slow_holder(&swarm, "steady", "f.bin", &data, "2M");
+    let mut getter = swarm.peer("getter");
+    getter.send("get f.bin");
+    doomed.expect_err("serving chunks of f.bin");
+    doomed.signal("KILL");
+    let line = getter.expect("downloaded f.bin");
+    assert!(chunks_from(&line, "steady") > 0, "{line}");
+    assert!(std::fs::read(swarm.downloaded("getter", "f.bin")).unwrap() == data);
+}
+
+#[test]
+fn with_no_holder_left_get_stops_keeps_what_it_has_and_resumes_later() {
+    let swarm = Swarm::start("15");
+    let data = bytes(8 << 20, "resume after holder loss");
+    let mut only = slow_holder(&swarm, "only", "r.bin", &data, "2M");
+    let mut getter = swarm.peer("getter");
+    getter.send("get r.bin");
+    only.expect_err("serving chunks of r.bin");
+    // Let some chunks land and a checkpoint record them, then take the only holder away.
+    let bits = swarm.path().join("data/peer-getter/.p2pq-partial").join(format!("{}.bits", b3sum(&data)));
+    common::wait_until(TIMEOUT, || bits.exists());
+    only.signal("KILL");
+    let err = getter.expect_err("error:");
+    assert!(err.contains("chunks verified and kept"), "{err}");
+    assert!(!swarm.downloaded("getter", "r.bin").exists(), "an incomplete file appeared under its name");
+    // The holder comes back (same id and certificate); get again resumes.
+    let _again = slow_holder(&swarm, "only", "r.bin", &data, "64M");
+    let line = getter.command("get r.bin", "downloaded r.bin")[0].clone();
+    assert!(line.contains("already here from an earlier attempt"), "{line}");
+    assert!(std::fs::read(swarm.downloaded("getter", "r.bin")).unwrap() == data);
+}
+
+#[test]
+fn a_downloader_killed_mid_download_resumes_where_it_was() {
+    let swarm = Swarm::start("15");
+    let data = bytes(8 << 20, "killed downloader");
+    let mut holder = slow_holder(&swarm, "h", "k.bin", &data, "2M");
+    let mut getter = swarm.peer("g");
+    getter.send("get k.bin");
+    holder.expect_err("serving chunks of k.bin");
+    let bits = swarm.path().join("data/peer-g/.p2pq-partial").join(format!("{}.bits", b3sum(&data)));
+    common::wait_until(TIMEOUT, || bits.exists());
+    getter.signal("KILL");
+    getter.wait_exit(TIMEOUT);
+    assert!(!swarm.downloaded("g", "k.bin").exists());
+    let mut again = swarm.peer("g");
+    let line = again.command("get k.bin", "downloaded k.bin")[0].clone();
+    let resumed: u32 = line.split(';').flat_map(|part| part.split(", ")).find_map(|p| p.strip_suffix(" already here from an earlier attempt")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(resumed > 0, "{line}");
+    assert!(chunks_from(&line, "h") + resumed <= 32 + 1, "chunks fetched twice: {line}");
+    assert!(std::fs::read(swarm.downloaded("g", "k.bin")).unwrap() == data);
+}
+
+#[test]
+fn a_holder_whose_file_changed_stops_serving_it_and_the_others_finish() {
+    let swarm = Swarm::start("15");
+    let data = bytes(3 << 20, "edited");
+    let mut editor = slow_holder(&swarm, "editor", "e.bin", &data, "1G");
+    let _honest = slow_holder(&swarm, "honest", "e.bin", &data, "1G");
+    let mut edited = data.clone();
+    edited[100] ^= 0xff;
+    std::fs::write(swarm.path().join("editor-data/e.bin"), &edited).unwrap();
+    let mut getter = swarm.peer("getter");
+    let line = getter.command("get e.bin", "downloaded e.bin")[0].clone();
+    assert!(std::fs::read(swarm.downloaded("getter", "e.bin")).unwrap() == data);
+    assert_eq!(chunks_from(&line, "editor"), 0, "{line}");
+    editor.expect_err("changed on disk since it was shared");
+}
+
+#[test]
+fn a_lying_holder_is_dropped_and_nothing_unverified_is_written() {
+    let swarm = Swarm::start("15");
+    let data = bytes(4 << 20, "liar");
+    swarm.write_data("l.bin", &data);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tracker: SocketAddr = swarm.addr.parse().unwrap();
+    let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "l.bin", Lie::FlipBits)).unwrap();
+    let mut honest = swarm.peer("honest");
+    honest.command("share l.bin", "shared ");
+    let mut getter = swarm.peer("getter");
+    let line = getter.command("get l.bin", "downloaded l.bin")[0].clone();
+    assert!(std::fs::read(swarm.downloaded("getter", "l.bin")).unwrap() == data);
+    assert!(getter.saw("stopped using peer liar for l.bin: chunk"), "{}", getter.transcript());
+    let log = getter.command("logs request", " chunks");
+    assert!(log.iter().skip(1).all(|l| l.split_whitespace().nth(4) != Some("liar")), "{log:?}");
+    assert_eq!(chunks_from(&line, "honest"), 16, "{line}");
+}
+
+/// A holder that never answers, or trickles, costs time but not the download.
+fn outlasts(how: Lie) {
+    let swarm = Swarm::start("15");
+    let data = bytes(2 << 20, "outlast");
+    swarm.write_data("o.bin", &data);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tracker: SocketAddr = swarm.addr.parse().unwrap();
+    let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "o.bin", how)).unwrap();
+    let mut honest = swarm.peer("honest");
+    honest.command("share o.bin", "shared ");
+    let mut getter = swarm.peer("getter");
+    let line = getter.command("get o.bin", "downloaded o.bin")[0].clone();
+    assert!(std::fs::read(swarm.downloaded("getter", "o.bin")).unwrap() == data);
+    assert_eq!(chunks_from(&line, "honest"), 8, "{line}");
+}
+
+#[test]
+fn a_holder_that_never_answers_costs_a_timeout_not_the_download() {
+    outlasts(Lie::Silence);
+}
+
+#[test]
+fn a_holder_that_trickles_is_outrun() {
+    outlasts(Lie::Trickle);
+}
+
+#[test]
+fn a_restarted_tracker_hears_from_its_peers_again_and_get_works() {
+    let mut swarm = Swarm::start("15");
+    let data = bytes(300_000, "tracker restart");
+    swarm.write_data("t.bin", &data);
+    let mut holder = swarm.peer("holder");
+    let mut getter = swarm.peer("getter");
+    holder.command("share t.bin", "shared ");
+    swarm.tracker.signal("KILL");
+    swarm.tracker.wait_exit(TIMEOUT);
+    getter.expect("lost the tracker");
+    getter.send("get t.bin");
+    let err = getter.expect_err("error:");
+    assert!(err.contains("tracker"), "{err}");
+    // Same port, same certificate: the peers come back by themselves and re-register.
+    let mut tracker = Proc::spawn("tracker again", swarm.path(), &["tracker", "--listen", &swarm.addr]);
+    tracker.expect("tracker listening");
+    holder.expect("connected to tracker");
+    getter.expect("connected to tracker");
+    getter.command("get t.bin", "downloaded t.bin");
+    assert!(std::fs::read(swarm.downloaded("getter", "t.bin")).unwrap() == data);
+}
+
+#[test]
+fn two_files_with_one_name_are_never_mixed() {
+    let swarm = Swarm::start("15");
+    let a = bytes(5000, "first");
+    let b = bytes(7000, "second");
+    let mut one = slow_holder(&swarm, "one", "same.txt", &a, "1G");
+    let mut two = slow_holder(&swarm, "two", "same.txt", &b, "1G");
+    let mut getter = swarm.peer("getter");
+    getter.send("get same.txt");
+    let err = getter.expect_err("error:");
+    assert!(err.contains("matches 2 different files"), "{err}");
+    assert!(err.contains(&b3sum(&a)[..12]) && err.contains(&b3sum(&b)[..12]), "{err}");
+    getter.command(&format!("get {}", &b3sum(&b)[..8]), "downloaded same.txt");
+    assert!(std::fs::read(swarm.downloaded("getter", "same.txt")).unwrap() == b);
+    let _ = (one.is_running(), two.is_running());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_download_resumes_once_space_is_freed() {
+    let swarm = Swarm::start("15");
+    let data = bytes(6 << 20, "disk full");
+    let _holder = slow_holder(&swarm, "h", "d.bin", &data, "1G");
+    let small = swarm.path().join("small-disk");
+    std::fs::create_dir_all(&small).unwrap();
+    let Some(_mount) = Tmpfs::mount(&small, "2m") else {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let dir = small.to_string_lossy().into_owned();
+    let mut getter = swarm.peer_with("g", &["--download-dir", &dir]);
+    getter.send("get d.bin");
+    let err = getter.expect_err("error:");
+    assert!(err.to_lowercase().contains("space"), "{err}");
+    assert!(!small.join("d.bin").exists());
+    // The peer keeps serving (and answering) while the disk is full.
+    getter.command("status", "shared file");
+    assert!(Tmpfs::resize(&small, "64m"));
+    getter.command("get d.bin", "downloaded d.bin");
+    assert!(std::fs::read(small.join("d.bin")).unwrap() == data);
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    fn resize(at: &Path, size: &str) -> bool {
+        let opts = format!("remount,size={size}");
+        std::process::Command::new("mount").args(["-o", &opts]).arg(at).status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// How a hostile holder misbehaves once it has sent the true manifest.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// Every chunk arrives whole, with one bit flipped.
+    FlipBits,
+    /// Chunk requests are read and never answered.
+    Silence,
+    /// Chunks come a byte every half second.
+    Trickle,
+}
+
+/// A holder that registers with the tracker like any peer, sends the true manifest, and then
+/// misbehaves as `how` says. Returns its endpoint (dropping it stops the liar).
+async fn liar(dir: &Path, tracker: SocketAddr, data: Arc<Vec<u8>>, name: &str, how: Lie) -> anyhow::Result<quinn::Endpoint> {
+    let id = Identity::load_or_create(&dir.join("liar-certs"), "peer-liar")?;
+    let pinned = tls::pinned_fingerprint(&dir.join("certs/tracker.crt"))?;
+    let endpoint = tls::endpoint(&id, tls::server_config(&id, wire::PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
+    let conn = endpoint.connect_with(tls::client_config(&id, wire::TRACKER_ALPN, pinned)?, tracker, tls::SERVER_NAME)?.await?;
+    let (file_id, manifest) = Manifest::from_bytes(&data);
+    let file = FileInfo { id: file_id, name: name.into(), size: data.len() as u64 };
+    let register = TrackerRequest::Register { version: wire::PROTOCOL_VERSION, peer_id: "liar".into(), files: vec![file] };
+    let (mut send, mut recv) = conn.open_bi().await?;
+    wire::write_frame(&mut send, &register).await?;
+    send.finish()?;
+    let answer: TrackerResponse = wire::read_frame(&mut recv, wire::MAX_FRAME).await?;
+    anyhow::ensure!(matches!(answer, TrackerResponse::Registered { .. }), "liar not registered: {answer:?}");
+    let server = endpoint.clone();
+    let manifest = Arc::new(manifest);
+    tokio::spawn(async move {
+        let _tracker = conn;
+        while let Some(incoming) = server.accept().await {
+            let (data, manifest) = (data.clone(), manifest.clone());
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let _ = serve_lies(conn, data, manifest, how).await;
+            });
+        }
+    });
+    Ok(endpoint)
+}
+
+async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<Manifest>, how: Lie) -> anyhow::Result<()> {
+    let mut held = Vec::new();
+    loop {
+        tokio::select! {
+            bi = conn.accept_bi() => {
+                let (mut send, mut recv) = bi?;
+                let _: PeerRequest = wire::read_frame(&mut recv, wire::MAX_FRAME).await?;
+                wire::write_frame(&mut send, &ManifestReply::Manifest((*manifest).clone())).await?;
+                send.finish()?;
+            }
+            uni = conn.accept_uni() => {
+                let mut recv = uni?;
+                let PeerRequest::Chunk { id, index } = wire::read_frame(&mut recv, wire::MAX_FRAME).await? else { continue };
+                let start = manifest.offset(index) as usize;
+                let mut chunk = data[start..start + manifest.len_of(index) as usize].to_vec();
+                let middle = chunk.len() / 2;
+                chunk[middle] ^= 0x10;
+                let header = ChunkHeader { id, index, result: Ok(chunk.len() as u32) };
+                match how {
+                    Lie::FlipBits => {
+                        let mut out = conn.open_uni().await?;
+                        wire::write_frame(&mut out, &header).await?;
+                        out.write_all(&chunk).await?;
+                        out.finish()?;
+                    }
+                    Lie::Silence => held.push(recv),
+                    Lie::Trickle => {
+                        let mut out = conn.open_uni().await?;
+                        wire::write_frame(&mut out, &header).await?;
+                        tokio::spawn(async move {
+                            for byte in chunk.chunks(1) {
+                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                                if out.write_all(byte).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

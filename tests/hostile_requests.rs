@@ -1,0 +1,85 @@
+//! Bad requests to a holder: an unknown file id, a chunk past the end, a wrong version, or a
+//! requester the tracker does not know. Each gets an error (or the connection is refused), and
+//! the holder goes on serving honest peers.
+
+mod common;
+
+use common::hostile::{self, Hostile};
+use common::{Swarm, b3sum, bytes};
+use p2pq::wire::{Digest, ManifestReply, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
+
+#[test]
+fn unknown_ids_and_chunks_past_the_end_get_an_error_and_the_holder_goes_on() {
+    let swarm = Swarm::start("15");
+    let data = bytes(600_000, "requests");
+    swarm.write_data("r.bin", &data);
+    let mut holder = swarm.peer("1");
+    holder.command("share r.bin", "shared ");
+    let id = Digest::from(blake3::hash(&data));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = Hostile::new();
+        let (_tracker, answer) = h.register(&swarm, "prober", vec![]).await.unwrap();
+        assert!(matches!(answer, TrackerResponse::Registered { .. }));
+        let conn = h.connect_peer(&swarm, &holder, "1").await.unwrap();
+        let unknown = Digest([0x42; 32]);
+        let reply = hostile::manifest(&conn, unknown, PROTOCOL_VERSION).await.unwrap();
+        assert!(matches!(&reply, ManifestReply::Error(r) if r.contains("not shared here")), "{reply:?}");
+        let reply = hostile::manifest(&conn, id, PROTOCOL_VERSION + 1).await.unwrap();
+        assert!(matches!(&reply, ManifestReply::Error(r) if r.contains("version")), "{reply:?}");
+        let header = hostile::chunk_header(&conn, unknown, 0).await.unwrap();
+        assert!(matches!(&header.result, Err(r) if r.contains("not shared here")), "{header:?}");
+        for index in [3, 4, 1000, u32::MAX] {
+            let header = hostile::chunk_header(&conn, id, index).await.unwrap();
+            assert!(matches!(&header.result, Err(r) if r.contains("past the end")), "{header:?}");
+        }
+        // The same connection still gets what is real.
+        let reply = hostile::manifest(&conn, id, PROTOCOL_VERSION).await.unwrap();
+        assert!(matches!(reply, ManifestReply::Manifest(_)), "{reply:?}");
+        let header = hostile::chunk_header(&conn, id, 2).await.unwrap();
+        assert_eq!(header.result, Ok(600_000 - 2 * 262_144));
+    });
+    let mut getter = swarm.peer("2");
+    let got = getter.command("get r.bin", "downloaded ");
+    assert!(got[0].contains(&b3sum(&data)), "{got:?}");
+    assert!(holder.is_running());
+}
+
+#[test]
+fn a_requester_the_tracker_does_not_know_is_refused() {
+    let swarm = Swarm::start("15");
+    let data = bytes(100_000, "gate");
+    swarm.write_data("g.bin", &data);
+    let mut holder = swarm.peer("1");
+    holder.command("share g.bin", "shared ");
+    let id = Digest::from(blake3::hash(&data));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A stranger with its own certificate, never registered: refused before any answer.
+        let stranger = Hostile::new();
+        let conn = stranger.connect_peer(&swarm, &holder, "1").await.unwrap();
+        let refused = hostile::manifest(&conn, id, PROTOCOL_VERSION).await;
+        assert!(refused.is_err(), "an unregistered peer got an answer: {refused:?}");
+        let reason = tokio::time::timeout(hostile::STEP, conn.closed()).await.unwrap();
+        assert!(reason.to_string().contains("not a peer registered with the tracker"), "{reason}");
+
+        // The tracker tells live certificates from others.
+        let member = Hostile::new();
+        let (tracker, _) = member.register(&swarm, "member", vec![]).await.unwrap();
+        let holder_fp = hostile::peer_fp(swarm.path(), "1");
+        let known = hostile::request(&tracker, &TrackerRequest::Verify { fingerprint: holder_fp }).await.unwrap();
+        assert_eq!(known, TrackerResponse::Verified { peer_id: Some("1".into()) });
+        let stranger_fp = stranger.identity.fingerprint;
+        let unknown = hostile::request(&tracker, &TrackerRequest::Verify { fingerprint: stranger_fp }).await.unwrap();
+        assert_eq!(unknown, TrackerResponse::Verified { peer_id: None });
+
+        // A registered peer is served.
+        let conn = member.connect_peer(&swarm, &holder, "1").await.unwrap();
+        let reply = hostile::manifest(&conn, id, PROTOCOL_VERSION).await.unwrap();
+        assert!(matches!(reply, ManifestReply::Manifest(_)), "{reply:?}");
+    });
+    // Honest peers are served as ever.
+    let mut getter = swarm.peer("2");
+    getter.command("get g.bin", "downloaded ");
+    assert!(std::fs::read(swarm.downloaded("2", "g.bin")).unwrap() == data);
+}
