@@ -1,0 +1,424 @@
+//! Bytes per second of p2pq's two hot paths, and how close the transfer gets to bare QUIC.
+//!
+//! `verify`: BLAKE3 chaining value of one chunk (`manifest::chunk_cv`, one thread) at each
+//! candidate chunk size, and a whole in-memory file through `Manifest::from_bytes`.
+//!
+//! `transfer`: one generated file pulled between two peers in this process over loopback, through
+//! the real tracker, `Peer::share` and `Peer::get` (lookup, connect, manifest, chunks with
+//! `download::WINDOW` in flight, verify, write, fsync, link). `get` skips a file its peer already
+//! has, so every run uses a fresh downloading peer; only the `get` call is timed. Beside it, a raw
+//! quinn baseline moves the same bytes between two endpoints with p2pq's endpoint, TLS and transport
+//! settings as 256 KiB chunks, one unidirectional stream each, with 8 or 64 streams in flight, and
+//! no hashing and no disk. After the criterion groups, the median of every run is printed with
+//! the ratio p2pq / raw.
+//!
+//! `P2PQ_BENCH_MIB` sets the transfer size (default 256). Quick check:
+//! `P2PQ_BENCH_MIB=8 cargo bench --bench chunk_throughput -- --test`.
+
+use std::hint::black_box;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use p2pq::logbook::now_ms;
+use p2pq::manifest::{Manifest, chunk_cv};
+use p2pq::peer::download::WINDOW;
+use p2pq::peer::{Peer, PeerConfig};
+use p2pq::tls::{self, Identity};
+use p2pq::tracker::{self, Running, TrackerConfig};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Chunk sizes p2pq could use: BLAKE3 cost per byte at each tells whether verification can keep up.
+const CHUNK_SIZES: [u32; 4] = [64 << 10, 256 << 10, 1 << 20, 4 << 20];
+/// File hashed whole by `Manifest::from_bytes`: large enough that per-chunk overhead is averaged out.
+const WHOLE_FILE: usize = 64 << 20;
+/// Transfer size when `P2PQ_BENCH_MIB` is unset.
+const DEFAULT_MIB: u64 = 256;
+/// Chunk size of the raw baseline: p2pq's default chunk.
+const RAW_CHUNK: usize = 256 << 10;
+/// Streams in flight in the raw baseline: p2pq's window, and a deep one to see the ceiling.
+const RAW_IN_FLIGHT: [usize; 2] = [8, 64];
+/// ALPN of the raw baseline, so it can never be mistaken for a p2pq connection.
+const RAW_ALPN: &[u8] = b"p2pq-bench-raw";
+/// Time a peer gets to register (or be forgotten) before the bench gives up.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeat interval of the bench peers (the CLI default).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Name of the shared file in peer A's data folder.
+const FILE_NAME: &str = "bench.bin";
+
+fn main() {
+    let mut c = Criterion::default().sample_size(10).configure_from_args();
+    verify(&mut c);
+    let summary = transfer(&mut c);
+    c.final_summary();
+    summary.print();
+}
+
+// ---------------------------------------------------------------- verification
+
+fn verify(c: &mut Criterion) {
+    let mut group = c.benchmark_group("verify");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    let biggest = generate(*CHUNK_SIZES.iter().max().unwrap_or(&0) as usize, b"chunks");
+    for size in CHUNK_SIZES {
+        let data = &biggest[..size as usize];
+        group.throughput(Throughput::Bytes(size as u64));
+        // Index 1: a non-root chunk at a non-zero offset, as most chunks of a file are.
+        group.bench_with_input(BenchmarkId::new("chunk_cv", kib(size as u64)), data, |b, data| {
+            b.iter(|| chunk_cv(black_box(1), size, black_box(data)))
+        });
+    }
+    let file = generate(WHOLE_FILE, b"file");
+    group.throughput(Throughput::Bytes(WHOLE_FILE as u64));
+    group.bench_with_input(BenchmarkId::new("manifest_from_bytes", kib(WHOLE_FILE as u64)), &file, |b, file| {
+        b.iter(|| Manifest::from_bytes(black_box(file)))
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------- transfer
+
+fn transfer(c: &mut Criterion) -> Summary {
+    let size = bench_mib() << 20;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let mut summary = Summary { size, rows: Vec::new(), p2pq_tail: None };
+    let mut group = c.benchmark_group(format!("transfer_{}", kib(size)));
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Bytes(size));
+
+    let mut swarm = None;
+    let (mut runs, mut tails) = (Vec::new(), Vec::new());
+    group.bench_function(BenchmarkId::new("p2pq_get", format!("window_{WINDOW}")), |b| {
+        b.iter_custom(|iters| {
+            let swarm = swarm.get_or_insert_with(|| must(rt.block_on(Swarm::start(size))));
+            timed(iters, &mut runs, || {
+                let fetch = must(rt.block_on(swarm.fetch_once()));
+                tails.push(fetch.tail);
+                fetch.took
+            })
+        })
+    });
+    summary.rows.push((format!("p2pq get (WINDOW = {WINDOW})"), runs));
+    summary.p2pq_tail = median(&tails);
+    if let Some(swarm) = swarm {
+        rt.block_on(swarm.stop());
+    }
+
+    let mut raw = None;
+    for in_flight in RAW_IN_FLIGHT {
+        let mut runs = Vec::new();
+        group.bench_function(BenchmarkId::new("raw_quinn", format!("in_flight_{in_flight}")), |b| {
+            b.iter_custom(|iters| {
+                let raw = raw.get_or_insert_with(|| must(rt.block_on(RawPair::start())));
+                timed(iters, &mut runs, || must(rt.block_on(raw.send(size, in_flight))))
+            })
+        });
+        summary.rows.push((format!("raw quinn, {in_flight} streams in flight"), runs));
+    }
+    group.finish();
+    drop(raw);
+    summary
+}
+
+/// Runs `once` `iters` times, keeps each run's time in `runs`, returns the sum for criterion.
+fn timed(iters: u64, runs: &mut Vec<Duration>, mut once: impl FnMut() -> Duration) -> Duration {
+    (0..iters)
+        .map(|_| {
+            let took = once();
+            runs.push(took);
+            took
+        })
+        .sum()
+}
+
+/// One timed `get`.
+struct Fetch {
+    /// The whole `get` call.
+    took: Duration,
+    /// From the last chunk written to `get` returning: fsync, final link, announcing the copy.
+    tail: Duration,
+}
+
+/// A tracker and the sharing peer, in a temp folder; each `fetch_once` brings a new downloader.
+struct Swarm {
+    dir: tempfile::TempDir,
+    tracker: Running,
+    sharer: Peer,
+    size: u64,
+    downloads: u32,
+}
+
+impl Swarm {
+    async fn start(size: u64) -> Result<Swarm> {
+        let dir = tempfile::tempdir().context("cannot make a temp folder")?;
+        let config = TrackerConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            certs: dir.path().join("certs"),
+            state_dir: dir.path().join("tracker"),
+            peer_timeout: Duration::from_secs(15),
+        };
+        let tracker = tracker::start(&config).await?;
+        let sharer = start_peer(dir.path(), "a", &tracker).await?;
+        let path = dir.path().join("a/data").join(FILE_NAME);
+        tokio::task::spawn_blocking(move || write_file(&path, size)).await??;
+        sharer.share(FILE_NAME).await?;
+        Ok(Swarm { dir, tracker, sharer, size, downloads: 0 })
+    }
+
+    /// A new peer downloads the file; returns the time `get` took. The peer then leaves and its
+    /// copy is deleted, so the next run starts from nothing again.
+    async fn fetch_once(&mut self) -> Result<Fetch> {
+        self.downloads += 1;
+        let id = format!("b{}", self.downloads);
+        let peer = start_peer(self.dir.path(), &id, &self.tracker).await?;
+        let started = Instant::now();
+        let got = peer.get(FILE_NAME, false).await?;
+        let (took, finished_ms) = (started.elapsed(), now_ms());
+        ensure!(!got.from.is_empty(), "get found the file already there; nothing was transferred");
+        let len = std::fs::metadata(&got.path)?.len();
+        ensure!(len == self.size, "downloaded {len} bytes, expected {}", self.size);
+        let last_chunk_ms = peer.chunk_log()?.iter().map(|r| r.ts_ms).max().unwrap_or(finished_ms);
+        let tail = Duration::from_millis(finished_ms.saturating_sub(last_chunk_ms).max(0) as u64);
+        peer.exit().await;
+        self.wait_forgotten(&id).await?;
+        std::fs::remove_dir_all(self.dir.path().join(&id))?;
+        Ok(Fetch { took, tail })
+    }
+
+    /// Waits until the tracker no longer lists `id`: a stale holder would make the next
+    /// downloader wait for a connection that never comes.
+    async fn wait_forgotten(&self, id: &str) -> Result<()> {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while self.tracker.tracker.peers().iter().any(|(peer, _)| peer == id) {
+            if Instant::now() > deadline {
+                bail!("the tracker still lists peer {id} after it left");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    async fn stop(self) {
+        self.sharer.exit().await;
+        self.tracker.stop().await;
+    }
+}
+
+async fn start_peer(dir: &Path, id: &str, tracker: &Running) -> Result<Peer> {
+    let home = dir.join(id);
+    std::fs::create_dir_all(home.join("data"))?;
+    let config = PeerConfig {
+        id: id.to_string(),
+        tracker: tracker.addr,
+        tracker_cert: None,
+        certs: dir.join("certs"),
+        data_dir: home.join("data"),
+        download_dir: home.join("downloads"),
+        state_dir: home.join("state"),
+        heartbeat: HEARTBEAT,
+        listen: ([127, 0, 0, 1], 0).into(),
+        upload_limit: None,
+    };
+    let peer = Peer::start(config).await?;
+    tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.context("peer did not register")?;
+    // `registered()` can resolve a moment before the link stores its connection, and a request
+    // in that moment fails with "tracker unreachable"; wait until requests can go through.
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while !peer.tracker_connected() {
+        ensure!(Instant::now() < deadline, "peer {id} registered but has no tracker connection");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(peer)
+}
+
+// ---------------------------------------------------------------- raw quinn baseline
+
+/// Two quinn endpoints built by p2pq's `tls` module (endpoint, TLS and transport configs, so the
+/// same windows and socket buffers as p2pq's holder and downloader); the server sends, the
+/// client reads.
+struct RawPair {
+    _dir: tempfile::TempDir,
+    server: quinn::Endpoint,
+    client: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawPair {
+    fn drop(&mut self) {
+        self.serving.abort();
+        self.server.close(0u32.into(), b"done");
+        self.client.close(0u32.into(), b"done");
+    }
+}
+
+impl RawPair {
+    async fn start() -> Result<RawPair> {
+        let dir = tempfile::tempdir()?;
+        let server_id = Identity::load_or_create(dir.path(), "raw-server")?;
+        let client_id = Identity::load_or_create(dir.path(), "raw-client")?;
+        // Endpoints made the way p2pq makes its own (socket buffers, stateless resets); the
+        // client's server side is never used.
+        let loopback = ([127, 0, 0, 1], 0).into();
+        let server = tls::endpoint(&server_id, tls::server_config(&server_id, RAW_ALPN)?, loopback)?;
+        let client = tls::endpoint(&client_id, tls::server_config(&client_id, RAW_ALPN)?, loopback)?;
+        let config = tls::client_config(&client_id, RAW_ALPN, server_id.fingerprint)?;
+        let serving = tokio::spawn(raw_serve(server.clone()));
+        Ok(RawPair { _dir: dir, server, client, config, serving })
+    }
+
+    /// Connects, asks for `total` bytes with `in_flight` streams at once, reads them all.
+    /// Returns the time from connecting to the last byte read.
+    async fn send(&self, total: u64, in_flight: usize) -> Result<Duration> {
+        let started = Instant::now();
+        let conn = self.client.connect_with(self.config.clone(), self.server.local_addr()?, tls::SERVER_NAME)?.await?;
+        let (mut ask, _) = conn.open_bi().await?;
+        let mut request = total.to_be_bytes().to_vec();
+        request.extend_from_slice(&(in_flight as u64).to_be_bytes());
+        ask.write_all(&request).await?;
+        ask.finish()?;
+        let mut reads = JoinSet::new();
+        for _ in 0..total.div_ceil(RAW_CHUNK as u64) {
+            let mut stream = conn.accept_uni().await?;
+            reads.spawn(async move { stream.read_to_end(RAW_CHUNK).await.map(|data| data.len() as u64) });
+        }
+        let mut received = 0;
+        while let Some(read) = reads.join_next().await {
+            received += read??;
+        }
+        let took = started.elapsed();
+        conn.close(0u32.into(), b"done");
+        ensure!(received == total, "received {received} bytes, expected {total}");
+        Ok(took)
+    }
+}
+
+/// Accepts baseline connections; each asks for (total, in flight) and gets that many bytes.
+async fn raw_serve(endpoint: quinn::Endpoint) {
+    let mut conns = JoinSet::new();
+    while let Some(incoming) = endpoint.accept().await {
+        while conns.try_join_next().is_some() {}
+        conns.spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            if let Err(err) = raw_send(conn).await {
+                eprintln!("raw baseline sender failed: {err:#}");
+            }
+        });
+    }
+}
+
+/// Sends the asked-for bytes as `RAW_CHUNK` streams, at most `in_flight` unacknowledged at once.
+async fn raw_send(conn: quinn::Connection) -> Result<()> {
+    let (_, mut ask) = conn.accept_bi().await?;
+    let (total, in_flight) = (ask.read_u64().await?, ask.read_u64().await? as usize);
+    let chunk: Arc<[u8]> = generate(RAW_CHUNK, b"raw").into();
+    let window = Arc::new(Semaphore::new(in_flight));
+    let mut sends = JoinSet::new();
+    let mut left = total;
+    while left > 0 {
+        let len = left.min(RAW_CHUNK as u64) as usize;
+        left -= len as u64;
+        let permit = window.clone().acquire_owned().await?;
+        let (conn, chunk) = (conn.clone(), chunk.clone());
+        sends.spawn(async move {
+            let _permit = permit;
+            let mut out = conn.open_uni().await?;
+            out.write_all(&chunk[..len]).await?;
+            out.finish()?;
+            // In flight until the receiver has acknowledged every byte.
+            out.stopped().await?;
+            anyhow::Ok(())
+        });
+        while sends.try_join_next().is_some() {}
+    }
+    while sends.join_next().await.is_some() {}
+    Ok(())
+}
+
+// ---------------------------------------------------------------- summary and helpers
+
+/// Every timed run of each transfer setting, for the closing comparison.
+struct Summary {
+    size: u64,
+    rows: Vec<(String, Vec<Duration>)>,
+    /// Median time p2pq's `get` spent after its last chunk was written.
+    p2pq_tail: Option<Duration>,
+}
+
+impl Summary {
+    fn print(&self) {
+        let Some(p2pq) = self.rows.first().and_then(|(_, runs)| median(runs)) else { return };
+        eprintln!("\ntransfer of {} over loopback, median of each setting's runs:", kib(self.size));
+        for (row, (label, runs)) in self.rows.iter().enumerate() {
+            let Some(time) = median(runs) else { continue };
+            let rate = self.size as f64 / time.as_secs_f64() / (1u64 << 20) as f64;
+            // p2pq's rate over this row's rate is this row's time over p2pq's.
+            let ratio = time.as_secs_f64() / p2pq.as_secs_f64();
+            let versus = if row == 0 { String::new() } else { format!("  p2pq/raw = {ratio:.2}") };
+            eprintln!("  {label:<36} {rate:>8.1} MiB/s  ({} runs, {:.3} s){versus}", runs.len(), time.as_secs_f64());
+        }
+        if let Some(tail) = self.p2pq_tail {
+            eprintln!("  of p2pq's time, after the last chunk was written (fsync, link, announce): {} ms", tail.as_millis());
+        }
+    }
+}
+
+fn median(runs: &[Duration]) -> Option<Duration> {
+    let mut sorted = runs.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// The transfer size in MiB, from `P2PQ_BENCH_MIB`.
+fn bench_mib() -> u64 {
+    match std::env::var("P2PQ_BENCH_MIB") {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(mib) if mib > 0 => mib,
+            _ => panic!("P2PQ_BENCH_MIB must be a positive whole number of MiB, not {text:?}"),
+        },
+        Err(_) => DEFAULT_MIB,
+    }
+}
+
+/// `len` pseudo-random (incompressible, reproducible) bytes.
+fn generate(len: usize, seed: &[u8]) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    blake3::Hasher::new().update(seed).finalize_xof().fill(&mut data);
+    data
+}
+
+/// Writes `size` pseudo-random bytes to `path`, 1 MiB at a time.
+fn write_file(path: &PathBuf, size: u64) -> Result<()> {
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    let mut stream = blake3::Hasher::new().update(b"file").finalize_xof();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        stream.fill(&mut buf[..n]);
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A size as `64KiB`, `1MiB`, …
+fn kib(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) { format!("{}MiB", bytes >> 20) } else { format!("{}KiB", bytes >> 10) }
+}
+
+/// Unwraps a setup or run result; a bench that cannot run has nothing to report.
+fn must<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|err| panic!("{err:#}"))
+}
