@@ -21,6 +21,20 @@ use tokio_util::sync::CancellationToken;
 
 pub use screen::{Stream, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
 
+/// Prints each notice as it arrives (a task that ends when the sender goes away).
+pub fn print_notices(mut notices: tokio::sync::broadcast::Receiver<String>) {
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match notices.recv().await {
+                Ok(text) => say(&crate::logbook::printable(&text)),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
 /// Longest command line read, in bytes.
 const MAX_LINE: u64 = 64 * 1024;
 

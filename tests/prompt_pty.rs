@@ -46,7 +46,10 @@ fn a_person_at_the_prompt_completes_downloads_with_a_bar_and_leaves_with_ctrl_d(
     pty.send("stauts\r").unwrap();
     pty.expect("did you mean \"status\"").unwrap();
 
-    // Ctrl-D leaves gracefully; the history is kept for the next run.
+    // Ctrl-D leaves gracefully; the history is kept for the next run. Wait for the prompt
+    // first: a Ctrl-D typed while no line editor is reading hits the terminal's cooked mode,
+    // where it is an end-of-file marker that never reaches the editor.
+    pty.expect("peer 2> ").unwrap();
     pty.send([4u8]).unwrap();
     pty.expect("bye").unwrap();
     pty.expect(Eof).unwrap();

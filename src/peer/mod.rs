@@ -81,6 +81,7 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     refusal: Arc<Mutex<Option<String>>>,
     transfers: progress::Transfers,
+    notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
 }
 
 /// A file now shared.
@@ -117,6 +118,7 @@ impl Peer {
         let server = tls::server_config(&identity, PEER_ALPN)?;
         let endpoint = tls::endpoint(&identity, server, config.listen)?;
         let link = Arc::new(TrackerLink::new(config.tracker, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
+        let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
         let upload_limit = config.upload_limit;
@@ -130,6 +132,7 @@ impl Peer {
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             refusal: Arc::default(),
+            notices: Mutex::new(Some(link_notices)),
             transfers: progress::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
@@ -174,6 +177,12 @@ impl Peer {
     /// The token that stops the peer when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
+    }
+
+    /// Notices for a person about the tracker link (connected, lost, back), from the start;
+    /// the first caller gets them.
+    pub fn take_notices(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.inner.notices.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Resolves once the peer is registered with the tracker.
@@ -372,6 +381,9 @@ pub async fn main(config: PeerConfig) -> Result<()> {
     let peer = Peer::start(config).await?;
     let line = format!("peer {} listening on {} (fingerprint {})", peer.id(), peer.local_addr()?, peer.fingerprint().short());
     crate::console::say(&line);
+    if let Some(notices) = peer.take_notices() {
+        crate::console::print_notices(notices);
+    }
     // Commands typed (or piped) right away should find the tracker link settled.
     let first = peer.inner.link.wait_first_attempt();
     let _ = tokio::time::timeout(tracker_link::REQUEST_TIMEOUT * 2, first).await;

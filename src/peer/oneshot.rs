@@ -133,6 +133,9 @@ async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, downloa
         upload_limit: None,
     };
     let peer = Peer::start(config).await?;
+    if let Some(notices) = peer.take_notices() {
+        console::print_notices(notices);
+    }
     // A first attempt that fails (wrong certificate, refused) ends the command at once; a
     // tracker that does not answer at all gets REGISTER_WAIT.
     let first_failed = async {

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use quinn::{Connection, Endpoint};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::serve::Shares;
-use crate::console;
 use crate::wire::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
@@ -25,6 +24,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long one request to the tracker may take, connection set-up included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Notices kept for a slow listener before the oldest are dropped.
+const NOTICES: usize = 32;
 
 /// How a connection attempt ended.
 enum Ended {
@@ -41,12 +43,14 @@ pub struct TrackerLink {
     conn: Mutex<Option<Connection>>,
     /// `None` until the first attempt ends, then whether a registered connection is up.
     up: watch::Sender<Option<bool>>,
+    /// What a person should hear about the link (connected, lost); the prompt prints them.
+    notices: broadcast::Sender<String>,
 }
 
 impl TrackerLink {
     /// A link to the tracker at `addr`, trusted through `client` (which pins its certificate).
     pub fn new(addr: SocketAddr, client: quinn::ClientConfig) -> TrackerLink {
-        TrackerLink { addr, client, conn: Mutex::new(None), up: watch::Sender::new(None) }
+        TrackerLink { addr, client, conn: Mutex::new(None), up: watch::Sender::new(None), notices: broadcast::Sender::new(NOTICES) }
     }
 
     fn current(&self) -> Option<Connection> {
@@ -58,6 +62,16 @@ impl TrackerLink {
         // Store first, then publish: whoever wakes on "up" must find the connection.
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
         self.up.send_replace(Some(up));
+    }
+
+    /// Notices about the link from now on, for the prompt to print.
+    pub fn notices(&self) -> broadcast::Receiver<String> {
+        self.notices.subscribe()
+    }
+
+    fn notify(&self, text: String) {
+        // Nobody listening (a library user, a bench) is fine: the notice is just dropped.
+        let _ = self.notices.send(text);
     }
 
     /// Resolves once a registered connection is up.
@@ -115,13 +129,13 @@ impl TrackerLink {
                     return Some(reason);
                 }
                 Ended::Lost(reason) if was_up => {
-                    console::say(&format!("lost the tracker at {}: {reason}; reconnecting", self.addr));
+                    self.notify(format!("lost the tracker at {}: {reason}; reconnecting", self.addr));
                     was_up = false;
                     backoff = MIN_BACKOFF;
                 }
                 Ended::Lost(reason) if !warned => {
                     self.set(None);
-                    console::say(&format!("tracker unreachable at {}: {reason}; retrying", self.addr));
+                    self.notify(format!("tracker unreachable at {}: {reason}; retrying", self.addr));
                     warned = true;
                 }
                 Ended::Lost(_) => {}
@@ -154,7 +168,7 @@ impl TrackerLink {
         }
         self.set(Some(conn.clone()));
         *was_up = true;
-        console::say(&format!("connected to tracker {} as peer {id}", self.addr));
+        self.notify(format!("connected to tracker {} as peer {id}", self.addr));
         let reason = heartbeats(&conn, heartbeat).await;
         self.set(None);
         conn.close(close::DONE, b"reconnecting");
