@@ -16,8 +16,7 @@
 //! `P2PQ_BENCH_MIB=8 cargo bench --bench chunk_throughput -- --test`.
 
 use std::hint::black_box;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,7 +169,7 @@ impl Swarm {
         let tracker = tracker::start(&config).await?;
         let sharer = start_peer(dir.path(), "a", &tracker).await?;
         let path = dir.path().join("a/data").join(FILE_NAME);
-        tokio::task::spawn_blocking(move || write_file(&path, size)).await??;
+        tokio::task::spawn_blocking(move || p2pq::demo::generate_file(&path, size, b"file")).await??;
         sharer.share(FILE_NAME).await?;
         Ok(Swarm { dir, tracker, sharer, size, downloads: 0 })
     }
@@ -397,21 +396,6 @@ fn generate(len: usize, seed: &[u8]) -> Vec<u8> {
     data
 }
 
-/// Writes `size` pseudo-random bytes to `path`, 1 MiB at a time.
-fn write_file(path: &PathBuf, size: u64) -> Result<()> {
-    let mut out = BufWriter::new(std::fs::File::create(path)?);
-    let mut stream = blake3::Hasher::new().update(b"file").finalize_xof();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        stream.fill(&mut buf[..n]);
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    out.flush()?;
-    Ok(())
-}
 
 /// A size as `64KiB`, `1MiB`, …
 fn kib(bytes: u64) -> String {

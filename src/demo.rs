@@ -6,7 +6,7 @@
 
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -41,7 +41,7 @@ async fn run_in(dir: &Path, size: u64) -> Result<()> {
     let bob = start_peer(dir, "bob", tracker.addr, &certs).await?;
     let source = dir.join("alice/data/demo.bin");
     let (path, s) = (source.clone(), size);
-    tokio::task::spawn_blocking(move || generate(&path, s)).await??;
+    tokio::task::spawn_blocking(move || generate_file(&path, s, b"p2pq demo")).await??;
     let shared = alice.share("demo.bin").await?;
     say(&format!("alice shares demo.bin ({}), id {}", units::bytes(size), shared.info.id));
     let draw = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -82,10 +82,11 @@ async fn start_peer(dir: &Path, id: &str, tracker: SocketAddr, certs: &Path) -> 
     Ok(peer)
 }
 
-/// Writes `size` pseudo-random (incompressible, reproducible) bytes to `path`.
-fn generate(path: &PathBuf, size: u64) -> Result<()> {
+/// Writes `size` pseudo-random bytes to `path`: incompressible, and the same for the same
+/// `seed` (the demo's file, and the benchmarks' test data).
+pub fn generate_file(path: &Path, size: u64, seed: &[u8]) -> Result<()> {
     let mut out = BufWriter::new(std::fs::File::create(path)?);
-    let mut stream = blake3::Hasher::new().update(b"p2pq demo").finalize_xof();
+    let mut stream = blake3::Hasher::new().update(seed).finalize_xof();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {

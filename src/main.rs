@@ -50,15 +50,8 @@ enum Command {
         /// This peer's id: letters, digits, '-' and '_'.
         #[arg(value_parser = peer_id)]
         id: String,
-        /// The tracker's address.
-        #[arg(long, default_value = "127.0.0.1:6771")]
-        tracker: SocketAddr,
-        /// Folder of certificates: the tracker's (pinned) and this peer's own.
-        #[arg(long, default_value = "certs")]
-        certs: PathBuf,
-        /// The tracker's certificate to pin [default: CERTS/tracker.crt].
-        #[arg(long)]
-        tracker_cert: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Folder `share` takes files from.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
@@ -126,18 +119,25 @@ Examples:
   p2pq seed notes.txt               # share from the current folder until Ctrl-C
   p2pq get notes.txt --json         # download once, for scripts";
 
-/// How a one-shot command reaches the tracker.
+/// Where the tracker is and how to trust it: shared by `peer`, `get` and `seed`.
 #[derive(Args)]
-struct LinkArgs {
+struct TrustArgs {
     /// The tracker's address.
     #[arg(long, default_value = "127.0.0.1:6771")]
     tracker: SocketAddr,
-    /// Folder holding the tracker's certificate (and this peer's, with --id).
+    /// Folder of certificates: the tracker's (pinned) and this peer's own.
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
     /// The tracker's certificate to pin [default: CERTS/tracker.crt].
     #[arg(long)]
     tracker_cert: Option<PathBuf>,
+}
+
+/// How a one-shot command reaches the tracker.
+#[derive(Args)]
+struct LinkArgs {
+    #[command(flatten)]
+    trust: TrustArgs,
     /// A lasting peer id, its certificate kept in CERTS [default: a throwaway one].
     #[arg(long, value_parser = peer_id)]
     id: Option<String>,
@@ -148,7 +148,8 @@ struct LinkArgs {
 
 impl From<LinkArgs> for Link {
     fn from(a: LinkArgs) -> Link {
-        Link { tracker: a.tracker, certs: a.certs, tracker_cert: a.tracker_cert, id: a.id, listen: a.listen }
+        let TrustArgs { tracker, certs, tracker_cert } = a.trust;
+        Link { tracker, certs, tracker_cert, id: a.id, listen: a.listen }
     }
 }
 
@@ -178,9 +179,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 fn peer_config(command: Command) -> Option<PeerConfig> {
-    let Command::Peer { id, tracker, certs, tracker_cert, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir } = command else {
+    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir } = command else {
         return None;
     };
+    let TrustArgs { tracker, certs, tracker_cert } = trust;
     let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().ok()? };
     Some(PeerConfig {
         download_dir: download_dir.unwrap_or_else(|| data_dir.join(format!("peer-{id}"))),
@@ -200,6 +202,7 @@ fn peer_config(command: Command) -> Option<PeerConfig> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
+    p2pq::console::install_signals();
     p2pq::console::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Get { names, link, download_dir, json } => exit_code(oneshot::get(link.into(), names, download_dir, json).await),

@@ -312,8 +312,9 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
                         let mut out = conn.open_uni().await?;
                         wire::write_frame(&mut out, &header).await?;
                         tokio::spawn(async move {
+                            let mut pace = tokio::time::interval(std::time::Duration::from_millis(500));
                             for byte in chunk.chunks(1) {
-                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                                pace.tick().await;
                                 if out.write_all(byte).await.is_err() {
                                     return;
                                 }

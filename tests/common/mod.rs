@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// How long any single expected event may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Between two looks at a state that announces its change with no output line.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Which stream a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -124,7 +127,7 @@ impl Proc {
             }
             assert!(Instant::now() < deadline, "{}: `{line}` never satisfied; last:\n{}", self.name, out.join("\n"));
             // Polling a state that changes on its own (expiry); the interval bounds the load.
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 
@@ -139,7 +142,7 @@ impl Proc {
                 return status;
             }
             assert!(Instant::now() < deadline, "{}: did not exit; saw:\n{}", self.name, self.transcript());
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL_INTERVAL / 5); // poll: a child's exit has no other signal here
         }
     }
 
@@ -246,6 +249,6 @@ pub fn wait_until(timeout: Duration, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ready() {
         assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL_INTERVAL / 5); // poll: no output line announces this
     }
 }
