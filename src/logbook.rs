@@ -31,6 +31,8 @@ pub enum EventKind {
     Expire,
     /// A request was refused.
     Refused,
+    /// A holder withdrew a file (its copy changed on disk).
+    Unshare,
 }
 
 impl EventKind {
@@ -48,6 +50,7 @@ impl EventKind {
             EventKind::Exit => "exit",
             EventKind::Expire => "expire",
             EventKind::Refused => "refused",
+            EventKind::Unshare => "unshare",
         }
     }
 }

@@ -175,6 +175,9 @@ pub enum TrackerRequest {
         /// The downloader's certificate fingerprint, as the holder saw it in the TLS handshake.
         fingerprint: Fingerprint,
     },
+    /// Stop listing me as a holder of this file (its copy on my disk changed). Added last so
+    /// earlier tags keep their bytes.
+    Unshare(FileId),
 }
 
 /// The tracker's answer to one [`TrackerRequest`].

@@ -103,6 +103,10 @@ fn a_holder_whose_file_changed_stops_serving_it_and_the_others_finish() {
     assert!(std::fs::read(swarm.downloaded("getter", "e.bin")).unwrap() == data);
     assert_eq!(chunks_from(&line, "editor"), 0, "{line}");
     editor.expect_err("changed on disk since it was shared");
+    // The tracker hears of it: the editor is no longer listed as a holder.
+    let mut tracker = swarm.tracker;
+    let files = tracker.poll("files", " file", TIMEOUT, |out| out.iter().any(|l| l.contains("e.bin") && !l.contains("editor")));
+    assert!(files.iter().any(|l| l.contains("e.bin") && l.contains("honest")), "{files:?}");
 }
 
 #[test]

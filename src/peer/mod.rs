@@ -121,12 +121,12 @@ impl Peer {
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
-        let upload_limit = config.upload_limit;
+        let (shares, withdrawn) = Shares::with_upload_limit(config.upload_limit);
         let inner = Inner {
             config,
             identity,
             endpoint,
-            shares: Shares::with_upload_limit(upload_limit),
+            shares,
             link,
             log,
             shutdown: CancellationToken::new(),
@@ -136,11 +136,11 @@ impl Peer {
             transfers: progress::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
-        peer.spawn_background();
+        peer.spawn_background(withdrawn);
         Ok(peer)
     }
 
-    fn spawn_background(&self) {
+    fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
         let gate = Arc::new(gate::Gate::new(inner.link.clone()));
         let serving = tokio::spawn(serve::run(inner.endpoint.clone(), inner.shares.clone(), gate, inner.shutdown.clone()));
@@ -151,7 +151,8 @@ impl Peer {
             let refused = link.run(endpoint, id, shares, heartbeat, shutdown).await;
             *refusal.lock().unwrap_or_else(|p| p.into_inner()) = refused;
         });
-        inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, linking]);
+        let withdrawing = tokio::spawn(withdraw(inner.link.clone(), withdrawn, inner.shutdown.clone()));
+        inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, linking, withdrawing]);
     }
 
     /// The peer's id.
@@ -373,6 +374,23 @@ impl Peer {
         }
         self.inner.endpoint.close(close::DONE, b"bye");
         let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+/// Tells the tracker about each file this peer stopped serving (its copy changed on disk), so
+/// downloaders are not sent to a holder that will refuse them. Ends with the peer.
+async fn withdraw(link: Arc<TrackerLink>, mut withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>, shutdown: CancellationToken) {
+    loop {
+        let file = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            file = withdrawn.recv() => match file {
+                Some(file) => file,
+                None => return,
+            },
+        };
+        if let Err(err) = link.request(&TrackerRequest::Unshare(file.id)).await {
+            tracing::warn!("cannot withdraw {} at the tracker: {err:#}", file.name);
+        }
     }
 }
 

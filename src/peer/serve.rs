@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use quinn::{Connection, RecvStream, SendStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -69,10 +69,12 @@ impl SharedFile {
 }
 
 /// The files this peer shares, by id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Shares {
     files: Arc<Mutex<HashMap<FileId, Arc<SharedFile>>>>,
     throttle: Option<Arc<Throttle>>,
+    /// Files withdrawn because our copy went bad, for the tracker to hear of.
+    withdrawn: mpsc::UnboundedSender<FileInfo>,
 }
 
 impl Shares {
@@ -81,8 +83,11 @@ impl Shares {
     }
 
     /// Shares whose uploads are limited to `bytes_per_sec`, if given.
-    pub fn with_upload_limit(bytes_per_sec: Option<u64>) -> Shares {
-        Shares { files: Arc::default(), throttle: bytes_per_sec.map(|r| Arc::new(Throttle::new(r))) }
+    /// Returns the files withdrawn from now on, as they are (one at most per shared file).
+    pub fn with_upload_limit(bytes_per_sec: Option<u64>) -> (Shares, mpsc::UnboundedReceiver<FileInfo>) {
+        let (withdrawn, gone) = mpsc::unbounded_channel();
+        let throttle = bytes_per_sec.map(|r| Arc::new(Throttle::new(r)));
+        (Shares { files: Arc::default(), throttle, withdrawn }, gone)
     }
 
     /// Stops serving a file.
@@ -223,6 +228,7 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Vec<u8>>
     if data.is_err() {
         // Whatever went wrong with our copy, serving it on would only waste downloaders' time.
         shares.remove(id);
+        let _ = shares.withdrawn.send(file.info.clone());
         tracing::warn!("stopped sharing {}: {:#}", file.info.name, data.as_ref().err().map(|e| e.to_string()).unwrap_or_default());
     }
     data

@@ -117,6 +117,17 @@ impl Registry {
         Ok(())
     }
 
+    /// Stops listing `id` as a holder of `file`; returns the name it shared it under.
+    pub fn unshare(&mut self, id: &str, session: u64, file: &FileId) -> Result<Option<String>, RegistryError> {
+        self.peer_mut(id, session)?.files.remove(file);
+        let Some(entry) = self.files.get_mut(file) else { return Ok(None) };
+        let name = entry.holders.remove(id);
+        if entry.holders.is_empty() {
+            self.files.remove(file);
+        }
+        Ok(name)
+    }
+
     /// Drops `id` if it is registered on `session`; returns whether it was.
     pub fn leave(&mut self, id: &str, session: u64) -> bool {
         if self.peer_mut(id, session).is_ok() {
@@ -243,6 +254,21 @@ mod tests {
         assert!(r.leave("1", 1));
         assert_eq!(r.lookup("a.txt").len(), 0);
         assert_eq!(r.lookup("copy.txt")[0].holders[0].peer_id, "2");
+    }
+
+    #[test]
+    fn an_unshared_file_loses_only_that_holder() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        r.register("1", fp(1), addr(), 1, t).unwrap();
+        r.register("2", fp(2), addr(), 2, t).unwrap();
+        r.share("1", 1, &file(5, "f"), t).unwrap();
+        r.share("2", 2, &file(5, "f"), t).unwrap();
+        assert_eq!(r.unshare("1", 1, &file(5, "f").id), Ok(Some("f".into())));
+        assert_eq!(r.lookup("f")[0].holders.len(), 1);
+        assert!(r.unshare("2", 1, &file(5, "f").id).is_err(), "only on one's own session");
+        assert_eq!(r.unshare("2", 2, &file(5, "f").id), Ok(Some("f".into())));
+        assert!(r.lookup("f").is_empty());
     }
 
     #[test]

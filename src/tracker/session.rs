@@ -148,6 +148,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
         TrackerRequest::Files => Ok(TrackerResponse::Matches(tracker.registry().files())),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
+        TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
         TrackerRequest::Exit => {
             if tracker.registry().leave(peer, session) {
                 tracker.record(Event::now(EventKind::Exit, peer, "exit"));
@@ -179,6 +180,14 @@ fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse,
     let detail = format!("{} match(es), {holders} holder(s)", found.len());
     tracker.record(Event::now(EventKind::Get, peer, detail).with_file(&name, id));
     Ok(TrackerResponse::Matches(found))
+}
+
+fn unshare(tracker: &Tracker, peer: &str, session: u64, file: &wire::FileId) -> Result<TrackerResponse, String> {
+    let name = tracker.registry().unshare(peer, session, file).map_err(|e| e.to_string())?;
+    if let Some(name) = name {
+        tracker.record(Event::now(EventKind::Unshare, peer, "withdrawn by its holder").with_file(&name, Some(file.to_hex())));
+    }
+    Ok(TrackerResponse::Ok)
 }
 
 /// Whether a certificate belongs to a live peer (asked by holders about downloaders).
