@@ -29,8 +29,13 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod frame;
+mod names;
+
+pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_frame};
+pub use names::{check_name, check_peer_id, printable};
+use names::{printable_reason, printable_result};
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -241,179 +246,6 @@ pub struct ChunkHeader {
     pub result: Result<u32, String>,
 }
 
-/// What can go wrong reading or writing a frame.
-#[derive(Debug, thiserror::Error)]
-pub enum WireError {
-    /// The length prefix is over the frame's limit.
-    #[error("frame of {len} bytes is over the {limit}-byte limit")]
-    TooLarge {
-        /// Announced length.
-        len: usize,
-        /// Limit for this frame.
-        limit: usize,
-    },
-    /// The stream ended where a frame was expected.
-    #[error("stream ended before a complete frame")]
-    Truncated,
-    /// The bytes are not a valid message.
-    #[error("malformed frame: {0}")]
-    Decode(#[from] bincode::error::DecodeError),
-    /// The message could not be encoded (should not happen for our types).
-    #[error("cannot encode frame: {0}")]
-    Encode(#[from] bincode::error::EncodeError),
-    /// The frame decoded but left bytes over.
-    #[error("frame has {0} trailing bytes")]
-    Trailing(usize),
-    /// Transport error.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Encodes `msg` as one frame: length prefix and bincode.
-pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
-    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard())?;
-    let len = u32::try_from(body.len()).map_err(|_| WireError::TooLarge { len: body.len(), limit: u32::MAX as usize })?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&body);
-    Ok(frame)
-}
-
-/// Decodes a frame body (without its length prefix), refusing trailing bytes.
-pub fn decode_body<T: DeserializeOwned>(body: &[u8], limit: usize) -> Result<T, WireError> {
-    if body.len() > limit {
-        return Err(WireError::TooLarge { len: body.len(), limit });
-    }
-    // Bincode's limit caps what a claimed inner length may make it reserve; pick the smallest
-    // limit that still covers this frame kind (the limit is a type parameter, so two configs).
-    let (msg, used) = if limit <= MAX_FRAME {
-        bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<{ MAX_FRAME }>())?
-    } else {
-        bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<{ MAX_MANIFEST_FRAME }>())?
-    };
-    if used != body.len() {
-        return Err(WireError::Trailing(body.len() - used));
-    }
-    Ok(msg)
-}
-
-/// Writes one frame.
-pub async fn write_frame<W, T>(out: &mut W, msg: &T) -> Result<(), WireError>
-where
-    W: AsyncWrite + Unpin,
-    T: Serialize,
-{
-    out.write_all(&encode(msg)?).await?;
-    Ok(())
-}
-
-/// Reads one frame of at most `limit` bytes and decodes it.
-pub async fn read_frame<R, T>(input: &mut R, limit: usize) -> Result<T, WireError>
-where
-    R: AsyncRead + Unpin,
-    T: DeserializeOwned,
-{
-    let mut prefix = [0u8; 4];
-    read_exact(input, &mut prefix).await?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > limit {
-        return Err(WireError::TooLarge { len, limit });
-    }
-    // Grow the buffer as bytes arrive: a length prefix alone (a stalled or lying sender) pins at
-    // most one step of memory, not the whole announced length.
-    let mut body = Vec::with_capacity(len.min(READ_STEP));
-    let got = input.take(len as u64).read_to_end(&mut body).await?;
-    if got < len {
-        return Err(WireError::Truncated);
-    }
-    decode_body(&body, limit)
-}
-
-/// First allocation for a frame body; it grows from there only as bytes arrive.
-const READ_STEP: usize = 16 << 10;
-
-/// `read_exact` that reports a short stream as [`WireError::Truncated`].
-pub async fn read_exact<R: AsyncRead + Unpin>(input: &mut R, buf: &mut [u8]) -> Result<(), WireError> {
-    match input.read_exact(buf).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
-        Err(e) => Err(WireError::Io(e)),
-    }
-}
-
-/// `text` made safe to print on a terminal: control characters (escape sequences, NUL, newlines)
-/// and bidirectional overrides are shown escaped (`\u{1b}`), and it is cut to [`MAX_REASON_LEN`]
-/// bytes (then `…`). Applying it twice changes nothing more.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_REASON_LEN));
-    let mut escaped = String::new();
-    for c in text.chars() {
-        escaped.clear();
-        if c.is_control() || is_bidi_control(c) {
-            escaped.extend(c.escape_unicode());
-        } else {
-            escaped.push(c);
-        }
-        // Cut before a piece that would not fit, so that printable(printable(x)) == printable(x).
-        if out.len() + escaped.len() > MAX_REASON_LEN {
-            out.push('…');
-            break;
-        }
-        out.push_str(&escaped);
-    }
-    out
-}
-
-/// Unicode's bidirectional formatting characters: invisible, and they reorder what a terminal
-/// shows (`exe.txt` shown for `txt.exe`), so names refuse them and reasons escape them.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-fn printable_reason<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
-    String::deserialize(de).map(|text| printable(&text))
-}
-
-fn printable_result<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Result<u32, String>, D::Error> {
-    Result::<u32, String>::deserialize(de).map(|r| r.map_err(|text| printable(&text)))
-}
-
-/// Why a name that came from the network or the user cannot be used as a file name.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty file name".into());
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!("file name is {} bytes, over the {MAX_NAME_LEN}-byte limit", name.len()));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("file name {name:?} is not a file"));
-    }
-    if name.contains(['/', '\\']) {
-        return Err(format!("file name {} contains a path separator", quoted(name)));
-    }
-    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
-        return Err(format!("file name {} contains a control character", quoted(name)));
-    }
-    Ok(())
-}
-
-/// `name` in quotes, escaped for display (`{:?}`-style, with bidi controls escaped too).
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", printable(&name.escape_debug().to_string()))
-}
-
-/// Why a peer id cannot be used: ids are short names of letters, digits, `-` and `_`.
-pub fn check_peer_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > MAX_PEER_ID_LEN {
-        return Err(format!("peer id must be 1 to {MAX_PEER_ID_LEN} characters"));
-    }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!("peer id {id:?} may hold only letters, digits, '-' and '_'"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,31 +257,5 @@ mod tests {
         assert_eq!(frame, [0, 0, 0, 1, 1]);
         let frame = encode(&TrackerRequest::Register { version: 1, peer_id: "a".into(), files: vec![] }).unwrap();
         assert_eq!(frame, [0, 0, 0, 5, 0, 1, 1, b'a', 0]);
-    }
-
-    #[test]
-    fn names_with_paths_or_controls_are_refused() {
-        for bad in ["", ".", "..", "../x", "a/b", "..\\x", "a\0b", "\x1b[31m", &"x".repeat(256)] {
-            assert!(check_name(bad).is_err(), "{bad:?} accepted");
-        }
-        for good in ["a.txt", "résumé.pdf", "x..y", &"x".repeat(255)] {
-            assert!(check_name(good).is_ok(), "{good:?} refused");
-        }
-    }
-
-    #[test]
-    fn reasons_are_made_printable_once_and_for_all() {
-        assert_eq!(printable("a\x1b[31mb\u{202e}c"), "a\\u{1b}[31mb\\u{202e}c");
-        let long = format!("{}\x07", "x".repeat(MAX_REASON_LEN - 3));
-        let once = printable(&long);
-        assert!(once.ends_with('…') && once.len() <= MAX_REASON_LEN + 3, "{once}");
-        assert_eq!(printable(&once), once);
-    }
-
-    #[test]
-    fn peer_ids() {
-        assert!(check_peer_id("alice_2-b").is_ok());
-        assert!(check_peer_id("a b").is_err());
-        assert!(check_peer_id("").is_err());
     }
 }

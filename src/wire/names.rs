@@ -1,0 +1,109 @@
+//! Checks on names that come from people or the network, and escaping for the terminal.
+
+use serde::Deserialize;
+
+use super::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN};
+
+/// `text` made safe to print on a terminal: control characters (escape sequences, NUL, newlines)
+/// and bidirectional overrides are shown escaped (`\u{1b}`), and it is cut to [`MAX_REASON_LEN`]
+/// bytes (then `…`). Applying it twice changes nothing more.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_REASON_LEN));
+    let mut escaped = String::new();
+    for c in text.chars() {
+        escaped.clear();
+        if c.is_control() || is_bidi_control(c) {
+            escaped.extend(c.escape_unicode());
+        } else {
+            escaped.push(c);
+        }
+        // Cut before a piece that would not fit, so that printable(printable(x)) == printable(x).
+        if out.len() + escaped.len() > MAX_REASON_LEN {
+            out.push('…');
+            break;
+        }
+        out.push_str(&escaped);
+    }
+    out
+}
+
+/// Unicode's bidirectional formatting characters: invisible, and they reorder what a terminal
+/// shows (`exe.txt` shown for `txt.exe`), so names refuse them and reasons escape them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+pub(super) fn printable_reason<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    String::deserialize(de).map(|text| printable(&text))
+}
+
+pub(super) fn printable_result<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Result<u32, String>, D::Error> {
+    Result::<u32, String>::deserialize(de).map(|r| r.map_err(|text| printable(&text)))
+}
+
+/// Why a name that came from the network or the user cannot be used as a file name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty file name".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("file name is {} bytes, over the {MAX_NAME_LEN}-byte limit", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("file name {name:?} is not a file"));
+    }
+    if name.contains(['/', '\\']) {
+        return Err(format!("file name {} contains a path separator", quoted(name)));
+    }
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(format!("file name {} contains a control character", quoted(name)));
+    }
+    Ok(())
+}
+
+/// `name` in quotes, escaped for display (`{:?}`-style, with bidi controls escaped too).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", printable(&name.escape_debug().to_string()))
+}
+
+/// Why a peer id cannot be used: ids are short names of letters, digits, `-` and `_`.
+pub fn check_peer_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_PEER_ID_LEN {
+        return Err(format!("peer id must be 1 to {MAX_PEER_ID_LEN} characters"));
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("peer id {id:?} may hold only letters, digits, '-' and '_'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_paths_or_controls_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "..\\x", "a\0b", "\x1b[31m", &"x".repeat(256)] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["a.txt", "résumé.pdf", "x..y", &"x".repeat(255)] {
+            assert!(check_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn reasons_are_made_printable_once_and_for_all() {
+        assert_eq!(printable("a\x1b[31mb\u{202e}c"), "a\\u{1b}[31mb\\u{202e}c");
+        let long = format!("{}\x07", "x".repeat(MAX_REASON_LEN - 3));
+        let once = printable(&long);
+        assert!(once.ends_with('…') && once.len() <= MAX_REASON_LEN + 3, "{once}");
+        assert_eq!(printable(&once), once);
+    }
+
+    #[test]
+    fn peer_ids() {
+        assert!(check_peer_id("alice_2-b").is_ok());
+        assert!(check_peer_id("a b").is_err());
+        assert!(check_peer_id("").is_err());
+    }
+}
