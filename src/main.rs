@@ -106,7 +106,7 @@ enum Command {
     /// A tracker and two peers in one process: one shares a generated file, the other gets it.
     Demo {
         /// Size of the generated file, in MiB.
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 512)]
         size_mib: u64,
     },
 }
