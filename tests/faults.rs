@@ -155,6 +155,11 @@ fn a_holder_that_trickles_is_outrun() {
 }
 
 #[test]
+fn a_holder_that_claims_chunks_it_does_not_have_is_dropped() {
+    outlasts(Lie::Disown);
+}
+
+#[test]
 fn a_restarted_tracker_hears_from_its_peers_again_and_get_works() {
     let mut swarm = Swarm::start("15");
     let data = bytes(300_000, "tracker restart");
@@ -254,6 +259,8 @@ enum Lie {
     Silence,
     /// Chunks come a byte every half second.
     Trickle,
+    /// It claimed the file, but says it has no chunk of it.
+    Disown,
 }
 
 /// A holder that registers with the tracker like any peer, sends the true manifest, and then
@@ -312,6 +319,12 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
                         out.finish()?;
                     }
                     Lie::Silence => held.push(recv),
+                    Lie::Disown => {
+                        let mut out = conn.open_uni().await?;
+                        let header = ChunkHeader { id, index, result: Err("no such chunk here".into()) };
+                        wire::write_frame(&mut out, &header).await?;
+                        out.finish()?;
+                    }
                     Lie::Trickle => {
                         let mut out = conn.open_uni().await?;
                         wire::write_frame(&mut out, &header).await?;

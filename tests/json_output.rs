@@ -37,6 +37,11 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
     assert_eq!(status["downloads"].as_array().unwrap().len(), 0);
     let shared = &status["shared"][0];
     assert_eq!((shared["name"].as_str(), shared["id"].as_str(), shared["size"].as_u64()), (Some("j.bin"), Some(id.as_str()), Some(data.len() as u64)));
+    assert_eq!(shared["uploaded_chunks"].as_u64(), Some(0), "peer 2 only downloaded: {status}");
+    // The holder counts what it sent: every chunk, every byte, once.
+    let sender = json(&one.command("status --json", "}")[0]);
+    let sent = &sender["shared"][0];
+    assert_eq!((sent["uploaded_chunks"].as_u64(), sent["uploaded_bytes"].as_u64()), (Some(13), Some(data.len() as u64)), "{sender}");
 
     let mut tracker = swarm.tracker;
     let events = json(&tracker.command("logs request --json", "]")[0]);

@@ -316,6 +316,11 @@ impl Peer {
         self.inner.shares.list()
     }
 
+    /// Files this peer shares, with the chunks and bytes each has sent to downloaders.
+    pub fn uploads(&self) -> Vec<serve::Uploads> {
+        self.inner.shares.uploads()
+    }
+
     /// Downloads under way.
     pub fn transfers(&self) -> Vec<progress::Transfer> {
         self.inner.transfers.list()

@@ -74,9 +74,10 @@ pub fn status(peer: &Peer) -> String {
         downloads.row(vec![t.name, format!("{percent}%"), units::bytes(t.size), rate, eta, t.holders.to_string()]);
     }
     text.push_str(&downloads.render("download"));
-    let mut shared = Table::new(&["NAME", "ID", "SIZE"]);
-    for file in peer.shared() {
-        shared.row(vec![file.name, file.id.short(), units::bytes(file.size)]);
+    let mut shared = Table::new(&["NAME", "ID", "SIZE", "UPLOADED", "CHUNKS SENT"]);
+    for up in peer.uploads() {
+        let f = up.info;
+        shared.row(vec![f.name, f.id.short(), units::bytes(f.size), units::bytes(up.bytes), up.chunks.to_string()]);
     }
     text.push_str(&shared.render("shared file"));
     text
@@ -84,7 +85,11 @@ pub fn status(peer: &Peer) -> String {
 
 /// `status --json`.
 pub fn status_json(peer: &Peer) -> Value {
-    let shared: Vec<Value> = peer.shared().into_iter().map(|f| json!({"name": f.name, "id": f.id.to_hex(), "size": f.size})).collect();
+    let shared: Vec<Value> = peer
+        .uploads()
+        .into_iter()
+        .map(|u| json!({"name": u.info.name, "id": u.info.id.to_hex(), "size": u.info.size, "uploaded_bytes": u.bytes, "uploaded_chunks": u.chunks}))
+        .collect();
     json!({
         "peer": peer.id(),
         "tracker": {"addr": peer.tracker_addr().to_string(), "connected": peer.tracker_connected()},

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,19 @@ pub struct SharedFile {
     pub manifest: Arc<Manifest>,
     file: Arc<File>,
     stamp: Stamp,
+    /// Chunks and bytes sent to downloaders since it was shared.
+    sent: (AtomicU64, AtomicU64),
+}
+
+/// A shared file and how much of it went out.
+#[derive(Clone, Debug)]
+pub struct Uploads {
+    /// The file.
+    pub info: FileInfo,
+    /// Chunks sent to downloaders.
+    pub chunks: u64,
+    /// Bytes sent to downloaders.
+    pub bytes: u64,
 }
 
 /// Size and modification time: a change means the file is no longer what was shared.
@@ -55,7 +69,7 @@ impl SharedFile {
     pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
         let file = File::open(&path)?;
         let stamp = stamp(&file)?;
-        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp })
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent: Default::default() })
     }
 
     /// Reads `len` bytes at `offset`, refusing if the file changed since it was shared
@@ -103,6 +117,25 @@ impl Shares {
     /// The shared file with this id.
     pub fn get(&self, id: &FileId) -> Option<Arc<SharedFile>> {
         self.lock().get(id).cloned()
+    }
+
+    /// Every shared file with what it uploaded, by name.
+    pub fn uploads(&self) -> Vec<Uploads> {
+        let mut all: Vec<Uploads> = self
+            .lock()
+            .values()
+            .map(|f| Uploads { info: f.info.clone(), chunks: f.sent.0.load(Ordering::Relaxed), bytes: f.sent.1.load(Ordering::Relaxed) })
+            .collect();
+        all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        all
+    }
+
+    /// Counts a chunk of `bytes` sent from file `id`.
+    fn count_sent(&self, id: &FileId, bytes: usize) {
+        if let Some(file) = self.get(id) {
+            file.sent.0.fetch_add(1, Ordering::Relaxed);
+            file.sent.1.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
     }
 
     /// Every shared file, by name.
@@ -209,10 +242,14 @@ async fn answer_chunk(conn: Connection, mut recv: RecvStream, shares: Shares, se
     let mut out = conn.open_uni().await?;
     let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
     wire::write_frame(&mut out, &header).await?;
+    let sent = result.as_ref().map(Vec::len).ok();
     if let Ok(data) = result {
         send_paced(&mut out, data, shares.throttle.as_deref()).await?;
     }
     out.finish()?;
+    if let Some(bytes) = sent {
+        shares.count_sent(&id, bytes);
+    }
     Ok(())
 }
 
