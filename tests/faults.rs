@@ -117,12 +117,16 @@ fn a_lying_holder_is_dropped_and_nothing_unverified_is_written() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tracker: SocketAddr = swarm.addr.parse().unwrap();
     let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "l.bin", Lie::FlipBits)).unwrap();
-    let mut honest = swarm.peer("honest");
-    honest.command("share l.bin", "shared ");
+    // The honest holder is slowed so the liar's bad chunks surely come back before the end.
+    let _honest = slow_holder(&swarm, "honest", "l.bin", &data, "4M");
     let mut getter = swarm.peer("getter");
     let line = getter.command("get l.bin", "downloaded l.bin")[0].clone();
     assert!(std::fs::read(swarm.downloaded("getter", "l.bin")).unwrap() == data);
-    assert!(getter.saw("stopped using peer liar for l.bin: chunk"), "{}", getter.transcript());
+    // stderr and stdout are read apart: the warning may come in after the summary line.
+    let why = "stopped using peer liar for l.bin: chunk";
+    if !getter.saw(why) {
+        getter.expect_err(why);
+    }
     let log = getter.command("logs request", " chunks");
     assert!(log.iter().skip(1).all(|l| l.split_whitespace().nth(4) != Some("liar")), "{log:?}");
     assert_eq!(chunks_from(&line, "honest"), 16, "{line}");
