@@ -93,6 +93,8 @@ pub struct Partial {
     have: Mutex<Bitfield>,
     /// Set once finished; writers hold the read side, so no write lands after the final link.
     finished: RwLock<bool>,
+    /// Held while a checkpoint writes the bitfield, so two never share its temporary file.
+    checkpointing: Mutex<()>,
 }
 
 impl Partial {
@@ -116,7 +118,7 @@ impl Partial {
         file.set_len(manifest.size).map_err(io_err(format!("cannot size {}", path.display())))?;
         let have = Mutex::new(Bitfield::empty(manifest.size, manifest.count()));
         let target = download_dir.join(name);
-        let partial = Partial { file, path, bits_path, target, have, finished: RwLock::new(false) };
+        let partial = Partial { file, path, bits_path, target, have, finished: RwLock::new(false), checkpointing: Mutex::new(()) };
         Ok((partial, claimed))
     }
 
@@ -142,7 +144,13 @@ impl Partial {
     }
 
     /// Syncs the data, then records which chunks are in (those written before the sync).
+    /// One at a time, and never after [`Partial::finish`].
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let finished = self.finished.read().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        if *finished {
+            return Ok(());
+        }
         let snapshot = self.have.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.file.sync_data().map_err(io_err(format!("cannot sync {}", self.path.display())))?;
         let tmp = self.bits_path.with_extension("bits.tmp");
@@ -160,7 +168,7 @@ impl Partial {
                 return Err(StoreError::Exists(self.target.display().to_string()));
             }
             // File systems without hard links: a rename is still atomic; check first.
-            Err(_) if !self.target.exists() => {
+            Err(_) if fs::symlink_metadata(&self.target).is_err() => {
                 fs::rename(&self.path, &self.target).map_err(io_err(format!("cannot create {}", self.target.display())))?;
             }
             Err(_) => return Err(StoreError::Exists(self.target.display().to_string())),

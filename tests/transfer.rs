@@ -109,3 +109,24 @@ fn get_by_id_prefix_works() {
     getter.command(&format!("get {}", &b3sum(&data)[..10]), "downloaded p.bin");
     assert!(std::fs::read(swarm.downloaded("2", "p.bin")).unwrap() == data);
 }
+
+#[test]
+fn many_files_from_one_holder_at_once_all_arrive() {
+    // More concurrent downloads than a holder admits connections from one peer: they share one.
+    let swarm = Swarm::start("15");
+    let names: Vec<String> = (1..=6).map(|i| format!("f{i}.bin")).collect();
+    let files: Vec<Vec<u8>> = names.iter().map(|n| bytes(700_000, n)).collect();
+    for (name, data) in names.iter().zip(&files) {
+        swarm.write_data(name, data);
+    }
+    let mut holder = swarm.peer("1");
+    let mut getter = swarm.peer("2");
+    holder.command(&format!("share {}", names.join(" ")), "shared f6.bin");
+    getter.send(&format!("get {}", names.join(" ")));
+    for _ in &names {
+        getter.expect("downloaded ");
+    }
+    for (name, data) in names.iter().zip(&files) {
+        assert!(std::fs::read(swarm.downloaded("2", name)).unwrap() == *data, "{name} differs");
+    }
+}

@@ -17,7 +17,7 @@ use quinn::Endpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::holder::{FetchError, HolderLink};
+use super::holder::{FetchError, HolderLink, HolderPool};
 use super::progress::Progress;
 use super::scheduler::Scheduler;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
@@ -49,6 +49,8 @@ pub struct Context<'a> {
     pub log: &'a Logbook<ChunkRecord>,
     /// Progress events for the UI.
     pub events: mpsc::UnboundedSender<Progress>,
+    /// Connections to holders, shared with the peer's other downloads.
+    pub pool: Arc<HolderPool>,
 }
 
 /// A finished download.
@@ -149,14 +151,14 @@ async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<Ho
     let mut attempts = JoinSet::new();
     for (order, holder) in holders.iter().enumerate() {
         let config = tls::client_config(ctx.identity, PEER_ALPN, holder.fingerprint)?;
-        let (endpoint, holder) = (ctx.endpoint.clone(), holder.clone());
-        attempts.spawn(async move { (order, HolderLink::connect(endpoint, config, &holder).await, holder) });
+        let (endpoint, holder, pool) = (ctx.endpoint.clone(), holder.clone(), ctx.pool.clone());
+        attempts.spawn(async move { (order, pool.link(endpoint, config, &holder).await, holder) });
     }
     let mut links = Vec::new();
     let mut failures = Vec::new();
     while let Some(joined) = attempts.join_next().await {
         match joined? {
-            (order, Ok(link), _) => links.push((order, Arc::new(link))),
+            (order, Ok(link), _) => links.push((order, link)),
             (_, Err(err), holder) => failures.push(format!("peer {} at {}: {err:#}", holder.peer_id, holder.addr)),
         }
     }
@@ -210,6 +212,7 @@ async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[
         checkpoints.maybe(job, landed);
         refill(&mut plan, links, job, &mut tasks);
     }
+    checkpoints.settle().await;
     ctx.log.flush();
     let _ = ctx.events.send(Progress::Done);
     Ok(links.iter().enumerate().map(|(i, l)| (l.peer_id.clone(), plan.delivered(i))).collect())
@@ -225,6 +228,14 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
+    /// Waits for a checkpoint under way, so none lands after the download is finished or
+    /// races the last one.
+    async fn settle(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+
     fn maybe(&mut self, job: &Job, landed: u64) {
         self.unsynced += landed;
         let late = self.last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);

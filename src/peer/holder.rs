@@ -6,8 +6,9 @@
 //! nobody asked for are stopped. A fetch gives up when the holder goes quiet for
 //! [`STALL_TIMEOUT`], so a killed or stalled holder costs seconds, not minutes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -19,7 +20,7 @@ use super::scheduler::Penalty;
 use crate::manifest::Manifest;
 use crate::store::StoreError;
 use crate::tls;
-use crate::wire::{self, ChunkHeader, FileId, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
+use crate::wire::{self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 
 /// Time to connect to a holder.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +29,9 @@ const MANIFEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a requested chunk may go without a single byte arriving (its header included).
 /// Long enough for a busy holder on a slow link, short enough that a dead one is left quickly.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Chunk requests outstanding at once on one holder connection, however many downloads share
+/// it: what a holder sends to one peer at once (`gate::SENDS_PER_PEER`).
+const IN_FLIGHT_PER_HOLDER: usize = super::gate::SENDS_PER_PEER;
 /// Longest one chunk may take in all, however slowly it trickles in.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -62,8 +66,42 @@ impl FetchError {
 }
 
 /// Chunk streams awaited on one connection, by file and chunk.
-type PendingMap = HashMap<(FileId, u32), oneshot::Sender<(ChunkHeader, RecvStream)>>;
+/// Several waiters for one chunk only when two downloads of one file share the connection.
+type PendingMap = HashMap<(FileId, u32), VecDeque<oneshot::Sender<(ChunkHeader, RecvStream)>>>;
 type Pending = Arc<Mutex<PendingMap>>;
+
+/// One connection per holder, shared by every download that needs it at the same time: a
+/// holder admits only a few connections per peer, and a warm connection skips a handshake.
+/// The connection closes when the last download using it ends.
+#[derive(Default)]
+pub struct HolderPool {
+    slots: Mutex<HashMap<(SocketAddr, Fingerprint), Slot>>,
+}
+
+/// The link to one holder; the async lock makes concurrent downloads wait for one handshake.
+type Slot = Arc<tokio::sync::Mutex<Weak<HolderLink>>>;
+
+impl HolderPool {
+    /// A live connection to `holder`: the one in use if there is one, else a new one.
+    pub async fn link(&self, endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<Arc<HolderLink>> {
+        let slot = self.slot(holder);
+        let mut current = slot.lock().await;
+        if let Some(link) = current.upgrade().filter(|l| l.conn.close_reason().is_none()) {
+            return Ok(link);
+        }
+        let link = Arc::new(HolderLink::connect(endpoint, config, holder).await?);
+        *current = Arc::downgrade(&link);
+        Ok(link)
+    }
+
+    /// The slot for `holder`, forgetting slots nobody uses any more.
+    fn slot(&self, holder: &Holder) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let in_use = |slot: &Slot| Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |w| w.strong_count() > 0);
+        slots.retain(|_, slot| in_use(slot));
+        slots.entry((holder.addr, holder.fingerprint)).or_default().clone()
+    }
+}
 
 /// A connection to one holder, with the task that routes its incoming chunk streams.
 pub struct HolderLink {
@@ -72,6 +110,8 @@ pub struct HolderLink {
     conn: Connection,
     pending: Pending,
     router: tokio::task::JoinHandle<()>,
+    /// Chunk requests outstanding on this connection, across the downloads sharing it.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Drop for HolderLink {
@@ -83,12 +123,13 @@ impl Drop for HolderLink {
 
 impl HolderLink {
     /// Connects to `holder`, pinning its fingerprint through `config`.
-    pub async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<HolderLink> {
+    async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<HolderLink> {
         let connecting = endpoint.connect_with(config, holder.addr, tls::SERVER_NAME)?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.context("timed out")??;
         let pending = Pending::default();
         let router = tokio::spawn(route(conn.clone(), pending.clone()));
-        Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router })
+        let in_flight = tokio::sync::Semaphore::new(IN_FLIGHT_PER_HOLDER);
+        Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router, in_flight })
     }
 
     fn lock(&self) -> MutexGuard<'_, PendingMap> {
@@ -111,10 +152,13 @@ impl HolderLink {
 
     /// Fetches chunk `index` of `id`, which must be `len` bytes (unverified).
     pub async fn chunk(&self, id: FileId, index: u32, len: u64) -> Result<Vec<u8>, FetchError> {
+        // Past what the holder sends at once, a request would only queue there and run down its
+        // stall timer; it waits here instead, where waiting is not a fault.
+        let _turn = self.in_flight.acquire().await.map_err(|_| FetchError::Gone("link closed".into()))?;
         let (tx, rx) = oneshot::channel();
-        self.lock().insert((id, index), tx);
+        self.lock().entry((id, index)).or_default().push_back(tx);
         let result = tokio::time::timeout(CHUNK_TIMEOUT, self.receive(id, index, len, rx)).await;
-        self.lock().remove(&(id, index));
+        forget_closed(&mut self.lock(), (id, index));
         result.map_err(|_| FetchError::Stalled(CHUNK_TIMEOUT))?
     }
 
@@ -152,6 +196,27 @@ async fn read_steadily(stream: &mut RecvStream, len: usize) -> Result<Vec<u8>, F
     Ok(data)
 }
 
+/// The oldest fetch still waiting for this chunk.
+fn next_waiter(map: &mut PendingMap, key: (FileId, u32)) -> Option<oneshot::Sender<(ChunkHeader, RecvStream)>> {
+    forget_closed(map, key);
+    let waiters = map.get_mut(&key)?;
+    let waiter = waiters.pop_front();
+    if waiters.is_empty() {
+        map.remove(&key);
+    }
+    waiter
+}
+
+/// Drops waiters that gave up (timed out) on this chunk.
+fn forget_closed(map: &mut PendingMap, key: (FileId, u32)) {
+    if let Some(waiters) = map.get_mut(&key) {
+        waiters.retain(|w| !w.is_closed());
+        if waiters.is_empty() {
+            map.remove(&key);
+        }
+    }
+}
+
 fn lock(pending: &Pending) -> MutexGuard<'_, PendingMap> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -169,7 +234,8 @@ async fn route(conn: Connection, pending: Pending) {
                 let _ = stream.stop(close::PROTOCOL);
                 return;
             };
-            match lock(&pending).remove(&(header.id, header.index)) {
+            let waiter = next_waiter(&mut lock(&pending), (header.id, header.index));
+            match waiter {
                 Some(waiter) => {
                     let _ = waiter.send((header, stream));
                 }

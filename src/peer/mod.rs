@@ -82,6 +82,7 @@ struct Inner {
     refusal: Arc<Mutex<Option<String>>>,
     transfers: progress::Transfers,
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
+    holders: Arc<holder::HolderPool>,
 }
 
 /// A file now shared.
@@ -133,6 +134,7 @@ impl Peer {
             tasks: Mutex::new(Vec::new()),
             refusal: Arc::default(),
             notices: Mutex::new(Some(link_notices)),
+            holders: Arc::default(),
             transfers: progress::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
@@ -256,6 +258,7 @@ impl Peer {
             download_dir: &self.inner.config.download_dir,
             log: &self.inner.log,
             events,
+            pool: self.inner.holders.clone(),
         };
         let outcome = download::download(&ctx, &target).await;
         drop(ctx);
