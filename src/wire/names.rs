@@ -55,6 +55,12 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name.contains(['/', '\\']) {
         return Err(format!("file name {} contains a path separator", quoted(name)));
     }
+    // On Windows `C:x` joined to a folder is a path on drive C, `x:y` a hidden stream, and
+    // `NUL` or `COM1` a device; elsewhere these are ordinary names.
+    #[cfg(windows)]
+    if name.contains(':') || is_windows_device(name) {
+        return Err(format!("file name {} cannot be a file name on Windows", quoted(name)));
+    }
     if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(format!("file name {} contains a control character", quoted(name)));
     }
@@ -75,6 +81,14 @@ pub fn check_peer_id(id: &str) -> Result<(), String> {
         return Err(format!("peer id {id:?} may hold only letters, digits, '-' and '_'"));
     }
     Ok(())
+}
+
+/// Whether `name` is one of Windows' reserved device names (with or without an extension).
+#[cfg(windows)]
+fn is_windows_device(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end().to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || (stem.len() == 4 && (stem.starts_with("COM") || stem.starts_with("LPT")) && stem.as_bytes()[3].is_ascii_digit())
 }
 
 #[cfg(test)]
