@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+/// How far past the queue's front a holder looks for a chunk it did not just fail.
+const RETRY_LOOKAHEAD: usize = 64;
 /// An empty slot in [`Scheduler::slots`].
 const FREE: u32 = u32::MAX;
 
@@ -46,6 +48,8 @@ pub struct Scheduler {
     /// The (at most two) holders each chunk is in flight at; two only in the endgame.
     slots: Vec<[u32; 2]>,
     queue: VecDeque<u32>,
+    /// The holder that last failed each chunk, which should not get it straight back.
+    failed_by: Vec<u32>,
     holders: Vec<HolderState>,
     remaining: usize,
     window: usize,
@@ -59,7 +63,8 @@ impl Scheduler {
         let queue: VecDeque<u32> = (0..count).filter(|&i| chunks[i as usize] == Chunk::Needed).collect();
         let remaining = queue.len();
         let slots = vec![[FREE; 2]; count as usize];
-        Scheduler { chunks, slots, queue, holders: vec![HolderState::default(); holders], remaining, window }
+        let failed_by = vec![FREE; count as usize];
+        Scheduler { chunks, slots, queue, failed_by, holders: vec![HolderState::default(); holders], remaining, window }
     }
 
     /// The next chunk for `holder`, if it may take one.
@@ -68,12 +73,21 @@ impl Scheduler {
         if h.dropped || h.in_flight >= self.window {
             return None;
         }
-        let index = self.queue.pop_front().or_else(|| self.endgame_pick(holder))?;
+        let index = self.take_queued(holder).or_else(|| self.endgame_pick(holder))?;
         self.chunks[index as usize] = Chunk::InFlight;
         let slots = &mut self.slots[index as usize];
         slots[usize::from(slots[0] != FREE)] = holder as u32;
         self.holders[holder].in_flight += 1;
         Some(index)
+    }
+
+    /// The first queued chunk `holder` did not just fail; failed chunks sit at the front, so
+    /// the look past them is short. If it failed them all, it may retry one (it is the only
+    /// holder left to try, or the others are busy).
+    fn take_queued(&mut self, holder: usize) -> Option<u32> {
+        let mine = holder as u32;
+        let pos = self.queue.iter().take(RETRY_LOOKAHEAD).position(|&i| self.failed_by[i as usize] != mine).unwrap_or(0);
+        self.queue.remove(pos)
     }
 
     /// A chunk in flight at exactly one other holder, to race when there is nothing else to do.
@@ -108,6 +122,7 @@ impl Scheduler {
         if self.chunks[i] != Chunk::Done && self.slots[i][0] == FREE {
             self.chunks[i] = Chunk::Needed;
             self.queue.push_front(index);
+            self.failed_by[i] = holder as u32;
         }
         newly_dropped
     }
@@ -171,6 +186,20 @@ mod tests {
         s.failed(0, 0, Penalty::Strike);
         assert!(s.done(1, 1));
         assert_eq!(s.next(1), Some(0));
+    }
+
+    #[test]
+    fn a_failed_chunk_does_not_go_straight_back_to_the_holder_that_failed_it() {
+        let mut s = Scheduler::new(4, 2, 1, |_| false);
+        assert_eq!(s.next(0), Some(0));
+        s.failed(0, 0, Penalty::Strike);
+        assert_eq!(s.next(0), Some(1), "holder 0 skips the chunk it failed");
+        assert_eq!(s.next(1), Some(0), "holder 1 picks it up");
+        // With nothing else left, a holder may retry what it failed.
+        let mut s = Scheduler::new(1, 1, 1, |_| false);
+        assert_eq!(s.next(0), Some(0));
+        s.failed(0, 0, Penalty::Strike);
+        assert_eq!(s.next(0), Some(0));
     }
 
     #[test]
