@@ -130,3 +130,18 @@ fn many_files_from_one_holder_at_once_all_arrive() {
         assert!(std::fs::read(swarm.downloaded("2", name)).unwrap() == *data, "{name} differs");
     }
 }
+
+#[test]
+fn one_file_named_two_ways_at_once_is_downloaded_once() {
+    let swarm = Swarm::start("15");
+    let data = bytes(2 << 20, "twice");
+    swarm.write_data("twice.bin", &data);
+    let mut holder = swarm.peer_with("1", &["--upload-limit", "2M"]);
+    let mut getter = swarm.peer("2");
+    holder.command("share twice.bin", "shared ");
+    getter.send(&format!("get twice.bin {}", &b3sum(&data)[..10]));
+    let err = getter.expect_err("error:");
+    assert!(err.contains("already being downloaded"), "{err}");
+    getter.expect("downloaded twice.bin");
+    assert!(std::fs::read(swarm.downloaded("2", "twice.bin")).unwrap() == data);
+}

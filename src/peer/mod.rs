@@ -17,6 +17,7 @@ pub mod serve;
 pub mod throttle;
 mod tracker_link;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,29 @@ struct Inner {
     transfers: progress::Transfers,
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
     holders: Arc<holder::HolderPool>,
+    /// Files being downloaded now, by id: one download per file, whatever query named it.
+    downloading: Arc<Mutex<HashSet<wire::FileId>>>,
+}
+
+/// A file's place in [`Inner::downloading`], given back when the download ends (or is dropped).
+struct Claim {
+    set: Arc<Mutex<HashSet<wire::FileId>>>,
+    id: wire::FileId,
+}
+
+impl Claim {
+    fn take(set: &Arc<Mutex<HashSet<wire::FileId>>>, info: &FileInfo) -> Result<Claim> {
+        if !set.lock().unwrap_or_else(|p| p.into_inner()).insert(info.id) {
+            bail!("{} ({}) is already being downloaded", info.name, info.id.short());
+        }
+        Ok(Claim { set: set.clone(), id: info.id })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 /// A file now shared.
@@ -135,6 +159,7 @@ impl Peer {
             refusal: Arc::default(),
             notices: Mutex::new(Some(link_notices)),
             holders: Arc::default(),
+            downloading: Arc::default(),
             transfers: progress::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
@@ -246,6 +271,7 @@ impl Peer {
         if let Some(path) = self.already_have(&info).await? {
             return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0 });
         }
+        let _claim = Claim::take(&self.inner.downloading, &info)?;
         let mut target = target;
         target.holders.retain(|h| h.peer_id != self.inner.config.id);
         if target.holders.is_empty() {
