@@ -187,7 +187,10 @@ async fn serve_connection(conn: Connection, shares: Shares, sends: Arc<Semaphore
             }
             Some(_) = streams.join_next() => {}
             bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => { streams.spawn(tokio::time::timeout(STREAM_TIMEOUT, answer_manifest(send, recv, shares.clone()))); }
+                Ok((send, recv)) => {
+                    let answer = answer_manifest(send, recv, shares.clone(), sends.clone());
+                    streams.spawn(tokio::time::timeout(STREAM_TIMEOUT, answer));
+                }
                 Err(_) => break,
             },
             uni = conn.accept_uni() => match uni {
@@ -211,8 +214,12 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
     Ok(request.context("request timed out")??)
 }
 
-async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares) {
-    let reply = match read_request(&mut recv).await {
+/// Answers a manifest request. A manifest can be 2 MiB, so building and sending it takes one
+/// of the downloader's send permits, like a chunk: it cannot pin more by asking repeatedly.
+async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares, sends: Arc<Semaphore>) {
+    let request = read_request(&mut recv).await;
+    let Ok(_permit) = sends.acquire().await else { return };
+    let reply = match request {
         Ok(PeerRequest::Manifest { version, id }) if version == PROTOCOL_VERSION => match shares.get(&id) {
             Some(file) => {
                 tracing::info!("serving chunks of {}", crate::logbook::printable(&file.info.name));
