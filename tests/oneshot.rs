@@ -81,3 +81,37 @@ fn get_from_a_tracker_that_is_not_the_pinned_one_fails_at_once() {
     assert!(line.contains(&swarm.addr), "{line}");
     assert_eq!(get.wait_exit(TIMEOUT).code(), Some(1));
 }
+
+#[test]
+fn an_interrupted_get_keeps_what_it_verified_and_the_next_one_resumes() {
+    let swarm = Swarm::start("15");
+    let data = bytes(6 << 20, "interrupted");
+    let dir = swarm.path().join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("i.bin"), &data).unwrap();
+    let dir = dir.to_string_lossy().into_owned();
+    let mut holder = swarm.peer_with("h", &["--data-dir", &dir, "--upload-limit", "2M"]);
+    holder.command("share i.bin", "shared ");
+    let tracker = ["--tracker", &swarm.addr];
+    let args = [&["get", "i.bin", "--download-dir", "dl", "--json"][..], &tracker].concat();
+    let mut get = Proc::spawn("get", swarm.path(), &args);
+    // Interrupt once 1 MiB is in: four chunks, well within the first second (2 MiB/s), so no
+    // periodic checkpoint after the first chunk's has recorded them; only the one taken on
+    // cancelling can.
+    let progress = |l: &str| -> u64 {
+        let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
+        if v["event"] == "progress" { v["bytes"].as_u64().unwrap_or(0) } else { 0 }
+    };
+    let line = get.expect_on(Stream::Out, |l| progress(l) >= 1 << 20, TIMEOUT);
+    let had = progress(&line) / (256 << 10);
+    get.signal("INT");
+    assert_eq!(get.wait_exit(TIMEOUT).code(), Some(130), "{}", get.transcript());
+    assert!(!swarm.path().join("dl/i.bin").exists());
+    // The next get fetches only what is missing.
+    let args = [&["get", "i.bin", "--download-dir", "dl", "--json"][..], &tracker].concat();
+    let mut again = Proc::spawn("get again", swarm.path(), &args);
+    let line = again.expect_on(Stream::Out, |l| l.contains("\"event\":\"done\""), TIMEOUT);
+    let done: Value = serde_json::from_str(&line).unwrap();
+    assert!(done["resumed_chunks"].as_u64().unwrap_or(0) >= had, "had {had} chunks: {done}");
+    assert!(std::fs::read(swarm.path().join("dl/i.bin")).unwrap() == data);
+}

@@ -51,6 +51,8 @@ pub struct Context<'a> {
     pub events: mpsc::UnboundedSender<Progress>,
     /// Connections to holders, shared with the peer's other downloads.
     pub pool: Arc<HolderPool>,
+    /// Stops the download; what was verified is checkpointed first, so a later get resumes.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// A finished download.
@@ -115,8 +117,11 @@ impl Job {
 /// attempt left.
 pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> {
     let file = &target.file;
-    let links = connect_all(ctx, &target.holders).await?;
-    let manifest = Arc::new(first_manifest(&links, file.id).await?);
+    let (links, manifest) = tokio::select! {
+        prepared = prepare(ctx, target) => prepared?,
+        _ = ctx.cancel.cancelled() => bail!("cancelled"),
+    };
+    let manifest = Arc::new(manifest);
     let (dir, id, name, m) = (ctx.download_dir.to_path_buf(), file.id, file.name.clone(), manifest.clone());
     let (partial, claimed) = tokio::task::spawn_blocking(move || Partial::open(&dir, &id, &name, &m)).await??;
     let job = Job { id: file.id, name: file.name.clone(), manifest: manifest.clone(), partial: Arc::new(partial) };
@@ -135,6 +140,13 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     let partial = job.partial.clone();
     let path = tokio::task::spawn_blocking(move || partial.finish()).await??;
     Ok(Outcome { path, manifest, from, resumed })
+}
+
+/// Connects to the holders and fetches the manifest.
+async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<HolderLink>>, Manifest)> {
+    let links = connect_all(ctx, &target.holders).await?;
+    let manifest = first_manifest(&links, target.file.id).await?;
+    Ok((links, manifest))
 }
 
 /// Reports the chunks already on disk to the progress bar; returns how many there are.
@@ -192,7 +204,11 @@ async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[
     let mut checkpoints = Checkpoints::default();
     refill(&mut plan, links, job, &mut tasks);
     while !plan.is_complete() {
-        let Some(joined) = tasks.join_next().await else {
+        let next = tokio::select! {
+            next = tasks.join_next() => next,
+            _ = ctx.cancel.cancelled() => bail!("cancelled; what was verified is kept, get it again to resume"),
+        };
+        let Some(joined) = next else {
             let have = job.manifest.count() as usize - plan.remaining();
             bail!("every holder failed or left; {have} of {} chunks verified and kept, get it again to resume", job.manifest.count());
         };

@@ -258,15 +258,15 @@ impl Peer {
     /// Like [`Peer::get`], showing progress as `show` says; gives up when `cancel` fires (what
     /// was verified stays for the next attempt).
     pub async fn get_with(&self, query: &str, show: progress::Show, cancel: &CancellationToken) -> Result<Got> {
-        tokio::select! {
-            got = self.fetch(query, show) => got,
-            _ = cancel.cancelled() => bail!("get {query} cancelled"),
-        }
+        self.fetch(query, show, cancel).await
     }
 
-    async fn fetch(&self, query: &str, show: progress::Show) -> Result<Got> {
+    async fn fetch(&self, query: &str, show: progress::Show, cancel: &CancellationToken) -> Result<Got> {
         let started = Instant::now();
-        let target = self.lookup(query).await?;
+        let target = tokio::select! {
+            target = self.lookup(query) => target?,
+            _ = cancel.cancelled() => bail!("get {query} cancelled"),
+        };
         let info = target.file.clone();
         if let Some(path) = self.already_have(&info).await? {
             return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0 });
@@ -285,6 +285,7 @@ impl Peer {
             log: &self.inner.log,
             events,
             pool: self.inner.holders.clone(),
+            cancel: cancel.clone(),
         };
         let outcome = download::download(&ctx, &target).await;
         drop(ctx);
