@@ -46,17 +46,24 @@ fn a_holder_killed_mid_transfer_leaves_the_rest_to_the_others() {
     assert!(std::fs::read(swarm.downloaded("getter", "f.bin")).unwrap() == data);
 }
 
+/// A paced holder serving `name` and a getter downloading it, returned once chunks are
+/// flowing and a checkpoint has recorded some of them.
+fn get_under_way(swarm: &Swarm, holder: &str, getter: &str, name: &str, data: &[u8]) -> (Proc, Proc) {
+    let mut serving = slow_holder(swarm, holder, name, data, "2M");
+    let mut getting = swarm.peer(getter);
+    getting.send(&format!("get {name}"));
+    serving.expect_err(&format!("serving chunks of {name}"));
+    let partial = swarm.path().join(format!("data/peer-{getter}/.p2pq-partial"));
+    let bits = partial.join(format!("{}.bits", b3sum(data)));
+    common::wait_until(TIMEOUT, || bits.exists());
+    (serving, getting)
+}
+
 #[test]
 fn with_no_holder_left_get_stops_keeps_what_it_has_and_resumes_later() {
     let swarm = Swarm::start("15");
     let data = bytes(8 << 20, "resume after holder loss");
-    let mut only = slow_holder(&swarm, "only", "r.bin", &data, "2M");
-    let mut getter = swarm.peer("getter");
-    getter.send("get r.bin");
-    only.expect_err("serving chunks of r.bin");
-    // Let some chunks land and a checkpoint record them, then take the only holder away.
-    let bits = swarm.path().join("data/peer-getter/.p2pq-partial").join(format!("{}.bits", b3sum(&data)));
-    common::wait_until(TIMEOUT, || bits.exists());
+    let (only, mut getter) = get_under_way(&swarm, "only", "getter", "r.bin", &data);
     only.signal("KILL");
     let err = getter.expect_err("error:");
     assert!(err.contains("chunks verified and kept"), "{err}");
@@ -72,12 +79,7 @@ fn with_no_holder_left_get_stops_keeps_what_it_has_and_resumes_later() {
 fn a_downloader_killed_mid_download_resumes_where_it_was() {
     let swarm = Swarm::start("15");
     let data = bytes(8 << 20, "killed downloader");
-    let mut holder = slow_holder(&swarm, "h", "k.bin", &data, "2M");
-    let mut getter = swarm.peer("g");
-    getter.send("get k.bin");
-    holder.expect_err("serving chunks of k.bin");
-    let bits = swarm.path().join("data/peer-g/.p2pq-partial").join(format!("{}.bits", b3sum(&data)));
-    common::wait_until(TIMEOUT, || bits.exists());
+    let (_holder, mut getter) = get_under_way(&swarm, "h", "g", "k.bin", &data);
     getter.signal("KILL");
     getter.wait_exit(TIMEOUT);
     assert!(!swarm.downloaded("g", "k.bin").exists());
