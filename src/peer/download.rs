@@ -17,7 +17,8 @@ use quinn::Endpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::holder::{FetchError, HolderLink, HolderPool};
+use super::buffers;
+use super::holder::{FetchError, HolderLink, HolderPool, Pieces};
 use super::progress::Progress;
 use super::scheduler::Scheduler;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
@@ -53,6 +54,8 @@ pub struct Context<'a> {
     pub pool: Arc<HolderPool>,
     /// Stops the download; what was verified is checkpointed first, so a later get resumes.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Chunk requests kept in flight per holder.
+    pub window: usize,
 }
 
 /// A finished download.
@@ -77,8 +80,17 @@ struct Job {
 }
 
 impl Job {
-    /// Verifies a chunk and writes it (blocking: hashing and disk).
-    fn store(&self, index: u32, data: &[u8]) -> Result<(), FetchError> {
+    /// Gathers a chunk into one buffer, verifies it and writes it (blocking: copying, hashing
+    /// and disk).
+    fn store(&self, index: u32, pieces: &Pieces) -> Result<(), FetchError> {
+        let mut data = buffers::take(self.manifest.len_of(index) as usize);
+        pieces.copy_to(&mut data);
+        let stored = self.store_contiguous(index, &data);
+        buffers::give(data);
+        stored
+    }
+
+    fn store_contiguous(&self, index: u32, data: &[u8]) -> Result<(), FetchError> {
         self.manifest.verify(index, data).map_err(|e| FetchError::Corrupt(e.to_string()))?;
         self.partial.write_chunk(index, self.manifest.offset(index), data)?;
         Ok(())
@@ -199,7 +211,7 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
 /// Pulls every missing chunk, refilling each holder's window as chunks land and keeping the
 /// resume state current. Returns chunks per holder.
 async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool]) -> Result<Vec<(String, u32)>> {
-    let mut plan = Scheduler::new(job.manifest.count(), links.len(), WINDOW, |i| have[i as usize]);
+    let mut plan = Scheduler::new(job.manifest.count(), links.len(), ctx.window.max(1), |i| have[i as usize]);
     let mut tasks = JoinSet::new();
     let mut checkpoints = Checkpoints::default();
     refill(&mut plan, links, job, &mut tasks);

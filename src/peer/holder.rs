@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -150,8 +151,9 @@ impl HolderLink {
         Ok(manifest)
     }
 
-    /// Fetches chunk `index` of `id`, which must be `len` bytes (unverified).
-    pub async fn chunk(&self, id: FileId, index: u32, len: u64) -> Result<Vec<u8>, FetchError> {
+    /// Fetches chunk `index` of `id`, which must be `len` bytes (unverified), as the pieces
+    /// quinn received it in.
+    pub async fn chunk(&self, id: FileId, index: u32, len: u64) -> Result<Pieces, FetchError> {
         // Past what the holder sends at once, a request would only queue there and run down its
         // stall timer; it waits here instead, where waiting is not a fault.
         let _turn = self.in_flight.acquire().await.map_err(|_| FetchError::Gone("link closed".into()))?;
@@ -162,7 +164,7 @@ impl HolderLink {
         result.map_err(|_| FetchError::Stalled(CHUNK_TIMEOUT))?
     }
 
-    async fn receive(&self, id: FileId, index: u32, want: u64, rx: oneshot::Receiver<(ChunkHeader, RecvStream)>) -> Result<Vec<u8>, FetchError> {
+    async fn receive(&self, id: FileId, index: u32, want: u64, rx: oneshot::Receiver<(ChunkHeader, RecvStream)>) -> Result<Pieces, FetchError> {
         let gone = |e: &dyn std::fmt::Display| FetchError::Gone(e.to_string());
         let mut request = self.conn.open_uni().await.map_err(|e| gone(&e))?;
         wire::write_frame(&mut request, &PeerRequest::Chunk { id, index }).await.map_err(|e| gone(&e))?;
@@ -180,20 +182,50 @@ impl HolderLink {
     }
 }
 
-/// Reads exactly `len` bytes from `stream`, failing if it goes quiet for [`STALL_TIMEOUT`].
-/// Takes quinn's own buffers and copies each once, into a buffer that is never zero-filled.
-async fn read_steadily(stream: &mut RecvStream, len: usize) -> Result<Vec<u8>, FetchError> {
-    let mut data = Vec::with_capacity(len);
-    while data.len() < len {
-        let want = len - data.len();
-        match tokio::time::timeout(STALL_TIMEOUT, stream.read_chunk(want, true)).await {
-            Err(_) => return Err(FetchError::Stalled(STALL_TIMEOUT)),
-            Ok(Ok(Some(chunk))) => data.extend_from_slice(&chunk.bytes),
-            Ok(Ok(None)) => return Err(FetchError::Corrupt(format!("cut short at {} of {len} bytes", data.len()))),
-            Ok(Err(e)) => return Err(FetchError::Corrupt(format!("stream failed: {e}"))),
+/// Quinn buffers taken from a stream per read: one lock of the connection hands over this
+/// many received frames.
+const PIECES_PER_READ: usize = 32;
+
+/// A chunk as received: quinn's own buffers, in order, exactly the chunk's length in all.
+pub struct Pieces(Vec<Bytes>);
+
+impl Pieces {
+    /// Copies the chunk into `out`, which should be exactly its length (what does not fit is
+    /// left out, and then the chunk fails verification).
+    pub fn copy_to(&self, out: &mut [u8]) {
+        let mut at = 0;
+        for piece in &self.0 {
+            let Some(place) = out.get_mut(at..at + piece.len()) else { return };
+            place.copy_from_slice(piece);
+            at += piece.len();
         }
     }
-    Ok(data)
+}
+
+/// Reads exactly `len` bytes from `stream`, failing if it goes quiet for [`STALL_TIMEOUT`].
+/// Takes quinn's buffers as they are, many per lock of the connection (one at a time, every
+/// ~1 KiB frame contended with the connection driver), and copies nothing: the copy into one
+/// contiguous buffer happens on a blocking thread, off the thread that drives the connection.
+async fn read_steadily(stream: &mut RecvStream, len: usize) -> Result<Pieces, FetchError> {
+    let mut pieces = Vec::with_capacity(len / 1024 + 1);
+    let mut batch: [Bytes; PIECES_PER_READ] = Default::default();
+    let mut got = 0;
+    while got < len {
+        let count = match tokio::time::timeout(STALL_TIMEOUT, stream.read_chunks(&mut batch)).await {
+            Err(_) => return Err(FetchError::Stalled(STALL_TIMEOUT)),
+            Ok(Ok(Some(count))) => count,
+            Ok(Ok(None)) => return Err(FetchError::Corrupt(format!("cut short at {got} of {len} bytes"))),
+            Ok(Err(e)) => return Err(FetchError::Corrupt(format!("stream failed: {e}"))),
+        };
+        for piece in &mut batch[..count] {
+            got += piece.len();
+            if got > len {
+                return Err(FetchError::Corrupt(format!("longer than the {len} bytes announced")));
+            }
+            pieces.push(std::mem::take(piece));
+        }
+    }
+    Ok(Pieces(pieces))
 }
 
 /// The oldest fetch still waiting for this chunk.

@@ -5,6 +5,7 @@
 //! serving loop and the tracker link; the prompt in `commands` calls [`Peer::share`],
 //! [`Peer::get`] and friends, and [`Peer::exit`] leaves cleanly.
 
+mod buffers;
 mod commands;
 pub mod download;
 mod gate;
@@ -63,6 +64,8 @@ pub struct PeerConfig {
     pub listen: SocketAddr,
     /// Upload limit in bytes per second, across all downloaders.
     pub upload_limit: Option<u64>,
+    /// Chunk requests a download keeps in flight per holder ([`download::WINDOW`] by default).
+    pub window: usize,
 }
 
 /// A running peer; cheap to clone.
@@ -286,6 +289,7 @@ impl Peer {
             events,
             pool: self.inner.holders.clone(),
             cancel: cancel.clone(),
+            window: self.inner.config.window,
         };
         let outcome = download::download(&ctx, &target).await;
         drop(ctx);

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::buffers;
 use super::gate::Gate;
 use super::throttle::{SLICE, Throttle};
 use crate::manifest::Manifest;
@@ -72,13 +73,20 @@ impl SharedFile {
         Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent: Default::default() })
     }
 
-    /// Reads `len` bytes at `offset`, refusing if the file changed since it was shared
-    /// (blocking).
+    /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
+    /// it was shared (blocking).
     fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         if stamp(&self.file).ok() != Some(self.stamp) {
             bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
         }
-        crate::store::read_at(&self.file, offset, len).with_context(|| format!("cannot read {}", self.path.display()))
+        let mut buffer = buffers::take(len);
+        match crate::store::read_exact_at(&self.file, &mut buffer, offset) {
+            Ok(()) => Ok(buffer),
+            Err(err) => {
+                buffers::give(buffer);
+                Err(err).with_context(|| format!("cannot read {}", self.path.display()))
+            }
+        }
     }
 }
 
@@ -279,15 +287,17 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Vec<u8>>
 }
 
 /// Writes `data`, pacing it through the upload limit if there is one.
-/// Unpaced, the buffer is handed to quinn as it is, with no copy.
+/// Unpaced, the buffer is handed to quinn as it is, with no copy, and returns to the pool once
+/// the downloader has acknowledged it.
 async fn send_paced(out: &mut quinn::SendStream, data: Vec<u8>, throttle: Option<&Throttle>) -> Result<()> {
     let Some(throttle) = throttle else {
-        out.write_chunk(bytes::Bytes::from(data)).await?;
+        out.write_chunk(buffers::into_bytes(data)).await?;
         return Ok(());
     };
     for slice in data.chunks(SLICE) {
         throttle.take(slice.len()).await;
         out.write_all(slice).await?;
     }
+    buffers::give(data);
     Ok(())
 }
