@@ -40,8 +40,13 @@ const WHOLE_FILE: usize = 64 << 20;
 const DEFAULT_MIB: u64 = 256;
 /// Chunk size of the raw baseline: p2pq's default chunk.
 const RAW_CHUNK: usize = 256 << 10;
-/// Streams in flight in the raw baseline: p2pq's window, and a deep one to see the ceiling.
-const RAW_IN_FLIGHT: [usize; 2] = [8, 64];
+/// Chunks (streams) in flight, for p2pq's `get` and the raw baseline alike: one at a time,
+/// p2pq's default window, and a deep one to find the ceiling.
+const IN_FLIGHT: [usize; 3] = [1, WINDOW, 64];
+/// Chunks verified at once through the blocking pool in `verify/pool`.
+const POOL_BATCH: usize = 64;
+/// Paired rounds when `P2PQ_BENCH_PAIRS` is unset.
+const DEFAULT_PAIRS: usize = 10;
 /// ALPN of the raw baseline, so it can never be mistaken for a p2pq connection.
 const RAW_ALPN: &[u8] = b"p2pq-bench-raw";
 /// Time a peer gets to register (or be forgotten) before the bench gives up.
@@ -53,15 +58,17 @@ const FILE_NAME: &str = "bench.bin";
 
 fn main() {
     let mut c = Criterion::default().sample_size(10).configure_from_args();
-    verify(&mut c);
-    let summary = transfer(&mut c);
+    // Like a peer's: tokio's default multi-threaded runtime, one worker per core.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    verify(&mut c, &rt);
+    let summary = transfer(&mut c, &rt);
     c.final_summary();
     summary.print();
 }
 
 // ---------------------------------------------------------------- verification
 
-fn verify(c: &mut Criterion) {
+fn verify(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("verify");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     let biggest = generate(*CHUNK_SIZES.iter().max().unwrap_or(&0) as usize, b"chunks");
@@ -73,6 +80,14 @@ fn verify(c: &mut Criterion) {
             b.iter(|| chunk_cv(black_box(1), size, black_box(data)))
         });
     }
+    // As a download verifies: every chunk on tokio's blocking pool, many at once.
+    for size in CHUNK_SIZES {
+        let data: Arc<[u8]> = biggest[..size as usize].into();
+        group.throughput(Throughput::Bytes(size as u64 * POOL_BATCH as u64));
+        group.bench_with_input(BenchmarkId::new("pool", kib(size as u64)), &data, |b, data| {
+            b.iter(|| rt.block_on(verify_on_pool(data.clone(), size)))
+        });
+    }
     let file = generate(WHOLE_FILE, b"file");
     group.throughput(Throughput::Bytes(WHOLE_FILE as u64));
     group.bench_with_input(BenchmarkId::new("manifest_from_bytes", kib(WHOLE_FILE as u64)), &file, |b, file| {
@@ -81,12 +96,23 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// Hashes [`POOL_BATCH`] chunks, each in its own `spawn_blocking` call, all at once.
+async fn verify_on_pool(data: Arc<[u8]>, size: u32) {
+    let mut tasks = JoinSet::new();
+    for index in 0..POOL_BATCH as u32 {
+        let data = data.clone();
+        tasks.spawn_blocking(move || chunk_cv(index + 1, size, &data));
+    }
+    while let Some(cv) = tasks.join_next().await {
+        black_box(cv.ok());
+    }
+}
+
 // ---------------------------------------------------------------- transfer
 
-fn transfer(c: &mut Criterion) -> Summary {
+fn transfer(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> Summary {
     let size = bench_mib() << 20;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let mut summary = Summary { size, rows: Vec::new(), p2pq_tail: None };
+    let mut summary = Summary { size, rows: Vec::new(), p2pq_tail: None, pairs: Vec::new() };
     let mut group = c.benchmark_group(format!("transfer_{}", kib(size)));
     group
         .sample_size(10)
@@ -96,25 +122,25 @@ fn transfer(c: &mut Criterion) -> Summary {
         .throughput(Throughput::Bytes(size));
 
     let mut swarm = None;
-    let (mut runs, mut tails) = (Vec::new(), Vec::new());
-    group.bench_function(BenchmarkId::new("p2pq_get", format!("window_{WINDOW}")), |b| {
-        b.iter_custom(|iters| {
-            let swarm = swarm.get_or_insert_with(|| must(rt.block_on(Swarm::start(size))));
-            timed(iters, &mut runs, || {
-                let fetch = must(rt.block_on(swarm.fetch_once()));
-                tails.push(fetch.tail);
-                fetch.took
+    for window in IN_FLIGHT {
+        let (mut runs, mut tails) = (Vec::new(), Vec::new());
+        group.bench_function(BenchmarkId::new("p2pq_get", format!("in_flight_{window}")), |b| {
+            b.iter_custom(|iters| {
+                let swarm = swarm.get_or_insert_with(|| must(rt.block_on(Swarm::start(size))));
+                timed(iters, &mut runs, || {
+                    let fetch = must(rt.block_on(swarm.fetch_once(window)));
+                    tails.push(fetch.tail);
+                    fetch.took
+                })
             })
-        })
-    });
-    summary.rows.push((format!("p2pq get (WINDOW = {WINDOW})"), runs));
-    summary.p2pq_tail = median(&tails);
-    if let Some(swarm) = swarm {
-        rt.block_on(swarm.stop());
+        });
+        summary.rows.push((format!("p2pq get, {window} chunks in flight"), runs));
+        if window == WINDOW {
+            summary.p2pq_tail = median(&tails);
+        }
     }
-
     let mut raw = None;
-    for in_flight in RAW_IN_FLIGHT {
+    for in_flight in IN_FLIGHT {
         let mut runs = Vec::new();
         group.bench_function(BenchmarkId::new("raw_quinn", format!("in_flight_{in_flight}")), |b| {
             b.iter_custom(|iters| {
@@ -125,8 +151,32 @@ fn transfer(c: &mut Criterion) -> Summary {
         summary.rows.push((format!("raw quinn, {in_flight} streams in flight"), runs));
     }
     group.finish();
-    drop(raw);
+    if pair_rounds() > 0 {
+        let swarm = swarm.get_or_insert_with(|| must(rt.block_on(Swarm::start(size))));
+        let raw = raw.get_or_insert_with(|| must(rt.block_on(RawPair::start())));
+        summary.pairs = must(rt.block_on(pairs(swarm, raw, size)));
+    }
+    if let Some(swarm) = swarm {
+        rt.block_on(swarm.stop());
+    }
     summary
+}
+
+/// Runs p2pq's `get` (default window) and raw quinn (8 and 64 streams, the faster counts)
+/// back to back, [`pair_rounds`] times; returns each round's ratio p2pq / raw. Each ratio
+/// compares runs seconds apart, so it holds on a machine whose speed drifts with its neighbours'
+/// load, where criterion's separate groups, minutes apart, do not.
+async fn pairs(swarm: &mut Swarm, raw: &RawPair, size: u64) -> Result<Vec<f64>> {
+    let mut ratios = Vec::new();
+    for _ in 0..pair_rounds() {
+        let p2pq = swarm.fetch_once(WINDOW).await?.took;
+        let mut best = Duration::MAX;
+        for in_flight in [8, 64] {
+            best = best.min(raw.send(size, in_flight).await?);
+        }
+        ratios.push(best.as_secs_f64() / p2pq.as_secs_f64());
+    }
+    Ok(ratios)
 }
 
 /// Runs `once` `iters` times, keeps each run's time in `runs`, returns the sum for criterion.
@@ -167,7 +217,7 @@ impl Swarm {
             peer_timeout: Duration::from_secs(15),
         };
         let tracker = tracker::start(&config).await?;
-        let sharer = start_peer(dir.path(), "a", &tracker).await?;
+        let sharer = start_peer(dir.path(), "a", &tracker, WINDOW).await?;
         let path = dir.path().join("a/data").join(FILE_NAME);
         tokio::task::spawn_blocking(move || p2pq::demo::generate_file(&path, size, b"file")).await??;
         sharer.share(FILE_NAME).await?;
@@ -176,10 +226,10 @@ impl Swarm {
 
     /// A new peer downloads the file; returns the time `get` took. The peer then leaves and its
     /// copy is deleted, so the next run starts from nothing again.
-    async fn fetch_once(&mut self) -> Result<Fetch> {
+    async fn fetch_once(&mut self, window: usize) -> Result<Fetch> {
         self.downloads += 1;
         let id = format!("b{}", self.downloads);
-        let peer = start_peer(self.dir.path(), &id, &self.tracker).await?;
+        let peer = start_peer(self.dir.path(), &id, &self.tracker, window).await?;
         let started = Instant::now();
         let got = peer.get(FILE_NAME, false).await?;
         let (took, finished_ms) = (started.elapsed(), now_ms());
@@ -213,7 +263,7 @@ impl Swarm {
     }
 }
 
-async fn start_peer(dir: &Path, id: &str, tracker: &Running) -> Result<Peer> {
+async fn start_peer(dir: &Path, id: &str, tracker: &Running, window: usize) -> Result<Peer> {
     let home = dir.join(id);
     std::fs::create_dir_all(home.join("data"))?;
     let config = PeerConfig {
@@ -227,6 +277,7 @@ async fn start_peer(dir: &Path, id: &str, tracker: &Running) -> Result<Peer> {
         heartbeat: HEARTBEAT,
         listen: ([127, 0, 0, 1], 0).into(),
         upload_limit: None,
+        window,
     };
     let peer = Peer::start(config).await?;
     tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.context("peer did not register")?;
@@ -352,22 +403,29 @@ struct Summary {
     rows: Vec<(String, Vec<Duration>)>,
     /// Median time p2pq's `get` spent after its last chunk was written.
     p2pq_tail: Option<Duration>,
+    /// Ratio p2pq / raw of each paired round.
+    pairs: Vec<f64>,
 }
 
 impl Summary {
     fn print(&self) {
-        let Some(p2pq) = self.rows.first().and_then(|(_, runs)| median(runs)) else { return };
         eprintln!("\ntransfer of {} over loopback, median of each setting's runs:", kib(self.size));
-        for (row, (label, runs)) in self.rows.iter().enumerate() {
+        for (label, runs) in &self.rows {
             let Some(time) = median(runs) else { continue };
             let rate = self.size as f64 / time.as_secs_f64() / (1u64 << 20) as f64;
-            // p2pq's rate over this row's rate is this row's time over p2pq's.
-            let ratio = time.as_secs_f64() / p2pq.as_secs_f64();
-            let versus = if row == 0 { String::new() } else { format!("  p2pq/raw = {ratio:.2}") };
-            eprintln!("  {label:<36} {rate:>8.1} MiB/s  ({} runs, {:.3} s){versus}", runs.len(), time.as_secs_f64());
+            eprintln!("  {label:<36} {rate:>8.1} MiB/s  ({} runs, {:.3} s)", runs.len(), time.as_secs_f64());
         }
         if let Some(tail) = self.p2pq_tail {
             eprintln!("  of p2pq's time, after the last chunk was written (fsync, link, announce): {} ms", tail.as_millis());
+        }
+        let mut pairs = self.pairs.clone();
+        pairs.sort_by(f64::total_cmp);
+        if let (Some(low), Some(mid), Some(high)) = (pairs.first(), pairs.get(pairs.len() / 2), pairs.last()) {
+            eprintln!(
+                "  p2pq / raw quinn, paired rounds (p2pq with {WINDOW} in flight vs raw's faster of 8 and 64): \
+                 median {mid:.2} (lowest {low:.2}, highest {high:.2}, {} rounds)",
+                pairs.len()
+            );
         }
     }
 }
@@ -376,6 +434,11 @@ fn median(runs: &[Duration]) -> Option<Duration> {
     let mut sorted = runs.to_vec();
     sorted.sort();
     sorted.get(sorted.len() / 2).copied()
+}
+
+/// Paired rounds, from `P2PQ_BENCH_PAIRS` (0 skips them).
+fn pair_rounds() -> usize {
+    std::env::var("P2PQ_BENCH_PAIRS").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(DEFAULT_PAIRS)
 }
 
 /// The transfer size in MiB, from `P2PQ_BENCH_MIB`.

@@ -7,6 +7,7 @@
 # folder that is removed on exit (KEEP=1 keeps it); every process started is killed on exit.
 #
 #   benches/e2e.sh [SIZE_MIB]        default 1024
+#   PERF_OUT=e2e.perf benches/e2e.sh  also profiles both peers during the transfer
 set -euo pipefail
 
 SIZE_MIB=${1:-1024}
@@ -18,8 +19,13 @@ SHARE_TIMEOUT=$((60 + SIZE_MIB / 32))
 GET_TIMEOUT=$((60 + SIZE_MIB / 4))
 
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin p2pq
-BIN=$PWD/target/release/p2pq
+# P2PQ_BIN=PATH runs that binary instead (say, one built with frame pointers for perf).
+if [[ -n ${P2PQ_BIN:-} ]]; then
+    BIN=$P2PQ_BIN
+else
+    cargo build --release --quiet --bin p2pq
+    BIN=$PWD/target/release/p2pq
+fi
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/p2pq-e2e.XXXXXX")
 PIDS=()
@@ -70,6 +76,11 @@ wait_for() {
     done
 }
 
+# User and system CPU time of process $1 so far, in clock ticks: "user sys".
+cpu_ticks() {
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+}
+
 peak_rss_kib() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
@@ -103,20 +114,38 @@ wait_for p2 'connected to tracker' "$START_TIMEOUT" "$P2"
 echo "share $NAME" >&4
 wait_for p1 "^shared $NAME " "$SHARE_TIMEOUT" "$P1"
 
+# PERF_OUT=FILE records both peers with `perf record -g` for the length of the transfer.
+if [[ -n ${PERF_OUT:-} ]]; then
+    perf record -g -F 1999 -p "$P1,$P2" -o "$PERF_OUT" >"$DIR/perf.log" 2>&1 &
+    PERF_PID=$!
+    sleep 0.5 # perf attaches asynchronously; give it a moment before the transfer starts
+fi
+read -r GET_U0 GET_S0 < <(cpu_ticks "$P2")
+read -r SERVE_U0 SERVE_S0 < <(cpu_ticks "$P1")
 started=$(date +%s%N)
 echo "get $NAME" >&5
 wait_for p2 "^downloaded $NAME " "$GET_TIMEOUT" "$P2"
 ended=$(date +%s%N)
+if [[ -n ${PERF_PID:-} ]]; then
+    kill -INT "$PERF_PID" && wait "$PERF_PID" || true
+    echo "e2e: perf data of both peers in $PERF_OUT (peer 1 pid $P1, peer 2 pid $P2)"
+fi
+read -r GET_U1 GET_S1 < <(cpu_ticks "$P2")
+read -r SERVE_U1 SERVE_S1 < <(cpu_ticks "$P1")
+HZ=$(getconf CLK_TCK)
 
 RSS_GET=$(peak_rss_kib "$P2")
 RSS_SERVE=$(peak_rss_kib "$P1")
 cmp -s "$DIR/p1/data/$NAME" "$DIR/p2/downloads/$NAME" || fail "peer 2's copy differs from peer 1's file"
 
 ns=$((ended - started))
-awk -v bytes=$((SIZE_MIB << 20)) -v ns="$ns" -v get="$RSS_GET" -v serve="$RSS_SERVE" -v mib="$SIZE_MIB" 'BEGIN {
+awk -v bytes=$((SIZE_MIB << 20)) -v ns="$ns" -v get="$RSS_GET" -v serve="$RSS_SERVE" -v mib="$SIZE_MIB" \
+    -v gu=$((GET_U1 - GET_U0)) -v gs=$((GET_S1 - GET_S0)) -v su=$((SERVE_U1 - SERVE_U0)) -v ss=$((SERVE_S1 - SERVE_S0)) -v hz="$HZ" 'BEGIN {
     s = ns / 1e9
     printf "e2e: %d MiB in %.3f s (get -> downloaded line): %.1f MB/s (%.1f MiB/s)\n", mib, s, bytes / s / 1e6, bytes / s / 1048576
     printf "e2e: peak RSS  downloading peer %.1f MiB, serving peer %.1f MiB\n", get / 1024, serve / 1024
+    printf "e2e: CPU time  downloading peer %.2f s user + %.2f s sys, serving peer %.2f s user + %.2f s sys (%.2f cores busy)\n", \
+        gu / hz, gs / hz, su / hz, ss / hz, (gu + gs + su + ss) / hz / s
 }'
 echo "e2e: peer 2 said: $(grep -m1 "^downloaded $NAME " "$DIR/p2.out" | sed 's/; verified id.*//')"
 echo "exit" >&4
