@@ -104,6 +104,30 @@ pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// What offsets, lengths and buffer addresses must be multiples of for direct I/O: the page
+/// size, a multiple of every common logical block size.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// `path` opened for writing past the page cache (`O_DIRECT`), where the system and the file
+/// system allow it. Such writes must be [`DIRECT_ALIGN`]ed.
+#[cfg(target_os = "linux")]
+pub(crate) fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+}
+
+/// Direct I/O is used on Linux only; elsewhere every write goes through the page cache.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
+
+/// Whether a write of `data` at `offset` meets direct I/O's alignment.
+pub(crate) fn direct_aligned(data: &[u8], offset: u64) -> bool {
+    let align = DIRECT_ALIGN as u64;
+    offset.is_multiple_of(align) && (data.len() as u64).is_multiple_of(align) && (data.as_ptr() as u64).is_multiple_of(align)
+}
+
 pub(crate) fn sync_dir(dir: Option<&Path>) {
     if let Some(dir) = dir
         && let Ok(handle) = File::open(dir) {

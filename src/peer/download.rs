@@ -84,10 +84,8 @@ impl Job {
     /// and disk).
     fn store(&self, index: u32, pieces: &Pieces) -> Result<(), FetchError> {
         let mut data = buffers::take(self.manifest.len_of(index) as usize);
-        pieces.copy_to(&mut data);
-        let stored = self.store_contiguous(index, &data);
-        buffers::give(data);
-        stored
+        pieces.copy_to(data.as_mut_slice());
+        self.store_contiguous(index, data.as_slice())
     }
 
     fn store_contiguous(&self, index: u32, data: &[u8]) -> Result<(), FetchError> {

@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::buffers;
+use super::buffers::{self, Buffer};
 use super::gate::Gate;
 use super::throttle::{SLICE, Throttle};
 use crate::manifest::Manifest;
@@ -75,18 +75,14 @@ impl SharedFile {
 
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
     /// it was shared (blocking).
-    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read(&self, offset: u64, len: usize) -> Result<Buffer> {
         if stamp(&self.file).ok() != Some(self.stamp) {
             bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
         }
         let mut buffer = buffers::take(len);
-        match crate::store::read_exact_at(&self.file, &mut buffer, offset) {
-            Ok(()) => Ok(buffer),
-            Err(err) => {
-                buffers::give(buffer);
-                Err(err).with_context(|| format!("cannot read {}", self.path.display()))
-            }
-        }
+        crate::store::read_exact_at(&self.file, buffer.as_mut_slice(), offset)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        Ok(buffer)
     }
 }
 
@@ -257,7 +253,7 @@ async fn answer_chunk(conn: Connection, mut recv: RecvStream, shares: Shares, se
     let mut out = conn.open_uni().await?;
     let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
     wire::write_frame(&mut out, &header).await?;
-    let sent = result.as_ref().map(Vec::len).ok();
+    let sent = result.as_ref().map(Buffer::len).ok();
     if let Ok(data) = result {
         send_paced(&mut out, data, shares.throttle.as_deref()).await?;
     }
@@ -269,7 +265,7 @@ async fn answer_chunk(conn: Connection, mut recv: RecvStream, shares: Shares, se
 }
 
 /// Reads chunk `index` of shared file `id` off the disk.
-async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Vec<u8>> {
+async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Buffer> {
     let file = shares.get(id).ok_or_else(|| anyhow!("file {} is not shared here", id.short()))?;
     if index >= file.manifest.count() {
         bail!("chunk {index} is past the end of the file ({} chunks)", file.manifest.count());
@@ -289,15 +285,14 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Vec<u8>>
 /// Writes `data`, pacing it through the upload limit if there is one.
 /// Unpaced, the buffer is handed to quinn as it is, with no copy, and returns to the pool once
 /// the downloader has acknowledged it.
-async fn send_paced(out: &mut quinn::SendStream, data: Vec<u8>, throttle: Option<&Throttle>) -> Result<()> {
+async fn send_paced(out: &mut quinn::SendStream, data: Buffer, throttle: Option<&Throttle>) -> Result<()> {
     let Some(throttle) = throttle else {
-        out.write_chunk(buffers::into_bytes(data)).await?;
+        out.write_chunk(data.into_bytes()).await?;
         return Ok(());
     };
-    for slice in data.chunks(SLICE) {
+    for slice in data.as_slice().chunks(SLICE) {
         throttle.take(slice.len()).await;
         out.write_all(slice).await?;
     }
-    buffers::give(data);
     Ok(())
 }
