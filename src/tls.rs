@@ -174,7 +174,8 @@ pub fn endpoint(id: &Identity, server: quinn::ServerConfig, addr: SocketAddr) ->
 }
 
 /// Transport of a server's incoming connections: small receive windows (clients only send
-/// requests), a send window that bounds what one connection can make us buffer, and for the
+/// requests), a send window that bounds what one connection can make us buffer, streams sent
+/// in order, and for the
 /// tracker no unidirectional streams at all (its protocol has none).
 fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -183,6 +184,11 @@ fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
         .stream_receive_window(SERVER_STREAM_WINDOW.into())
         .receive_window(SERVER_CONNECTION_WINDOW.into())
         .send_window(SERVER_SEND_WINDOW)
+        // Streams go out in the order they were written instead of round-robin: a holder's
+        // chunks then arrive one after another, each verified and its slot refilled while the
+        // next is on the wire, instead of all in flight finishing together at the end of a
+        // burst. Measured (chunk_throughput, p2pq_get with 8 in flight): 430 -> 472-494 MiB/s.
+        .send_fairness(false)
         .keep_alive_interval(Some(KEEP_ALIVE));
     if alpn == crate::wire::TRACKER_ALPN {
         t.max_concurrent_uni_streams(0u32.into()).max_concurrent_bidi_streams(TRACKER_BIDI_STREAMS.into());

@@ -28,6 +28,8 @@ use crate::wire::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply,
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Downloaders served at once.
 const MAX_CONNECTIONS: usize = 512;
+/// Send priority of manifest replies; chunk streams keep quinn's default, 0.
+const MANIFEST_PRIORITY: i32 = 1;
 /// Longest one request may take from its stream opening to its answer sent: a downloader that
 /// stops reading cannot pin a chunk buffer or a send slot longer than this.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -221,6 +223,9 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
 /// Answers a manifest request. A manifest can be 2 MiB, so building and sending it takes one
 /// of the downloader's send permits, like a chunk: it cannot pin more by asking repeatedly.
 async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares, sends: Arc<Semaphore>) {
+    // Chunks go out in order (see tls::server_transport); a manifest goes ahead of them, so a
+    // second download on a busy connection starts at once.
+    let _ = send.set_priority(MANIFEST_PRIORITY);
     let request = read_request(&mut recv).await;
     let Ok(_permit) = sends.acquire().await else { return };
     let reply = match request {
