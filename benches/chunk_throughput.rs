@@ -1,19 +1,22 @@
 //! Bytes per second of p2pq's two hot paths, and how close the transfer gets to bare QUIC.
 //!
-//! `verify`: BLAKE3 chaining value of one chunk (`manifest::chunk_cv`, one thread) at each
-//! candidate chunk size, and a whole in-memory file through `Manifest::from_bytes`.
+//! `verify`: BLAKE3 chaining value of one chunk (`manifest::chunk_cv`) at each candidate chunk
+//! size, on one thread and as a download does it (64 chunks at once through `spawn_blocking`),
+//! and a whole in-memory file through `Manifest::from_bytes`.
 //!
 //! `transfer`: one generated file pulled between two peers in this process over loopback, through
-//! the real tracker, `Peer::share` and `Peer::get` (lookup, connect, manifest, chunks with
-//! `download::WINDOW` in flight, verify, write, fsync, link). `get` skips a file its peer already
-//! has, so every run uses a fresh downloading peer; only the `get` call is timed. Beside it, a raw
-//! quinn baseline moves the same bytes between two endpoints with p2pq's endpoint, TLS and transport
-//! settings as 256 KiB chunks, one unidirectional stream each, with 8 or 64 streams in flight, and
-//! no hashing and no disk. After the criterion groups, the median of every run is printed with
-//! the ratio p2pq / raw.
+//! the real tracker, `Peer::share` and `Peer::get` (lookup, connect, manifest, chunks with 1, 8
+//! (`download::WINDOW`) or 64 in flight, verify, write, fsync, link). `get` skips a file its peer
+//! already has, so every run uses a fresh downloading peer; only the `get` call is timed. Beside
+//! it, a raw quinn baseline moves the same bytes between two endpoints with p2pq's endpoint, TLS
+//! and transport settings as 256 KiB chunks, one unidirectional stream each, with 1, 8 or 64
+//! streams in flight, and no hashing and no disk. Then paired rounds run p2pq and raw quinn back
+//! to back and print the median ratio p2pq / raw: criterion's groups run minutes apart, and on a
+//! shared machine minutes are enough for the speed to drift.
 //!
-//! `P2PQ_BENCH_MIB` sets the transfer size (default 256). Quick check:
-//! `P2PQ_BENCH_MIB=8 cargo bench --bench chunk_throughput -- --test`.
+//! `P2PQ_BENCH_MIB` sets the transfer size (default 256), `P2PQ_BENCH_PAIRS` the paired rounds
+//! (default 10; 0 skips them). Quick check:
+//! `P2PQ_BENCH_MIB=8 P2PQ_BENCH_PAIRS=1 cargo bench --bench chunk_throughput -- --test`.
 
 use std::hint::black_box;
 use std::path::Path;
