@@ -8,7 +8,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -116,58 +117,182 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// An append-only JSON-lines file of `T` records.
+/// Bytes a log file may reach before it is rotated: the current file becomes `NAME.1`
+/// (replacing the one before), so a log never takes more than twice this on disk, and reading
+/// it back never more than twice this in memory. A tracker logs each peer's heartbeat; 16 MiB
+/// is about 100,000 events, days of a busy swarm.
+pub const ROTATE_AT: u64 = 16 << 20;
+/// Records waiting for the writer thread at most; past this (a writer stuck on a full or
+/// failing disk) new records are dropped, with a warning, rather than queued without bound.
+const QUEUE: usize = 4096;
+
+/// What the writer thread is asked to do.
+enum Job {
+    /// Append this line (no newline).
+    Line(String),
+    /// Flush, then answer.
+    Sync(mpsc::SyncSender<()>),
+}
+
+/// An append-only JSON-lines file of `T` records, written by a thread of its own: appending
+/// never waits for the disk, so it is safe on an async runtime's threads.
 pub struct Logbook<T> {
     path: PathBuf,
-    out: Mutex<BufWriter<File>>,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    dropped: AtomicU64,
     _records: PhantomData<fn(T)>,
 }
 
 impl<T: Serialize + DeserializeOwned> Logbook<T> {
     /// Opens (creating) the log at `path`.
     pub fn open(path: &Path) -> io::Result<Logbook<T>> {
+        Logbook::open_rotating_at(path, ROTATE_AT)
+    }
+
+    /// Opens the log at `path`, rotated at `rotate_at` bytes.
+    pub fn open_rotating_at(path: &Path, rotate_at: u64) -> io::Result<Logbook<T>> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let mut file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
-        end_with_newline(&mut file)?;
-        Ok(Logbook { path: path.to_path_buf(), out: Mutex::new(BufWriter::new(file)), _records: PhantomData })
+        let file = open_for_append(path)?;
+        let size = file.metadata()?.len();
+        let (jobs, queue) = mpsc::sync_channel(QUEUE);
+        let writer = Writer { path: path.to_path_buf(), out: BufWriter::new(file), size, rotate_at };
+        let writer = std::thread::Builder::new().name("p2pq-log".into()).spawn(move || writer.run(queue))?;
+        Ok(Logbook { path: path.to_path_buf(), jobs: Some(jobs), writer: Some(writer), dropped: AtomicU64::new(0), _records: PhantomData })
     }
 
-    /// Appends a record (buffered; see [`Logbook::flush`]).
+    /// Appends a record; it reaches the file within moments (the writer flushes whenever it
+    /// has nothing more to write).
     pub fn append(&self, record: &T) {
-        let Ok(mut out) = self.out.lock() else { return };
         let line = serde_json::to_string(record).unwrap_or_default();
-        if writeln!(out, "{line}").is_err() {
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.try_send(Job::Line(line)).is_ok());
+        if !sent && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(path = %self.path.display(), "the log cannot keep up; records are being dropped");
+        }
+    }
+
+    /// Appends a record (kept for callers that used to flush each one; the writer flushes by
+    /// itself).
+    pub fn record(&self, record: &T) {
+        self.append(record);
+    }
+
+    /// Waits until every record appended so far is in the file (blocking, briefly).
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.jobs.as_ref().is_some_and(|jobs| jobs.send(Job::Sync(done)).is_ok()) {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Reads every record back, the rotated file's first; lines that do not parse (a torn
+    /// write) are skipped (blocking).
+    pub fn read_all(&self) -> io::Result<Vec<T>> {
+        self.flush();
+        let mut records = Vec::new();
+        let older = rotated(&self.path);
+        if older.exists() {
+            read_lines(&older, &mut records)?;
+        }
+        read_lines(&self.path, &mut records)?;
+        Ok(records)
+    }
+}
+
+impl<T> Drop for Logbook<T> {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written and flushed what is queued.
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The log's writer thread.
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+    /// Bytes in the current file, written or buffered.
+    size: u64,
+    rotate_at: u64,
+}
+
+impl Writer {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        while let Ok(job) = queue.recv() {
+            self.handle(job);
+            // Take whatever else is waiting before flushing, so a burst costs one write.
+            while let Ok(job) = queue.try_recv() {
+                self.handle(job);
+            }
+            self.flush();
+        }
+        self.flush();
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Line(line) => {
+                if writeln!(self.out, "{line}").is_err() {
+                    tracing::warn!(path = %self.path.display(), "cannot write the log");
+                }
+                self.size += line.len() as u64 + 1;
+                self.rotate_if_full();
+            }
+            Job::Sync(done) => {
+                self.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.out.flush().is_err() {
             tracing::warn!(path = %self.path.display(), "cannot write the log");
         }
     }
 
-    /// Writes buffered records to the file.
-    pub fn flush(&self) {
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.flush();
+    /// Moves a full log aside to `NAME.1` and starts a new one.
+    fn rotate_if_full(&mut self) {
+        if self.size < self.rotate_at {
+            return;
         }
-    }
-
-    /// Appends and flushes at once.
-    pub fn record(&self, record: &T) {
-        self.append(record);
         self.flush();
-    }
-
-    /// Reads every record back; lines that do not parse (a torn write) are skipped.
-    pub fn read_all(&self) -> io::Result<Vec<T>> {
-        self.flush();
-        let file = File::open(&self.path)?;
-        let mut records = Vec::new();
-        for line in BufReader::new(file).lines() {
-            if let Ok(record) = serde_json::from_str(&line?) {
-                records.push(record);
+        let reopened = fs::rename(&self.path, rotated(&self.path)).and_then(|()| open_for_append(&self.path));
+        match reopened {
+            Ok(file) => {
+                self.out = BufWriter::new(file);
+                self.size = 0;
             }
+            Err(err) => tracing::warn!(path = %self.path.display(), "cannot rotate the log: {err}"),
         }
-        Ok(records)
     }
+}
+
+/// Where a log's previous file goes: `NAME.1`.
+fn rotated(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".1");
+    path.with_file_name(name)
+}
+
+fn open_for_append(path: &Path) -> io::Result<File> {
+    let mut file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+    end_with_newline(&mut file)?;
+    Ok(file)
+}
+
+/// Appends the records of one file that parse.
+fn read_lines<T: DeserializeOwned>(path: &Path, records: &mut Vec<T>) -> io::Result<()> {
+    for line in BufReader::new(File::open(path)?).lines() {
+        if let Ok(record) = serde_json::from_str(&line?) {
+            records.push(record);
+        }
+    }
+    Ok(())
 }
 
 /// Ends a torn last line (a crash mid-write) so the next record starts on a line of its own.
@@ -284,6 +409,23 @@ mod tests {
         let events = log.read_all().unwrap();
         assert_eq!(events.len(), 1);
         assert!(events[0].is_about("a.txt") && events[0].is_about("abab"));
+    }
+
+    #[test]
+    fn a_full_log_is_rotated_and_both_files_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let log = Logbook::<Event>::open_rotating_at(&path, 4096).unwrap();
+        for i in 0..200 {
+            log.append(&Event::now(EventKind::Alive, &i.to_string(), ""));
+        }
+        let events = log.read_all().unwrap();
+        let on_disk = fs::metadata(&path).unwrap().len() + fs::metadata(dir.path().join("events.jsonl.1")).unwrap().len();
+        assert!(on_disk <= 2 * 4096 + 200, "{on_disk} bytes kept for a 4 KiB log");
+        assert!(!events.is_empty() && events.len() < 200, "{} of 200 events kept", events.len());
+        assert_eq!(events.last().map(|e| e.peer.as_str()), Some("199"), "the newest are kept, in order");
+        let peers: Vec<u32> = events.iter().filter_map(|e| e.peer.parse().ok()).collect();
+        assert!(peers.windows(2).all(|w| w[0] + 1 == w[1]), "the rotated file is read first");
     }
 
     #[test]

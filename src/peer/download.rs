@@ -239,7 +239,6 @@ async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[
         refill(&mut plan, links, job, &mut tasks);
     }
     checkpoints.settle().await;
-    ctx.log.flush();
     let _ = ctx.events.send(Progress::Done);
     Ok(links.iter().enumerate().map(|(i, l)| (l.peer_id.clone(), plan.delivered(i))).collect())
 }
