@@ -15,6 +15,12 @@ use crate::wire::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
 /// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded
 /// (about 300 bytes each: at most a few MiB per peer).
 pub const MAX_FILES_PER_PEER: usize = 10_000;
+/// Peer ids one certificate may hold at once: a person runs a few peers, and one key must not
+/// fill the registry with thousands.
+pub const MAX_IDS_PER_CERT: usize = 8;
+/// (peer, file) listings the tracker keeps in all, whoever announces them: bounds its memory
+/// (~100 bytes each) however many certificates a flooder brings.
+pub const MAX_LISTINGS: usize = 1_000_000;
 /// Shortest id prefix a lookup accepts, so short words are taken as names.
 pub const MIN_ID_PREFIX: usize = 4;
 
@@ -52,6 +58,12 @@ pub enum RegistryError {
     /// The peer already announces too many files.
     #[error("too many shared files (limit {MAX_FILES_PER_PEER})")]
     TooManyFiles,
+    /// The certificate already holds as many peer ids as it may.
+    #[error("this certificate already registers {MAX_IDS_PER_CERT} peer ids; stop one first")]
+    TooManyIds,
+    /// The tracker lists as many files as it may.
+    #[error("the tracker is full ({MAX_LISTINGS} shared files listed); try later")]
+    Full,
     /// Same id, but the file's size differs from what others announced.
     #[error("file {0} was announced with another size")]
     SizeMismatch(String),
@@ -81,6 +93,9 @@ impl Registry {
             }
             self.remove(id);
         }
+        if self.peers.values().filter(|p| p.fingerprint == fingerprint).count() >= MAX_IDS_PER_CERT {
+            return Err(RegistryError::TooManyIds);
+        }
         let entry = PeerEntry { fingerprint, addr, last_alive: now, session, files: BTreeSet::new() };
         self.peers.insert(id.to_string(), entry);
         Ok(())
@@ -106,9 +121,14 @@ impl Registry {
             && entry.size != file.size {
                 return Err(RegistryError::SizeMismatch(file.id.short()));
             }
+        let listings: usize = self.peers.values().map(|p| p.files.len()).sum();
         let peer = self.peer_mut(id, session)?;
-        if peer.files.len() >= MAX_FILES_PER_PEER && !peer.files.contains(&file.id) {
+        let new = !peer.files.contains(&file.id);
+        if new && peer.files.len() >= MAX_FILES_PER_PEER {
             return Err(RegistryError::TooManyFiles);
+        }
+        if new && listings >= MAX_LISTINGS {
+            return Err(RegistryError::Full);
         }
         peer.files.insert(file.id);
         peer.last_alive = now;
@@ -237,6 +257,18 @@ mod tests {
         r.register("1", fp(1), addr(), 3, t).unwrap();
         assert_eq!(r.alive("1", 1, t), Err(RegistryError::NotRegistered));
         assert!(r.alive("1", 3, t).is_ok());
+    }
+
+    #[test]
+    fn one_certificate_holds_a_few_ids_and_a_reconnect_still_works() {
+        let mut r = Registry::default();
+        let t = Instant::now();
+        for n in 0..MAX_IDS_PER_CERT {
+            r.register(&n.to_string(), fp(1), addr(), n as u64, t).unwrap();
+        }
+        assert_eq!(r.register("one-more", fp(1), addr(), 99, t), Err(RegistryError::TooManyIds));
+        r.register("0", fp(1), addr(), 100, t).unwrap();
+        r.register("other", fp(2), addr(), 101, t).unwrap();
     }
 
     #[test]
