@@ -104,6 +104,32 @@ pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Fills `buf` from `offset` of `file` only if every byte is already in the page cache
+/// (`RWF_NOWAIT`): a memory copy that never waits for the disk, so it may run on an async
+/// runtime's thread. `None` when the read would wait (or the system cannot tell): read on a
+/// blocking thread instead.
+#[cfg(target_os = "linux")]
+pub(crate) fn read_cached(file: &File, mut buf: &mut [u8], mut offset: u64) -> Option<io::Result<()>> {
+    use rustix::io::{ReadWriteFlags, preadv2};
+    while !buf.is_empty() {
+        match preadv2(file, &mut [io::IoSliceMut::new(buf)], offset, ReadWriteFlags::NOWAIT) {
+            Ok(0) => return Some(Err(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => {
+                buf = &mut std::mem::take(&mut buf)[n..];
+                offset += n as u64;
+            }
+            Err(_) => return None,
+        }
+    }
+    Some(Ok(()))
+}
+
+/// Without `RWF_NOWAIT`, every read goes to a blocking thread.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn read_cached(_file: &File, _buf: &mut [u8], _offset: u64) -> Option<io::Result<()>> {
+    None
+}
+
 /// What offsets, lengths and buffer addresses must be multiples of for direct I/O: the page
 /// size, a multiple of every common logical block size.
 pub const DIRECT_ALIGN: usize = 4096;

@@ -78,13 +78,29 @@ impl SharedFile {
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
     /// it was shared (blocking).
     fn read(&self, offset: u64, len: usize) -> Result<Buffer> {
-        if stamp(&self.file).ok() != Some(self.stamp) {
-            bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
-        }
+        self.check_unchanged()?;
         let mut buffer = buffers::take(len);
         crate::store::read_exact_at(&self.file, buffer.as_mut_slice(), offset)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
         Ok(buffer)
+    }
+
+    /// Like [`SharedFile::read`], but only if the bytes are in the page cache, so it never
+    /// waits for the disk; `None` if they are not (read on a blocking thread instead).
+    fn read_cached(&self, offset: u64, len: usize) -> Option<Result<Buffer>> {
+        let mut buffer = buffers::take(len);
+        match crate::store::read_cached(&self.file, buffer.as_mut_slice(), offset)? {
+            Ok(()) => Some(self.check_unchanged().map(|()| buffer)),
+            Err(err) => Some(Err(err).with_context(|| format!("cannot read {}", self.path.display()))),
+        }
+    }
+
+    /// Fails if the file's size or modification time changed since it was shared.
+    fn check_unchanged(&self) -> Result<()> {
+        if stamp(&self.file).ok() != Some(self.stamp) {
+            bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
+        }
+        Ok(())
     }
 }
 
@@ -276,8 +292,15 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Buffer> 
         bail!("chunk {index} is past the end of the file ({} chunks)", file.manifest.count());
     }
     let (offset, len) = (file.manifest.offset(index), file.manifest.len_of(index) as usize);
-    let reader = file.clone();
-    let data = tokio::task::spawn_blocking(move || reader.read(offset, len)).await?;
+    // A chunk in the page cache (the usual case for a file being served) is copied here: going
+    // through a blocking thread cost more than the copy (chunk_throughput: ratio +0.03-0.04).
+    let data = match file.read_cached(offset, len) {
+        Some(read) => read,
+        None => {
+            let reader = file.clone();
+            tokio::task::spawn_blocking(move || reader.read(offset, len)).await?
+        }
+    };
     if data.is_err() {
         // Whatever went wrong with our copy, serving it on would only waste downloaders' time.
         shares.remove(id);
