@@ -6,12 +6,20 @@
 # resident memory (VmHWM) of the downloading and the serving peer. Everything runs in a temp
 # folder that is removed on exit (KEEP=1 keeps it); every process started is killed on exit.
 #
-#   benches/e2e.sh [SIZE_MIB]        default 1024
+#   benches/e2e.sh [SIZE]            SIZE in MiB (default 1024), or in KiB as 1K, 64K…
 #   PERF_OUT=e2e.perf benches/e2e.sh  also profiles both peers during the transfer
 set -euo pipefail
 
-SIZE_MIB=${1:-1024}
-[[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [SIZE_MIB]" >&2; exit 2; }
+SIZE=${1:-1024}
+if [[ $SIZE =~ ^([1-9][0-9]*)K$ ]]; then
+    BYTES=$((BASH_REMATCH[1] << 10)) LABEL="${BASH_REMATCH[1]} KiB"
+elif [[ $SIZE =~ ^[1-9][0-9]*$ ]]; then
+    BYTES=$((SIZE << 20)) LABEL="$SIZE MiB"
+else
+    echo "usage: $0 [SIZE_MIB | SIZE_KIB K]" >&2
+    exit 2
+fi
+SIZE_MIB=$((BYTES >> 20))
 NAME=e2e.bin
 # Seconds allowed for each step; the transfer gets 1 s per 4 MiB on top (1 MB/s would be a bug).
 START_TIMEOUT=30
@@ -92,9 +100,9 @@ peer_args() {
         --data-dir "$DIR/p$id/data" --download-dir "$DIR/p$id/downloads" --state-dir "$DIR/p$id/state"
 }
 
-echo "generating $SIZE_MIB MiB in $DIR ..."
+echo "generating $LABEL in $DIR ..."
 mkdir -p "$DIR/p1/data"
-head -c $((SIZE_MIB << 20)) /dev/urandom >"$DIR/p1/data/$NAME"
+head -c "$BYTES" /dev/urandom >"$DIR/p1/data/$NAME"
 
 # Port 0: the tracker binds any free port and says which.
 start tracker 3 "$BIN" tracker --listen 127.0.0.1:0 --certs "$DIR/certs" --state-dir "$DIR/t"
@@ -139,10 +147,10 @@ RSS_SERVE=$(peak_rss_kib "$P1")
 cmp -s "$DIR/p1/data/$NAME" "$DIR/p2/downloads/$NAME" || fail "peer 2's copy differs from peer 1's file"
 
 ns=$((ended - started))
-awk -v bytes=$((SIZE_MIB << 20)) -v ns="$ns" -v get="$RSS_GET" -v serve="$RSS_SERVE" -v mib="$SIZE_MIB" \
+awk -v bytes="$BYTES" -v ns="$ns" -v get="$RSS_GET" -v serve="$RSS_SERVE" -v label="$LABEL" \
     -v gu=$((GET_U1 - GET_U0)) -v gs=$((GET_S1 - GET_S0)) -v su=$((SERVE_U1 - SERVE_U0)) -v ss=$((SERVE_S1 - SERVE_S0)) -v hz="$HZ" 'BEGIN {
     s = ns / 1e9
-    printf "e2e: %d MiB in %.3f s (get -> downloaded line): %.1f MB/s (%.1f MiB/s)\n", mib, s, bytes / s / 1e6, bytes / s / 1048576
+    printf "e2e: %s in %.3f s (get -> downloaded line, polled every 10 ms): %.1f MB/s (%.1f MiB/s)\n", label, s, bytes / s / 1e6, bytes / s / 1048576
     printf "e2e: peak RSS  downloading peer %.1f MiB, serving peer %.1f MiB\n", get / 1024, serve / 1024
     printf "e2e: CPU time  downloading peer %.2f s user + %.2f s sys, serving peer %.2f s user + %.2f s sys (%.2f cores busy)\n", \
         gu / hz, gs / hz, su / hz, ss / hz, (gu + gs + su + ss) / hz / s
