@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -46,6 +47,8 @@ pub struct SharedFile {
     stamp: Stamp,
     /// Chunks and bytes sent to downloaders since it was shared.
     sent: (AtomicU64, AtomicU64),
+    /// The encoded manifest reply, once asked for.
+    manifest_frame: OnceLock<Bytes>,
 }
 
 /// A shared file and how much of it went out.
@@ -72,7 +75,7 @@ impl SharedFile {
     pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
         let file = File::open(&path)?;
         let stamp = stamp(&file)?;
-        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent: Default::default() })
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent: Default::default(), manifest_frame: OnceLock::new() })
     }
 
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
@@ -93,6 +96,15 @@ impl SharedFile {
             Ok(()) => Some(self.check_unchanged().map(|()| buffer)),
             Err(err) => Some(Err(err).with_context(|| format!("cannot read {}", self.path.display()))),
         }
+    }
+
+    /// The manifest reply frame, encoded at the first request and kept.
+    fn manifest_frame(&self) -> Result<Bytes, wire::WireError> {
+        if let Some(frame) = self.manifest_frame.get() {
+            return Ok(frame.clone());
+        }
+        let frame = Bytes::from(wire::encode(&ManifestReply::Manifest((*self.manifest).clone()))?);
+        Ok(self.manifest_frame.get_or_init(|| frame).clone())
     }
 
     /// Fails if the file's size or modification time changed since it was shared.
@@ -236,29 +248,41 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
     Ok(request.context("request timed out")??)
 }
 
-/// Answers a manifest request. A manifest can be 2 MiB, so building and sending it takes one
-/// of the downloader's send permits, like a chunk: it cannot pin more by asking repeatedly.
+/// Answers a manifest request. A manifest can be 2 MiB, so sending it takes one of the
+/// downloader's send permits, like a chunk: it cannot pin more by asking repeatedly. The
+/// reply is encoded once per shared file and sent without copying.
 async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares, sends: Arc<Semaphore>) {
     // Chunks go out in order (see tls::server_transport); a manifest goes ahead of them, so a
     // second download on a busy connection starts at once.
     let _ = send.set_priority(MANIFEST_PRIORITY);
     let request = read_request(&mut recv).await;
     let Ok(_permit) = sends.acquire().await else { return };
-    let reply = match request {
+    let refusal = match request {
         Ok(PeerRequest::Manifest { version, id }) if version == PROTOCOL_VERSION => match shares.get(&id) {
             Some(file) => {
                 tracing::info!("serving chunks of {}", crate::logbook::printable(&file.info.name));
-                ManifestReply::Manifest((*file.manifest).clone())
+                if let Ok(frame) = file.manifest_frame() {
+                    send_frame(&mut send, frame).await;
+                    return;
+                }
+                "cannot encode the manifest".to_string()
             }
-            None => ManifestReply::Error(format!("file {} is not shared here", id.short())),
+            None => format!("file {} is not shared here", id.short()),
         },
         Ok(PeerRequest::Manifest { version, .. }) => {
-            ManifestReply::Error(format!("protocol version {version} is not supported (this peer speaks {PROTOCOL_VERSION})"))
+            format!("protocol version {version} is not supported (this peer speaks {PROTOCOL_VERSION})")
         }
-        Ok(_) => ManifestReply::Error("expected a manifest request".into()),
-        Err(err) => ManifestReply::Error(format!("bad request: {err:#}")),
+        Ok(_) => "expected a manifest request".into(),
+        Err(err) => format!("bad request: {err:#}"),
     };
-    if wire::write_frame(&mut send, &reply).await.is_ok() {
+    if let Ok(frame) = wire::encode(&ManifestReply::Error(refusal)) {
+        send_frame(&mut send, Bytes::from(frame)).await;
+    }
+}
+
+/// Sends one encoded frame and ends the stream.
+async fn send_frame(send: &mut SendStream, frame: Bytes) {
+    if send.write_chunk(frame).await.is_ok() {
         let _ = send.finish();
     }
 }
