@@ -165,15 +165,39 @@ enum Woke {
 /// Runs the prompt until `exit`, end of input or SIGTERM, then leaves gracefully. Fails if the
 /// tracker refused this peer for good.
 pub async fn prompt(peer: &Peer) -> Result<()> {
-    let complete: Arc<dyn Complete> = Arc::new(Completion { peer: peer.clone(), runtime: tokio::runtime::Handle::current() });
-    let history = Some(peer.inner.config.state_dir.join("history"));
-    let mut console = Console::start(Setup { prompt: format!("peer {}> ", peer.id()), history, complete: Some(complete) });
+    let (mut console, interrupt) = open_console(peer);
     let background = console.editing;
-    let interrupt = Arc::new(Notify::new());
-    // On a terminal Ctrl-C cancels what runs; from a pipe it leaves, as SIGTERM does.
-    console::on_signals(peer.shutdown_token(), background.then(|| interrupt.clone()));
     let show = if !background || console::is_quiet() { Show::Lines } else { Show::Bars };
     let mut session = Session { peer: peer.clone(), background, show, gets: JoinSet::new(), running: HashSet::new(), cancel: CancellationToken::new() };
+    while let Some(command) = next_command(peer, &mut console, &mut session, &interrupt).await {
+        let ended = tokio::select! {
+            _ = peer.stopping() => Woke::Stop,
+            _ = interrupt.notified() => Woke::Interrupt,
+            () = session.run(command) => continue,
+        };
+        match ended {
+            Woke::Interrupt => session.interrupt(true),
+            _ => break,
+        }
+    }
+    leave(peer, console, session).await
+}
+
+/// Starts the line editor (history, completion) and signal handling; returns the console and
+/// what Ctrl-C notifies.
+fn open_console(peer: &Peer) -> (Console, Arc<Notify>) {
+    let complete: Arc<dyn Complete> = Arc::new(Completion { peer: peer.clone(), runtime: tokio::runtime::Handle::current() });
+    let history = Some(peer.inner.config.state_dir.join("history"));
+    let console = Console::start(Setup { prompt: format!("peer {}> ", peer.id()), history, complete: Some(complete) });
+    let interrupt = Arc::new(Notify::new());
+    // On a terminal Ctrl-C cancels what runs; from a pipe it leaves, as SIGTERM does.
+    console::on_signals(peer.shutdown_token(), console.editing.then(|| interrupt.clone()));
+    (console, interrupt)
+}
+
+/// Waits for the next command, dealing with what happens meanwhile (a get ending, Ctrl-C, a
+/// line that is not a command); `None` when the prompt should end.
+async fn next_command(peer: &Peer, console: &mut Console, session: &mut Session, interrupt: &Notify) -> Option<Command> {
     loop {
         let woke = tokio::select! {
             _ = peer.stopping() => Woke::Stop,
@@ -182,7 +206,7 @@ pub async fn prompt(peer: &Peer) -> Result<()> {
             input = console.next() => Woke::Input(input),
         };
         let line = match woke {
-            Woke::Stop | Woke::Input(Input::End) => break,
+            Woke::Stop | Woke::Input(Input::End) => return None,
             Woke::GetDone(query) => {
                 session.running.remove(&query);
                 continue;
@@ -194,25 +218,17 @@ pub async fn prompt(peer: &Peer) -> Result<()> {
             Woke::Input(Input::Interrupted { typed: true }) => continue,
             Woke::Input(Input::Line(line)) => line,
         };
-        let command = match parse(&line) {
-            Ok(Some(Command::Exit)) => break,
-            Ok(Some(command)) => command,
-            Ok(None) => continue,
-            Err(err) => {
-                console::error(&err);
-                continue;
-            }
-        };
-        let ended = tokio::select! {
-            _ = peer.stopping() => Woke::Stop,
-            _ = interrupt.notified() => Woke::Interrupt,
-            () = session.run(command) => continue,
-        };
-        match ended {
-            Woke::Interrupt => session.interrupt(true),
-            _ => break,
+        match parse(&line) {
+            Ok(Some(Command::Exit)) => return None,
+            Ok(Some(command)) => return Some(command),
+            Ok(None) => {}
+            Err(err) => console::error(&err),
         }
     }
+}
+
+/// Ends the gets still running, closes the console and leaves the swarm.
+async fn leave(peer: &Peer, mut console: Console, mut session: Session) -> Result<()> {
     session.finish().await;
     console.close();
     peer.exit().await;

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
-use super::{Peer, PeerConfig, report};
+use super::{Got, Peer, PeerConfig, report};
 use crate::console;
 
 /// How long a one-shot peer waits to register before giving up on the tracker.
@@ -61,6 +61,17 @@ pub async fn get(link: Link, names: Vec<String>, download_dir: PathBuf, json: bo
             (name, got)
         });
     }
+    let failed = report_gets(gets, json, &cancel).await?;
+    peer.exit().await;
+    if cancel.is_cancelled() && failed > 0 {
+        console::error_line("interrupted; what was verified is kept, and the same command resumes it");
+        return Ok(INTERRUPTED);
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// Prints each download's outcome as it ends (a line, or JSON); returns how many failed.
+async fn report_gets(mut gets: JoinSet<(String, Result<Got>)>, json: bool, cancel: &CancellationToken) -> Result<usize> {
     let mut failed = 0;
     while let Some(joined) = gets.join_next().await {
         let (name, got) = joined.context("download task failed")?;
@@ -78,12 +89,7 @@ pub async fn get(link: Link, names: Vec<String>, download_dir: PathBuf, json: bo
             }
         }
     }
-    peer.exit().await;
-    if cancel.is_cancelled() && failed > 0 {
-        console::error_line("interrupted; what was verified is kept, and the same command resumes it");
-        return Ok(INTERRUPTED);
-    }
-    Ok(u8::from(failed > 0))
+    Ok(failed)
 }
 
 /// `p2pq seed FILE...`: shares the files from `data_dir` and serves them until Ctrl-C or SIGTERM.
