@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffers::{self, Buffer};
 use super::gate::Gate;
-use super::throttle::{SLICE, Throttle};
+use super::throttle::Throttle;
 use crate::manifest::Manifest;
 use crate::wire::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 
@@ -342,9 +342,13 @@ async fn send_paced(out: &mut quinn::SendStream, data: Buffer, throttle: Option<
         out.write_chunk(data.into_bytes()).await?;
         return Ok(());
     };
-    for slice in data.as_slice().chunks(SLICE) {
+    let _sending = throttle.sending();
+    let mut rest = data.as_slice();
+    while !rest.is_empty() {
+        let (slice, after) = rest.split_at(throttle.slice().min(rest.len()));
         throttle.take(slice.len()).await;
         out.write_all(slice).await?;
+        rest = after;
     }
     Ok(())
 }
