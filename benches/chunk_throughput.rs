@@ -138,7 +138,7 @@ fn transfer(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> Summary {
             })
         });
         summary.rows.push((format!("p2pq get, {window} chunks in flight"), runs));
-        if window == 8 {
+        if window == WINDOW {
             summary.p2pq_tail = median(&tails);
         }
     }
