@@ -28,13 +28,13 @@ use crate::store::StoreError;
 use crate::tls::{self, Identity};
 use crate::wire::{FileId, FileMatch, Holder, PEER_ALPN};
 
-/// Chunk requests in flight per holder. On loopback 8 keeps the link busy (8, 16, 32 and 64
-/// measured alike). What is in flight bounds a holder's rate to WINDOW x 256 KiB per round trip
-/// (20 MB/s at 100 ms), so long links would want more; but a holder with a low
-/// `--upload-limit` shares it among every chunk in flight, and each must finish within the
-/// holder's 60 s stream timeout: 16 in flight failed at 50 KB/s (84 s a chunk), 8 holds down
-/// to ~35 KB/s. A window that adapts to the measured rate is the way to have both.
-pub const WINDOW: usize = 8;
+/// Chunk requests in flight per holder: as many as a holder sends one peer at once
+/// (`gate::SENDS_PER_PEER`). On loopback 8 already keeps the link busy (8, 16, 32 and 64
+/// measured alike), but what is in flight bounds a holder's rate to WINDOW x 256 KiB per round
+/// trip: 40 MB/s at 100 ms with 16, 20 with 8. Requests waiting cost the downloader no memory.
+/// A holder with a low `--upload-limit` shares it among all of them, so its stream timeout
+/// grows with the limit (`serve.rs`) and a chunk may take up to `holder::CHUNK_TIMEOUT`.
+pub const WINDOW: usize = super::gate::SENDS_PER_PEER;
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Verified bytes after which the resume state is brought up to date anyway. Syncing as the

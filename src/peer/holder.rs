@@ -34,7 +34,9 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// it: what a holder sends to one peer at once (`gate::SENDS_PER_PEER`).
 const IN_FLIGHT_PER_HOLDER: usize = super::gate::SENDS_PER_PEER;
 /// Longest one chunk may take in all, however slowly it trickles in.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(120);
+/// A holder pacing uploads to 15 KB/s takes ~280 s for 16 chunks of 256 KiB at once; a holder
+/// that merely trickles is outrun long before by the others (endgame racing).
+pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why one chunk did not arrive from one holder.
 #[derive(Debug, thiserror::Error)]

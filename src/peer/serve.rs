@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::buffers::{self, Buffer};
-use super::gate::Gate;
+use super::gate::{Gate, SENDS_PER_PEER};
 use super::throttle::Throttle;
 use crate::manifest::Manifest;
 use crate::wire::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
@@ -32,7 +32,8 @@ const MAX_CONNECTIONS: usize = 512;
 /// Send priority of manifest replies; chunk streams keep quinn's default, 0.
 const MANIFEST_PRIORITY: i32 = 1;
 /// Longest one request may take from its stream opening to its answer sent: a downloader that
-/// stops reading cannot pin a chunk buffer or a send slot longer than this.
+/// stops reading cannot pin a chunk buffer or a send slot longer than this. With an upload
+/// limit, chunk answers get longer: the time the limit takes to send a peer's share of chunks.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A file this peer serves.
@@ -164,6 +165,13 @@ impl Shares {
         all
     }
 
+    /// Longest a chunk answer may take: [`STREAM_TIMEOUT`], plus, with an upload limit, the
+    /// time the limit needs to send all the chunks one peer may have at once (they share it).
+    fn chunk_timeout(&self) -> Duration {
+        let share = (SENDS_PER_PEER * crate::manifest::DEFAULT_CHUNK_SIZE as usize) as u64;
+        STREAM_TIMEOUT + self.throttle.as_ref().map_or(Duration::ZERO, |t| t.time_for(share))
+    }
+
     /// Counts a chunk of `bytes` sent from file `id`.
     fn count_sent(&self, id: &FileId, bytes: usize) {
         if let Some(file) = self.get(id) {
@@ -230,7 +238,8 @@ async fn serve_connection(conn: Connection, shares: Shares, sends: Arc<Semaphore
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     let (conn, shares, sends) = (conn.clone(), shares.clone(), sends.clone());
-                    streams.spawn(tokio::time::timeout(STREAM_TIMEOUT, async move {
+                    let limit = shares.chunk_timeout();
+                    streams.spawn(tokio::time::timeout(limit, async move {
                         if let Err(err) = answer_chunk(conn, recv, shares, sends).await {
                             tracing::debug!("chunk request failed: {err:#}");
                         }

@@ -53,6 +53,11 @@ impl Throttle {
         Sending(self)
     }
 
+    /// How long `bytes` take at this rate.
+    pub fn time_for(&self, bytes: u64) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / self.rate)
+    }
+
     /// Bytes the next slice should have, given the streams sending now.
     pub fn slice(&self) -> usize {
         slice_for(self.rate, self.senders.load(Ordering::Relaxed))
