@@ -113,12 +113,22 @@ fn a_holder_whose_file_changed_stops_serving_it_and_the_others_finish() {
 
 #[test]
 fn a_lying_holder_is_dropped_and_nothing_unverified_is_written() {
+    lies_are_caught(Lie::FlipBits);
+}
+
+#[test]
+fn a_holder_that_sends_more_than_it_announced_is_dropped() {
+    lies_are_caught(Lie::Overlong);
+}
+
+/// The liar's every chunk is refused; the honest holder delivers them all, and the file is right.
+fn lies_are_caught(how: Lie) {
     let swarm = Swarm::start("15");
     let data = bytes(4 << 20, "liar");
     swarm.write_data("l.bin", &data);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tracker: SocketAddr = swarm.addr.parse().unwrap();
-    let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "l.bin", Lie::FlipBits)).unwrap();
+    let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "l.bin", how)).unwrap();
     // The honest holder is slowed so the liar's bad chunks surely come back before the end.
     let _honest = slow_holder(&swarm, "honest", "l.bin", &data, "4M");
     let mut getter = swarm.peer("getter");
@@ -267,6 +277,8 @@ enum Lie {
     Trickle,
     /// It claimed the file, but says it has no chunk of it.
     Disown,
+    /// Every chunk arrives true, then goes on past the length its header announced.
+    Overlong,
 }
 
 /// A holder that registers with the tracker like any peer, sends the true manifest, and then
@@ -325,6 +337,14 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
                         out.finish()?;
                     }
                     Lie::Silence => held.push(recv),
+                    Lie::Overlong => {
+                        chunk[middle] ^= 0x10;
+                        chunk.extend_from_slice(b"and then some");
+                        let mut out = conn.open_uni().await?;
+                        wire::write_frame(&mut out, &header).await?;
+                        out.write_all(&chunk).await?;
+                        out.finish()?;
+                    }
                     Lie::Disown => {
                         let mut out = conn.open_uni().await?;
                         let header = ChunkHeader { id, index, result: Err("no such chunk here".into()) };

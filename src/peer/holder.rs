@@ -227,7 +227,13 @@ async fn read_steadily(stream: &mut RecvStream, len: usize) -> Result<Pieces, Fe
             pieces.push(std::mem::take(piece));
         }
     }
-    Ok(Pieces(pieces))
+    // The stream must end there: a holder that goes on is not sending what it announced.
+    match tokio::time::timeout(STALL_TIMEOUT, stream.read_chunk(1, true)).await {
+        Ok(Ok(None)) => Ok(Pieces(pieces)),
+        Ok(Ok(Some(_))) => Err(FetchError::Corrupt(format!("longer than the {len} bytes announced"))),
+        Ok(Err(e)) => Err(FetchError::Corrupt(format!("stream failed: {e}"))),
+        Err(_) => Err(FetchError::Stalled(STALL_TIMEOUT)),
+    }
 }
 
 /// The oldest fetch still waiting for this chunk.
