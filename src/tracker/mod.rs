@@ -4,6 +4,7 @@
 //! [`main`] adds the certificate, the endpoint and the prompt around it.
 
 mod commands;
+mod reply;
 pub mod registry;
 mod session;
 
@@ -55,6 +56,8 @@ struct Inner {
     registry: Mutex<Registry>,
     log: Logbook<Event>,
     peer_timeout: Duration,
+    /// Replies so far; rotates which holders a reply names when there are too many.
+    turns: std::sync::atomic::AtomicU64,
 }
 
 impl Tracker {
@@ -62,13 +65,18 @@ impl Tracker {
     pub fn new(state_dir: &std::path::Path, peer_timeout: Duration) -> Result<Tracker> {
         let path = state_dir.join("events.jsonl");
         let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
-        let inner = Inner { registry: Mutex::new(Registry::default()), log, peer_timeout };
+        let inner = Inner { registry: Mutex::new(Registry::default()), log, peer_timeout, turns: Default::default() };
         Ok(Tracker { inner: Arc::new(inner) })
     }
 
     /// The registry, locked; hold it only for a few plain calls, never across an await.
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.inner.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A number that moves on with every call, for [`reply::fit`] to take turns with.
+    fn turn(&self) -> u64 {
+        self.inner.turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Appends an event to the log.

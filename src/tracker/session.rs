@@ -17,7 +17,7 @@ use quinn::{Connection, ConnectionError, RecvStream, SendStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Tracker;
+use super::{Tracker, reply};
 use crate::logbook::{Event, EventKind};
 use crate::tls::remote_fingerprint;
 use crate::limits::RateLimit;
@@ -146,7 +146,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         }),
         TrackerRequest::Share(file) => share(tracker, peer, session, file),
         TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
-        TrackerRequest::Files => Ok(TrackerResponse::Matches(tracker.registry().files())),
+        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.registry().files(), tracker.turn()))),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
         TrackerRequest::Exit => {
@@ -179,7 +179,7 @@ fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse,
     let holders: usize = found.iter().map(|f| f.holders.len()).sum();
     let detail = format!("{} match(es), {holders} holder(s)", found.len());
     tracker.record(Event::now(EventKind::Get, peer, detail).with_file(&name, id));
-    Ok(TrackerResponse::Matches(found))
+    Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
 }
 
 fn unshare(tracker: &Tracker, peer: &str, session: u64, file: &wire::FileId) -> Result<TrackerResponse, String> {
