@@ -87,12 +87,9 @@ impl Job {
     /// Gathers a chunk into one buffer, verifies it and writes it (blocking: copying, hashing
     /// and disk).
     fn store(&self, index: u32, pieces: &Pieces) -> Result<(), FetchError> {
-        let mut data = buffers::take(self.manifest.len_of(index) as usize);
-        pieces.copy_to(data.as_mut_slice());
-        self.store_contiguous(index, data.as_slice())
-    }
-
-    fn store_contiguous(&self, index: u32, data: &[u8]) -> Result<(), FetchError> {
+        let mut buffer = buffers::take(self.manifest.len_of(index) as usize);
+        pieces.copy_to(buffer.as_mut_slice());
+        let data = buffer.as_slice();
         self.manifest.verify(index, data).map_err(|e| FetchError::Corrupt(e.to_string()))?;
         self.partial.write_chunk(index, self.manifest.offset(index), data)?;
         Ok(())
