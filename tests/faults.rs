@@ -125,10 +125,7 @@ fn a_holder_that_sends_more_than_it_announced_is_dropped() {
 fn lies_are_caught(how: Lie) {
     let swarm = Swarm::start("15");
     let data = bytes(4 << 20, "liar");
-    swarm.write_data("l.bin", &data);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let tracker: SocketAddr = swarm.addr.parse().unwrap();
-    let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "l.bin", how)).unwrap();
+    let _liar = start_liar(&swarm, "l.bin", &data, how);
     // The honest holder is slowed so the liar's bad chunks surely come back before the end.
     let _honest = slow_holder(&swarm, "honest", "l.bin", &data, "4M");
     let mut getter = swarm.peer("getter");
@@ -144,14 +141,21 @@ fn lies_are_caught(how: Lie) {
     assert_eq!(chunks_from(&line, "honest"), 16, "{line}");
 }
 
+/// Writes `data` as `name` in the swarm's data folder and starts a liar holding it; the liar
+/// runs as long as the returned endpoint and runtime live (dropped in that order).
+fn start_liar(swarm: &Swarm, name: &str, data: &[u8], how: Lie) -> (quinn::Endpoint, tokio::runtime::Runtime) {
+    swarm.write_data(name, data);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tracker: SocketAddr = swarm.addr.parse().unwrap();
+    let endpoint = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.to_vec()), name, how)).unwrap();
+    (endpoint, rt)
+}
+
 /// A holder that never answers, or trickles, costs time but not the download.
 fn outlasts(how: Lie) {
     let swarm = Swarm::start("15");
     let data = bytes(2 << 20, "outlast");
-    swarm.write_data("o.bin", &data);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let tracker: SocketAddr = swarm.addr.parse().unwrap();
-    let _liar = rt.block_on(liar(swarm.path(), tracker, Arc::new(data.clone()), "o.bin", how)).unwrap();
+    let _liar = start_liar(&swarm, "o.bin", &data, how);
     let mut honest = swarm.peer("honest");
     honest.command("share o.bin", "shared ");
     let mut getter = swarm.peer("getter");

@@ -177,12 +177,6 @@ impl<T: Serialize + DeserializeOwned> Logbook<T> {
         }
     }
 
-    /// Appends a record (kept for callers that used to flush each one; the writer flushes by
-    /// itself).
-    pub fn record(&self, record: &T) {
-        self.append(record);
-    }
-
     /// Waits until every record appended so far is in the file (blocking, briefly).
     pub fn flush(&self) {
         let (done, wait) = mpsc::sync_channel(1);
@@ -323,7 +317,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         let log = Logbook::<Event>::open(&path).unwrap();
-        log.record(&Event::now(EventKind::Share, "1", "").with_file("a.txt", Some("ab".repeat(32))));
+        log.append(&Event::now(EventKind::Share, "1", "").with_file("a.txt", Some("ab".repeat(32))));
         drop(log);
         fs::write(&path, [fs::read(&path).unwrap(), b"{\"ts_ms\":1,\"ki".to_vec()].concat()).unwrap();
         let log = Logbook::<Event>::open(&path).unwrap();

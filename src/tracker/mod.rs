@@ -81,7 +81,7 @@ impl Tracker {
 
     /// Appends an event to the log.
     fn record(&self, event: Event) {
-        self.inner.log.record(&event);
+        self.inner.log.append(&event);
     }
 
     /// Live peers.
