@@ -6,7 +6,7 @@
 //!
 //! `transfer`: one generated file pulled between two peers in this process over loopback, through
 //! the real tracker, `Peer::share` and `Peer::get` (lookup, connect, manifest, chunks with 1, 8
-//! or 64 in flight, verify, write, fsync, link; the paired rounds use `download::WINDOW`). `get`
+//! or 64 in flight and with the default adaptive window, verify, write, fsync, link; the paired rounds use the default). `get`
 //! skips a file its peer already has, so every run uses a fresh downloading peer; only the `get`
 //! call is timed. Beside it, a raw quinn baseline moves the same bytes between two endpoints
 //! with p2pq's endpoint, TLS and transport settings as 256 KiB chunks, one unidirectional stream
@@ -27,7 +27,6 @@ use anyhow::{Context, Result, bail, ensure};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use p2pq::logbook::now_ms;
 use p2pq::manifest::{Manifest, chunk_cv};
-use p2pq::peer::download::WINDOW;
 use p2pq::peer::{Peer, PeerConfig};
 use p2pq::tls::{self, Identity};
 use p2pq::tracker::{self, Running, TrackerConfig};
@@ -44,8 +43,10 @@ const DEFAULT_MIB: u64 = 256;
 /// Chunk size of the raw baseline: p2pq's default chunk.
 const RAW_CHUNK: usize = 256 << 10;
 /// Chunks (streams) in flight, for p2pq's `get` and the raw baseline alike: one at a time,
-/// p2pq's default window, and a deep one to find the ceiling.
+/// a few, and a deep one to find the ceiling. p2pq also runs with its default, adaptive window.
 const IN_FLIGHT: [usize; 3] = [1, 8, 64];
+/// p2pq's windows: the fixed depths above, then the default (following the link).
+const P2PQ_WINDOWS: [Option<usize>; 4] = [Some(1), Some(8), Some(64), None];
 /// Chunks verified at once through the blocking pool in `verify/pool`.
 const POOL_BATCH: usize = 64;
 /// Paired rounds when `P2PQ_BENCH_PAIRS` is unset.
@@ -125,9 +126,10 @@ fn transfer(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> Summary {
         .throughput(Throughput::Bytes(size));
 
     let mut swarm = None;
-    for window in IN_FLIGHT {
+    for window in P2PQ_WINDOWS {
         let (mut runs, mut tails) = (Vec::new(), Vec::new());
-        group.bench_function(BenchmarkId::new("p2pq_get", format!("in_flight_{window}")), |b| {
+        let label = window.map_or("adaptive".to_string(), |w| w.to_string());
+        group.bench_function(BenchmarkId::new("p2pq_get", format!("in_flight_{label}")), |b| {
             b.iter_custom(|iters| {
                 let swarm = swarm.get_or_insert_with(|| must(rt.block_on(Swarm::start(size))));
                 timed(iters, &mut runs, || {
@@ -137,8 +139,8 @@ fn transfer(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> Summary {
                 })
             })
         });
-        summary.rows.push((format!("p2pq get, {window} chunks in flight"), runs));
-        if window == WINDOW {
+        summary.rows.push((format!("p2pq get, {label} chunks in flight"), runs));
+        if window.is_none() {
             summary.p2pq_tail = median(&tails);
         }
     }
@@ -172,7 +174,7 @@ fn transfer(c: &mut Criterion, rt: &tokio::runtime::Runtime) -> Summary {
 async fn pairs(swarm: &mut Swarm, raw: &RawPair, size: u64) -> Result<Vec<f64>> {
     let mut ratios = Vec::new();
     for _ in 0..pair_rounds() {
-        let p2pq = swarm.fetch_once(WINDOW).await?.took;
+        let p2pq = swarm.fetch_once(None).await?.took;
         let mut best = Duration::MAX;
         for in_flight in [8, 64] {
             best = best.min(raw.send(size, in_flight).await?);
@@ -220,7 +222,7 @@ impl Swarm {
             peer_timeout: Duration::from_secs(15),
         };
         let tracker = tracker::start(&config).await?;
-        let sharer = start_peer(dir.path(), "a", &tracker, WINDOW).await?;
+        let sharer = start_peer(dir.path(), "a", &tracker, None).await?;
         let path = dir.path().join("a/data").join(FILE_NAME);
         tokio::task::spawn_blocking(move || p2pq::demo::generate_file(&path, size, b"file")).await??;
         sharer.share(FILE_NAME).await?;
@@ -229,7 +231,7 @@ impl Swarm {
 
     /// A new peer downloads the file; returns the time `get` took. The peer then leaves and its
     /// copy is deleted, so the next run starts from nothing again.
-    async fn fetch_once(&mut self, window: usize) -> Result<Fetch> {
+    async fn fetch_once(&mut self, window: Option<usize>) -> Result<Fetch> {
         self.downloads += 1;
         let id = format!("b{}", self.downloads);
         let peer = start_peer(self.dir.path(), &id, &self.tracker, window).await?;
@@ -266,7 +268,7 @@ impl Swarm {
     }
 }
 
-async fn start_peer(dir: &Path, id: &str, tracker: &Running, window: usize) -> Result<Peer> {
+async fn start_peer(dir: &Path, id: &str, tracker: &Running, window: Option<usize>) -> Result<Peer> {
     let home = dir.join(id);
     std::fs::create_dir_all(home.join("data"))?;
     let config = PeerConfig {
@@ -425,7 +427,7 @@ impl Summary {
         pairs.sort_by(f64::total_cmp);
         if let (Some(low), Some(mid), Some(high)) = (pairs.first(), pairs.get(pairs.len() / 2), pairs.last()) {
             eprintln!(
-                "  p2pq / raw quinn, paired rounds (p2pq with {WINDOW} in flight vs raw's faster of 8 and 64): \
+                "  p2pq / raw quinn, paired rounds (p2pq with its adaptive window vs raw's faster of 8 and 64): \
                  median {mid:.2} (lowest {low:.2}, highest {high:.2}, {} rounds)",
                 pairs.len()
             );

@@ -76,7 +76,7 @@ async fn start_peer(dir: &Path, id: &str, tracker: SocketAddr, certs: &Path) -> 
         heartbeat: Duration::from_secs(5),
         listen: ([127, 0, 0, 1], 0).into(),
         upload_limit: None,
-        window: crate::peer::download::WINDOW,
+        window: None,
     };
     let peer = Peer::start(config).await?;
     tokio::time::timeout(REGISTER_TIMEOUT, peer.registered()).await.context("peer did not register with the tracker")?;

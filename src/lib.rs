@@ -9,13 +9,14 @@
 //! and self-signed certificates pinned by fingerprint, in both directions.
 //!
 //! Modules: [`wire`] (messages and framing), [`tls`] (identity and trust), [`limits`] (caps on
-//! what one client may hold), [`manifest`]
+//! what one client may hold), [`linksim`] (slow, long and lossy links for tests and benches), [`manifest`]
 //! (content addressing), [`store`] (files on disk), [`partial`] (unfinished downloads and resume), [`logbook`] (user-facing logs), [`console`]
 //! (prompt plumbing), [`tracker`] and [`peer`] (the two programs), [`demo`].
 
 pub mod console;
 pub mod demo;
 pub mod limits;
+pub mod linksim;
 pub mod logbook;
 pub mod manifest;
 pub mod partial;

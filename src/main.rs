@@ -195,7 +195,7 @@ fn peer_config(command: Command) -> Option<PeerConfig> {
         data_dir,
         heartbeat,
         upload_limit,
-        window: p2pq::peer::download::WINDOW,
+        window: None,
     })
 }
 

@@ -165,12 +165,18 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
 /// learns at its next packet that we are back and reconnects at once, instead of waiting out
 /// an idle timeout.
 pub fn endpoint(id: &Identity, server: quinn::ServerConfig, addr: SocketAddr) -> Result<quinn::Endpoint> {
+    let socket = udp_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime"))?;
+    endpoint_on(id, server, runtime.wrap_udp_socket(socket)?)
+}
+
+/// Like [`endpoint`], on a socket the caller made (a simulated link in tests and benches).
+pub fn endpoint_on(id: &Identity, server: quinn::ServerConfig, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<quinn::Endpoint> {
     let secret = blake3::derive_key("p2pq 2026-11 stateless reset key", id.key.secret_der());
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
     let config = quinn::EndpointConfig::new(Arc::new(key));
-    let socket = udp_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime"))?;
-    Ok(quinn::Endpoint::new(config, Some(server), socket, runtime)?)
+    Ok(quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime)?)
 }
 
 /// Transport of a server's incoming connections: small receive windows (clients only send
@@ -202,7 +208,7 @@ fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
 /// A UDP socket with large kernel buffers. Loopback and LAN transfers run faster than the
 /// default (~200 KiB) buffers drain, and every overflow is a lost packet QUIC must resend;
 /// 4 MiB holds a full flow-control window. The kernel caps the request at `net.core.rmem_max`.
-fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {

@@ -59,7 +59,7 @@ pub struct Context<'a> {
     /// Stops the download; what was verified is checkpointed first, so a later get resumes.
     pub cancel: tokio_util::sync::CancellationToken,
     /// Chunk requests kept in flight per holder.
-    pub window: usize,
+    pub window: Option<usize>,
 }
 
 /// A finished download.
@@ -210,7 +210,7 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
 /// Pulls every missing chunk, refilling each holder's window as chunks land and keeping the
 /// resume state current. Returns chunks per holder.
 async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool]) -> Result<Vec<(String, u32)>> {
-    let mut plan = Scheduler::new(job.manifest.count(), links.len(), ctx.window.max(1), |i| have[i as usize]);
+    let mut plan = Scheduler::new(job.manifest.count(), links.len(), ctx.window.unwrap_or(WINDOW).max(1), |i| have[i as usize]);
     let mut tasks = JoinSet::new();
     let mut checkpoints = Checkpoints::default();
     refill(&mut plan, links, job, &mut tasks);

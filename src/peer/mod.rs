@@ -64,8 +64,9 @@ pub struct PeerConfig {
     pub listen: SocketAddr,
     /// Upload limit in bytes per second, across all downloaders.
     pub upload_limit: Option<u64>,
-    /// Chunk requests a download keeps in flight per holder ([`download::WINDOW`] by default).
-    pub window: usize,
+    /// Chunk requests a download keeps in flight per holder: `None` (the default) follows each
+    /// holder's measured rate and round trip; a number fixes it (benches compare depths).
+    pub window: Option<usize>,
 }
 
 /// A running peer; cheap to clone.
@@ -137,14 +138,27 @@ pub struct Got {
 }
 
 impl Peer {
-    /// Brings the peer up: certificate, endpoint, serving loop, tracker link.
+    /// Brings the peer up: certificate, endpoint on `config.listen`, serving loop, tracker link.
     pub async fn start(config: PeerConfig) -> Result<Peer> {
+        Peer::start_with(config, |identity, server, listen| tls::endpoint(identity, server, listen)).await
+    }
+
+    /// Like [`Peer::start`], on a socket the caller made (tests and benches pass a
+    /// [`crate::linksim`] socket); `config.listen` is not used.
+    pub async fn start_on(config: PeerConfig, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<Peer> {
+        Peer::start_with(config, move |identity, server, _| tls::endpoint_on(identity, server, socket)).await
+    }
+
+    async fn start_with(
+        config: PeerConfig,
+        bind: impl FnOnce(&Identity, quinn::ServerConfig, SocketAddr) -> Result<quinn::Endpoint>,
+    ) -> Result<Peer> {
         wire::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
         let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
         let tracker_cert = config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0);
         let tracker_fp = tls::pinned_fingerprint(&tracker_cert)?;
         let server = tls::server_config(&identity, PEER_ALPN)?;
-        let endpoint = tls::endpoint(&identity, server, config.listen)?;
+        let endpoint = bind(&identity, server, config.listen)?;
         let link = Arc::new(TrackerLink::new(config.tracker, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");

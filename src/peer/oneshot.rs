@@ -137,7 +137,7 @@ async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, downloa
         heartbeat: HEARTBEAT,
         listen: link.listen.unwrap_or(unspecified),
         upload_limit: None,
-        window: crate::peer::download::WINDOW,
+        window: None,
     };
     let peer = Peer::start(config).await?;
     if let Some(notices) = peer.take_notices() {

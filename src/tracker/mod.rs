@@ -170,11 +170,20 @@ impl Running {
     }
 }
 
-/// Loads or makes the certificate, binds, and serves in the background.
+/// Loads or makes the certificate, binds `config.listen`, and serves in the background.
 pub async fn start(config: &TrackerConfig) -> Result<Running> {
+    start_with(config, |identity, server| tls::endpoint(identity, server, config.listen)).await
+}
+
+/// Like [`start`], on a socket the caller made (a [`crate::linksim`] socket in tests).
+pub async fn start_on(config: &TrackerConfig, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<Running> {
+    start_with(config, move |identity, server| tls::endpoint_on(identity, server, socket)).await
+}
+
+async fn start_with(config: &TrackerConfig, bind: impl FnOnce(&Identity, quinn::ServerConfig) -> Result<quinn::Endpoint>) -> Result<Running> {
     let identity = Identity::load_or_create(&config.certs, "tracker")?;
     let server = tls::server_config(&identity, TRACKER_ALPN)?;
-    let endpoint = tls::endpoint(&identity, server, config.listen)?;
+    let endpoint = bind(&identity, server)?;
     let tracker = Tracker::new(&config.state_dir, config.peer_timeout)?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
