@@ -34,13 +34,16 @@ const KEEP_ALIVE: Duration = Duration::from_secs(3);
 pub const MAX_UNI_STREAMS: u32 = 256;
 /// Concurrent bidirectional streams: control requests are short, a few suffice.
 const MAX_BIDI_STREAMS: u32 = 32;
-/// Per-stream receive window: a whole default chunk plus headroom, so a chunk never waits on a
-/// window update.
-const STREAM_WINDOW: u32 = 1 << 20;
+/// Per-stream receive window: a whole chunk of a file up to 32 GiB (1 MiB) plus headroom, so a
+/// chunk never waits on a window update.
+const STREAM_WINDOW: u32 = 2 << 20;
 /// Kernel send and receive buffer asked for each UDP socket.
 const SOCKET_BUFFER: usize = 4 << 20;
 /// Per-connection receive window; bounds the bytes one holder can have in flight towards us.
-const CONNECTION_WINDOW: u32 = 16 << 20;
+/// At least the bandwidth-delay product of the fastest link we aim to fill, 1 Gbit/s at 100 ms
+/// (12.5 MB), with room for the congestion window to overshoot it; as deep as the most a
+/// download keeps in flight at one holder (`window::MAX_BYTES`).
+const CONNECTION_WINDOW: u32 = 32 << 20;
 /// What a server lets a client send it unread, per stream and per connection. Clients of both
 /// servers send only small requests (the largest, a `Register` listing every shared file, flows
 /// through in steps), so a small window bounds what hundreds of hostile connections can make us
@@ -49,9 +52,10 @@ const SERVER_STREAM_WINDOW: u32 = 64 << 10;
 /// See [`SERVER_STREAM_WINDOW`].
 const SERVER_CONNECTION_WINDOW: u32 = 256 << 10;
 /// Bytes a server buffers for one connection before the other side acknowledges them: what a
-/// downloader granting huge windows and reading slowly can make a holder hold. 4 MiB is well
-/// above the bandwidth-delay product of a LAN or a fast WAN link, so throughput does not suffer.
-const SERVER_SEND_WINDOW: u64 = 4 << 20;
+/// downloader granting huge windows and reading slowly can make a holder hold, and what one
+/// holder can have on the wire to one downloader. 16 MiB covers the bandwidth-delay product of
+/// 1 Gbit/s at 100 ms (12.5 MB); 4 MiB capped such a link at 40 MB/s.
+const SERVER_SEND_WINDOW: u64 = 16 << 20;
 /// Request streams a peer may have open towards the tracker at once (heartbeat, share, get…).
 const TRACKER_BIDI_STREAMS: u32 = 16;
 /// Connection attempts waiting for the accept loop, and the bytes each may buffer meanwhile:
