@@ -1,8 +1,9 @@
 //! The swarm download: one file pulled from every live holder at once.
 //!
 //! The downloader connects to each holder (pinning the fingerprint the tracker reported),
-//! fetches the manifest from the first that gives one matching the file id, then keeps
-//! [`WINDOW`] chunk requests in flight per holder. Each chunk arrives on its own unidirectional
+//! fetches the manifest from the first that gives one matching the file id, then keeps each
+//! holder's window of chunk requests in flight (it follows that holder's link: see
+//! [`super::window`]). Each chunk arrives on its own unidirectional
 //! stream, is verified against the manifest off the async runtime, and only then written at its
 //! offset in the partial file. Failures go back to the [`Scheduler`], which hands the chunk to
 //! another holder and strikes or drops the one that failed. Chunks an interrupted attempt left
@@ -28,13 +29,6 @@ use crate::store::StoreError;
 use crate::tls::{self, Identity};
 use crate::wire::{FileId, FileMatch, Holder, PEER_ALPN};
 
-/// Chunk requests in flight per holder: as many as a holder sends one peer at once
-/// (`gate::SENDS_PER_PEER`). On loopback 8 already keeps the link busy (8, 16, 32 and 64
-/// measured alike), but what is in flight bounds a holder's rate to WINDOW x 256 KiB per round
-/// trip: 40 MB/s at 100 ms with 16, 20 with 8. Requests waiting cost the downloader no memory.
-/// A holder with a low `--upload-limit` shares it among all of them, so its stream timeout
-/// grows with the limit (`serve.rs`) and a chunk may take up to `holder::CHUNK_TIMEOUT`.
-pub const WINDOW: usize = super::gate::SENDS_PER_PEER;
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Verified bytes after which the resume state is brought up to date anyway. Syncing as the
@@ -58,8 +52,6 @@ pub struct Context<'a> {
     pub pool: Arc<HolderPool>,
     /// Stops the download; what was verified is checkpointed first, so a later get resumes.
     pub cancel: tokio_util::sync::CancellationToken,
-    /// Chunk requests kept in flight per holder.
-    pub window: Option<usize>,
 }
 
 /// A finished download.
@@ -210,7 +202,7 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
 /// Pulls every missing chunk, refilling each holder's window as chunks land and keeping the
 /// resume state current. Returns chunks per holder.
 async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool]) -> Result<Vec<(String, u32)>> {
-    let mut plan = Scheduler::new(job.manifest.count(), links.len(), ctx.window.unwrap_or(WINDOW).max(1), |i| have[i as usize]);
+    let mut plan = Scheduler::new(job.manifest.count(), links.len(), 1, |i| have[i as usize]);
     let mut tasks = JoinSet::new();
     let mut checkpoints = Checkpoints::default();
     refill(&mut plan, links, job, &mut tasks);
@@ -282,9 +274,10 @@ impl Checkpoints {
 
 type ChunkResult = (usize, u32, Instant, Result<(), FetchError>);
 
-/// Gives every holder work up to its window.
+/// Gives every holder work up to its window, as its link measures it now.
 fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mut JoinSet<ChunkResult>) {
     for (holder, link) in links.iter().enumerate() {
+        plan.set_window(holder, link.window(job.manifest.chunk_size.into()));
         while let Some(index) = plan.next(holder) {
             let (link, job) = (link.clone(), job.clone());
             tasks.spawn(async move {

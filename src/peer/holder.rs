@@ -3,40 +3,52 @@
 //! Chunk requests go out on unidirectional streams; the holder answers each on a new
 //! unidirectional stream that starts with a [`ChunkHeader`]. A router task reads each incoming
 //! stream's header and hands the stream to the fetch waiting for that (file, chunk); streams
-//! nobody asked for are stopped. A fetch gives up when the holder goes quiet for
-//! [`STALL_TIMEOUT`], so a killed or stalled holder costs seconds, not minutes.
+//! nobody asked for are stopped.
+//!
+//! A holder is judged by its link, not by one request. It sends a downloader's chunks one
+//! after another, so a request may rightly wait behind many others; what counts is whether
+//! anything at all arrives from the holder while we wait for it. Only silence on the whole
+//! link for [`HolderLink::stall_timeout`] (derived from the round trip and the measured rate,
+//! never under [`STALL_FLOOR`]) fails the requests waiting on it, and then the holder is
+//! dropped for the download. A slow holder that keeps delivering keeps its work, and how much
+//! work it gets follows its link ([`Window`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream};
-use tokio::sync::oneshot;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 
 use super::scheduler::Penalty;
+use super::window::Window;
 use crate::manifest::Manifest;
 use crate::store::StoreError;
 use crate::tls;
 use crate::wire::{self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 
-/// Time to connect to a holder.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time for a holder to send the manifest.
-const MANIFEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest a requested chunk may go without a single byte arriving (its header included).
-/// Long enough for a busy holder on a slow link, short enough that a dead one is left quickly.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Chunk requests outstanding at once on one holder connection, however many downloads share
-/// it: what a holder sends to one peer at once (`gate::SENDS_PER_PEER`).
-const IN_FLIGHT_PER_HOLDER: usize = super::gate::SENDS_PER_PEER;
-/// Longest one chunk may take in all, however slowly it trickles in.
-/// A holder pacing uploads to 15 KB/s takes ~280 s for 16 chunks of 256 KiB at once; a holder
-/// that merely trickles is outrun long before by the others (endgame racing).
-pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time to connect to a holder: a handshake over a long, lossy link may lose its first
+/// packets, and quinn's retries back off from one second.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least silence, with requests waiting, after which a holder counts as gone: long enough for
+/// a busy holder's disk and a few lost packets, short enough that a dead one is left quickly.
+pub const STALL_FLOOR: Duration = Duration::from_secs(5);
+/// Round trips of silence after which a holder counts as gone: QUIC's loss recovery backs off
+/// over a few probe timeouts of about one round trip each before it gives up on a burst.
+const STALL_RTTS: u32 = 8;
+/// Bytes a holder pacing its uploads may send in one go (`throttle::SLICE`); silence of a few
+/// such slices at the measured rate is still a holder at work.
+const STALL_BYTES: f64 = 4.0 * super::throttle::SLICE as f64;
+/// Time for a chunk stream's header once the stream has arrived (the header comes first).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why one chunk did not arrive from one holder.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +59,8 @@ pub enum FetchError {
     /// The holder said no.
     #[error("refused: {0}")]
     Refused(String),
-    /// Nothing arrived for too long.
-    #[error("stalled: nothing for {0:?}")]
+    /// Nothing at all arrived from the holder for too long while we waited for it.
+    #[error("silent for {0:.1?} while chunks were due")]
     Stalled(Duration),
     /// Wrong length, cut short, or failed verification.
     #[error("{0}")]
@@ -59,10 +71,11 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// How the scheduler should treat the holder for it.
+    /// How the scheduler should treat the holder for it: real silence, a refusal or a lost
+    /// connection drop it; wrong bytes are a strike.
     pub fn penalty(&self) -> Penalty {
         match self {
-            FetchError::Gone(_) | FetchError::Refused(_) => Penalty::Drop,
+            FetchError::Gone(_) | FetchError::Refused(_) | FetchError::Stalled(_) => Penalty::Drop,
             _ => Penalty::Strike,
         }
     }
@@ -79,12 +92,19 @@ type Pending = Arc<Mutex<PendingMap>>;
 #[derive(Default)]
 pub struct HolderPool {
     slots: Mutex<HashMap<(SocketAddr, Fingerprint), Slot>>,
+    /// Chunks in flight per holder if fixed; `None` follows each link.
+    window: Option<usize>,
 }
 
 /// The link to one holder; the async lock makes concurrent downloads wait for one handshake.
 type Slot = Arc<tokio::sync::Mutex<Weak<HolderLink>>>;
 
 impl HolderPool {
+    /// A pool whose links keep `window` chunks in flight, or follow the link if `None`.
+    pub fn new(window: Option<usize>) -> HolderPool {
+        HolderPool { slots: Mutex::default(), window }
+    }
+
     /// A live connection to `holder`: the one in use if there is one, else a new one.
     pub async fn link(&self, endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<Arc<HolderLink>> {
         let slot = self.slot(holder);
@@ -92,7 +112,7 @@ impl HolderPool {
         if let Some(link) = current.upgrade().filter(|l| l.conn.close_reason().is_none()) {
             return Ok(link);
         }
-        let link = Arc::new(HolderLink::connect(endpoint, config, holder).await?);
+        let link = Arc::new(HolderLink::connect(endpoint, config, holder, self.window).await?);
         *current = Arc::downgrade(&link);
         Ok(link)
     }
@@ -113,8 +133,38 @@ pub struct HolderLink {
     conn: Connection,
     pending: Pending,
     router: tokio::task::JoinHandle<()>,
-    /// Chunk requests outstanding on this connection, across the downloads sharing it.
-    in_flight: tokio::sync::Semaphore,
+    state: Arc<Mutex<LinkState>>,
+    /// Woken when a chunk request ends, for fetches waiting for room in the window.
+    turns: Notify,
+}
+
+/// What one link has in flight and when it was last heard from.
+struct LinkState {
+    window: Window,
+    /// Chunk requests outstanding, across the downloads sharing the link.
+    in_flight: usize,
+    /// Requests of any kind waiting for an answer; silence counts only while there are some.
+    waiting: usize,
+    /// When bytes last arrived, or the link last went from idle to waiting.
+    heard: Instant,
+}
+
+impl LinkState {
+    fn heard(&mut self, bytes: u64) {
+        self.heard = Instant::now();
+        self.window.delivered(bytes);
+    }
+
+    /// How long the link has been silent while we waited for it.
+    fn silent_for(&self) -> Duration {
+        if self.waiting == 0 { Duration::ZERO } else { self.heard.elapsed() }
+    }
+}
+
+type State = Arc<Mutex<LinkState>>;
+
+fn state(state: &State) -> MutexGuard<'_, LinkState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for HolderLink {
@@ -124,28 +174,109 @@ impl Drop for HolderLink {
     }
 }
 
+/// One request waiting on a link, counted while it lives.
+struct Waiting<'a>(&'a State);
+
+impl<'a> Waiting<'a> {
+    fn new(link: &'a State) -> Waiting<'a> {
+        let mut s = state(link);
+        if s.waiting == 0 {
+            s.heard = Instant::now();
+        }
+        s.waiting += 1;
+        Waiting(link)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        state(self.0).waiting -= 1;
+    }
+}
+
+/// A chunk request's place in the window, given back on drop.
+struct Turn<'a>(&'a HolderLink);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        state(&self.0.state).in_flight -= 1;
+        self.0.turns.notify_waiters();
+    }
+}
+
 impl HolderLink {
     /// Connects to `holder`, pinning its fingerprint through `config`.
-    async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<HolderLink> {
+    async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder, window: Option<usize>) -> Result<HolderLink> {
         let connecting = endpoint.connect_with(config, holder.addr, tls::SERVER_NAME)?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.context("timed out")??;
         let pending = Pending::default();
-        let router = tokio::spawn(route(conn.clone(), pending.clone()));
-        let in_flight = tokio::sync::Semaphore::new(IN_FLIGHT_PER_HOLDER);
-        Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router, in_flight })
+        let now = Instant::now();
+        let state = Arc::new(Mutex::new(LinkState { window: Window::new(window, now), in_flight: 0, waiting: 0, heard: now }));
+        let router = tokio::spawn(route(conn.clone(), pending.clone(), state.clone()));
+        Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router, state, turns: Notify::new() })
     }
 
     fn lock(&self) -> MutexGuard<'_, PendingMap> {
         lock(&self.pending)
     }
 
+    /// Chunks of `chunk_len` bytes to keep in flight at this holder now.
+    pub fn window(&self, chunk_len: u64) -> usize {
+        let mut s = state(&self.state);
+        s.window.observe(Instant::now(), self.conn.rtt());
+        s.window.chunks(chunk_len)
+    }
+
+    /// Silence after which the holder counts as gone: [`STALL_RTTS`] round trips, or a few
+    /// pacing slices at the rate it has been delivering, and never under [`STALL_FLOOR`].
+    pub fn stall_timeout(&self) -> Duration {
+        let rate = state(&self.state).window.rate();
+        let paced = if rate > 0.0 { Duration::from_secs_f64((STALL_BYTES / rate).min(3600.0)) } else { Duration::ZERO };
+        STALL_FLOOR.max(self.conn.rtt() * STALL_RTTS).max(paced)
+    }
+
+    /// Runs `work` (a request to the holder) until it ends, or until the link has been silent
+    /// for [`HolderLink::stall_timeout`] while requests wait on it.
+    async fn heard_within<F: Future>(&self, work: F) -> Result<F::Output, FetchError> {
+        let _waiting = Waiting::new(&self.state);
+        let mut work = std::pin::pin!(work);
+        loop {
+            let (limit, silent) = (self.stall_timeout(), state(&self.state).silent_for());
+            if silent >= limit {
+                return Err(FetchError::Stalled(silent));
+            }
+            if let Ok(done) = tokio::time::timeout(limit - silent, &mut work).await {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Waits for room in the window for a chunk of `len` bytes.
+    async fn turn(&self, len: u64) -> Turn<'_> {
+        loop {
+            let notified = self.turns.notified();
+            let room = self.window(len);
+            {
+                let mut s = state(&self.state);
+                if s.in_flight < room {
+                    s.in_flight += 1;
+                    return Turn(self);
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Fetches the manifest of `id` and checks that it hashes to `id`.
     pub async fn manifest(&self, id: FileId) -> Result<Manifest> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
-        wire::write_frame(&mut send, &PeerRequest::Manifest { version: PROTOCOL_VERSION, id }).await?;
-        send.finish()?;
-        let reply = tokio::time::timeout(MANIFEST_TIMEOUT, wire::read_frame(&mut recv, MAX_MANIFEST_FRAME));
-        let manifest = match reply.await.context("timed out")?? {
+        let reply = self.heard_within(async {
+            let (mut send, recv) = self.conn.open_bi().await?;
+            wire::write_frame(&mut send, &PeerRequest::Manifest { version: PROTOCOL_VERSION, id }).await?;
+            send.finish()?;
+            let mut heard = Heard { stream: recv, state: &self.state };
+            anyhow::Ok(wire::read_frame(&mut heard, MAX_MANIFEST_FRAME).await?)
+        });
+        let manifest = match reply.await?? {
             ManifestReply::Manifest(manifest) => manifest,
             ManifestReply::Error(reason) => bail!("{reason}"),
         };
@@ -156,14 +287,14 @@ impl HolderLink {
     /// Fetches chunk `index` of `id`, which must be `len` bytes (unverified), as the pieces
     /// quinn received it in.
     pub async fn chunk(&self, id: FileId, index: u32, len: u64) -> Result<Pieces, FetchError> {
-        // Past what the holder sends at once, a request would only queue there and run down its
-        // stall timer; it waits here instead, where waiting is not a fault.
-        let _turn = self.in_flight.acquire().await.map_err(|_| FetchError::Gone("link closed".into()))?;
+        // Past the window, a request would only queue at the holder; it waits here instead,
+        // where waiting is not a fault.
+        let _turn = self.turn(len).await;
         let (tx, rx) = oneshot::channel();
         self.lock().entry((id, index)).or_default().push_back(tx);
-        let result = tokio::time::timeout(CHUNK_TIMEOUT, self.receive(id, index, len, rx)).await;
+        let result = self.heard_within(self.receive(id, index, len, rx)).await;
         forget_closed(&mut self.lock(), (id, index));
-        result.map_err(|_| FetchError::Stalled(CHUNK_TIMEOUT))?
+        result?
     }
 
     async fn receive(&self, id: FileId, index: u32, want: u64, rx: oneshot::Receiver<(ChunkHeader, RecvStream)>) -> Result<Pieces, FetchError> {
@@ -171,16 +302,32 @@ impl HolderLink {
         let mut request = self.conn.open_uni().await.map_err(|e| gone(&e))?;
         wire::write_frame(&mut request, &PeerRequest::Chunk { id, index }).await.map_err(|e| gone(&e))?;
         let _ = request.finish();
-        let answer = tokio::time::timeout(STALL_TIMEOUT, rx).await.map_err(|_| FetchError::Stalled(STALL_TIMEOUT))?;
-        let (header, mut stream) = answer.map_err(|_| FetchError::Gone("connection closed".into()))?;
+        let (header, mut stream) = rx.await.map_err(|_| FetchError::Gone("connection closed".into()))?;
         let len = header.result.map_err(FetchError::Refused)? as u64;
         if len != want {
             return Err(FetchError::Corrupt(format!("chunk {index} announced as {len} bytes, expected {want}")));
         }
-        read_steadily(&mut stream, len as usize).await.map_err(|e| match e {
+        read_whole(&mut stream, len as usize, &self.state).await.map_err(|e| match e {
             FetchError::Corrupt(why) => FetchError::Corrupt(format!("chunk {index}: {why}")),
             other => other,
         })
+    }
+}
+
+/// A stream that counts what it reads as heard from the link (for the manifest).
+struct Heard<'a> {
+    stream: RecvStream,
+    state: &'a State,
+}
+
+impl AsyncRead for Heard<'_> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            state(self.state).heard(0);
+        }
+        polled
     }
 }
 
@@ -204,21 +351,22 @@ impl Pieces {
     }
 }
 
-/// Reads exactly `len` bytes from `stream`, failing if it goes quiet for [`STALL_TIMEOUT`].
-/// Takes quinn's buffers as they are, many per lock of the connection (one at a time, every
-/// ~1 KiB frame contended with the connection driver), and copies nothing: the copy into one
-/// contiguous buffer happens on a blocking thread, off the thread that drives the connection.
-async fn read_steadily(stream: &mut RecvStream, len: usize) -> Result<Pieces, FetchError> {
+/// Reads exactly `len` bytes from `stream` and its end, counting what arrives as heard on the
+/// link (silence is judged there, by the caller). Takes quinn's buffers as they are, many per
+/// lock of the connection (one at a time, every ~1 KiB frame contended with the connection
+/// driver), and copies nothing: the copy into one contiguous buffer happens on a blocking
+/// thread, off the thread that drives the connection.
+async fn read_whole(stream: &mut RecvStream, len: usize, link: &State) -> Result<Pieces, FetchError> {
     let mut pieces = Vec::with_capacity(len / 1024 + 1);
     let mut batch: [Bytes; PIECES_PER_READ] = Default::default();
     let mut got = 0;
     while got < len {
-        let count = match tokio::time::timeout(STALL_TIMEOUT, stream.read_chunks(&mut batch)).await {
-            Err(_) => return Err(FetchError::Stalled(STALL_TIMEOUT)),
-            Ok(Ok(Some(count))) => count,
-            Ok(Ok(None)) => return Err(FetchError::Corrupt(format!("cut short at {got} of {len} bytes"))),
-            Ok(Err(e)) => return Err(FetchError::Corrupt(format!("stream failed: {e}"))),
+        let count = match stream.read_chunks(&mut batch).await {
+            Ok(Some(count)) => count,
+            Ok(None) => return Err(FetchError::Corrupt(format!("cut short at {got} of {len} bytes"))),
+            Err(e) => return Err(FetchError::Corrupt(format!("stream failed: {e}"))),
         };
+        let before = got;
         for piece in &mut batch[..count] {
             got += piece.len();
             if got > len {
@@ -226,13 +374,13 @@ async fn read_steadily(stream: &mut RecvStream, len: usize) -> Result<Pieces, Fe
             }
             pieces.push(std::mem::take(piece));
         }
+        state(link).heard((got - before) as u64);
     }
     // The stream must end there: a holder that goes on is not sending what it announced.
-    match tokio::time::timeout(STALL_TIMEOUT, stream.read_chunk(1, true)).await {
-        Ok(Ok(None)) => Ok(Pieces(pieces)),
-        Ok(Ok(Some(_))) => Err(FetchError::Corrupt(format!("longer than the {len} bytes announced"))),
-        Ok(Err(e)) => Err(FetchError::Corrupt(format!("stream failed: {e}"))),
-        Err(_) => Err(FetchError::Stalled(STALL_TIMEOUT)),
+    match stream.read_chunk(1, true).await {
+        Ok(None) => Ok(Pieces(pieces)),
+        Ok(Some(_)) => Err(FetchError::Corrupt(format!("longer than the {len} bytes announced"))),
+        Err(e) => Err(FetchError::Corrupt(format!("stream failed: {e}"))),
     }
 }
 
@@ -263,17 +411,18 @@ fn lock(pending: &Pending) -> MutexGuard<'_, PendingMap> {
 
 /// Hands each incoming chunk stream to the fetch waiting for it; unsolicited streams are
 /// stopped. When the connection ends, every waiting fetch learns at once.
-async fn route(conn: Connection, pending: Pending) {
+async fn route(conn: Connection, pending: Pending, link: State) {
     let mut headers = JoinSet::new();
     while let Ok(mut stream) = conn.accept_uni().await {
         while headers.try_join_next().is_some() {}
-        let pending = pending.clone();
+        let (pending, link) = (pending.clone(), link.clone());
         headers.spawn(async move {
-            let header = tokio::time::timeout(STALL_TIMEOUT, wire::read_frame::<_, ChunkHeader>(&mut stream, MAX_FRAME)).await;
+            let header = tokio::time::timeout(HEADER_TIMEOUT, wire::read_frame::<_, ChunkHeader>(&mut stream, MAX_FRAME)).await;
             let Ok(Ok(header)) = header else {
                 let _ = stream.stop(close::PROTOCOL);
                 return;
             };
+            state(&link).heard(0);
             let waiter = next_waiter(&mut lock(&pending), (header.id, header.index));
             match waiter {
                 Some(waiter) => {

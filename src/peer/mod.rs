@@ -17,6 +17,7 @@ pub mod scheduler;
 pub mod serve;
 pub mod throttle;
 mod tracker_link;
+pub mod window;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -164,6 +165,7 @@ impl Peer {
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
         let (shares, withdrawn) = Shares::with_upload_limit(config.upload_limit);
+        let holders = Arc::new(holder::HolderPool::new(config.window));
         let inner = Inner {
             config,
             identity,
@@ -175,7 +177,7 @@ impl Peer {
             tasks: Mutex::new(Vec::new()),
             refusal: Arc::default(),
             notices: Mutex::new(Some(link_notices)),
-            holders: Arc::default(),
+            holders,
             downloading: Arc::default(),
             transfers: progress::Transfers::default(),
         };
@@ -303,7 +305,6 @@ impl Peer {
             events,
             pool: self.inner.holders.clone(),
             cancel: cancel.clone(),
-            window: self.inner.config.window,
         };
         let outcome = download::download(&ctx, &target).await;
         drop(ctx);

@@ -1,7 +1,7 @@
 //! Which chunk to ask which holder for: plain state, no I/O.
 //!
-//! Each chunk is needed, in flight at one holder, or done. Each holder gets up to `window`
-//! chunks in flight. A chunk that fails goes back to the front of the queue so another holder
+//! Each chunk is needed, in flight at one holder, or done. Each holder gets up to its window
+//! of chunks in flight (set from its link as the download goes, see [`Scheduler::set_window`]). A chunk that fails goes back to the front of the queue so another holder
 //! picks it up next; a holder is struck for each failure and dropped for this download after
 //! [`MAX_STRIKES`], or at once when its connection is gone. In the endgame, when nothing is
 //! left to hand out, an idle holder may race a slow one for a chunk still in flight: whichever
@@ -27,6 +27,7 @@ enum Chunk {
 #[derive(Clone, Debug, Default)]
 struct HolderState {
     in_flight: usize,
+    window: usize,
     strikes: u32,
     dropped: bool,
     delivered: u32,
@@ -52,25 +53,32 @@ pub struct Scheduler {
     failed_by: Vec<u32>,
     holders: Vec<HolderState>,
     remaining: usize,
-    window: usize,
 }
 
 impl Scheduler {
-    /// A plan for `count` chunks over `holders` holders, `window` chunks in flight per holder;
-    /// chunks already `have` are not fetched.
+    /// A plan for `count` chunks over `holders` holders, `window` chunks in flight per holder
+    /// to begin with; chunks already `have` are not fetched.
     pub fn new(count: u32, holders: usize, window: usize, have: impl Fn(u32) -> bool) -> Scheduler {
         let chunks: Vec<Chunk> = (0..count).map(|i| if have(i) { Chunk::Done } else { Chunk::Needed }).collect();
         let queue: VecDeque<u32> = (0..count).filter(|&i| chunks[i as usize] == Chunk::Needed).collect();
         let remaining = queue.len();
         let slots = vec![[FREE; 2]; count as usize];
         let failed_by = vec![FREE; count as usize];
-        Scheduler { chunks, slots, queue, failed_by, holders: vec![HolderState::default(); holders], remaining, window }
+        let holders = vec![HolderState { window, ..HolderState::default() }; holders];
+        Scheduler { chunks, slots, queue, failed_by, holders, remaining }
+    }
+
+    /// From now on `holder` gets up to `window` chunks in flight (what it has stays).
+    pub fn set_window(&mut self, holder: usize, window: usize) {
+        if let Some(h) = self.holders.get_mut(holder) {
+            h.window = window.max(1);
+        }
     }
 
     /// The next chunk for `holder`, if it may take one.
     pub fn next(&mut self, holder: usize) -> Option<u32> {
         let h = self.holders.get(holder)?;
-        if h.dropped || h.in_flight >= self.window {
+        if h.dropped || h.in_flight >= h.window {
             return None;
         }
         let index = self.take_queued(holder).or_else(|| self.endgame_pick(holder))?;
@@ -217,6 +225,17 @@ mod tests {
         assert!(s.failed(1, i, Penalty::Drop));
         assert_eq!(s.live_holders(), 0);
         assert_eq!(s.remaining(), 8);
+    }
+
+    #[test]
+    fn each_holder_has_its_own_window() {
+        let mut s = Scheduler::new(10, 2, 1, |_| false);
+        s.set_window(0, 3);
+        assert_eq!(std::iter::from_fn(|| s.next(0)).count(), 3);
+        assert_eq!(std::iter::from_fn(|| s.next(1)).count(), 1);
+        s.set_window(0, 1);
+        assert!(s.done(0, 0));
+        assert_eq!(s.next(0), None, "a shrunk window waits until fewer are in flight");
     }
 
     #[test]

@@ -31,9 +31,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 512;
 /// Send priority of manifest replies; chunk streams keep quinn's default, 0.
 const MANIFEST_PRIORITY: i32 = 1;
-/// Longest one request may take from its stream opening to its answer sent: a downloader that
-/// stops reading cannot pin a chunk buffer or a send slot longer than this. With an upload
-/// limit, chunk answers get longer: the time the limit takes to send a peer's share of chunks.
+/// Longest one answer may take to send once it is its turn (a manifest from its stream
+/// opening): a downloader that stops reading cannot pin a chunk buffer or a send slot longer
+/// than this. With an upload limit, chunk answers get longer: the time the limit takes to send
+/// a peer's share of chunks.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A file this peer serves.
@@ -231,19 +232,20 @@ async fn serve_connection(conn: Connection, shares: Shares, sends: Arc<Semaphore
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     let answer = answer_manifest(send, recv, shares.clone(), sends.clone());
-                    streams.spawn(tokio::time::timeout(STREAM_TIMEOUT, answer));
+                    streams.spawn(async move {
+                        let _ = tokio::time::timeout(STREAM_TIMEOUT, answer).await;
+                    });
                 }
                 Err(_) => break,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     let (conn, shares, sends) = (conn.clone(), shares.clone(), sends.clone());
-                    let limit = shares.chunk_timeout();
-                    streams.spawn(tokio::time::timeout(limit, async move {
+                    streams.spawn(async move {
                         if let Err(err) = answer_chunk(conn, recv, shares, sends).await {
                             tracing::debug!("chunk request failed: {err:#}");
                         }
-                    }));
+                    });
                 }
                 Err(_) => break,
             },
@@ -297,12 +299,24 @@ async fn send_frame(send: &mut SendStream, frame: Bytes) {
 }
 
 /// Reads a chunk request and sends the chunk on a new unidirectional stream.
+///
+/// The request waits its turn among the downloader's others (its send permits) for as long as
+/// it takes: chunks go out one after another, and on a slow link the last of a downloader's
+/// requests rightly waits for the ones before it. Once it is this chunk's turn, reading and
+/// sending it must finish within [`Shares::chunk_timeout`], so a downloader that stops reading
+/// cannot pin a buffer and a permit.
 async fn answer_chunk(conn: Connection, mut recv: RecvStream, shares: Shares, sends: Arc<Semaphore>) -> Result<()> {
     let (id, index) = match read_request(&mut recv).await? {
         PeerRequest::Chunk { id, index } => (id, index),
         PeerRequest::Manifest { .. } => bail!("manifest request on a chunk stream"),
     };
     let _permit = sends.acquire().await?;
+    let limit = shares.chunk_timeout();
+    tokio::time::timeout(limit, send_chunk(conn, shares, id, index)).await.context("downloader too slow to take the chunk")?
+}
+
+/// Reads chunk `index` of `id` and sends it (or why not) on a new unidirectional stream.
+async fn send_chunk(conn: Connection, shares: Shares, id: FileId, index: u32) -> Result<()> {
     let result = read_chunk(&shares, &id, index).await;
     let mut out = conn.open_uni().await?;
     let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
