@@ -108,10 +108,10 @@ impl Scheduler {
     /// `holder` delivered `index`, verified. Returns false if another racer was first.
     pub fn done(&mut self, holder: usize, index: u32) -> bool {
         self.release(holder, index);
-        self.holders[holder].delivered += 1;
         if self.chunks[index as usize] == Chunk::Done {
             return false;
         }
+        self.holders[holder].delivered += 1;
         self.chunks[index as usize] = Chunk::Done;
         self.queue.retain(|&i| i != index);
         self.remaining -= 1;
@@ -165,7 +165,8 @@ impl Scheduler {
         self.holders.iter().filter(|h| !h.dropped).count()
     }
 
-    /// Chunks each holder delivered (including endgame duplicates).
+    /// Chunks each holder delivered first (an endgame racer's late copy does not count), so
+    /// the counts add up to the chunks fetched.
     pub fn delivered(&self, holder: usize) -> u32 {
         self.holders[holder].delivered
     }
@@ -255,6 +256,7 @@ mod tests {
         assert!(s.done(1, 0));
         assert!(!s.done(0, 0));
         assert!(s.is_complete());
+        assert_eq!((s.delivered(0), s.delivered(1)), (0, 1), "only the winner's copy counts");
     }
 
     #[test]
