@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod inproc;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
