@@ -6,13 +6,15 @@
 //! window follows the link: twice the measured bandwidth-delay product (the rate delivered
 //! times the smallest round trip seen) plus [`MARGIN`], in chunks, between [`MIN_CHUNKS`] and
 //! [`MAX_BYTES`]. It starts at [`INITIAL_BYTES`]; while the window is what limits the rate,
-//! each sample sees the rate it allowed and the next window is about twice as deep, so it
-//! grows like slow start until the link, not the window, is the limit.
+//! each sample (one round trip long) sees the rate it allowed and the next window is about
+//! twice as deep, so it grows like slow start until the link, not the window, is the limit.
 
 use std::time::{Duration, Instant};
 
-/// Window before the first rate sample: enough to start a LAN at full speed.
-pub const INITIAL_BYTES: u64 = 1 << 20;
+/// Window before the first rate sample: the fixed window p2pq had before it measured links
+/// (16 chunks of 256 KiB), which starts a LAN at full speed and a long link at 40 MB/s per
+/// 100 ms. On a slow link the surplus only waits at the holder; the first sample shrinks it.
+pub const INITIAL_BYTES: u64 = 4 << 20;
 /// Added to twice the bandwidth-delay product: a chunk being sent and the next one asked for,
 /// so the holder never waits a round trip for its next request.
 pub const MARGIN: u64 = 512 << 10;
@@ -24,8 +26,9 @@ pub const MAX_BYTES: u64 = 32 << 20;
 /// Most chunks in flight at one holder, whatever their size: half the chunk streams a
 /// connection may have open (`tls::MAX_UNI_STREAMS`), so two downloads fit on one link.
 pub const MAX_CHUNKS: usize = 128;
-/// Shortest rate sample: shorter ones measure bursts, not the link.
-const MIN_SAMPLE: Duration = Duration::from_millis(100);
+/// Shortest rate sample: shorter ones measure bursts, not the link. Past it a sample lasts one
+/// round trip, so a window that limits the rate doubles every round trip, as slow start does.
+const MIN_SAMPLE: Duration = Duration::from_millis(50);
 /// Rate samples the window keeps the best of, so one sample where the window went unused (a
 /// pause between downloads, the endgame) does not shrink it at once.
 const SAMPLES: usize = 4;
@@ -59,7 +62,7 @@ impl Window {
         }
         let (since, at) = self.sample;
         let elapsed = now.saturating_duration_since(since);
-        if elapsed < MIN_SAMPLE.max(rtt * 2) {
+        if elapsed < MIN_SAMPLE.max(rtt) {
             return;
         }
         self.rates[self.next_rate] = (self.delivered - at) as f64 / elapsed.as_secs_f64();
@@ -146,7 +149,7 @@ mod tests {
     #[test]
     fn big_chunks_are_counted_by_bytes() {
         let w = Window::new(None, Instant::now());
-        assert_eq!(w.chunks(CHUNK), 4);
-        assert_eq!(w.chunks(4 << 20), MIN_CHUNKS);
+        assert_eq!(w.chunks(CHUNK), 16);
+        assert_eq!(w.chunks(8 << 20), MIN_CHUNKS);
     }
 }
