@@ -141,7 +141,7 @@ pub struct Got {
 impl Peer {
     /// Brings the peer up: certificate, endpoint on `config.listen`, serving loop, tracker link.
     pub async fn start(config: PeerConfig) -> Result<Peer> {
-        Peer::start_with(config, |identity, server, listen| tls::endpoint(identity, server, listen)).await
+        Peer::start_with(config, tls::endpoint).await
     }
 
     /// Like [`Peer::start`], on a socket the caller made (tests and benches pass a
