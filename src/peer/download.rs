@@ -87,9 +87,8 @@ impl Job {
         Ok(())
     }
 
-    /// Fetches chunk `index` from `link`, then verifies and writes it off the runtime.
-    async fn fetch(&self, link: &HolderLink, index: u32) -> Result<(), FetchError> {
-        let data = link.chunk(self.id, index, self.manifest.len_of(index)).await?;
+    /// Verifies and writes chunk `index` off the runtime.
+    async fn verify_and_store(&self, index: u32, data: Pieces) -> Result<(), FetchError> {
         let job = self.clone();
         tokio::task::spawn_blocking(move || job.store(index, &data))
             .await
@@ -199,7 +198,7 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
     bail!("no holder sent a valid manifest ({})", failures.join("; "))
 }
 
-/// Pulls every missing chunk, refilling each holder's window as chunks land and keeping the
+/// Pulls every missing chunk, refilling each holder's window as chunks arrive and keeping the
 /// resume state current. Returns chunks per holder.
 async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool]) -> Result<Vec<(String, u32)>> {
     let mut plan = Scheduler::new(job.manifest.count(), links.len(), 1, |i| have[i as usize]);
@@ -215,16 +214,20 @@ async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[
             let have = job.manifest.count() as usize - plan.remaining();
             bail!("every holder failed or left; {have} of {} chunks verified and kept, get it again to resume", job.manifest.count());
         };
-        let (holder, index, started, result) = joined.context("chunk task failed")?;
-        let landed = match result {
-            Ok(()) if plan.done(holder, index) => chunk_landed(ctx, job, &links[holder].peer_id, index, started),
-            Ok(()) => 0,
-            Err(FetchError::Disk(err)) => return Err(err).context("cannot write the download"),
-            Err(err) => {
-                if plan.failed(holder, index, err.penalty()) {
-                    let note = format!("stopped using peer {} for {}: {err}", links[holder].peer_id, job.name);
-                    let _ = ctx.events.send(Progress::Note(note));
+        let (holder, index, started, step) = joined.context("chunk task failed")?;
+        let landed = match step {
+            Step::Fetched(fetched) => {
+                plan.arrived(holder);
+                match fetched {
+                    Ok(data) => verify_later(&mut plan, job, &mut tasks, (holder, index, started), data),
+                    Err(err) => failed(ctx, &mut plan, job, (holder, &links[holder]), index, err)?,
                 }
+                0
+            }
+            Step::Stored(Ok(())) if plan.done(holder, index) => chunk_landed(ctx, job, &links[holder].peer_id, index, started),
+            Step::Stored(Ok(())) => 0,
+            Step::Stored(Err(err)) => {
+                failed(ctx, &mut plan, job, (holder, &links[holder]), index, err)?;
                 0
             }
         };
@@ -234,6 +237,31 @@ async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[
     checkpoints.settle().await;
     let _ = ctx.events.send(Progress::Done);
     Ok(links.iter().enumerate().map(|(i, l)| (l.peer_id.clone(), plan.delivered(i))).collect())
+}
+
+/// Verifies and stores a chunk that arrived, in the background; an endgame racer's late copy
+/// of a chunk already verified is not checked again.
+fn verify_later(plan: &mut Scheduler, job: &Job, tasks: &mut JoinSet<ChunkResult>, at: (usize, u32, Instant), data: Pieces) {
+    let (holder, index, started) = at;
+    if plan.is_done(index) {
+        plan.done(holder, index);
+        return;
+    }
+    let job = job.clone();
+    tasks.spawn(async move { (holder, index, started, Step::Stored(job.verify_and_store(index, data).await)) });
+}
+
+/// Hands a failed chunk back to the plan; tells the user when that dropped the holder. Our
+/// own disk failing ends the download.
+fn failed(ctx: &Context<'_>, plan: &mut Scheduler, job: &Job, (holder, link): (usize, &HolderLink), index: u32, err: FetchError) -> Result<()> {
+    if let FetchError::Disk(err) = err {
+        return Err(err).context("cannot write the download");
+    }
+    if plan.failed(holder, index, err.penalty()) {
+        let note = format!("stopped using peer {} for {}: {err}", link.peer_id, job.name);
+        let _ = ctx.events.send(Progress::Note(note));
+    }
+    Ok(())
 }
 
 /// Runs resume checkpoints in the background, one at a time, every [`CHECKPOINT_BYTES`] of
@@ -272,7 +300,13 @@ impl Checkpoints {
     }
 }
 
-type ChunkResult = (usize, u32, Instant, Result<(), FetchError>);
+/// Where one chunk's fetch is: its bytes arrived (or not), then it was verified and stored.
+enum Step {
+    Fetched(Result<Pieces, FetchError>),
+    Stored(Result<(), FetchError>),
+}
+
+type ChunkResult = (usize, u32, Instant, Step);
 
 /// Gives every holder work up to its window, as its link measures it now.
 fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mut JoinSet<ChunkResult>) {
@@ -282,8 +316,8 @@ fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mu
             let (link, job) = (link.clone(), job.clone());
             tasks.spawn(async move {
                 let started = Instant::now();
-                let result = job.fetch(&link, index).await;
-                (holder, index, started, result)
+                let fetched = link.chunk(job.id, index, job.manifest.len_of(index)).await;
+                (holder, index, started, Step::Fetched(fetched))
             });
         }
     }

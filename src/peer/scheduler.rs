@@ -26,7 +26,11 @@ enum Chunk {
 
 #[derive(Clone, Debug, Default)]
 struct HolderState {
+    /// Chunks handed to the holder and not yet verified or failed.
     in_flight: usize,
+    /// Of those, the ones whose bytes have not arrived yet: what the window bounds, since a
+    /// chunk being verified no longer occupies the link.
+    receiving: usize,
     window: usize,
     strikes: u32,
     dropped: bool,
@@ -78,7 +82,7 @@ impl Scheduler {
     /// The next chunk for `holder`, if it may take one.
     pub fn next(&mut self, holder: usize) -> Option<u32> {
         let h = self.holders.get(holder)?;
-        if h.dropped || h.in_flight >= h.window {
+        if h.dropped || h.receiving >= h.window {
             return None;
         }
         let index = self.take_queued(holder).or_else(|| self.endgame_pick(holder))?;
@@ -86,7 +90,21 @@ impl Scheduler {
         let slots = &mut self.slots[index as usize];
         slots[usize::from(slots[0] != FREE)] = holder as u32;
         self.holders[holder].in_flight += 1;
+        self.holders[holder].receiving += 1;
         Some(index)
+    }
+
+    /// The fetch of a chunk from `holder` is over on the link (its bytes are here, or it
+    /// failed): the link has room for another, whatever the verification says.
+    pub fn arrived(&mut self, holder: usize) {
+        if let Some(h) = self.holders.get_mut(holder) {
+            h.receiving = h.receiving.saturating_sub(1);
+        }
+    }
+
+    /// Whether chunk `index` is verified already (a racer's late copy need not be checked).
+    pub fn is_done(&self, index: u32) -> bool {
+        self.chunks.get(index as usize) == Some(&Chunk::Done)
     }
 
     /// The first queued chunk `holder` did not just fail; failed chunks sit at the front, so
@@ -136,7 +154,10 @@ impl Scheduler {
     }
 
     fn release(&mut self, holder: usize, index: u32) {
-        self.holders[holder].in_flight -= 1;
+        let h = &mut self.holders[holder];
+        h.in_flight -= 1;
+        // A chunk settled without `arrived` (a caller that skips it) leaves the link too.
+        h.receiving = h.receiving.min(h.in_flight);
         let slots = &mut self.slots[index as usize];
         if slots[0] == holder as u32 {
             *slots = [slots[1], FREE];
@@ -183,8 +204,11 @@ mod tests {
         let b: Vec<u32> = std::iter::from_fn(|| s.next(1)).collect();
         assert_eq!(a, [0, 1, 2]);
         assert_eq!(b, [3, 4, 5]);
+        s.arrived(0);
+        assert_eq!(s.next(0), Some(6), "a chunk being verified leaves room on the link");
+        assert_eq!(s.next(0), None);
         assert!(s.done(0, 0));
-        assert_eq!(s.next(0), Some(6));
+        assert!(s.is_done(0) && !s.is_done(1));
     }
 
     #[test]
@@ -235,6 +259,7 @@ mod tests {
         assert_eq!(std::iter::from_fn(|| s.next(0)).count(), 3);
         assert_eq!(std::iter::from_fn(|| s.next(1)).count(), 1);
         s.set_window(0, 1);
+        s.arrived(0);
         assert!(s.done(0, 0));
         assert_eq!(s.next(0), None, "a shrunk window waits until fewer are in flight");
     }
