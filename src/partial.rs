@@ -108,6 +108,11 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// Whether an earlier attempt left a partial file for `id` in `download_dir`.
+    pub fn exists(download_dir: &Path, id: &FileId) -> bool {
+        download_dir.join(PARTIAL_DIR).join(format!("{}.part", id.to_hex())).exists()
+    }
+
     /// Opens the partial file for `id` (creating it, sized for `manifest`) that will become
     /// `name`. Returns it with the chunks the resume state claims are already in.
     pub fn open(download_dir: &Path, id: &FileId, name: &str, manifest: &Manifest) -> Result<(Partial, Vec<u32>), StoreError> {

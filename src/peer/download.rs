@@ -27,7 +27,7 @@ use crate::manifest::Manifest;
 use crate::partial::Partial;
 use crate::store::StoreError;
 use crate::tls::{self, Identity};
-use crate::wire::{FileId, FileMatch, Holder, PEER_ALPN};
+use crate::wire::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
 
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -119,7 +119,7 @@ impl Job {
 /// attempt left.
 pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> {
     let file = &target.file;
-    let (links, manifest) = tokio::select! {
+    let (links, manifest, early) = tokio::select! {
         prepared = prepare(ctx, target) => prepared?,
         _ = ctx.cancel.cancelled() => bail!("cancelled"),
     };
@@ -130,7 +130,8 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     let have = job.resume(claimed).await?;
     let _ = ctx.events.send(Progress::Start { name: job.name.clone(), size: manifest.size, holders: links.len() });
     let resumed = announce_resumed(ctx, &job, &have);
-    let swarmed = swarm(ctx, &links, &job, &have).await;
+    let early = early.keep_if(&manifest);
+    let swarmed = swarm(ctx, &links, &job, &have, early).await;
     drop(links);
     let from = match swarmed {
         Ok(from) => from,
@@ -144,11 +145,73 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     Ok(Outcome { path, manifest, from, resumed })
 }
 
-/// Connects to the holders and fetches the manifest.
-async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<HolderLink>>, Manifest)> {
+/// Connects to the holders and fetches the manifest; on a fresh download, the first chunks are
+/// asked for at the same time.
+async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<HolderLink>>, Manifest, Early)> {
     let links = connect_all(ctx, &target.holders).await?;
+    let fresh = !Partial::exists(ctx.download_dir, &target.file.id);
+    let early = if fresh { Early::start(&links[0], &target.file) } else { Early::default() };
     let manifest = first_manifest(&links, target.file.id).await?;
-    Ok((links, manifest))
+    Ok((links, manifest, early))
+}
+
+/// Chunks asked of the first holder together with the manifest on a fresh download, so the
+/// first bytes arrive a round trip sooner. Their lengths come from the size the tracker
+/// reported; they are kept only if the manifest (checked against the file id) agrees, and go
+/// through the same verification as every other chunk.
+#[derive(Default)]
+struct Early {
+    chunk_size: u32,
+    size: u64,
+    fetches: Vec<(u32, Instant, tokio::task::JoinHandle<Result<Pieces, FetchError>>)>,
+}
+
+impl Early {
+    /// Asks `link` for the first window of chunks of `file`.
+    fn start(link: &Arc<HolderLink>, file: &FileInfo) -> Early {
+        let chunk_size = crate::manifest::chunk_size_for(file.size);
+        let count = crate::manifest::chunk_count(file.size, chunk_size);
+        let first = (link.window(chunk_size.into()) as u64).min(count) as u32;
+        let fetches = (0..first)
+            .map(|index| {
+                let offset = u64::from(index) * u64::from(chunk_size);
+                let len = (file.size - offset).min(chunk_size.into());
+                let (link, id) = (link.clone(), file.id);
+                (index, Instant::now(), tokio::spawn(async move { link.chunk(id, index, len).await }))
+            })
+            .collect();
+        Early { chunk_size, size: file.size, fetches }
+    }
+
+    /// These fetches if `manifest` cuts the file as they assumed; otherwise none (cancelled).
+    fn keep_if(mut self, manifest: &Manifest) -> Early {
+        if manifest.chunk_size != self.chunk_size || manifest.size != self.size {
+            self.fetches.drain(..).for_each(|(_, _, fetch)| fetch.abort());
+        }
+        self
+    }
+
+    /// Hands the fetches to the download as holder 0's first chunks. A fresh plan gives holder
+    /// 0 chunks 0, 1, 2… in order, so each fetch lines up with what the plan hands out.
+    fn adopt(mut self, plan: &mut Scheduler, tasks: &mut JoinSet<ChunkResult>) {
+        plan.set_window(0, self.fetches.len());
+        for (index, started, fetch) in self.fetches.drain(..) {
+            if plan.next(0) != Some(index) {
+                fetch.abort();
+                continue;
+            }
+            tasks.spawn(async move {
+                let fetched = fetch.await.unwrap_or_else(|e| Err(FetchError::Gone(format!("fetch ended: {e}"))));
+                (0, index, started, Step::Fetched(fetched))
+            });
+        }
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        self.fetches.iter().for_each(|(_, _, fetch)| fetch.abort());
+    }
 }
 
 /// Reports the chunks already on disk to the progress bar; returns how many there are.
@@ -200,10 +263,11 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
 
 /// Pulls every missing chunk, refilling each holder's window as chunks arrive and keeping the
 /// resume state current. Returns chunks per holder.
-async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool]) -> Result<Vec<(String, u32)>> {
+async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool], early: Early) -> Result<Vec<(String, u32)>> {
     let mut plan = Scheduler::new(job.manifest.count(), links.len(), 1, |i| have[i as usize]);
     let mut tasks = JoinSet::new();
     let mut checkpoints = Checkpoints::default();
+    early.adopt(&mut plan, &mut tasks);
     refill(&mut plan, links, job, &mut tasks);
     while !plan.is_complete() {
         let next = tokio::select! {
