@@ -464,7 +464,6 @@ fn generate(len: usize, seed: &[u8]) -> Vec<u8> {
     data
 }
 
-
 /// A size as `64KiB`, `1MiB`, …
 fn kib(bytes: u64) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) { format!("{}MiB", bytes >> 20) } else { format!("{}KiB", bytes >> 10) }

@@ -415,11 +415,7 @@ impl Swarm {
         ensure!(!got.from.is_empty(), "get found the file already there; nothing was transferred");
         let len = std::fs::metadata(&got.path)?.len();
         ensure!(len == self.size, "downloaded {len} bytes, expected {}", self.size);
-        let timeline = peer
-            .chunk_log()?
-            .iter()
-            .map(|r| (Duration::from_millis((r.ts_ms - started_ms).max(0) as u64), r.bytes))
-            .collect();
+        let timeline = peer.chunk_log()?.iter().map(|r| (Duration::from_millis((r.ts_ms - started_ms).max(0) as u64), r.bytes)).collect();
         Ok(Run { bytes: self.size, took, timeline: sorted(timeline), window: self.profile.rate_window(), drops })
     }
 
@@ -740,9 +736,8 @@ fn median_drops(runs: impl Iterator<Item = Drops> + Clone) -> Option<Drops> {
 // ---------------------------------------------------------------- output
 
 /// Column titles of every table: the round (or profile), then p2pq and raw side by side.
-const COLUMNS: [&str; 10] = [
-    "", "p2pq MB/s", "raw MB/s", "p2pq/raw", "p2pq full", "raw full", "p2pq peak", "raw peak", "p2pq drops", "raw drops",
-];
+const COLUMNS: [&str; 10] =
+    ["", "p2pq MB/s", "raw MB/s", "p2pq/raw", "p2pq full", "raw full", "p2pq peak", "raw peak", "p2pq drops", "raw drops"];
 /// Width of each column; numbers are right-aligned, the first and the drops left-aligned.
 const WIDTHS: [usize; 10] = [22, 9, 9, 8, 9, 9, 9, 9, 24, 24];
 

@@ -95,11 +95,7 @@ fn merge(cvs: &[[u8; 32]], root: bool) -> [u8; 32] {
     let left_len = 1usize << (usize::BITS - 1 - (cvs.len() - 1).leading_zeros());
     let left = merge(&cvs[..left_len], false);
     let right = merge(&cvs[left_len..], false);
-    if root {
-        *merge_subtrees_root(&left, &right, Mode::Hash).as_bytes()
-    } else {
-        merge_subtrees_non_root(&left, &right, Mode::Hash)
-    }
+    if root { *merge_subtrees_root(&left, &right, Mode::Hash).as_bytes() } else { merge_subtrees_non_root(&left, &right, Mode::Hash) }
 }
 
 impl Manifest {
@@ -186,11 +182,7 @@ impl Manifest {
 
 /// The manifest entry of one chunk: its chaining value, or the root for a one-chunk file.
 fn piece_entry(index: u64, chunk_size: u32, size: u64, piece: &[u8]) -> [u8; 32] {
-    if chunk_count(size, chunk_size) == 1 {
-        *blake3::hash(piece).as_bytes()
-    } else {
-        chunk_cv(index as u32, chunk_size, piece)
-    }
+    if chunk_count(size, chunk_size) == 1 { *blake3::hash(piece).as_bytes() } else { chunk_cv(index as u32, chunk_size, piece) }
 }
 
 /// Length of chunk `index` of a `size`-byte file.

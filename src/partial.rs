@@ -85,8 +85,7 @@ impl Bitfield {
         let got_size = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
         let got_count = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?);
         let bits = body.get(header_len..)?;
-        (got_size == size && got_count == count && bits.len() == expected.bits.len())
-            .then(|| Bitfield { size, count, bits: bits.to_vec() })
+        (got_size == size && got_count == count && bits.len() == expected.bits.len()).then(|| Bitfield { size, count, bits: bits.to_vec() })
     }
 }
 

@@ -156,9 +156,10 @@ pub(crate) fn direct_aligned(data: &[u8], offset: u64) -> bool {
 
 pub(crate) fn sync_dir(dir: Option<&Path>) {
     if let Some(dir) = dir
-        && let Ok(handle) = File::open(dir) {
-            let _ = handle.sync_all();
-        }
+        && let Ok(handle) = File::open(dir)
+    {
+        let _ = handle.sync_all();
+    }
 }
 
 #[cfg(unix)]

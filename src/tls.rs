@@ -84,10 +84,8 @@ impl Identity {
         if !cert_path.exists() || !key_path.exists() {
             create(dir, &cert_path, &key_path, name)?;
         }
-        let cert = CertificateDer::from_pem_file(&cert_path)
-            .with_context(|| format!("cannot read certificate {}", cert_path.display()))?;
-        let key = PrivateKeyDer::from_pem_file(&key_path)
-            .with_context(|| format!("cannot read key {}", key_path.display()))?;
+        let cert = CertificateDer::from_pem_file(&cert_path).with_context(|| format!("cannot read certificate {}", cert_path.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("cannot read key {}", key_path.display()))?;
         let fingerprint = fingerprint(&cert);
         Ok(Identity { cert, key, fingerprint })
     }
@@ -261,9 +259,7 @@ pub fn client_config(id: &Identity, alpn: &[u8], pinned: Fingerprint) -> Result<
 /// The fingerprint of the certificate the other side of `conn` presented.
 pub fn remote_fingerprint(conn: &quinn::Connection) -> Result<Fingerprint> {
     let identity = conn.peer_identity().ok_or_else(|| anyhow!("the other side presented no certificate"))?;
-    let certs = identity
-        .downcast::<Vec<CertificateDer<'static>>>()
-        .map_err(|_| anyhow!("unexpected certificate type"))?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().map_err(|_| anyhow!("unexpected certificate type"))?;
     let first = certs.first().ok_or_else(|| anyhow!("the other side presented no certificate"))?;
     Ok(fingerprint(first))
 }
@@ -288,11 +284,7 @@ impl ServerCertVerifier for PinnedServer {
         if got == self.pinned {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(format!(
-                "certificate fingerprint {} is not the pinned {}",
-                got.short(),
-                self.pinned.short()
-            )))
+            Err(rustls::Error::General(format!("certificate fingerprint {} is not the pinned {}", got.short(), self.pinned.short())))
         }
     }
 

@@ -22,11 +22,7 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
 
 /// A duration for people: `850 ms`, `2.35 s`.
 pub fn duration(elapsed: Duration) -> String {
-    if elapsed < Duration::from_secs(1) {
-        format!("{} ms", elapsed.as_millis())
-    } else {
-        format!("{:.2} s", elapsed.as_secs_f64())
-    }
+    if elapsed < Duration::from_secs(1) { format!("{} ms", elapsed.as_millis()) } else { format!("{:.2} s", elapsed.as_secs_f64()) }
 }
 
 #[cfg(test)]

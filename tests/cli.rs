@@ -44,7 +44,18 @@ fn a_peer_whose_id_is_taken_by_another_certificate_is_refused() {
     let other = swarm.path().join("other-certs");
     std::fs::create_dir_all(&other).unwrap();
     let tracker_cert = swarm.path().join("certs/tracker.crt");
-    let args = ["peer", "dup", "--tracker", &swarm.addr, "--certs", other.to_str().unwrap(), "--tracker-cert", tracker_cert.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let args = [
+        "peer",
+        "dup",
+        "--tracker",
+        &swarm.addr,
+        "--certs",
+        other.to_str().unwrap(),
+        "--tracker-cert",
+        tracker_cert.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
     let mut second = common::Proc::spawn("second dup", swarm.path(), &args);
     let err = second.expect_err("error:");
     assert!(err.contains("taken"), "{err}");

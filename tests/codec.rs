@@ -1,7 +1,9 @@
 //! The codec: every message round-trips; hostile frames fail cleanly and allocate nothing big.
 
 use p2pq::manifest::Manifest;
-use p2pq::wire::{self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse, WireError};
+use p2pq::wire::{
+    self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse, WireError,
+};
 
 fn info() -> FileInfo {
     FileInfo { id: Digest([7; 32]), name: "résumé.pdf".into(), size: 10 * 1024 * 1024 + 17 }

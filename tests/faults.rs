@@ -85,7 +85,12 @@ fn a_downloader_killed_mid_download_resumes_where_it_was() {
     assert!(!swarm.downloaded("g", "k.bin").exists());
     let mut again = swarm.peer("g");
     let line = again.command("get k.bin", "downloaded k.bin")[0].clone();
-    let resumed: u32 = line.split(';').flat_map(|part| part.split(", ")).find_map(|p| p.strip_suffix(" already here from an earlier attempt")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let resumed: u32 = line
+        .split(';')
+        .flat_map(|part| part.split(", "))
+        .find_map(|p| p.strip_suffix(" already here from an earlier attempt"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     assert!(resumed > 0, "{line}");
     assert!(chunks_from(&line, "h") + resumed <= 32 + 1, "chunks fetched twice: {line}");
     assert!(std::fs::read(swarm.downloaded("g", "k.bin")).unwrap() == data);

@@ -34,7 +34,11 @@ fn holder() -> impl Strategy<Value = Holder> {
 
 fn tracker_request() -> impl Strategy<Value = TrackerRequest> {
     prop_oneof![
-        (any::<u16>(), text(), vec(file(), 0..4)).prop_map(|(version, peer_id, files)| TrackerRequest::Register { version, peer_id, files }),
+        (any::<u16>(), text(), vec(file(), 0..4)).prop_map(|(version, peer_id, files)| TrackerRequest::Register {
+            version,
+            peer_id,
+            files
+        }),
         Just(TrackerRequest::Alive),
         file().prop_map(TrackerRequest::Share),
         text().prop_map(|query| TrackerRequest::Lookup { query }),
@@ -70,8 +74,11 @@ fn manifest_reply() -> impl Strategy<Value = ManifestReply> {
 }
 
 fn chunk_header() -> impl Strategy<Value = ChunkHeader> {
-    (digest(), any::<u32>(), prop_oneof![any::<u32>().prop_map(Ok), text().prop_map(Err)])
-        .prop_map(|(id, index, result)| ChunkHeader { id, index, result })
+    (digest(), any::<u32>(), prop_oneof![any::<u32>().prop_map(Ok), text().prop_map(Err)]).prop_map(|(id, index, result)| ChunkHeader {
+        id,
+        index,
+        result,
+    })
 }
 
 fn roundtrip<T>(msg: &T, limit: usize) -> T

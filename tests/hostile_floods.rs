@@ -103,7 +103,9 @@ fn a_tracker_flood_is_capped_and_an_honest_download_completes() {
             let mut n = 0u32;
             while Instant::now() < end {
                 n += 1;
-                if let Ok(Ok(TrackerResponse::Ok)) = tokio::time::timeout_at(end.into(), hostile::request(&session, &TrackerRequest::Share(file_of(n)))).await {
+                if let Ok(Ok(TrackerResponse::Ok)) =
+                    tokio::time::timeout_at(end.into(), hostile::request(&session, &TrackerRequest::Share(file_of(n)))).await
+                {
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
             }

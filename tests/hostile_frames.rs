@@ -21,15 +21,15 @@ fn bad_frames(seed: u64) -> Vec<Vec<u8>> {
     trailing.push(0);
     trailing[3] += 1;
     let mut frames = vec![
-        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],         // 4 GiB announced
-        vec![0, 0x10, 0, 1],                           // just over 1 MiB announced, nothing sent
-        vec![0, 0, 0, 100, 1, 2, 3, 4, 5, 6, 7, 8],    // truncated body
-        register[..register.len() - 1].to_vec(),       // truncated by one byte
-        trailing,                                      // one byte too many
-        vec![0, 0, 0, 1, 200],                         // unknown tag
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],                                      // 4 GiB announced
+        vec![0, 0x10, 0, 1],                                                        // just over 1 MiB announced, nothing sent
+        vec![0, 0, 0, 100, 1, 2, 3, 4, 5, 6, 7, 8],                                 // truncated body
+        register[..register.len() - 1].to_vec(),                                    // truncated by one byte
+        trailing,                                                                   // one byte too many
+        vec![0, 0, 0, 1, 200],                                                      // unknown tag
         vec![0, 0, 0, 10, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // string of u64::MAX bytes
-        vec![0, 0],                                    // half a prefix
-        vec![],                                        // nothing at all
+        vec![0, 0],                                                                 // half a prefix
+        vec![],                                                                     // nothing at all
     ];
     let mut noise = Noise::new(seed);
     for n in 0..24 {

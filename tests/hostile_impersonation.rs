@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::hostile::{self, FakeTracker, Hostile, HolderAnswer};
+use common::hostile::{self, FakeTracker, HolderAnswer, Hostile};
 use common::{Proc, Swarm, bytes};
 use p2pq::wire::{Digest, FileInfo, FileMatch, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
 
@@ -26,7 +26,11 @@ fn nobody_registers_beats_or_leaves_for_a_live_peer() {
         assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("taken")), "{answer:?}");
         assert!(tokio::time::timeout(hostile::STEP, conn.closed()).await.is_ok());
         // Heartbeat or exit without registering first: refused, connection closed.
-        for first in [TrackerRequest::Alive, TrackerRequest::Exit, TrackerRequest::Share(FileInfo { id: Digest([1; 32]), name: "x".into(), size: 1 })] {
+        for first in [
+            TrackerRequest::Alive,
+            TrackerRequest::Exit,
+            TrackerRequest::Share(FileInfo { id: Digest([1; 32]), name: "x".into(), size: 1 }),
+        ] {
             let addr = hostile::tracker_addr(&swarm);
             let conn = mallory.connect(addr, p2pq::wire::TRACKER_ALPN, hostile::tracker_fp(swarm.path())).await.unwrap();
             let answer = hostile::request(&conn, &first).await.unwrap();
@@ -59,10 +63,13 @@ fn a_fake_tracker_hears_no_registration_and_the_peer_says_why() {
     let elsewhere = tempfile::tempdir().unwrap();
     let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = heard.clone();
-    let fake = FakeTracker::start(&elsewhere.path().join("certs"), Arc::new(move |_: &str| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Vec::new()
-    }));
+    let fake = FakeTracker::start(
+        &elsewhere.path().join("certs"),
+        Arc::new(move |_: &str| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Vec::new()
+        }),
+    );
     let addr = fake.addr.to_string();
     let args = ["peer", "1", "--tracker", &addr, "--listen", "127.0.0.1:0"];
     let mut peer = Proc::spawn("peer", swarm.path(), &args);
@@ -87,9 +94,10 @@ fn a_holder_with_another_certificate_than_reported_is_refused() {
     // The tracker reports the real holder's fingerprint at the impostor's address.
     let reported = p2pq::wire::Holder { addr: impostor.addr, ..real };
     let size = content.len() as u64;
-    let tracker = FakeTracker::start(&dir.path().join("certs"), Arc::new(move |_: &str| {
-        vec![FileMatch { file: FileInfo { id, name: "i.bin".into(), size }, holders: vec![reported.clone()] }]
-    }));
+    let tracker = FakeTracker::start(
+        &dir.path().join("certs"),
+        Arc::new(move |_: &str| vec![FileMatch { file: FileInfo { id, name: "i.bin".into(), size }, holders: vec![reported.clone()] }]),
+    );
     let addr = tracker.addr.to_string();
     let args = ["peer", "2", "--tracker", &addr, "--listen", "127.0.0.1:0"];
     let mut peer = Proc::spawn("peer", dir.path(), &args);

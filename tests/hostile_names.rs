@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::hostile::{self, FakeTracker, Hostile, HolderAnswer};
+use common::hostile::{self, FakeTracker, HolderAnswer, Hostile};
 use common::{Proc, Swarm, bytes};
 use p2pq::wire::{Digest, FileInfo, FileMatch, TrackerRequest, TrackerResponse};
 
@@ -53,9 +53,15 @@ fn the_tracker_refuses_names_that_are_paths_controls_or_too_long() {
             // Refused by the name check, or (4 KiB) by the request size limit before it.
             let short = &name[..name.len().min(40)];
             let answer = hostile::request(&conn, &share).await.unwrap();
-            assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("file name") || r.contains("limit")), "{short:?} shared: {answer:?}");
+            assert!(
+                matches!(&answer, TrackerResponse::Error(r) if r.contains("file name") || r.contains("limit")),
+                "{short:?} shared: {answer:?}"
+            );
             let lookup = hostile::request(&conn, &TrackerRequest::Lookup { query: name.clone() }).await.unwrap();
-            assert!(matches!(&lookup, TrackerResponse::Error(r) if r.contains("bad lookup") || r.contains("limit")), "{short:?} looked up: {lookup:?}");
+            assert!(
+                matches!(&lookup, TrackerResponse::Error(r) if r.contains("bad lookup") || r.contains("limit")),
+                "{short:?} looked up: {lookup:?}"
+            );
         }
         let all = hostile::request(&conn, &TrackerRequest::Files).await.unwrap();
         let TrackerResponse::Matches(all) = all else { panic!("{all:?}") };

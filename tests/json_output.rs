@@ -36,7 +36,10 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
     assert_eq!(status["tracker"]["connected"], true);
     assert_eq!(status["downloads"].as_array().unwrap().len(), 0);
     let shared = &status["shared"][0];
-    assert_eq!((shared["name"].as_str(), shared["id"].as_str(), shared["size"].as_u64()), (Some("j.bin"), Some(id.as_str()), Some(data.len() as u64)));
+    assert_eq!(
+        (shared["name"].as_str(), shared["id"].as_str(), shared["size"].as_u64()),
+        (Some("j.bin"), Some(id.as_str()), Some(data.len() as u64))
+    );
     assert_eq!(shared["uploaded_chunks"].as_u64(), Some(0), "peer 2 only downloaded: {status}");
     // The holder counts what it sent: every chunk, every byte, once.
     let sender = json(&one.command("status --json", "}")[0]);
@@ -45,7 +48,8 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
 
     let mut tracker = swarm.tracker;
     let events = json(&tracker.command("logs request --json", "]")[0]);
-    let kinds: Vec<(&str, &str)> = events.as_array().unwrap().iter().map(|e| (e["kind"].as_str().unwrap(), e["peer"].as_str().unwrap())).collect();
+    let kinds: Vec<(&str, &str)> =
+        events.as_array().unwrap().iter().map(|e| (e["kind"].as_str().unwrap(), e["peer"].as_str().unwrap())).collect();
     assert!(kinds.contains(&("share", "1")) && kinds.contains(&("get", "2")), "{events}");
     let about = json(&tracker.command("logs_file j.bin --json", "]")[0]);
     assert!(about.as_array().unwrap().iter().all(|e| e["file"] == "j.bin"), "{about}");

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::Command;
 use common::{Swarm, TIMEOUT, b3sum, bytes};
 use expectrl::{Eof, Expect, Session};
+use std::process::Command;
 
 #[test]
 fn a_person_at_the_prompt_completes_downloads_with_a_bar_and_leaves_with_ctrl_d() {

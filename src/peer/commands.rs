@@ -75,7 +75,8 @@ const COMMANDS: &[CommandHelp] = &[
     },
 ];
 
-const KEYS: &str = "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads), Ctrl-D leaves";
+const KEYS: &str =
+    "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads), Ctrl-D leaves";
 
 fn parse(line: &str) -> Result<Option<Command>> {
     let mut words = console::words(line)?;
@@ -168,7 +169,8 @@ pub async fn prompt(peer: &Peer) -> Result<()> {
     let (mut console, interrupt) = open_console(peer);
     let background = console.editing;
     let show = if !background || console::is_quiet() { Show::Lines } else { Show::Bars };
-    let mut session = Session { peer: peer.clone(), background, show, gets: JoinSet::new(), running: HashSet::new(), cancel: CancellationToken::new() };
+    let mut session =
+        Session { peer: peer.clone(), background, show, gets: JoinSet::new(), running: HashSet::new(), cancel: CancellationToken::new() };
     while let Some(command) = next_command(peer, &mut console, &mut session, &interrupt).await {
         let ended = tokio::select! {
             _ = peer.stopping() => Woke::Stop,
@@ -324,7 +326,9 @@ impl Session {
 async fn get_one(peer: Peer, name: String, show: Show, cancel: CancellationToken) -> String {
     match peer.get_with(&name, show, &cancel).await {
         Ok(got) => console::say(&report::got_line(&got)),
-        Err(_) if cancel.is_cancelled() => console::say(&format!("cancelled get {}; what was verified is kept", crate::logbook::printable(&name))),
+        Err(_) if cancel.is_cancelled() => {
+            console::say(&format!("cancelled get {}; what was verified is kept", crate::logbook::printable(&name)))
+        }
         Err(err) => console::error(&err),
     }
     name

@@ -163,8 +163,11 @@ async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<Holde
 struct Early {
     chunk_size: u32,
     size: u64,
-    fetches: Vec<(u32, Instant, tokio::task::JoinHandle<Result<Pieces, FetchError>>)>,
+    fetches: Vec<EarlyFetch>,
 }
+
+/// One early chunk: its index, when it was asked for, and the fetch under way.
+type EarlyFetch = (u32, Instant, tokio::task::JoinHandle<Result<Pieces, FetchError>>);
 
 impl Early {
     /// Asks `link` for the first window of chunks of `file`.
@@ -317,7 +320,14 @@ fn verify_later(plan: &mut Scheduler, job: &Job, tasks: &mut JoinSet<ChunkResult
 
 /// Hands a failed chunk back to the plan; tells the user when that dropped the holder. Our
 /// own disk failing ends the download.
-fn failed(ctx: &Context<'_>, plan: &mut Scheduler, job: &Job, (holder, link): (usize, &HolderLink), index: u32, err: FetchError) -> Result<()> {
+fn failed(
+    ctx: &Context<'_>,
+    plan: &mut Scheduler,
+    job: &Job,
+    (holder, link): (usize, &HolderLink),
+    index: u32,
+    err: FetchError,
+) -> Result<()> {
     if let FetchError::Disk(err) = err {
         return Err(err).context("cannot write the download");
     }
@@ -391,7 +401,8 @@ fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mu
 fn chunk_landed(ctx: &Context<'_>, job: &Job, from: &str, index: u32, started: Instant) -> u64 {
     let bytes = job.manifest.len_of(index);
     let ms = started.elapsed().as_millis() as u64;
-    let record = ChunkRecord { ts_ms: now_ms(), file: job.name.clone(), id: job.id.to_hex(), chunk: index, from: from.to_string(), bytes, ms };
+    let record =
+        ChunkRecord { ts_ms: now_ms(), file: job.name.clone(), id: job.id.to_hex(), chunk: index, from: from.to_string(), bytes, ms };
     ctx.log.append(&record);
     let _ = ctx.events.send(Progress::Chunk { bytes });
     bytes

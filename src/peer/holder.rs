@@ -33,7 +33,9 @@ use super::window::Window;
 use crate::manifest::Manifest;
 use crate::store::StoreError;
 use crate::tls;
-use crate::wire::{self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
+use crate::wire::{
+    self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close,
+};
 
 /// Time to connect to a holder: a handshake over a long, lossy link may lose its first
 /// packets, and quinn's retries back off from one second.
@@ -297,7 +299,13 @@ impl HolderLink {
         result?
     }
 
-    async fn receive(&self, id: FileId, index: u32, want: u64, rx: oneshot::Receiver<(ChunkHeader, RecvStream)>) -> Result<Pieces, FetchError> {
+    async fn receive(
+        &self,
+        id: FileId,
+        index: u32,
+        want: u64,
+        rx: oneshot::Receiver<(ChunkHeader, RecvStream)>,
+    ) -> Result<Pieces, FetchError> {
         let gone = |e: &dyn std::fmt::Display| FetchError::Gone(e.to_string());
         let mut request = self.conn.open_uni().await.map_err(|e| gone(&e))?;
         wire::write_frame(&mut request, &PeerRequest::Chunk { id, index }).await.map_err(|e| gone(&e))?;

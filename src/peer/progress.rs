@@ -118,7 +118,15 @@ impl Transfers {
         let mut table = self.lock();
         table.0 += 1;
         let key = table.0;
-        let transfer = Transfer { name: file.name.clone(), id: file.id.to_hex(), size: file.size, bytes: 0, holders: 0, elapsed_ms: 0, started: Instant::now() };
+        let transfer = Transfer {
+            name: file.name.clone(),
+            id: file.id.to_hex(),
+            size: file.size,
+            bytes: 0,
+            holders: 0,
+            elapsed_ms: 0,
+            started: Instant::now(),
+        };
         table.1.insert(key, transfer);
         Slot { transfers: self.clone(), key }
     }
@@ -347,7 +355,8 @@ impl TermLike for StatusArea {
         let columns = self.columns();
         let (rows, rest) = std::mem::take(&mut *self.frame());
         let rows = rows.into_iter().chain((!rest.is_empty()).then_some(rest));
-        let rows: Vec<String> = rows.map(|r| terminal::truncate_str(&r, columns, "").trim_end().to_string()).filter(|r| !r.is_empty()).collect();
+        let rows: Vec<String> =
+            rows.map(|r| terminal::truncate_str(&r, columns, "").trim_end().to_string()).filter(|r| !r.is_empty()).collect();
         (self.sink)(rows);
         Ok(())
     }

@@ -69,7 +69,11 @@ pub fn status(peer: &Peer) -> String {
     let mut downloads = Table::new(&["DOWNLOADING", "DONE", "SIZE", "RATE", "ETA", "HOLDERS"]);
     for t in peer.transfers() {
         let percent = (t.bytes * 100).checked_div(t.size).unwrap_or(100);
-        let eta = if t.rate() == 0 { "?".to_string() } else { units::duration(std::time::Duration::from_secs((t.size - t.bytes.min(t.size)) / t.rate())) };
+        let eta = if t.rate() == 0 {
+            "?".to_string()
+        } else {
+            units::duration(std::time::Duration::from_secs((t.size - t.bytes.min(t.size)) / t.rate()))
+        };
         let rate = format!("{}/s", units::bytes(t.rate()));
         downloads.row(vec![t.name, format!("{percent}%"), units::bytes(t.size), rate, eta, t.holders.to_string()]);
     }

@@ -238,10 +238,12 @@ mod tests {
     #[test]
     fn strikes_and_drops_remove_a_holder() {
         let mut s = Scheduler::new(8, 2, 8, |_| false);
-        let dropped: Vec<bool> = (0..MAX_STRIKES).map(|_| {
-            let i = s.next(0).unwrap();
-            s.failed(0, i, Penalty::Strike)
-        }).collect();
+        let dropped: Vec<bool> = (0..MAX_STRIKES)
+            .map(|_| {
+                let i = s.next(0).unwrap();
+                s.failed(0, i, Penalty::Strike)
+            })
+            .collect();
         assert_eq!(dropped.iter().filter(|d| **d).count(), 1, "reported once");
         assert!(dropped[MAX_STRIKES as usize - 1]);
         assert!(s.is_dropped(0));

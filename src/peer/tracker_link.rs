@@ -112,7 +112,14 @@ impl TrackerLink {
     }
 
     /// Keeps the link up until `shutdown`; a permanent refusal cancels `shutdown` and is returned.
-    pub async fn run(&self, endpoint: Endpoint, id: String, shares: Shares, heartbeat: Duration, shutdown: CancellationToken) -> Option<String> {
+    pub async fn run(
+        &self,
+        endpoint: Endpoint,
+        id: String,
+        shares: Shares,
+        heartbeat: Duration,
+        shutdown: CancellationToken,
+    ) -> Option<String> {
         let mut backoff = MIN_BACKOFF;
         let mut was_up = false;
         let mut warned = false;

@@ -65,8 +65,20 @@ const COMMANDS: &[CommandHelp] = &[
         details: "Every file some live peer holds, with the peers holding it.",
         example: "files --json",
     },
-    CommandHelp { name: "help", usage: "[command]", summary: "this text, or one command in detail", details: "", example: "help logs_file" },
-    CommandHelp { name: "exit", usage: "", summary: "stop the tracker (also Ctrl-D)", details: "Peers notice and reconnect once a tracker is back.", example: "exit" },
+    CommandHelp {
+        name: "help",
+        usage: "[command]",
+        summary: "this text, or one command in detail",
+        details: "",
+        example: "help logs_file",
+    },
+    CommandHelp {
+        name: "exit",
+        usage: "",
+        summary: "stop the tracker (also Ctrl-D)",
+        details: "Peers notice and reconnect once a tracker is back.",
+        example: "exit",
+    },
 ];
 
 const KEYS: &str = "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line, Ctrl-D stops the tracker";

@@ -4,8 +4,8 @@
 //! [`main`] adds the certificate, the endpoint and the prompt around it.
 
 mod commands;
-mod reply;
 pub mod registry;
+mod reply;
 mod session;
 
 use std::net::SocketAddr;
@@ -180,7 +180,10 @@ pub async fn start_on(config: &TrackerConfig, socket: Arc<dyn quinn::AsyncUdpSoc
     start_with(config, move |identity, server| tls::endpoint_on(identity, server, socket)).await
 }
 
-async fn start_with(config: &TrackerConfig, bind: impl FnOnce(&Identity, quinn::ServerConfig) -> Result<quinn::Endpoint>) -> Result<Running> {
+async fn start_with(
+    config: &TrackerConfig,
+    bind: impl FnOnce(&Identity, quinn::ServerConfig) -> Result<quinn::Endpoint>,
+) -> Result<Running> {
     let identity = Identity::load_or_create(&config.certs, "tracker")?;
     let server = tls::server_config(&identity, TRACKER_ALPN)?;
     let endpoint = bind(&identity, server)?;

@@ -118,9 +118,10 @@ impl Registry {
     /// Records that `id` holds `file`.
     pub fn share(&mut self, id: &str, session: u64, file: &FileInfo, now: Instant) -> Result<(), RegistryError> {
         if let Some(entry) = self.files.get(&file.id)
-            && entry.size != file.size {
-                return Err(RegistryError::SizeMismatch(file.id.short()));
-            }
+            && entry.size != file.size
+        {
+            return Err(RegistryError::SizeMismatch(file.id.short()));
+        }
         let listings: usize = self.peers.values().map(|p| p.files.len()).sum();
         let peer = self.peer_mut(id, session)?;
         let new = !peer.files.contains(&file.id);
@@ -172,12 +173,8 @@ impl Registry {
 
     /// Drops every peer silent for longer than `timeout`; returns their ids.
     pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<String> {
-        let silent: Vec<String> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last_alive) > timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let silent: Vec<String> =
+            self.peers.iter().filter(|(_, p)| now.saturating_duration_since(p.last_alive) > timeout).map(|(id, _)| id.clone()).collect();
         for id in &silent {
             self.remove(id);
         }

@@ -43,7 +43,8 @@ mod tests {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&n.to_le_bytes());
         let name = format!("{n:0>200}");
-        let holder = |h: usize| Holder { peer_id: format!("peer-{h}"), addr: ([10, 0, 0, 1], h as u16).into(), fingerprint: Digest([7; 32]) };
+        let holder =
+            |h: usize| Holder { peer_id: format!("peer-{h}"), addr: ([10, 0, 0, 1], h as u16).into(), fingerprint: Digest([7; 32]) };
         FileMatch { file: FileInfo { id: Digest(id), name, size: 1 }, holders: (0..holders).map(holder).collect() }
     }
 

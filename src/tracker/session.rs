@@ -18,9 +18,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Tracker, reply};
+use crate::limits::RateLimit;
 use crate::logbook::{Event, EventKind};
 use crate::tls::remote_fingerprint;
-use crate::limits::RateLimit;
 use crate::wire::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
 /// How long a peer may take to send one request frame once it opened the stream.

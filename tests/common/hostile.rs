@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use p2pq::manifest::Manifest;
 use p2pq::tls::{self, Identity};
 use p2pq::wire::{
-    self, ChunkHeader, FileInfo, FileMatch, Fingerprint, Holder, MAX_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION,
-    PeerRequest, TRACKER_ALPN, TrackerRequest, TrackerResponse,
+    self, ChunkHeader, FileInfo, FileMatch, Fingerprint, Holder, MAX_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest,
+    TRACKER_ALPN, TrackerRequest, TrackerResponse,
 };
 use quinn::{Connection, Endpoint};
 use tokio::io::AsyncReadExt;
