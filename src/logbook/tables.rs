@@ -59,10 +59,8 @@ fn push_line(out: &mut String, cells: &[String], widths: &[usize]) {
     out.push('\n');
 }
 
-/// `text` with control characters escaped, safe to print on a terminal.
-pub fn printable(text: &str) -> String {
-    if text.chars().any(char::is_control) { text.escape_default().to_string() } else { text.to_string() }
-}
+/// The one rule for text on a terminal (`wire::printable`): tables and lines use it too.
+pub use crate::wire::printable;
 
 /// Renders tracker events as a table.
 pub fn events_table(events: &[Event]) -> String {

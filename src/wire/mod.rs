@@ -34,7 +34,7 @@ mod frame;
 mod names;
 
 pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_frame};
-pub use names::{check_name, check_peer_id, printable};
+pub use names::{check_name, check_peer_id, printable, printable_capped};
 use names::{printable_reason, printable_result};
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.

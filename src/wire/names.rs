@@ -5,10 +5,17 @@ use serde::Deserialize;
 use super::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN};
 
 /// `text` made safe to print on a terminal: control characters (escape sequences, NUL, newlines)
-/// and bidirectional overrides are shown escaped (`\u{1b}`), and it is cut to [`MAX_REASON_LEN`]
-/// bytes (then `…`). Applying it twice changes nothing more.
+/// and bidirectional overrides are shown escaped (`\u{1b}`); everything else, accents and all,
+/// stays as it is. Applying it twice changes nothing more. The one rule for every line p2pq
+/// prints that holds text from a file name, a peer or the network.
 pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_REASON_LEN));
+    printable_capped(text, usize::MAX)
+}
+
+/// [`printable`], cut to `limit` bytes (then `…`): a reason from the network, whose length a
+/// hostile peer chooses, is cut to [`MAX_REASON_LEN`]. Applying it twice changes nothing more.
+pub fn printable_capped(text: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(limit));
     let mut escaped = String::new();
     for c in text.chars() {
         escaped.clear();
@@ -17,8 +24,8 @@ pub fn printable(text: &str) -> String {
         } else {
             escaped.push(c);
         }
-        // Cut before a piece that would not fit, so that printable(printable(x)) == printable(x).
-        if out.len() + escaped.len() > MAX_REASON_LEN {
+        // Cut before a piece that would not fit, so that applying it twice changes nothing.
+        if out.len().saturating_add(escaped.len()) > limit {
             out.push('…');
             break;
         }
@@ -34,11 +41,11 @@ fn is_bidi_control(c: char) -> bool {
 }
 
 pub(super) fn printable_reason<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
-    String::deserialize(de).map(|text| printable(&text))
+    String::deserialize(de).map(|text| printable_capped(&text, MAX_REASON_LEN))
 }
 
 pub(super) fn printable_result<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Result<u32, String>, D::Error> {
-    Result::<u32, String>::deserialize(de).map(|r| r.map_err(|text| printable(&text)))
+    Result::<u32, String>::deserialize(de).map(|r| r.map_err(|text| printable_capped(&text, MAX_REASON_LEN)))
 }
 
 /// Why a name that came from the network or the user cannot be used as a file name.
@@ -109,9 +116,11 @@ mod tests {
     fn reasons_are_made_printable_once_and_for_all() {
         assert_eq!(printable("a\x1b[31mb\u{202e}c"), "a\\u{1b}[31mb\\u{202e}c");
         let long = format!("{}\x07", "x".repeat(MAX_REASON_LEN - 3));
-        let once = printable(&long);
+        let once = printable_capped(&long, MAX_REASON_LEN);
         assert!(once.ends_with('…') && once.len() <= MAX_REASON_LEN + 3, "{once}");
-        assert_eq!(printable(&once), once);
+        assert_eq!(printable_capped(&once, MAX_REASON_LEN), once);
+        assert_eq!(printable("données\tà\x1b"), "données\\u{9}à\\u{1b}", "accents stay, controls are escaped");
+        assert_eq!(printable(&long).len(), long.len() + "\\u{7}".len() - 1, "uncapped");
     }
 
     #[test]
