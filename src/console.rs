@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use screen::{Stream, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
 pub use signals::{cancel_on_signal, install_signals, on_signals};
-pub use words::{CommandHelp, completions, help, json_line, quote, split, suggest, unknown, words};
+pub use words::{CommandHelp, completions, help, json_line, quote, suggest, unknown, words};
 
 /// Prints each notice as it arrives (a task that ends when the sender goes away).
 pub fn print_notices(mut notices: tokio::sync::broadcast::Receiver<String>) {
@@ -77,8 +77,6 @@ pub struct Console {
     inputs: mpsc::Receiver<Input>,
     ready: std_mpsc::Sender<()>,
     asked: bool,
-    /// Whether stdin is a terminal.
-    pub interactive: bool,
     /// Whether the line editor runs (stdin and stdout are terminals): progress bars may show
     /// above the prompt and commands may run in the background.
     pub editing: bool,
@@ -109,7 +107,7 @@ impl Console {
             let prompt = if interactive { setup.prompt } else { String::new() };
             spawn_plain(prompt, input_tx, ready_rx);
         }
-        Console { inputs, ready, asked: false, interactive, editing }
+        Console { inputs, ready, asked: false, editing }
     }
 
     /// The next input. Asks for it only when called, so the prompt follows the previous
@@ -126,15 +124,6 @@ impl Console {
         input
     }
 
-    /// The next line, or `None` at end of input (Ctrl-C on a terminal counts as an empty line).
-    pub async fn next_line(&mut self) -> Option<String> {
-        match self.next().await {
-            Input::Line(line) => Some(line),
-            Input::Interrupted { .. } => Some(String::new()),
-            Input::End => None,
-        }
-    }
-
     /// Gives the terminal back: erases progress bars and leaves the editor's raw mode.
     pub fn close(&mut self) {
         if self.editing {
@@ -148,7 +137,7 @@ impl Console {
         let (input_tx, inputs) = mpsc::channel(1);
         let (ready, ready_rx) = std_mpsc::channel();
         spawn_plain(if interactive { prompt } else { String::new() }, input_tx, ready_rx);
-        Console { inputs, ready, asked: false, interactive, editing: false }
+        Console { inputs, ready, asked: false, editing: false }
     }
 }
 

@@ -5,15 +5,6 @@ use anyhow::{Result, bail};
 
 use super::Complete;
 
-/// Splits a command line into its first word and the rest, trimmed.
-pub fn split(line: &str) -> (&str, &str) {
-    let line = line.trim();
-    match line.split_once(char::is_whitespace) {
-        Some((word, rest)) => (word, rest.trim()),
-        None => (line, ""),
-    }
-}
-
 /// Splits a command line into words the way a shell does: spaces separate, `"…"` and `'…'`
 /// group, a backslash escapes the next character.
 pub fn words(line: &str) -> Result<Vec<String>> {
@@ -169,9 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn splits_and_suggests() {
-        assert_eq!(split("  share  my file.txt "), ("share", "my file.txt"));
-        assert_eq!(split("exit"), ("exit", ""));
+    fn suggests_the_nearest_command() {
         assert_eq!(suggest("shar", &["share", "get"]), Some("share"));
         assert_eq!(suggest("xyzzy", &["share", "get"]), None);
         assert!(unknown("stauts", &["status"]).contains("did you mean \"status\""));

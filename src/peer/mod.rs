@@ -360,11 +360,6 @@ impl Peer {
         Ok(self.inner.log.read_all()?)
     }
 
-    /// Files this peer shares.
-    pub fn shared(&self) -> Vec<FileInfo> {
-        self.inner.shares.list()
-    }
-
     /// Files this peer shares, with the chunks and bytes each has sent to downloaders.
     pub fn uploads(&self) -> Vec<serve::Uploads> {
         self.inner.shares.uploads()
