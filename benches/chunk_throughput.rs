@@ -236,7 +236,7 @@ impl Swarm {
         let id = format!("b{}", self.downloads);
         let peer = start_peer(self.dir.path(), &id, &self.tracker, window).await?;
         let started = Instant::now();
-        let got = peer.get(FILE_NAME, false).await?;
+        let got = peer.get(FILE_NAME).await?;
         let (took, finished_ms) = (started.elapsed(), now_ms());
         ensure!(!got.from.is_empty(), "get found the file already there; nothing was transferred");
         let len = std::fs::metadata(&got.path)?.len();

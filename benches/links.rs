@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use p2pq::linksim::{self, Link, LinkStats, Simulated};
 use p2pq::logbook::now_ms;
-use p2pq::peer::progress::Show;
 use p2pq::peer::{Peer, PeerConfig};
 use p2pq::tls::{self, Identity};
 use p2pq::tracker::{self, Running, TrackerConfig};
@@ -398,7 +397,7 @@ impl Swarm {
         let before = Drops::now(&self.sending);
         let cancel = CancellationToken::new();
         let (started, started_ms) = (Instant::now(), now_ms());
-        let get = peer.get_with(FILE_NAME, Show::Silent, &cancel);
+        let get = peer.get_with(FILE_NAME, None, &cancel);
         tokio::pin!(get);
         let got = match tokio::time::timeout(limit, &mut get).await {
             Ok(got) => got,

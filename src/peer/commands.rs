@@ -324,7 +324,7 @@ impl Session {
 
 /// One download, reported when it ends; yields its query.
 async fn get_one(peer: Peer, name: String, show: Show, cancel: CancellationToken) -> String {
-    match peer.get_with(&name, show, &cancel).await {
+    match super::progress::get(&peer, &name, show, &cancel).await {
         Ok(got) => console::say(&report::got_line(&got)),
         Err(_) if cancel.is_cancelled() => {
             console::say(&format!("cancelled get {}; what was verified is kept", crate::logbook::printable(&name)))

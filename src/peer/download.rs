@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::buffers;
+use super::events::Progress;
 use super::holder::{FetchError, HolderLink, HolderPool, Pieces};
-use super::progress::Progress;
 use super::scheduler::Scheduler;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
 use crate::manifest::Manifest;

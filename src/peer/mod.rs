@@ -8,6 +8,7 @@
 mod buffers;
 mod commands;
 pub mod download;
+pub mod events;
 mod gate;
 mod holder;
 pub mod oneshot;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +88,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     refusal: Arc<Mutex<Option<String>>>,
-    transfers: progress::Transfers,
+    transfers: events::Transfers,
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
     holders: Arc<holder::HolderPool>,
     /// Files being downloaded now, by id: one download per file, whatever query named it.
@@ -179,7 +181,7 @@ impl Peer {
             notices: Mutex::new(Some(link_notices)),
             holders,
             downloading: Arc::default(),
-            transfers: progress::Transfers::default(),
+            transfers: events::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
         peer.spawn_background(withdrawn);
@@ -268,19 +270,20 @@ impl Peer {
     }
 
     /// Downloads the file called `query` (or whose id starts with it) from every live holder,
-    /// with a progress bar if `draw`.
-    pub async fn get(&self, query: &str, draw: bool) -> Result<Got> {
-        let show = if draw { progress::Show::Bars } else { progress::Show::Lines };
-        self.get_with(query, show, &CancellationToken::new()).await
+    /// reporting nothing.
+    pub async fn get(&self, query: &str) -> Result<Got> {
+        self.get_with(query, None, &CancellationToken::new()).await
     }
 
-    /// Like [`Peer::get`], showing progress as `show` says; gives up when `cancel` fires (what
-    /// was verified stays for the next attempt).
-    pub async fn get_with(&self, query: &str, show: progress::Show, cancel: &CancellationToken) -> Result<Got> {
-        self.fetch(query, show, cancel).await
-    }
-
-    async fn fetch(&self, query: &str, show: progress::Show, cancel: &CancellationToken) -> Result<Got> {
+    /// Like [`Peer::get`], sending [`events::Progress`] to `events` if given (the front end
+    /// shows them; the engine never draws); gives up when `cancel` fires (what was verified
+    /// stays for the next attempt).
+    pub async fn get_with(
+        &self,
+        query: &str,
+        events: Option<UnboundedSender<events::Progress>>,
+        cancel: &CancellationToken,
+    ) -> Result<Got> {
         let started = Instant::now();
         let target = tokio::select! {
             target = self.lookup(query) => target?,
@@ -296,7 +299,10 @@ impl Peer {
         if target.holders.is_empty() {
             bail!("no live peer other than this one holds {}", info.name);
         }
-        let (events, drawing) = progress::spawn(show, &self.inner.transfers, &info);
+        if let Some(events) = &events {
+            let _ = events.send(events::Progress::Found(info.clone()));
+        }
+        let (events, forwarding) = events::forward(&self.inner.transfers, &info, events);
         let ctx = download::Context {
             endpoint: &self.inner.endpoint,
             identity: &self.inner.identity,
@@ -308,7 +314,7 @@ impl Peer {
         };
         let outcome = download::download(&ctx, &target).await;
         drop(ctx);
-        let _ = drawing.await;
+        let _ = forwarding.await;
         let outcome = outcome.with_context(|| format!("download of {} failed", info.name))?;
         if let Some(reason) = self.serve_file(info.clone(), outcome.path.clone(), outcome.manifest).await? {
             tracing::warn!("downloaded but not announced: {reason}");
@@ -366,7 +372,7 @@ impl Peer {
     }
 
     /// Downloads under way.
-    pub fn transfers(&self) -> Vec<progress::Transfer> {
+    pub fn transfers(&self) -> Vec<events::Transfer> {
         self.inner.transfers.list()
     }
 

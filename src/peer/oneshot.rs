@@ -57,7 +57,7 @@ pub async fn get(link: Link, names: Vec<String>, download_dir: PathBuf, json: bo
     for name in names {
         let (peer, cancel) = (peer.clone(), cancel.clone());
         gets.spawn(async move {
-            let got = peer.get_with(&name, show, &cancel).await;
+            let got = super::progress::get(&peer, &name, show, &cancel).await;
             (name, got)
         });
     }

@@ -9,17 +9,16 @@
 //! frame's lines and hands them to the console's status area, so bars sit above the prompt
 //! and never cut into the line being typed or into other output.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
-use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::console::{self, Stream, screen};
+pub use crate::peer::events::Progress;
 use crate::wire::FileInfo;
 
 /// Redraws of the bars per second: smooth enough to read a rate, few enough that redrawing the
@@ -29,29 +28,6 @@ const REFRESH_HZ: u8 = 8;
 const JSON_INTERVAL: Duration = Duration::from_millis(200);
 /// Columns given to the file name in a bar.
 const NAME_COLUMNS: usize = 20;
-
-/// What a download reports as it goes.
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// The manifest is in; chunks start flowing from `holders` peers.
-    Start {
-        /// File name.
-        name: String,
-        /// File size.
-        size: u64,
-        /// Holders connected.
-        holders: usize,
-    },
-    /// A verified chunk was written (or, once, the chunks an earlier attempt left).
-    Chunk {
-        /// Its length.
-        bytes: u64,
-    },
-    /// Something the user should know (a holder dropped or unreachable).
-    Note(String),
-    /// Every chunk is in.
-    Done,
-}
 
 /// How downloads show their progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,112 +42,39 @@ pub enum Show {
     Silent,
 }
 
-/// One download under way.
-#[derive(Clone, Debug, Serialize)]
-pub struct Transfer {
-    /// File name.
-    pub name: String,
-    /// File id (hex).
-    pub id: String,
-    /// File size.
-    pub size: u64,
-    /// Bytes verified so far.
-    pub bytes: u64,
-    /// Holders connected (0 until the manifest is in).
-    pub holders: usize,
-    /// Time since the download started, in milliseconds.
-    pub elapsed_ms: u64,
-    #[serde(skip)]
-    started: Instant,
+/// Runs `peer.get_with(query)` showing its progress as `show` says; returns once the last of
+/// it is shown.
+pub async fn get(
+    peer: &crate::peer::Peer,
+    query: &str,
+    show: Show,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<crate::peer::Got> {
+    let (events, drawing) = spawn(show);
+    let got = peer.get_with(query, Some(events), cancel).await;
+    let _ = drawing.await;
+    got
 }
 
-impl Transfer {
-    /// Mean rate so far, in bytes per second.
-    pub fn rate(&self) -> u64 {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        (self.bytes as f64 / secs) as u64
-    }
-}
-
-/// Downloads under way, for `status`; cheap to clone.
-#[derive(Clone, Default)]
-pub struct Transfers {
-    inner: Arc<Mutex<(u64, BTreeMap<u64, Transfer>)>>,
-}
-
-impl Transfers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Transfer>)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Every download under way, oldest first.
-    pub fn list(&self) -> Vec<Transfer> {
-        let now = Instant::now();
-        let mut all: Vec<Transfer> = self.lock().1.values().cloned().collect();
-        for t in &mut all {
-            t.elapsed_ms = now.saturating_duration_since(t.started).as_millis() as u64;
-        }
-        all
-    }
-
-    fn add(&self, file: &FileInfo) -> Slot {
-        let mut table = self.lock();
-        table.0 += 1;
-        let key = table.0;
-        let transfer = Transfer {
-            name: file.name.clone(),
-            id: file.id.to_hex(),
-            size: file.size,
-            bytes: 0,
-            holders: 0,
-            elapsed_ms: 0,
-            started: Instant::now(),
-        };
-        table.1.insert(key, transfer);
-        Slot { transfers: self.clone(), key }
-    }
-}
-
-/// One download's entry in [`Transfers`]; removed when dropped.
-struct Slot {
-    transfers: Transfers,
-    key: u64,
-}
-
-impl Slot {
-    /// Applies an event; returns the entry as it now is.
-    fn apply(&self, event: &Progress) -> Option<Transfer> {
-        let mut table = self.transfers.lock();
-        let t = table.1.get_mut(&self.key)?;
-        match event {
-            Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
-            Progress::Chunk { bytes } => t.bytes += bytes,
-            Progress::Note(_) | Progress::Done => {}
-        }
-        Some(t.clone())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.transfers.lock().1.remove(&self.key);
-    }
-}
-
-/// Starts the task that shows one download of `file`, and lists it in `transfers`.
-pub fn spawn(show: Show, transfers: &Transfers, file: &FileInfo) -> (mpsc::UnboundedSender<Progress>, JoinHandle<()>) {
+/// Starts the task that shows a download's events as `show` says; it ends when the sender is
+/// dropped (the download is over).
+pub fn spawn(show: Show) -> (mpsc::UnboundedSender<Progress>, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let slot = transfers.add(file);
-    (tx, tokio::spawn(render(rx, View::new(show, file), slot)))
+    (tx, tokio::spawn(render(rx, show)))
 }
 
-async fn render(mut events: mpsc::UnboundedReceiver<Progress>, mut view: View, slot: Slot) {
+async fn render(mut events: mpsc::UnboundedReceiver<Progress>, show: Show) {
+    let mut view: Option<View> = None;
     while let Some(event) = events.recv().await {
-        if let Some(now) = slot.apply(&event) {
-            view.show(&event, &now);
+        match (&mut view, event) {
+            (_, Progress::Found(file)) => view = Some(View::new(show, &file)),
+            (Some(view), event) => view.show(&event),
+            (None, _) => {}
         }
     }
-    view.end();
+    if let Some(mut view) = view {
+        view.end();
+    }
 }
 
 /// How one download is being shown.
@@ -180,17 +83,26 @@ struct View {
     file: FileInfo,
     bar: Option<ProgressBar>,
     last_json: Option<Instant>,
+    /// Bytes verified so far, the file's size, and when the view started: for JSON lines.
+    bytes: u64,
+    size: u64,
+    started: Instant,
 }
 
 impl View {
     fn new(show: Show, file: &FileInfo) -> View {
-        View { show, file: file.clone(), bar: None, last_json: None }
+        View { show, file: file.clone(), bar: None, last_json: None, bytes: 0, size: file.size, started: Instant::now() }
     }
 
-    fn show(&mut self, event: &Progress, now: &Transfer) {
+    fn show(&mut self, event: &Progress) {
+        match event {
+            Progress::Start { size, .. } => self.size = *size,
+            Progress::Chunk { bytes } => self.bytes += bytes,
+            _ => {}
+        }
         match (self.show, event) {
             (Show::Silent, _) => {}
-            (Show::Json, _) => self.json(event, now),
+            (Show::Json, _) => self.json(event),
             (_, Progress::Note(note)) => console::warn(note),
             (Show::Bars, Progress::Start { size, holders, .. }) => self.bar = Some(new_bar(&self.file.name, *size, *holders)),
             (Show::Bars, Progress::Chunk { bytes }) => {
@@ -199,24 +111,25 @@ impl View {
                 }
             }
             (Show::Bars, Progress::Done) => self.end(),
-            (Show::Lines, _) => {}
+            (Show::Lines, _) | (Show::Bars, Progress::Found(_)) => {}
         }
     }
 
-    fn json(&mut self, event: &Progress, now: &Transfer) {
+    fn json(&mut self, event: &Progress) {
         let (name, id) = (&self.file.name, self.file.id.to_hex());
         let line = match event {
             Progress::Start { size, holders, .. } => json!({"event": "start", "name": name, "id": id, "size": size, "holders": holders}),
             Progress::Chunk { .. } => {
-                let due = self.last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL) || now.bytes >= now.size;
+                let due = self.last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL) || self.bytes >= self.size;
                 if !due {
                     return;
                 }
                 self.last_json = Some(Instant::now());
-                json!({"event": "progress", "name": name, "id": id, "bytes": now.bytes, "size": now.size, "bytes_per_sec": now.rate()})
+                let rate = (self.bytes as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                json!({"event": "progress", "name": name, "id": id, "bytes": self.bytes, "size": self.size, "bytes_per_sec": rate})
             }
             Progress::Note(note) => json!({"event": "warning", "name": name, "id": id, "message": note}),
-            Progress::Done => return,
+            Progress::Found(_) | Progress::Done => return,
         };
         console::out(&line.to_string());
     }

@@ -128,7 +128,7 @@ impl Net {
 
 /// `peer.get(name)`, failing after [`GET_TIMEOUT`] instead of hanging.
 pub async fn get(peer: &Peer, name: &str) -> Result<Got> {
-    match tokio::time::timeout(GET_TIMEOUT, peer.get(name, false)).await {
+    match tokio::time::timeout(GET_TIMEOUT, peer.get(name)).await {
         Ok(got) => got.with_context(|| format!("peer {} could not get {name}", peer.id())),
         Err(_) => bail!("peer {} did not get {name} within {GET_TIMEOUT:?}", peer.id()),
     }

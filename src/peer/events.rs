@@ -1,0 +1,153 @@
+//! What the engine tells its caller about a download: events on a channel the caller made.
+//!
+//! The engine never draws. [`crate::peer::Peer::get_with`] sends [`Progress`] events to the
+//! sender it is given (a front end turns them into bars, warning lines or JSON, or nothing)
+//! and keeps [`Transfers`], the downloads under way that `status` lists, current as the
+//! events go by (sendme and iroh-blobs report progress the same way).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::wire::FileInfo;
+
+/// What a download reports as it goes.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The tracker named the file; this comes first.
+    Found(FileInfo),
+    /// The manifest is in; chunks start flowing from `holders` peers.
+    Start {
+        /// File name.
+        name: String,
+        /// File size.
+        size: u64,
+        /// Holders connected.
+        holders: usize,
+    },
+    /// A verified chunk was written (or, once, the chunks an earlier attempt left).
+    Chunk {
+        /// Its length.
+        bytes: u64,
+    },
+    /// Something the user should know (a holder dropped or unreachable).
+    Note(String),
+    /// Every chunk is in.
+    Done,
+}
+
+/// One download under way.
+#[derive(Clone, Debug, Serialize)]
+pub struct Transfer {
+    /// File name.
+    pub name: String,
+    /// File id (hex).
+    pub id: String,
+    /// File size.
+    pub size: u64,
+    /// Bytes verified so far.
+    pub bytes: u64,
+    /// Holders connected (0 until the manifest is in).
+    pub holders: usize,
+    /// Time since the download started, in milliseconds.
+    pub elapsed_ms: u64,
+    #[serde(skip)]
+    started: Instant,
+}
+
+impl Transfer {
+    /// Mean rate so far, in bytes per second.
+    pub fn rate(&self) -> u64 {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        (self.bytes as f64 / secs) as u64
+    }
+}
+
+/// Downloads under way, for `status`; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Transfers {
+    inner: Arc<Mutex<(u64, BTreeMap<u64, Transfer>)>>,
+}
+
+impl Transfers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Transfer>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every download under way, oldest first.
+    pub fn list(&self) -> Vec<Transfer> {
+        let now = Instant::now();
+        let mut all: Vec<Transfer> = self.lock().1.values().cloned().collect();
+        for t in &mut all {
+            t.elapsed_ms = now.saturating_duration_since(t.started).as_millis() as u64;
+        }
+        all
+    }
+
+    /// Lists a new download of `file` until the returned slot is dropped.
+    fn add(&self, file: &FileInfo) -> Slot {
+        let mut table = self.lock();
+        table.0 += 1;
+        let key = table.0;
+        let transfer = Transfer {
+            name: file.name.clone(),
+            id: file.id.to_hex(),
+            size: file.size,
+            bytes: 0,
+            holders: 0,
+            elapsed_ms: 0,
+            started: Instant::now(),
+        };
+        table.1.insert(key, transfer);
+        Slot { transfers: self.clone(), key }
+    }
+}
+
+/// One download's entry in [`Transfers`]; removed when dropped.
+struct Slot {
+    transfers: Transfers,
+    key: u64,
+}
+
+impl Slot {
+    /// Applies an event; returns the entry as it now is.
+    fn apply(&self, event: &Progress) -> Option<Transfer> {
+        let mut table = self.transfers.lock();
+        let t = table.1.get_mut(&self.key)?;
+        match event {
+            Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
+            Progress::Chunk { bytes } => t.bytes += bytes,
+            Progress::Found(_) | Progress::Note(_) | Progress::Done => {}
+        }
+        Some(t.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.transfers.lock().1.remove(&self.key);
+    }
+}
+
+/// Passes a download's events on to the caller's sender (if any), keeping its entry in
+/// `transfers` current; the entry goes when the download's sender is dropped.
+pub(crate) fn forward(
+    transfers: &Transfers,
+    file: &FileInfo,
+    to: Option<mpsc::UnboundedSender<Progress>>,
+) -> (mpsc::UnboundedSender<Progress>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let slot = transfers.add(file);
+    let forwarding = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            slot.apply(&event);
+            if let Some(to) = &to {
+                let _ = to.send(event);
+            }
+        }
+    });
+    (tx, forwarding)
+}
