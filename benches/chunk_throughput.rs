@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use p2pq::content::manifest::{Manifest, chunk_cv};
 use p2pq::logbook::now_ms;
-use p2pq::manifest::{Manifest, chunk_cv};
 use p2pq::peer::{Peer, PeerConfig};
 use p2pq::tls::{self, Identity};
 use p2pq::tracker::{self, Running, TrackerConfig};
@@ -224,7 +224,7 @@ impl Swarm {
         let tracker = tracker::start(&config).await?;
         let sharer = start_peer(dir.path(), "a", &tracker, None).await?;
         let path = dir.path().join("a/data").join(FILE_NAME);
-        tokio::task::spawn_blocking(move || p2pq::demo::generate_file(&path, size, b"file")).await??;
+        tokio::task::spawn_blocking(move || p2pq::app::demo::generate_file(&path, size, b"file")).await??;
         sharer.share(FILE_NAME).await?;
         Ok(Swarm { dir, tracker, sharer, size, downloads: 0 })
     }

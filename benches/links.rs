@@ -60,7 +60,7 @@ const DEFAULT_PAIRS: usize = 3;
 /// p2pq's chunk window: `None`, the default adaptive one, as a user's `get` runs.
 const P2PQ_WINDOW: Option<usize> = None;
 /// Chunk (stream) size of the raw baseline: p2pq's default chunk.
-const RAW_CHUNK: usize = p2pq::manifest::DEFAULT_CHUNK_SIZE as usize;
+const RAW_CHUNK: usize = p2pq::content::manifest::DEFAULT_CHUNK_SIZE as usize;
 /// Streams the raw server keeps unacknowledged at once: deep enough that the transport's
 /// windows, not the stream count, bound it (64 x 256 KiB = 16 MiB, more than any send window).
 const RAW_IN_FLIGHT: usize = 64;
@@ -370,7 +370,7 @@ impl Swarm {
         let sending = link.stats.clone();
         let sharer = start_peer(dir.path(), "a", &tracker, link).await?;
         let path = dir.path().join("a/data").join(FILE_NAME);
-        tokio::task::spawn_blocking(move || p2pq::demo::generate_file(&path, size, b"links")).await??;
+        tokio::task::spawn_blocking(move || p2pq::app::demo::generate_file(&path, size, b"links")).await??;
         sharer.share(FILE_NAME).await?;
         Ok(Swarm { dir, profile, tracker, sharer, sending, size, downloads: 0 })
     }

@@ -13,16 +13,15 @@
 //! (content addressing), [`store`] (files on disk), [`partial`] (unfinished downloads and resume), [`logbook`] (user-facing logs), [`console`]
 //! (prompt plumbing), [`tracker`] and [`peer`] (the two programs), [`demo`].
 
-pub mod console;
-pub mod demo;
+pub mod app;
+pub mod content;
 pub mod limits;
 pub mod linksim;
 pub mod logbook;
-pub mod manifest;
 pub mod partial;
 pub mod peer;
+pub mod protocol;
 pub mod store;
 pub mod tls;
 pub mod tracker;
 pub mod units;
-pub mod wire;

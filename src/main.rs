@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
+use p2pq::app::oneshot::{self, Link};
 use p2pq::peer::PeerConfig;
-use p2pq::peer::oneshot::{self, Link};
 use p2pq::tracker::TrackerConfig;
 
 /// Peer-to-peer file sharing with a tracker, over QUIC.
@@ -162,7 +162,7 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn peer_id(text: &str) -> Result<String, String> {
-    p2pq::wire::check_peer_id(text).map(|()| text.to_string())
+    p2pq::protocol::check_peer_id(text).map(|()| text.to_string())
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {
@@ -173,8 +173,8 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, _) => "p2pq=debug,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let ansi = p2pq::console::colour(p2pq::console::Stream::Err);
-    let writer = p2pq::console::screen::Diagnostics::make;
+    let ansi = p2pq::app::console::colour(p2pq::app::console::Stream::Err);
+    let writer = p2pq::app::console::screen::Diagnostics::make;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi).with_target(false).init();
 }
 
@@ -203,8 +203,8 @@ fn peer_config(command: Command) -> Option<PeerConfig> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
-    p2pq::console::install_signals();
-    p2pq::console::set_quiet(cli.quiet);
+    p2pq::app::console::install_signals();
+    p2pq::app::console::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Get { names, link, download_dir, json } => exit_code(oneshot::get(link.into(), names, download_dir, json).await),
         Command::Seed { files, link, data_dir } => exit_code(oneshot::seed(link.into(), files, data_dir).await),
@@ -213,11 +213,11 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Tracker { listen, certs, peer_timeout, state_dir } => {
-            p2pq::tracker::main(TrackerConfig { listen, certs, state_dir, peer_timeout }).await
+            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout }).await
         }
-        Command::Demo { size_mib } => p2pq::demo::run(size_mib << 20).await,
+        Command::Demo { size_mib } => p2pq::app::demo::run(size_mib << 20).await,
         peer => match peer_config(peer) {
-            Some(config) => p2pq::peer::main(config).await,
+            Some(config) => p2pq::app::peer_main(config).await,
             None => Err(anyhow::anyhow!("bad peer arguments")),
         },
     };
@@ -226,7 +226,7 @@ async fn main() -> ExitCode {
         Err(err) => match err.downcast_ref::<Status>() {
             Some(Status(code)) => ExitCode::from(*code),
             None => {
-                p2pq::console::error(&err);
+                p2pq::app::console::error(&err);
                 ExitCode::FAILURE
             }
         },

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use crate::manifest::Manifest;
+use crate::content::manifest::Manifest;
+use crate::protocol::{FileId, check_name};
 use crate::store::{StoreError, direct_aligned, io_err, open_direct, read_at, sync_dir, write_all_at};
-use crate::wire::{FileId, check_name};
 
 /// Folder inside the download folder that holds unfinished downloads.
 pub const PARTIAL_DIR: &str = ".p2pq-partial";

@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::wire::{FileId, check_name};
+use crate::protocol::{FileId, check_name};
 
 /// Why a file cannot be shared or stored.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +91,7 @@ pub fn destination(download_dir: &Path, name: &str, id: &FileId) -> Result<Desti
         Err(e) => Err(io_err(format!("cannot look at {}", path.display()))(e)),
         Ok(meta) if !meta.is_file() => Ok(Destination::Taken(path)),
         Ok(_) => {
-            let same = crate::manifest::Manifest::from_file(&path).map(|(have, _)| have == *id).unwrap_or(false);
+            let same = crate::content::manifest::Manifest::from_file(&path).map(|(have, _)| have == *id).unwrap_or(false);
             Ok(if same { Destination::Same(path) } else { Destination::Taken(path) })
         }
     }

@@ -21,7 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::wire::Fingerprint;
+use crate::protocol::Fingerprint;
 
 /// The server name we connect with; pinning makes the name irrelevant, but TLS wants one.
 pub const SERVER_NAME: &str = "p2pq";
@@ -198,7 +198,7 @@ fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
         // burst. Measured (chunk_throughput, p2pq_get with 8 in flight): 430 -> 472-494 MiB/s.
         .send_fairness(false)
         .keep_alive_interval(Some(KEEP_ALIVE));
-    if alpn == crate::wire::TRACKER_ALPN {
+    if alpn == crate::protocol::TRACKER_ALPN {
         t.max_concurrent_uni_streams(0u32.into()).max_concurrent_bidi_streams(TRACKER_BIDI_STREAMS.into());
     }
     if let Ok(idle) = IDLE_TIMEOUT.try_into() {

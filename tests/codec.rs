@@ -1,7 +1,7 @@
 //! The codec: every message round-trips; hostile frames fail cleanly and allocate nothing big.
 
-use p2pq::manifest::Manifest;
-use p2pq::wire::{
+use p2pq::content::manifest::Manifest;
+use p2pq::protocol::{
     self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse, WireError,
 };
 
@@ -13,16 +13,16 @@ async fn roundtrip<T>(msg: T, limit: usize)
 where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
-    let frame = wire::encode(&msg).unwrap();
-    let back: T = wire::read_frame(&mut frame.as_slice(), limit).await.unwrap();
+    let frame = protocol::encode(&msg).unwrap();
+    let back: T = protocol::read_frame(&mut frame.as_slice(), limit).await.unwrap();
     assert_eq!(back, msg);
 }
 
 #[tokio::test]
 async fn every_message_round_trips() {
     let holder = Holder { peer_id: "alice".into(), addr: "127.0.0.1:4000".parse().unwrap(), fingerprint: Digest([9; 32]) };
-    let limit = wire::MAX_FRAME;
-    roundtrip(TrackerRequest::Register { version: wire::PROTOCOL_VERSION, peer_id: "1".into(), files: vec![info()] }, limit).await;
+    let limit = protocol::MAX_FRAME;
+    roundtrip(TrackerRequest::Register { version: protocol::PROTOCOL_VERSION, peer_id: "1".into(), files: vec![info()] }, limit).await;
     roundtrip(TrackerRequest::Alive, limit).await;
     roundtrip(TrackerRequest::Share(info()), limit).await;
     roundtrip(TrackerRequest::Lookup { query: "a.txt".into() }, limit).await;
@@ -36,21 +36,21 @@ async fn every_message_round_trips() {
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Ok(262_144) }, limit).await;
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Err("gone".into()) }, limit).await;
     let (_, manifest) = Manifest::from_bytes(&vec![5u8; 3 * 1024 * 1024]);
-    roundtrip(ManifestReply::Manifest(manifest), wire::MAX_MANIFEST_FRAME).await;
+    roundtrip(ManifestReply::Manifest(manifest), protocol::MAX_MANIFEST_FRAME).await;
 }
 
 #[tokio::test]
 async fn a_huge_length_prefix_is_refused_before_reading_the_body() {
     let frame = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
-    let err = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), wire::MAX_FRAME).await.unwrap_err();
+    let err = protocol::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), protocol::MAX_FRAME).await.unwrap_err();
     assert!(matches!(err, WireError::TooLarge { len: 0xffff_ffff, .. }), "{err}");
 }
 
 #[tokio::test]
 async fn frames_over_their_limit_are_refused() {
     let big = TrackerRequest::Lookup { query: "x".repeat(2000) };
-    let frame = wire::encode(&big).unwrap();
-    let err = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), 1000).await.unwrap_err();
+    let frame = protocol::encode(&big).unwrap();
+    let err = protocol::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), 1000).await.unwrap_err();
     assert!(matches!(err, WireError::TooLarge { .. }));
 }
 
@@ -60,24 +60,24 @@ async fn a_nested_length_larger_than_the_frame_fails_without_allocating_it() {
     let body = [3u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
-    let err = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), wire::MAX_FRAME).await.unwrap_err();
+    let err = protocol::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), protocol::MAX_FRAME).await.unwrap_err();
     assert!(matches!(err, WireError::Decode(_)), "{err}");
 }
 
 #[tokio::test]
 async fn truncated_trailing_and_unknown_frames_fail_cleanly() {
-    let frame = wire::encode(&TrackerRequest::Lookup { query: "abc".into() }).unwrap();
+    let frame = protocol::encode(&TrackerRequest::Lookup { query: "abc".into() }).unwrap();
     let cut = &frame[..frame.len() - 1];
-    let err = wire::read_frame::<_, TrackerRequest>(&mut &cut[..], wire::MAX_FRAME).await.unwrap_err();
+    let err = protocol::read_frame::<_, TrackerRequest>(&mut &cut[..], protocol::MAX_FRAME).await.unwrap_err();
     assert!(matches!(err, WireError::Truncated), "{err}");
 
     let mut padded = frame[4..].to_vec();
     padded.push(0);
-    let err = wire::decode_body::<TrackerRequest>(&padded, wire::MAX_FRAME).unwrap_err();
+    let err = protocol::decode_body::<TrackerRequest>(&padded, protocol::MAX_FRAME).unwrap_err();
     assert!(matches!(err, WireError::Trailing(1)), "{err}");
 
     let unknown = [0, 0, 0, 1, 200];
-    let err = wire::read_frame::<_, TrackerRequest>(&mut &unknown[..], wire::MAX_FRAME).await.unwrap_err();
+    let err = protocol::read_frame::<_, TrackerRequest>(&mut &unknown[..], protocol::MAX_FRAME).await.unwrap_err();
     assert!(matches!(err, WireError::Decode(_)), "{err}");
 }
 
@@ -93,9 +93,9 @@ async fn random_bytes_never_panic() {
                 state as u8
             })
             .collect();
-        let _ = wire::decode_body::<TrackerRequest>(&body, wire::MAX_FRAME);
-        let _ = wire::decode_body::<TrackerResponse>(&body, wire::MAX_FRAME);
-        let _ = wire::decode_body::<ChunkHeader>(&body, wire::MAX_FRAME);
-        let _ = wire::decode_body::<ManifestReply>(&body, wire::MAX_MANIFEST_FRAME);
+        let _ = protocol::decode_body::<TrackerRequest>(&body, protocol::MAX_FRAME);
+        let _ = protocol::decode_body::<TrackerResponse>(&body, protocol::MAX_FRAME);
+        let _ = protocol::decode_body::<ChunkHeader>(&body, protocol::MAX_FRAME);
+        let _ = protocol::decode_body::<ManifestReply>(&body, protocol::MAX_MANIFEST_FRAME);
     }
 }

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Proc, Swarm, TIMEOUT, b3sum, bytes};
-use p2pq::manifest::Manifest;
+use p2pq::content::manifest::Manifest;
+use p2pq::protocol::{self, ChunkHeader, FileInfo, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
 use p2pq::tls::{self, Identity};
-use p2pq::wire::{self, ChunkHeader, FileInfo, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
 
 /// The `N` in a `downloaded` line's `chunks from peers ... ID: N` for `peer`.
 fn chunks_from(line: &str, peer: &str) -> u32 {
@@ -295,15 +295,15 @@ enum Lie {
 async fn liar(dir: &Path, tracker: SocketAddr, data: Arc<Vec<u8>>, name: &str, how: Lie) -> anyhow::Result<quinn::Endpoint> {
     let id = Identity::load_or_create(&dir.join("liar-certs"), "peer-liar")?;
     let pinned = tls::pinned_fingerprint(&dir.join("certs/tracker.crt"))?;
-    let endpoint = tls::endpoint(&id, tls::server_config(&id, wire::PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
-    let conn = endpoint.connect_with(tls::client_config(&id, wire::TRACKER_ALPN, pinned)?, tracker, tls::SERVER_NAME)?.await?;
+    let endpoint = tls::endpoint(&id, tls::server_config(&id, protocol::PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
+    let conn = endpoint.connect_with(tls::client_config(&id, protocol::TRACKER_ALPN, pinned)?, tracker, tls::SERVER_NAME)?.await?;
     let (file_id, manifest) = Manifest::from_bytes(&data);
     let file = FileInfo { id: file_id, name: name.into(), size: data.len() as u64 };
-    let register = TrackerRequest::Register { version: wire::PROTOCOL_VERSION, peer_id: "liar".into(), files: vec![file] };
+    let register = TrackerRequest::Register { version: protocol::PROTOCOL_VERSION, peer_id: "liar".into(), files: vec![file] };
     let (mut send, mut recv) = conn.open_bi().await?;
-    wire::write_frame(&mut send, &register).await?;
+    protocol::write_frame(&mut send, &register).await?;
     send.finish()?;
-    let answer: TrackerResponse = wire::read_frame(&mut recv, wire::MAX_FRAME).await?;
+    let answer: TrackerResponse = protocol::read_frame(&mut recv, protocol::MAX_FRAME).await?;
     anyhow::ensure!(matches!(answer, TrackerResponse::Registered { .. }), "liar not registered: {answer:?}");
     let server = endpoint.clone();
     let manifest = Arc::new(manifest);
@@ -326,13 +326,13 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
         tokio::select! {
             bi = conn.accept_bi() => {
                 let (mut send, mut recv) = bi?;
-                let _: PeerRequest = wire::read_frame(&mut recv, wire::MAX_FRAME).await?;
-                wire::write_frame(&mut send, &ManifestReply::Manifest((*manifest).clone())).await?;
+                let _: PeerRequest = protocol::read_frame(&mut recv, protocol::MAX_FRAME).await?;
+                protocol::write_frame(&mut send, &ManifestReply::Manifest((*manifest).clone())).await?;
                 send.finish()?;
             }
             uni = conn.accept_uni() => {
                 let mut recv = uni?;
-                let PeerRequest::Chunk { id, index } = wire::read_frame(&mut recv, wire::MAX_FRAME).await? else { continue };
+                let PeerRequest::Chunk { id, index } = protocol::read_frame(&mut recv, protocol::MAX_FRAME).await? else { continue };
                 let start = manifest.offset(index) as usize;
                 let mut chunk = data[start..start + manifest.len_of(index) as usize].to_vec();
                 let middle = chunk.len() / 2;
@@ -341,7 +341,7 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
                 match how {
                     Lie::FlipBits => {
                         let mut out = conn.open_uni().await?;
-                        wire::write_frame(&mut out, &header).await?;
+                        protocol::write_frame(&mut out, &header).await?;
                         out.write_all(&chunk).await?;
                         out.finish()?;
                     }
@@ -350,19 +350,19 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
                         chunk[middle] ^= 0x10;
                         chunk.extend_from_slice(b"and then some");
                         let mut out = conn.open_uni().await?;
-                        wire::write_frame(&mut out, &header).await?;
+                        protocol::write_frame(&mut out, &header).await?;
                         out.write_all(&chunk).await?;
                         out.finish()?;
                     }
                     Lie::Disown => {
                         let mut out = conn.open_uni().await?;
                         let header = ChunkHeader { id, index, result: Err("no such chunk here".into()) };
-                        wire::write_frame(&mut out, &header).await?;
+                        protocol::write_frame(&mut out, &header).await?;
                         out.finish()?;
                     }
                     Lie::Trickle => {
                         let mut out = conn.open_uni().await?;
-                        wire::write_frame(&mut out, &header).await?;
+                        protocol::write_frame(&mut out, &header).await?;
                         tokio::spawn(async move {
                             let mut pace = tokio::time::interval(std::time::Duration::from_millis(500));
                             for byte in chunk.chunks(1) {

@@ -7,7 +7,7 @@ use common::{Swarm, b3sum, bytes};
 #[test]
 fn shared_ids_equal_b3sum_around_chunk_boundaries() {
     let swarm = Swarm::start("15");
-    let chunk = p2pq::manifest::DEFAULT_CHUNK_SIZE as usize;
+    let chunk = p2pq::content::manifest::DEFAULT_CHUNK_SIZE as usize;
     let sizes = [0, 1, 1023, 1024, 1025, chunk - 1, chunk, chunk + 1, 2 * chunk, 3 * chunk - 1, 4 * chunk + 1];
     let mut peer = swarm.peer("1");
     for size in sizes {

@@ -2,8 +2,8 @@
 //! byte string decodes to a message or an error (never a panic, never a huge allocation), and
 //! reasons from the network come back printable. Runs in CI; `fuzz/` pushes the same harder.
 
-use p2pq::manifest::Manifest;
-use p2pq::wire::{
+use p2pq::content::manifest::Manifest;
+use p2pq::protocol::{
     self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PeerRequest, TrackerRequest,
     TrackerResponse,
 };
@@ -85,10 +85,10 @@ fn roundtrip<T>(msg: &T, limit: usize) -> T
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
-    let frame = wire::encode(msg).unwrap();
+    let frame = protocol::encode(msg).unwrap();
     let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
     assert_eq!(len, frame.len() - 4);
-    wire::decode_body(&frame[4..], limit).unwrap()
+    protocol::decode_body(&frame[4..], limit).unwrap()
 }
 
 proptest! {
@@ -114,40 +114,40 @@ proptest! {
     #[test]
     fn reasons_from_the_network_come_back_printable(reason in any::<String>()) {
         let back = roundtrip(&TrackerResponse::Error(reason.clone()), MAX_FRAME);
-        prop_assert_eq!(&back, &TrackerResponse::Error(wire::printable_capped(&reason, wire::MAX_REASON_LEN)));
+        prop_assert_eq!(&back, &TrackerResponse::Error(protocol::printable_capped(&reason, protocol::MAX_REASON_LEN)));
         let TrackerResponse::Error(shown) = back else { unreachable!() };
         prop_assert!(!shown.chars().any(char::is_control));
-        prop_assert!(shown.len() <= wire::MAX_REASON_LEN + '…'.len_utf8() + 10);
+        prop_assert!(shown.len() <= protocol::MAX_REASON_LEN + '…'.len_utf8() + 10);
         let header = roundtrip(&ChunkHeader { id: Digest([0; 32]), index: 0, result: Err(reason.clone()) }, MAX_FRAME);
-        prop_assert_eq!(header.result, Err(wire::printable_capped(&reason, wire::MAX_REASON_LEN)));
+        prop_assert_eq!(header.result, Err(protocol::printable_capped(&reason, protocol::MAX_REASON_LEN)));
     }
 
     #[test]
     fn arbitrary_bytes_never_panic(body in vec(any::<u8>(), 0..512)) {
-        let _ = wire::decode_body::<TrackerRequest>(&body, MAX_FRAME);
-        let _ = wire::decode_body::<TrackerResponse>(&body, MAX_FRAME);
-        let _ = wire::decode_body::<PeerRequest>(&body, MAX_FRAME);
-        let _ = wire::decode_body::<ChunkHeader>(&body, MAX_FRAME);
-        let _ = wire::decode_body::<ManifestReply>(&body, MAX_MANIFEST_FRAME);
+        let _ = protocol::decode_body::<TrackerRequest>(&body, MAX_FRAME);
+        let _ = protocol::decode_body::<TrackerResponse>(&body, MAX_FRAME);
+        let _ = protocol::decode_body::<PeerRequest>(&body, MAX_FRAME);
+        let _ = protocol::decode_body::<ChunkHeader>(&body, MAX_FRAME);
+        let _ = protocol::decode_body::<ManifestReply>(&body, MAX_MANIFEST_FRAME);
     }
 
     #[test]
     fn arbitrary_frames_on_a_stream_never_panic(frame in vec(any::<u8>(), 0..512)) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
-            let _ = wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), wire::MAX_REQUEST_FRAME).await;
-            let _ = wire::read_frame::<_, ManifestReply>(&mut frame.as_slice(), MAX_MANIFEST_FRAME).await;
+            let _ = protocol::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), protocol::MAX_REQUEST_FRAME).await;
+            let _ = protocol::read_frame::<_, ManifestReply>(&mut frame.as_slice(), MAX_MANIFEST_FRAME).await;
         });
     }
 
     #[test]
     fn a_mutated_valid_frame_decodes_or_fails_cleanly(msg in tracker_request(), flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
-        let mut frame = wire::encode(&msg).unwrap();
+        let mut frame = protocol::encode(&msg).unwrap();
         for (at, byte) in flips {
             let i = at.index(frame.len());
             frame[i] ^= byte;
         }
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let _ = rt.block_on(wire::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), MAX_FRAME));
+        let _ = rt.block_on(protocol::read_frame::<_, TrackerRequest>(&mut frame.as_slice(), MAX_FRAME));
     }
 }

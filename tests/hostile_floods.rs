@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::hostile::{self, Hostile};
 use common::{Swarm, b3sum, bytes};
-use p2pq::wire::{self, Digest, FileInfo, PEER_ALPN, PROTOCOL_VERSION, PeerRequest, TRACKER_ALPN, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{self, Digest, FileInfo, PEER_ALPN, PROTOCOL_VERSION, PeerRequest, TRACKER_ALPN, TrackerRequest, TrackerResponse};
 use quinn::Connection;
 
 /// Connections each flood opens.
@@ -178,7 +178,7 @@ fn a_holder_flood_is_capped_and_an_honest_download_completes() {
         for conn in &kept {
             for index in 0..300u32 {
                 let Ok(Ok(mut uni)) = tokio::time::timeout(Duration::from_millis(100), conn.open_uni()).await else { break };
-                let _ = uni.write_all(&wire::encode(&PeerRequest::Chunk { id, index: index % 16 }).unwrap()).await;
+                let _ = uni.write_all(&protocol::encode(&PeerRequest::Chunk { id, index: index % 16 }).unwrap()).await;
                 let _ = uni.finish();
             }
             for _ in 0..40 {

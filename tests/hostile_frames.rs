@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::hostile::{self, Hostile, Noise};
 use common::{Swarm, b3sum, bytes};
-use p2pq::wire::{self, Digest, FileInfo, PEER_ALPN, PROTOCOL_VERSION, TRACKER_ALPN, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{self, Digest, FileInfo, PEER_ALPN, PROTOCOL_VERSION, TRACKER_ALPN, TrackerRequest, TrackerResponse};
 use quinn::Connection;
 
 /// The most either process may grow through all of this.
@@ -16,7 +16,7 @@ const MAX_GROWTH_KIB: u64 = 16 * 1024;
 
 /// Frames that break the codec in every way we know, each a whole stream's bytes.
 fn bad_frames(seed: u64) -> Vec<Vec<u8>> {
-    let register = wire::encode(&TrackerRequest::Register { version: PROTOCOL_VERSION, peer_id: "x".into(), files: vec![] }).unwrap();
+    let register = protocol::encode(&TrackerRequest::Register { version: PROTOCOL_VERSION, peer_id: "x".into(), files: vec![] }).unwrap();
     let mut trailing = register.clone();
     trailing.push(0);
     trailing[3] += 1;
@@ -63,7 +63,7 @@ async fn at_the_tracker(swarm: &Swarm) {
     // Before registration: each bad first frame ends that connection with a reason.
     let mut first = bad_frames(1);
     first.push(huge_frame());
-    first.push(wire::encode(&TrackerRequest::Register { version: 2, peer_id: "x".into(), files: vec![] }).unwrap());
+    first.push(protocol::encode(&TrackerRequest::Register { version: 2, peer_id: "x".into(), files: vec![] }).unwrap());
     for frame in &first {
         let conn = h.connect(addr, TRACKER_ALPN, fp).await.unwrap();
         if let Some(reply) = throw(&conn, frame).await {
@@ -76,7 +76,7 @@ async fn at_the_tracker(swarm: &Swarm) {
     // After registration: a bad frame ends its stream only; the session goes on.
     let (conn, _) = h.register(swarm, "thrower", vec![]).await.unwrap();
     let mut later = bad_frames(2);
-    later.push(wire::encode(&TrackerRequest::Lookup { query: "q".repeat(5000) }).unwrap());
+    later.push(protocol::encode(&TrackerRequest::Lookup { query: "q".repeat(5000) }).unwrap());
     later.push(huge_frame());
     for frame in &later {
         if let Some(reply) = throw(&conn, frame).await {
@@ -96,11 +96,11 @@ async fn at_the_holder(swarm: &Swarm, holder: &common::Proc, id: Digest) {
     let conn = h.connect_peer(swarm, holder, "1").await.unwrap();
     let mut frames = bad_frames(3);
     frames.push(huge_frame());
-    frames.push(wire::encode(&wire::PeerRequest::Chunk { id, index: 0 }).unwrap()); // wrong stream kind
+    frames.push(protocol::encode(&protocol::PeerRequest::Chunk { id, index: 0 }).unwrap()); // wrong stream kind
     for frame in &frames {
         if let Some(reply) = throw(&conn, frame).await {
-            let answer: wire::ManifestReply = hostile::decode(&reply).unwrap();
-            assert!(matches!(answer, wire::ManifestReply::Error(_)), "{answer:?}");
+            let answer: protocol::ManifestReply = hostile::decode(&reply).unwrap();
+            assert!(matches!(answer, protocol::ManifestReply::Error(_)), "{answer:?}");
         }
         // Garbage on a chunk-request stream gets no chunk stream back, and no crash.
         if let Ok(mut uni) = conn.open_uni().await {
@@ -109,7 +109,7 @@ async fn at_the_holder(swarm: &Swarm, holder: &common::Proc, id: Digest) {
         }
     }
     let still = hostile::manifest(&conn, id, PROTOCOL_VERSION).await.unwrap();
-    assert!(matches!(still, wire::ManifestReply::Manifest(_)), "holder stopped answering: {still:?}");
+    assert!(matches!(still, protocol::ManifestReply::Manifest(_)), "holder stopped answering: {still:?}");
     let other = Hostile::new();
     let fp = hostile::peer_fp(swarm.path(), "1");
     assert!(other.connect(hostile::listen_addr(holder), TRACKER_ALPN, fp).await.is_err(), "holder accepted the tracker ALPN");

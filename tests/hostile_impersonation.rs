@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::hostile::{self, FakeTracker, HolderAnswer, Hostile};
 use common::{Proc, Swarm, bytes};
-use p2pq::wire::{Digest, FileInfo, FileMatch, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{Digest, FileInfo, FileMatch, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
 
 fn listed(out: &[String], id: &str) -> bool {
     out.iter().any(|l| l.split_whitespace().next() == Some(id))
@@ -32,7 +32,7 @@ fn nobody_registers_beats_or_leaves_for_a_live_peer() {
             TrackerRequest::Share(FileInfo { id: Digest([1; 32]), name: "x".into(), size: 1 }),
         ] {
             let addr = hostile::tracker_addr(&swarm);
-            let conn = mallory.connect(addr, p2pq::wire::TRACKER_ALPN, hostile::tracker_fp(swarm.path())).await.unwrap();
+            let conn = mallory.connect(addr, p2pq::protocol::TRACKER_ALPN, hostile::tracker_fp(swarm.path())).await.unwrap();
             let answer = hostile::request(&conn, &first).await.unwrap();
             assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("must be Register")), "{answer:?}");
             assert!(tokio::time::timeout(hostile::STEP, conn.closed()).await.is_ok());
@@ -92,7 +92,7 @@ fn a_holder_with_another_certificate_than_reported_is_refused() {
     let (real, _ep, _d) = hostile::fake_holder(HolderAnswer::Serve(content.clone()));
     let (impostor, _ep2, _d2) = hostile::fake_holder(HolderAnswer::Serve(content.clone()));
     // The tracker reports the real holder's fingerprint at the impostor's address.
-    let reported = p2pq::wire::Holder { addr: impostor.addr, ..real };
+    let reported = p2pq::protocol::Holder { addr: impostor.addr, ..real };
     let size = content.len() as u64;
     let tracker = FakeTracker::start(
         &dir.path().join("certs"),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::hostile::{self, FakeTracker, HolderAnswer, Hostile};
 use common::{Proc, Swarm, bytes};
-use p2pq::wire::{Digest, FileInfo, FileMatch, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{Digest, FileInfo, FileMatch, TrackerRequest, TrackerResponse};
 
 /// Names nobody may share or get, each a different attack.
 fn evil_names() -> Vec<String> {

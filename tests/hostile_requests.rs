@@ -6,7 +6,7 @@ mod common;
 
 use common::hostile::{self, Hostile};
 use common::{Swarm, b3sum, bytes};
-use p2pq::wire::{Digest, ManifestReply, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{Digest, ManifestReply, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
 
 #[test]
 fn unknown_ids_and_chunks_past_the_end_get_an_error_and_the_holder_goes_on() {

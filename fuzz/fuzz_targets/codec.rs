@@ -4,29 +4,29 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use p2pq::wire::{self, ChunkHeader, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{self, ChunkHeader, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
 
 /// Decodes `body` as `T`; whatever decodes survives encode → decode unchanged.
 fn body<T>(body: &[u8], limit: usize)
 where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
-    if let Ok(msg) = wire::decode_body::<T>(body, limit) {
-        let frame = wire::encode(&msg).expect("a decoded message encodes");
-        let again: T = wire::decode_body(&frame[4..], limit).expect("an encoded message decodes");
+    if let Ok(msg) = protocol::decode_body::<T>(body, limit) {
+        let frame = protocol::encode(&msg).expect("a decoded message encodes");
+        let again: T = protocol::decode_body(&frame[4..], limit).expect("an encoded message decodes");
         assert_eq!(again, msg);
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    body::<TrackerRequest>(data, wire::MAX_FRAME);
-    body::<PeerRequest>(data, wire::MAX_FRAME);
-    body::<TrackerResponse>(data, wire::MAX_FRAME);
-    body::<ChunkHeader>(data, wire::MAX_FRAME);
-    body::<ManifestReply>(data, wire::MAX_MANIFEST_FRAME);
+    body::<TrackerRequest>(data, protocol::MAX_FRAME);
+    body::<PeerRequest>(data, protocol::MAX_FRAME);
+    body::<TrackerResponse>(data, protocol::MAX_FRAME);
+    body::<ChunkHeader>(data, protocol::MAX_FRAME);
+    body::<ManifestReply>(data, protocol::MAX_MANIFEST_FRAME);
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     rt.block_on(async {
-        let _ = wire::read_frame::<_, TrackerRequest>(&mut &data[..], wire::MAX_REQUEST_FRAME).await;
-        let _ = wire::read_frame::<_, ManifestReply>(&mut &data[..], wire::MAX_MANIFEST_FRAME).await;
+        let _ = protocol::read_frame::<_, TrackerRequest>(&mut &data[..], protocol::MAX_REQUEST_FRAME).await;
+        let _ = protocol::read_frame::<_, ManifestReply>(&mut &data[..], protocol::MAX_MANIFEST_FRAME).await;
     });
 });

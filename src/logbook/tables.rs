@@ -59,8 +59,8 @@ fn push_line(out: &mut String, cells: &[String], widths: &[usize]) {
     out.push('\n');
 }
 
-/// The one rule for text on a terminal (`wire::printable`): tables and lines use it too.
-pub use crate::wire::printable;
+/// The one rule for text on a terminal (`protocol::printable`): tables and lines use it too.
+pub use crate::protocol::printable;
 
 /// Renders tracker events as a table.
 pub fn events_table(events: &[Event]) -> String {

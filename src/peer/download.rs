@@ -22,12 +22,12 @@ use super::buffers;
 use super::events::Progress;
 use super::holder::{FetchError, HolderLink, HolderPool, Pieces};
 use super::scheduler::Scheduler;
+use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
-use crate::manifest::Manifest;
 use crate::partial::Partial;
+use crate::protocol::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
 use crate::store::StoreError;
 use crate::tls::{self, Identity};
-use crate::wire::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
 
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -172,8 +172,8 @@ type EarlyFetch = (u32, Instant, tokio::task::JoinHandle<Result<Pieces, FetchErr
 impl Early {
     /// Asks `link` for the first window of chunks of `file`.
     fn start(link: &Arc<HolderLink>, file: &FileInfo) -> Early {
-        let chunk_size = crate::manifest::chunk_size_for(file.size);
-        let count = crate::manifest::chunk_count(file.size, chunk_size);
+        let chunk_size = crate::content::manifest::chunk_size_for(file.size);
+        let count = crate::content::manifest::chunk_count(file.size, chunk_size);
         let first = (link.window(chunk_size.into()) as u64).min(count) as u32;
         let fetches = (0..first)
             .map(|index| {

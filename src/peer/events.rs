@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::wire::FileInfo;
+use crate::protocol::FileInfo;
 
 /// What a download reports as it goes.
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use super::tracker_link::TrackerLink;
 use crate::limits::{Quota, Slot};
+use crate::protocol::{Fingerprint, TrackerRequest, TrackerResponse, close};
 use crate::tls::remote_fingerprint;
-use crate::wire::{Fingerprint, TrackerRequest, TrackerResponse, close};
 
 /// How long a "live peer" answer is trusted without asking again.
 const KNOWN_TTL: Duration = Duration::from_secs(30);
@@ -151,7 +151,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Digest;
+    use crate::protocol::Digest;
 
     #[test]
     fn verdicts_expire_and_stale_ones_admit_only_live_peers() {

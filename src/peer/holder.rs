@@ -30,12 +30,12 @@ use tokio::task::JoinSet;
 
 use super::scheduler::Penalty;
 use super::window::Window;
-use crate::manifest::Manifest;
-use crate::store::StoreError;
-use crate::tls;
-use crate::wire::{
+use crate::content::manifest::Manifest;
+use crate::protocol::{
     self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close,
 };
+use crate::store::StoreError;
+use crate::tls;
 
 /// Time to connect to a holder: a handshake over a long, lossy link may lose its first
 /// packets, and quinn's retries back off from one second.
@@ -273,10 +273,10 @@ impl HolderLink {
     pub async fn manifest(&self, id: FileId) -> Result<Manifest> {
         let reply = self.heard_within(async {
             let (mut send, recv) = self.conn.open_bi().await?;
-            wire::write_frame(&mut send, &PeerRequest::Manifest { version: PROTOCOL_VERSION, id }).await?;
+            protocol::write_frame(&mut send, &PeerRequest::Manifest { version: PROTOCOL_VERSION, id }).await?;
             send.finish()?;
             let mut heard = Heard { stream: recv, state: &self.state };
-            anyhow::Ok(wire::read_frame(&mut heard, MAX_MANIFEST_FRAME).await?)
+            anyhow::Ok(protocol::read_frame(&mut heard, MAX_MANIFEST_FRAME).await?)
         });
         let manifest = match reply.await?? {
             ManifestReply::Manifest(manifest) => manifest,
@@ -308,7 +308,7 @@ impl HolderLink {
     ) -> Result<Pieces, FetchError> {
         let gone = |e: &dyn std::fmt::Display| FetchError::Gone(e.to_string());
         let mut request = self.conn.open_uni().await.map_err(|e| gone(&e))?;
-        wire::write_frame(&mut request, &PeerRequest::Chunk { id, index }).await.map_err(|e| gone(&e))?;
+        protocol::write_frame(&mut request, &PeerRequest::Chunk { id, index }).await.map_err(|e| gone(&e))?;
         let _ = request.finish();
         let (header, mut stream) = rx.await.map_err(|_| FetchError::Gone("connection closed".into()))?;
         let len = header.result.map_err(FetchError::Refused)? as u64;
@@ -425,7 +425,7 @@ async fn route(conn: Connection, pending: Pending, link: State) {
         while headers.try_join_next().is_some() {}
         let (pending, link) = (pending.clone(), link.clone());
         headers.spawn(async move {
-            let header = tokio::time::timeout(HEADER_TIMEOUT, wire::read_frame::<_, ChunkHeader>(&mut stream, MAX_FRAME)).await;
+            let header = tokio::time::timeout(HEADER_TIMEOUT, protocol::read_frame::<_, ChunkHeader>(&mut stream, MAX_FRAME)).await;
             let Ok(Ok(header)) = header else {
                 let _ = stream.stop(close::PROTOCOL);
                 return;

@@ -6,14 +6,10 @@
 //! [`Peer::get`] and friends, and [`Peer::exit`] leaves cleanly.
 
 mod buffers;
-mod commands;
 pub mod download;
 pub mod events;
 mod gate;
 mod holder;
-pub mod oneshot;
-pub mod progress;
-mod report;
 pub mod scheduler;
 pub mod serve;
 pub mod throttle;
@@ -31,15 +27,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use commands::prompt;
 use serve::{SharedFile, Shares};
 use tracker_link::TrackerLink;
 
+use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
-use crate::manifest::Manifest;
+use crate::protocol::{self, FileInfo, FileMatch, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
 use crate::store::{self, Destination};
 use crate::tls::{self, Identity};
-use crate::wire::{self, FileInfo, FileMatch, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
 
 /// How long `exit` waits for connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -92,17 +87,17 @@ struct Inner {
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
     holders: Arc<holder::HolderPool>,
     /// Files being downloaded now, by id: one download per file, whatever query named it.
-    downloading: Arc<Mutex<HashSet<wire::FileId>>>,
+    downloading: Arc<Mutex<HashSet<protocol::FileId>>>,
 }
 
 /// A file's place in [`Inner::downloading`], given back when the download ends (or is dropped).
 struct Claim {
-    set: Arc<Mutex<HashSet<wire::FileId>>>,
-    id: wire::FileId,
+    set: Arc<Mutex<HashSet<protocol::FileId>>>,
+    id: protocol::FileId,
 }
 
 impl Claim {
-    fn take(set: &Arc<Mutex<HashSet<wire::FileId>>>, info: &FileInfo) -> Result<Claim> {
+    fn take(set: &Arc<Mutex<HashSet<protocol::FileId>>>, info: &FileInfo) -> Result<Claim> {
         if !set.lock().unwrap_or_else(|p| p.into_inner()).insert(info.id) {
             bail!("{} ({}) is already being downloaded", info.name, info.id.short());
         }
@@ -156,7 +151,7 @@ impl Peer {
         config: PeerConfig,
         bind: impl FnOnce(&Identity, quinn::ServerConfig, SocketAddr) -> Result<quinn::Endpoint>,
     ) -> Result<Peer> {
-        wire::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
+        protocol::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
         let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
         let tracker_cert = config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0);
         let tracker_fp = tls::pinned_fingerprint(&tracker_cert)?;
@@ -214,7 +209,7 @@ impl Peer {
     }
 
     /// This peer's certificate fingerprint.
-    pub fn fingerprint(&self) -> wire::Fingerprint {
+    pub fn fingerprint(&self) -> protocol::Fingerprint {
         self.inner.identity.fingerprint
     }
 
@@ -237,6 +232,18 @@ impl Peer {
     /// Resolves once the peer is registered with the tracker.
     pub async fn registered(&self) {
         self.inner.link.wait_up().await
+    }
+
+    /// Resolves once the first attempt to reach the tracker has ended (registered or not), or
+    /// after twice a request's timeout: commands typed at once then find the link settled.
+    pub async fn tracker_settled(&self) {
+        let first = self.inner.link.wait_first_attempt();
+        let _ = tokio::time::timeout(tracker_link::REQUEST_TIMEOUT * 2, first).await;
+    }
+
+    /// The folder of this peer's own records (chunk log, prompt history).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.inner.config.state_dir
     }
 
     /// Whether the tracker link is up.
@@ -328,7 +335,7 @@ impl Peer {
         let TrackerResponse::Matches(mut found) = self.inner.link.request(&request).await? else {
             bail!("unexpected answer from the tracker");
         };
-        found.retain(|m| wire::check_name(&m.file.name).is_ok());
+        found.retain(|m| protocol::check_name(&m.file.name).is_ok());
         match found.len() {
             0 => bail!("no live peer shares {query:?}"),
             1 => Ok(found.remove(0)),
@@ -386,7 +393,7 @@ impl Peer {
         let TrackerResponse::Matches(found) = self.inner.link.request(&TrackerRequest::Files).await? else {
             bail!("unexpected answer from the tracker");
         };
-        Ok(found.into_iter().map(|m| m.file.name).filter(|n| wire::check_name(n).is_ok()).collect())
+        Ok(found.into_iter().map(|m| m.file.name).filter(|n| protocol::check_name(n).is_ok()).collect())
     }
 
     /// Paths of the files `share` could take, relative to the data folder, at most `limit`
@@ -447,20 +454,6 @@ async fn withdraw(link: Arc<TrackerLink>, mut withdrawn: tokio::sync::mpsc::Unbo
             tracing::warn!("cannot withdraw {} at the tracker: {err:#}", file.name);
         }
     }
-}
-
-/// `p2pq peer ID`: starts the peer and runs its prompt until it leaves.
-pub async fn main(config: PeerConfig) -> Result<()> {
-    let peer = Peer::start(config).await?;
-    let line = format!("peer {} listening on {} (fingerprint {})", peer.id(), peer.local_addr()?, peer.fingerprint().short());
-    crate::console::say(&line);
-    if let Some(notices) = peer.take_notices() {
-        crate::console::print_notices(notices);
-    }
-    // Commands typed (or piped) right away should find the tracker link settled.
-    let first = peer.inner.link.wait_first_attempt();
-    let _ = tokio::time::timeout(tracker_link::REQUEST_TIMEOUT * 2, first).await;
-    prompt(&peer).await
 }
 
 fn describe_candidate(m: &FileMatch) -> String {

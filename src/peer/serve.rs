@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::buffers::{self, Buffer};
 use super::gate::{Gate, SENDS_PER_PEER};
 use super::throttle::Throttle;
-use crate::manifest::Manifest;
-use crate::wire::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
+use crate::content::manifest::Manifest;
+use crate::protocol::{self, ChunkHeader, FileId, FileInfo, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 
 /// How long a downloader may take to send one request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,11 +101,11 @@ impl SharedFile {
     }
 
     /// The manifest reply frame, encoded at the first request and kept.
-    fn manifest_frame(&self) -> Result<Bytes, wire::WireError> {
+    fn manifest_frame(&self) -> Result<Bytes, protocol::WireError> {
         if let Some(frame) = self.manifest_frame.get() {
             return Ok(frame.clone());
         }
-        let frame = Bytes::from(wire::encode(&ManifestReply::Manifest((*self.manifest).clone()))?);
+        let frame = Bytes::from(protocol::encode(&ManifestReply::Manifest((*self.manifest).clone()))?);
         Ok(self.manifest_frame.get_or_init(|| frame).clone())
     }
 
@@ -169,7 +169,7 @@ impl Shares {
     /// Longest a chunk answer may take: [`STREAM_TIMEOUT`], plus, with an upload limit, the
     /// time the limit needs to send all the chunks one peer may have at once (they share it).
     fn chunk_timeout(&self) -> Duration {
-        let share = (SENDS_PER_PEER * crate::manifest::DEFAULT_CHUNK_SIZE as usize) as u64;
+        let share = (SENDS_PER_PEER * crate::content::manifest::DEFAULT_CHUNK_SIZE as usize) as u64;
         STREAM_TIMEOUT + self.throttle.as_ref().map_or(Duration::ZERO, |t| t.time_for(share))
     }
 
@@ -255,7 +255,7 @@ async fn serve_connection(conn: Connection, shares: Shares, sends: Arc<Semaphore
 }
 
 async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, wire::read_frame(recv, MAX_FRAME)).await;
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(recv, MAX_FRAME)).await;
     Ok(request.context("request timed out")??)
 }
 
@@ -286,7 +286,7 @@ async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Sha
         Ok(_) => "expected a manifest request".into(),
         Err(err) => format!("bad request: {err:#}"),
     };
-    if let Ok(frame) = wire::encode(&ManifestReply::Error(refusal)) {
+    if let Ok(frame) = protocol::encode(&ManifestReply::Error(refusal)) {
         send_frame(&mut send, Bytes::from(frame)).await;
     }
 }
@@ -320,7 +320,7 @@ async fn send_chunk(conn: Connection, shares: Shares, id: FileId, index: u32) ->
     let result = read_chunk(&shares, &id, index).await;
     let mut out = conn.open_uni().await?;
     let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
-    wire::write_frame(&mut out, &header).await?;
+    protocol::write_frame(&mut out, &header).await?;
     let sent = result.as_ref().map(Buffer::len).ok();
     if let Ok(data) = result {
         send_paced(&mut out, data, shares.throttle.as_deref()).await?;

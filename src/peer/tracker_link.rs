@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::serve::Shares;
-use crate::wire::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+use crate::protocol::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -218,7 +218,7 @@ fn alive_timeout(heartbeat: Duration) -> Duration {
 /// One request on its own bidirectional stream, one response back.
 async fn exchange(conn: &Connection, request: &TrackerRequest) -> Result<TrackerResponse> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    wire::write_frame(&mut send, request).await?;
+    protocol::write_frame(&mut send, request).await?;
     send.finish()?;
-    Ok(wire::read_frame(&mut recv, MAX_FRAME).await?)
+    Ok(protocol::read_frame(&mut recv, MAX_FRAME).await?)
 }

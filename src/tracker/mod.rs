@@ -3,7 +3,6 @@
 //! [`run`] accepts connections on a bound endpoint and sweeps out peers that went silent;
 //! [`main`] adds the certificate, the endpoint and the prompt around it.
 
-mod commands;
 pub mod registry;
 mod reply;
 mod session;
@@ -20,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::Quota;
 use crate::logbook::{Event, EventKind, Logbook};
+use crate::protocol::{FileMatch, Fingerprint, TRACKER_ALPN, close};
 use crate::tls::{self, Identity};
-use crate::wire::{FileMatch, Fingerprint, TRACKER_ALPN, close};
 use registry::{PeerEntry, Registry};
 
 /// Most peer connections served at once; past it new connections are refused.
@@ -192,13 +191,4 @@ async fn start_with(
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
     let addr = endpoint.local_addr()?;
     Ok(Running { tracker, addr, fingerprint: identity.fingerprint, shutdown, endpoint, task })
-}
-
-/// `p2pq tracker`: serves and runs the prompt until `exit` or a signal.
-pub async fn main(config: TrackerConfig) -> Result<()> {
-    let running = start(&config).await?;
-    crate::console::say(&format!("tracker listening on {} (fingerprint {})", running.addr, running.fingerprint.short()));
-    commands::prompt(&running.tracker, &running.shutdown, &config.state_dir).await;
-    running.stop().await;
-    Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::wire::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
+use crate::protocol::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
 
 /// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded
 /// (about 300 bytes each: at most a few MiB per peer).
@@ -234,11 +234,11 @@ mod tests {
     use super::*;
 
     fn fp(n: u8) -> Fingerprint {
-        crate::wire::Digest([n; 32])
+        crate::protocol::Digest([n; 32])
     }
 
     fn file(n: u8, name: &str) -> FileInfo {
-        FileInfo { id: crate::wire::Digest([n; 32]), name: name.into(), size: 10 }
+        FileInfo { id: crate::protocol::Digest([n; 32]), name: name.into(), size: 10 }
     }
 
     fn addr() -> SocketAddr {
@@ -330,7 +330,7 @@ mod tests {
         for n in 0..MAX_FILES_PER_PEER as u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_be_bytes());
-            r.share("1", 1, &FileInfo { id: crate::wire::Digest(id), name: "f".into(), size: 1 }, t).unwrap();
+            r.share("1", 1, &FileInfo { id: crate::protocol::Digest(id), name: "f".into(), size: 1 }, t).unwrap();
         }
         assert_eq!(r.share("1", 1, &file(0xff, "one more"), t), Err(RegistryError::TooManyFiles));
     }

@@ -1,11 +1,11 @@
 //! Fitting lookup and listing replies into one frame.
 //!
-//! A reply is one frame of at most `wire::MAX_FRAME` (1 MiB), and a peer refuses a longer one.
+//! A reply is one frame of at most `protocol::MAX_FRAME` (1 MiB), and a peer refuses a longer one.
 //! A popular file can have thousands of holders and a busy tracker thousands of files, so a
 //! reply names at most [`HOLDERS_PER_FILE`] holders of each file (taking turns through the
 //! rest, so load spreads over every holder across lookups) and as many files as fit.
 
-use crate::wire::{self, FileMatch, MAX_FRAME};
+use crate::protocol::{self, FileMatch, MAX_FRAME};
 
 /// Holders named for one file: more than a download can use at once (it connects to each),
 /// and what BitTorrent trackers hand out by default.
@@ -24,7 +24,7 @@ pub fn fit(found: Vec<FileMatch>, turn: u64) -> Vec<FileMatch> {
             one.holders.rotate_left(start);
             one.holders.truncate(HOLDERS_PER_FILE);
         }
-        let size = wire::encode(&one).map_or(usize::MAX, |frame| frame.len());
+        let size = protocol::encode(&one).map_or(usize::MAX, |frame| frame.len());
         if size > budget {
             break;
         }
@@ -37,7 +37,7 @@ pub fn fit(found: Vec<FileMatch>, turn: u64) -> Vec<FileMatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Digest, FileInfo, Holder, TrackerResponse};
+    use crate::protocol::{Digest, FileInfo, Holder, TrackerResponse};
 
     fn file(n: u32, holders: usize) -> FileMatch {
         let mut id = [0u8; 32];
@@ -63,7 +63,7 @@ mod tests {
         let found: Vec<FileMatch> = (0..3000).map(|n| file(n, 20)).collect();
         let fitted = fit(found, 0);
         assert!(!fitted.is_empty() && fitted.len() < 3000, "{} files kept", fitted.len());
-        let frame = wire::encode(&TrackerResponse::Matches(fitted)).unwrap();
+        let frame = protocol::encode(&TrackerResponse::Matches(fitted)).unwrap();
         assert!(frame.len() <= MAX_FRAME + 4, "{} bytes", frame.len());
     }
 }

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Tracker, reply};
 use crate::limits::RateLimit;
 use crate::logbook::{Event, EventKind};
+use crate::protocol::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 use crate::tls::remote_fingerprint;
-use crate::wire::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
 /// How long a peer may take to send one request frame once it opened the stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,7 +78,7 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
 async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
     let fingerprint = remote_fingerprint(conn)?;
     let (mut send, mut recv) = tokio::time::timeout(REQUEST_TIMEOUT, conn.accept_bi()).await.context("no registration")??;
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, wire::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
     let (version, peer_id, files) = match request {
         Ok(TrackerRequest::Register { version, peer_id, files }) => (version, peer_id, files),
         Ok(_) => return refuse(conn, &mut send, "the first request must be Register").await,
@@ -88,7 +88,7 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
         let msg = format!("protocol version {version} is not supported (this tracker speaks {PROTOCOL_VERSION})");
         return refuse(conn, &mut send, &msg).await;
     }
-    if let Err(msg) = wire::check_peer_id(&peer_id) {
+    if let Err(msg) = protocol::check_peer_id(&peer_id) {
         return refuse(conn, &mut send, &msg).await;
     }
     let addr = conn.remote_address();
@@ -109,8 +109,8 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
 }
 
 /// Records one file a registering peer already shares, if its name is usable.
-fn share_on_register(tracker: &Tracker, session: &Session, file: &wire::FileInfo) -> Result<(), String> {
-    wire::check_name(&file.name)?;
+fn share_on_register(tracker: &Tracker, session: &Session, file: &protocol::FileInfo) -> Result<(), String> {
+    protocol::check_name(&file.name)?;
     tracker.registry().share(&session.peer, session.id, file, Instant::now()).map_err(|e| e.to_string())
 }
 
@@ -124,7 +124,7 @@ async fn refuse<T>(conn: &Connection, send: &mut SendStream, reason: &str) -> Re
 
 /// Reads one request, acts on it, writes the response.
 async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, peer: &str, session: u64) {
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, wire::read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
     let response = match request {
         Ok(Ok(request)) => act(tracker, peer, session, request),
         Ok(Err(err)) => TrackerResponse::Error(format!("bad request: {err}")),
@@ -159,8 +159,8 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
     result.unwrap_or_else(TrackerResponse::Error)
 }
 
-fn share(tracker: &Tracker, peer: &str, session: u64, file: wire::FileInfo) -> Result<TrackerResponse, String> {
-    wire::check_name(&file.name)?;
+fn share(tracker: &Tracker, peer: &str, session: u64, file: protocol::FileInfo) -> Result<TrackerResponse, String> {
+    protocol::check_name(&file.name)?;
     tracker.registry().share(peer, session, &file, Instant::now()).map_err(|e| e.to_string())?;
     let detail = format!("{} bytes", file.size);
     tracker.record(Event::now(EventKind::Share, peer, detail).with_file(&file.name, Some(file.id.to_hex())));
@@ -170,7 +170,7 @@ fn share(tracker: &Tracker, peer: &str, session: u64, file: wire::FileInfo) -> R
 /// Files matching `query`; a query that could not be a file name or an id prefix is refused, so
 /// nothing unprintable reaches the event log and the tracker's screen.
 fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse, String> {
-    wire::check_name(query).map_err(|reason| format!("bad lookup: {reason}"))?;
+    protocol::check_name(query).map_err(|reason| format!("bad lookup: {reason}"))?;
     let found = tracker.registry().lookup(query);
     let (name, id) = match found.as_slice() {
         [one] => (one.file.name.clone(), Some(one.file.id.to_hex())),
@@ -182,7 +182,7 @@ fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse,
     Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
 }
 
-fn unshare(tracker: &Tracker, peer: &str, session: u64, file: &wire::FileId) -> Result<TrackerResponse, String> {
+fn unshare(tracker: &Tracker, peer: &str, session: u64, file: &protocol::FileId) -> Result<TrackerResponse, String> {
     let name = tracker.registry().unshare(peer, session, file).map_err(|e| e.to_string())?;
     if let Some(name) = name {
         tracker.record(Event::now(EventKind::Unshare, peer, "withdrawn by its holder").with_file(&name, Some(file.to_hex())));
@@ -196,7 +196,7 @@ fn verify(tracker: &Tracker, fingerprint: &Fingerprint) -> TrackerResponse {
 }
 
 async fn respond(send: &mut SendStream, response: &TrackerResponse) -> Result<()> {
-    wire::write_frame(send, response).await?;
+    protocol::write_frame(send, response).await?;
     send.finish()?;
     Ok(())
 }

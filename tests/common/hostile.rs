@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use p2pq::manifest::Manifest;
-use p2pq::tls::{self, Identity};
-use p2pq::wire::{
+use p2pq::content::manifest::Manifest;
+use p2pq::protocol::{
     self, ChunkHeader, FileInfo, FileMatch, Fingerprint, Holder, MAX_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest,
     TRACKER_ALPN, TrackerRequest, TrackerResponse,
 };
+use p2pq::tls::{self, Identity};
 use quinn::{Connection, Endpoint};
 use tokio::io::AsyncReadExt;
 
@@ -62,7 +62,7 @@ impl Hostile {
 
 /// One tracker request on its own stream, one answer back.
 pub async fn request(conn: &Connection, req: &TrackerRequest) -> Result<TrackerResponse> {
-    let reply = raw_bi(conn, &wire::encode(req)?).await?;
+    let reply = raw_bi(conn, &protocol::encode(req)?).await?;
     decode(&reply)
 }
 
@@ -73,7 +73,7 @@ pub fn decode_frame<T: serde::de::DeserializeOwned>(frame: &[u8], limit: usize) 
     if len != body.len() {
         bail!("frame announces {len} bytes, has {}", body.len());
     }
-    Ok(wire::decode_body(body, limit)?)
+    Ok(protocol::decode_body(body, limit)?)
 }
 
 /// Decodes one whole control frame.
@@ -92,17 +92,17 @@ pub async fn raw_bi(conn: &Connection, bytes: &[u8]) -> Result<Vec<u8>> {
 
 /// Asks a holder for a manifest.
 pub async fn manifest(conn: &Connection, id: Fingerprint, version: u16) -> Result<ManifestReply> {
-    let reply = raw_bi(conn, &wire::encode(&PeerRequest::Manifest { version, id })?).await?;
-    decode_frame(&reply, wire::MAX_MANIFEST_FRAME)
+    let reply = raw_bi(conn, &protocol::encode(&PeerRequest::Manifest { version, id })?).await?;
+    decode_frame(&reply, protocol::MAX_MANIFEST_FRAME)
 }
 
 /// Asks a holder for a chunk and returns the header of its answer.
 pub async fn chunk_header(conn: &Connection, id: Fingerprint, index: u32) -> Result<ChunkHeader> {
     let mut req = conn.open_uni().await?;
-    req.write_all(&wire::encode(&PeerRequest::Chunk { id, index })?).await?;
+    req.write_all(&protocol::encode(&PeerRequest::Chunk { id, index })?).await?;
     req.finish()?;
     let mut answer = tokio::time::timeout(STEP, conn.accept_uni()).await.context("no chunk stream")??;
-    Ok(tokio::time::timeout(STEP, wire::read_frame(&mut answer, MAX_FRAME)).await.context("no header")??)
+    Ok(tokio::time::timeout(STEP, protocol::read_frame(&mut answer, MAX_FRAME)).await.context("no header")??)
 }
 
 /// The tracker's address, as the harness parsed it.
@@ -216,7 +216,7 @@ impl FakeTracker {
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                        let Ok(req) = wire::read_frame::<_, TrackerRequest>(&mut recv, MAX_FRAME).await else { return };
+                        let Ok(req) = protocol::read_frame::<_, TrackerRequest>(&mut recv, MAX_FRAME).await else { return };
                         let reply = match req {
                             TrackerRequest::Register { .. } => TrackerResponse::Registered { observed: conn.remote_address() },
                             TrackerRequest::Lookup { query } => TrackerResponse::Matches(answer(&query)),
@@ -224,7 +224,7 @@ impl FakeTracker {
                             TrackerRequest::Verify { .. } => TrackerResponse::Verified { peer_id: Some("someone".into()) },
                             _ => TrackerResponse::Ok,
                         };
-                        let _ = wire::write_frame(&mut send, &reply).await;
+                        let _ = protocol::write_frame(&mut send, &reply).await;
                         let _ = send.finish();
                     }
                 });
@@ -273,22 +273,22 @@ async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
         tokio::select! {
             bi = conn.accept_bi() => {
                 let (mut send, mut recv) = bi?;
-                let _req: PeerRequest = wire::read_frame(&mut recv, MAX_FRAME).await?;
+                let _req: PeerRequest = protocol::read_frame(&mut recv, MAX_FRAME).await?;
                 let reply = match (&answer, &content) {
                     (HolderAnswer::Refuse(reason), _) => ManifestReply::Error(reason.clone()),
                     (_, Some((_, manifest))) => ManifestReply::Manifest(manifest.clone()),
                     _ => bail!("nothing to serve"),
                 };
-                wire::write_frame(&mut send, &reply).await?;
+                protocol::write_frame(&mut send, &reply).await?;
                 send.finish()?;
             }
             uni = conn.accept_uni() => {
                 let mut recv = uni?;
-                let PeerRequest::Chunk { id, index } = wire::read_frame(&mut recv, MAX_FRAME).await? else { continue };
+                let PeerRequest::Chunk { id, index } = protocol::read_frame(&mut recv, MAX_FRAME).await? else { continue };
                 let Some((data, manifest)) = &content else { continue };
                 let (offset, len) = (manifest.offset(index) as usize, manifest.len_of(index) as usize);
                 let mut out = conn.open_uni().await?;
-                wire::write_frame(&mut out, &ChunkHeader { id, index, result: Ok(len as u32) }).await?;
+                protocol::write_frame(&mut out, &ChunkHeader { id, index, result: Ok(len as u32) }).await?;
                 out.write_all(&data[offset..offset + len]).await?;
                 out.finish()?;
             }

@@ -17,9 +17,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::console::{self, Stream, screen};
+use crate::app::console::{self, Stream, screen};
 pub use crate::peer::events::Progress;
-use crate::wire::FileInfo;
+use crate::protocol::FileInfo;
 
 /// Redraws of the bars per second: smooth enough to read a rate, few enough that redrawing the
 /// prompt with them does not flicker.

@@ -25,17 +25,16 @@
 //! cut to [`MAX_REASON_LEN`], so a hostile tracker or holder cannot write to our terminal. Names
 //! are not rewritten: they are checked with [`check_name`] and refused.
 
-use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 mod frame;
-mod names;
 
+pub use crate::content::id::{Digest, FileId, Fingerprint};
+pub use crate::content::names::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN, check_name, check_peer_id, printable, printable_capped};
+use crate::content::names::{printable_reason, printable_result};
 pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_frame};
-pub use names::{check_name, check_peer_id, printable, printable_capped};
-use names::{printable_reason, printable_result};
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -47,17 +46,11 @@ pub const PEER_ALPN: &[u8] = b"p2pq-peer/1";
 /// Limit of a control frame: requests, responses, chunk headers. Generous for a lookup listing
 /// thousands of holders, small enough that a hostile peer cannot make us hold much.
 pub const MAX_FRAME: usize = 1 << 20;
-/// Limit of a manifest frame: 32 bytes a chunk for at most [`crate::manifest::MAX_CHUNKS`] chunks.
+/// Limit of a manifest frame: 32 bytes a chunk for at most [`crate::content::manifest::MAX_CHUNKS`] chunks.
 pub const MAX_MANIFEST_FRAME: usize = 4 << 20;
 /// Limit of a request frame other than `Register`: the largest (`Share`) holds a 255-byte name,
 /// a 32-byte id and a size; 4 KiB leaves room and keeps a flood of requests cheap to hold.
 pub const MAX_REQUEST_FRAME: usize = 4 << 10;
-/// Longest reason text kept from the network, in bytes; a longer one is cut (it is for display).
-pub const MAX_REASON_LEN: usize = 512;
-/// Longest file name accepted from anyone, in bytes (the common file-system limit).
-pub const MAX_NAME_LEN: usize = 255;
-/// Longest peer id, in bytes.
-pub const MAX_PEER_ID_LEN: usize = 64;
 
 /// QUIC application close codes.
 pub mod close {
@@ -71,52 +64,6 @@ pub mod close {
     /// The process is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(3);
 }
-
-/// A 32-byte BLAKE3 digest shown as lowercase hex: file ids and certificate fingerprints.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// Full lowercase hex, exactly as `b3sum` prints it.
-    pub fn to_hex(&self) -> String {
-        blake3::Hash::from_bytes(self.0).to_hex().to_string()
-    }
-
-    /// The first `n` hex digits, for tables and messages.
-    pub fn short(&self) -> String {
-        let mut hex = self.to_hex();
-        hex.truncate(12);
-        hex
-    }
-
-    /// Whether this digest's hex starts with `prefix` (case-insensitive).
-    pub fn has_prefix(&self, prefix: &str) -> bool {
-        !prefix.is_empty() && self.to_hex().starts_with(&prefix.to_ascii_lowercase())
-    }
-}
-
-impl From<blake3::Hash> for Digest {
-    fn from(hash: blake3::Hash) -> Self {
-        Digest(*hash.as_bytes())
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.short())
-    }
-}
-
-/// A file's identity: the BLAKE3 hash of its whole content.
-pub type FileId = Digest;
-/// A peer's identity: the BLAKE3 hash of its certificate (DER).
-pub type Fingerprint = Digest;
 
 /// What a holder announces about a file it shares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +176,7 @@ pub enum PeerRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ManifestReply {
     /// The manifest.
-    Manifest(crate::manifest::Manifest),
+    Manifest(crate::content::manifest::Manifest),
     /// Refused, with a one-line reason.
     Error(#[serde(deserialize_with = "printable_reason")] String),
 }

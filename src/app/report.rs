@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Got, Peer, Shared};
 use crate::logbook::{Table, printable};
+use crate::peer::{Got, Peer, Shared};
 use crate::units;
 
 /// `shared NAME (SIZE, N chunks) id HEX`.

@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
-use super::{Got, Peer, PeerConfig, report};
-use crate::console;
+use super::report;
+use crate::app::console;
+use crate::peer::{Got, Peer, PeerConfig};
 
 /// How long a one-shot peer waits to register before giving up on the tracker.
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
@@ -146,7 +147,7 @@ async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, downloa
     // A first attempt that fails (wrong certificate, refused) ends the command at once; a
     // tracker that does not answer at all gets REGISTER_WAIT.
     let first_failed = async {
-        peer.inner.link.wait_first_attempt().await;
+        peer.tracker_settled().await;
         if peer.tracker_connected() { std::future::pending().await } else { false }
     };
     let registered = tokio::select! {
@@ -196,7 +197,7 @@ mod tests {
     #[test]
     fn throwaway_ids_are_valid_and_differ() {
         let (a, b) = (throwaway_id("get"), throwaway_id("get"));
-        assert!(crate::wire::check_peer_id(&a).is_ok(), "{a}");
+        assert!(crate::protocol::check_peer_id(&a).is_ok(), "{a}");
         assert!(a.starts_with("get-") && a.len() == 10 && a != b);
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::console::say;
-use crate::peer::progress::Show;
+use crate::app::console::say;
+use crate::app::progress::Show;
 use crate::peer::{Peer, PeerConfig};
 use crate::tracker::{self, TrackerConfig};
 use crate::units;
@@ -46,7 +46,7 @@ async fn run_in(dir: &Path, size: u64) -> Result<()> {
     let shared = alice.share("demo.bin").await?;
     say(&format!("alice shares demo.bin ({}), id {}", units::bytes(size), shared.info.id));
     let draw = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let got = crate::peer::progress::get(&bob, "demo.bin", if draw { Show::Bars } else { Show::Lines }, &Default::default()).await?;
+    let got = crate::app::progress::get(&bob, "demo.bin", if draw { Show::Bars } else { Show::Lines }, &Default::default()).await?;
     say(&format!("bob downloaded it in {} at {}", units::duration(got.elapsed), units::rate(size, got.elapsed)));
     let check = got.path.clone();
     let actual = tokio::task::spawn_blocking(move || hash_file(&check)).await??;

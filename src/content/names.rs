@@ -2,7 +2,12 @@
 
 use serde::Deserialize;
 
-use super::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN};
+/// Longest reason text kept from the network, in bytes; a longer one is cut (it is for display).
+pub const MAX_REASON_LEN: usize = 512;
+/// Longest file name accepted from anyone, in bytes (the common file-system limit).
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest peer id, in bytes.
+pub const MAX_PEER_ID_LEN: usize = 64;
 
 /// `text` made safe to print on a terminal: control characters (escape sequences, NUL, newlines)
 /// and bidirectional overrides are shown escaped (`\u{1b}`); everything else, accents and all,
@@ -40,11 +45,13 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-pub(super) fn printable_reason<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+/// Decodes a reason from the network, made printable and capped (serde `deserialize_with`).
+pub fn printable_reason<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
     String::deserialize(de).map(|text| printable_capped(&text, MAX_REASON_LEN))
 }
 
-pub(super) fn printable_result<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Result<u32, String>, D::Error> {
+/// Decodes a chunk header's result, its reason made printable and capped.
+pub fn printable_result<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Result<u32, String>, D::Error> {
     Result::<u32, String>::deserialize(de).map(|r| r.map_err(|text| printable_capped(&text, MAX_REASON_LEN)))
 }
 

@@ -143,7 +143,7 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::Complete;
+    use crate::app::console::Complete;
 
     struct Words;
 

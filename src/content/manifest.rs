@@ -15,7 +15,7 @@ use std::path::Path;
 use blake3::hazmat::{ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{Digest, FileId};
+use super::id::{Digest, FileId};
 
 /// Default chunk size. 256 KiB keeps a 10 MiB file in 40 chunks (enough to spread over several
 /// holders), keeps per-chunk memory small, and is large enough that per-stream overhead is noise

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
-use super::{Peer, report};
-use crate::console::{self, CommandHelp, Complete, Console, Input, Setup};
+use super::report;
+use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
 use crate::logbook::chunks_table;
+use crate::peer::Peer;
 
 /// How long Tab waits for the tracker's file list before completing from nothing.
 const COMPLETION_WAIT: Duration = Duration::from_millis(700);
@@ -189,7 +190,7 @@ pub async fn prompt(peer: &Peer) -> Result<()> {
 /// what Ctrl-C notifies.
 fn open_console(peer: &Peer) -> (Console, Arc<Notify>) {
     let complete: Arc<dyn Complete> = Arc::new(Completion { peer: peer.clone(), runtime: tokio::runtime::Handle::current() });
-    let history = Some(peer.inner.config.state_dir.join("history"));
+    let history = Some(peer.state_dir().join("history"));
     let console = Console::start(Setup { prompt: format!("peer {}> ", peer.id()), history, complete: Some(complete) });
     let interrupt = Arc::new(Notify::new());
     // On a terminal Ctrl-C cancels what runs; from a pipe it leaves, as SIGTERM does.

@@ -13,9 +13,9 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Tracker;
-use crate::console::{self, CommandHelp, Complete, Console, Input, Setup};
+use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
 use crate::logbook::{Event, Table, events_table};
+use crate::tracker::Tracker;
 
 /// A parsed tracker command.
 #[derive(Debug, PartialEq, Eq)]

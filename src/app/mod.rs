@@ -1,0 +1,39 @@
+//! Front ends, used only by the binary: the peer and tracker prompts, one-shot `get` and
+//! `seed`, progress bars and `--json` (both subscribe to the engine's events), summaries, the
+//! demo, and the console plumbing under them. The engine (`peer`, `tracker`) never draws and
+//! never prints; everything a person sees is made here.
+
+pub mod console;
+pub mod demo;
+pub mod oneshot;
+mod peer_prompt;
+pub mod progress;
+mod report;
+mod tracker_prompt;
+
+use anyhow::Result;
+
+use crate::peer::{Peer, PeerConfig};
+use crate::tracker::{self, TrackerConfig};
+
+/// `p2pq peer ID`: starts the peer and runs its prompt until it leaves.
+pub async fn peer_main(config: PeerConfig) -> Result<()> {
+    let peer = Peer::start(config).await?;
+    let line = format!("peer {} listening on {} (fingerprint {})", peer.id(), peer.local_addr()?, peer.fingerprint().short());
+    console::say(&line);
+    if let Some(notices) = peer.take_notices() {
+        console::print_notices(notices);
+    }
+    // Commands typed (or piped) right away should find the tracker link settled.
+    peer.tracker_settled().await;
+    peer_prompt::prompt(&peer).await
+}
+
+/// `p2pq tracker`: serves and runs the prompt until `exit` or a signal.
+pub async fn tracker_main(config: TrackerConfig) -> Result<()> {
+    let running = tracker::start(&config).await?;
+    console::say(&format!("tracker listening on {} (fingerprint {})", running.addr, running.fingerprint.short()));
+    tracker_prompt::prompt(&running.tracker, &running.shutdown, &config.state_dir).await;
+    running.stop().await;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Identity and content addressing: ids ([`id`]), manifests that tie chunks to an id
+//! ([`manifest`]), and the rules for names and for text shown on a terminal ([`names`]). The
+//! bottom layer: it depends on nothing else in the crate.
+
+pub mod id;
+pub mod manifest;
+pub mod names;
