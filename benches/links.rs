@@ -1,6 +1,6 @@
 //! p2pq's `get` beside raw quinn on the same simulated links: fast and long, lossy, slow.
 //!
-//! Each profile (rate, round trip, loss) is built with `p2pq::linksim`: the sending side (the
+//! Each profile (rate, round trip, loss) is built with `p2pq::net::linksim`: the sending side (the
 //! holder, or the raw server) gets the rate cap, half the delay and the loss on its outgoing
 //! link; the receiving side (the downloader, or the raw client) gets the other half of the
 //! delay and, on the lossy profile, the same loss, so acknowledgements are lost too. The
@@ -37,10 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use p2pq::linksim::{self, Link, LinkStats, Simulated};
 use p2pq::logbook::now_ms;
+use p2pq::net::linksim::{self, Link, LinkStats, Simulated};
+use p2pq::net::tls::{self, Identity};
 use p2pq::peer::{Peer, PeerConfig};
-use p2pq::tls::{self, Identity};
 use p2pq::tracker::{self, Running, TrackerConfig};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;

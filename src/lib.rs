@@ -15,13 +15,10 @@
 
 pub mod app;
 pub mod content;
-pub mod limits;
-pub mod linksim;
 pub mod logbook;
-pub mod partial;
+pub mod net;
 pub mod peer;
 pub mod protocol;
 pub mod store;
-pub mod tls;
 pub mod tracker;
 pub mod units;

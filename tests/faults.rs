@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use common::{Proc, Swarm, TIMEOUT, b3sum, bytes};
 use p2pq::content::manifest::Manifest;
+use p2pq::net::tls::{self, Identity};
 use p2pq::protocol::{self, ChunkHeader, FileInfo, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
-use p2pq::tls::{self, Identity};
 
 /// The `N` in a `downloaded` line's `chunks from peers ... ID: N` for `peer`.
 fn chunks_from(line: &str, peer: &str) -> u32 {

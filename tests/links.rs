@@ -1,7 +1,7 @@
 //! Downloads survive slow, shared, lossy and long links, and a holder that goes silent.
 //!
 //! Everything runs in this process on 127.0.0.1, each peer on a simulated uplink
-//! (`p2pq::linksim`: rate cap with a drop-tail queue, one-way delay, seeded loss), so the
+//! (`p2pq::net::linksim`: rate cap with a drop-tail queue, one-way delay, seeded loss), so the
 //! tests need no root and no netem. A round trip between two peers is the sum of both
 //! one-way delays. Each test checks what a user checks: the `get` finishes in time and the
 //! file on disk is byte for byte the original.
@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use common::bytes;
 use common::inproc::{GET_TIMEOUT, Net, assert_got, chunks_from, get, wait_for};
-use p2pq::linksim::Link;
 use p2pq::logbook::now_ms;
+use p2pq::net::linksim::Link;
 use tokio::time::Instant;
 
 /// Chunk size of a download (the default), to reason about chunk counts.

@@ -130,7 +130,7 @@ async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, downloa
     let config = PeerConfig {
         id,
         tracker: link.tracker,
-        tracker_cert: Some(link.tracker_cert.clone().unwrap_or_else(|| crate::tls::paths(&link.certs, "tracker").0)),
+        tracker_cert: Some(link.tracker_cert.clone().unwrap_or_else(|| crate::net::tls::paths(&link.certs, "tracker").0)),
         certs: if lasting { link.certs.clone() } else { home.path.join("certs") },
         data_dir: data_dir.to_path_buf(),
         download_dir: download_dir.to_path_buf(),

@@ -18,16 +18,16 @@ use quinn::Endpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::buffers;
 use super::events::Progress;
 use super::holder::{FetchError, HolderLink, HolderPool, Pieces};
 use super::scheduler::Scheduler;
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
-use crate::partial::Partial;
+use crate::net::tls::{self, Identity};
 use crate::protocol::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
 use crate::store::StoreError;
-use crate::tls::{self, Identity};
+use crate::store::buffers;
+use crate::store::partial::Partial;
 
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);

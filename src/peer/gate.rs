@@ -17,9 +17,9 @@ use quinn::Connection;
 use tokio::sync::Semaphore;
 
 use super::tracker_link::TrackerLink;
-use crate::limits::{Quota, Slot};
+use crate::net::limits::{Quota, Slot};
+use crate::net::tls::remote_fingerprint;
 use crate::protocol::{Fingerprint, TrackerRequest, TrackerResponse, close};
-use crate::tls::remote_fingerprint;
 
 /// How long a "live peer" answer is trusted without asking again.
 const KNOWN_TTL: Duration = Duration::from_secs(30);

@@ -31,11 +31,11 @@ use tokio::task::JoinSet;
 use super::scheduler::Penalty;
 use super::window::Window;
 use crate::content::manifest::Manifest;
+use crate::net::tls;
 use crate::protocol::{
     self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close,
 };
 use crate::store::StoreError;
-use crate::tls;
 
 /// Time to connect to a holder: a handshake over a long, lossy link may lose its first
 /// packets, and quinn's retries back off from one second.

@@ -5,7 +5,6 @@
 //! serving loop and the tracker link; the prompt in `commands` calls [`Peer::share`],
 //! [`Peer::get`] and friends, and [`Peer::exit`] leaves cleanly.
 
-mod buffers;
 pub mod download;
 pub mod events;
 mod gate;
@@ -27,14 +26,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use serve::{SharedFile, Shares};
+use crate::store::shares::{SharedFile, Shares};
 use tracker_link::TrackerLink;
 
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
+use crate::net::tls::{self, Identity};
 use crate::protocol::{self, FileInfo, FileMatch, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
 use crate::store::{self, Destination};
-use crate::tls::{self, Identity};
 
 /// How long `exit` waits for connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -78,6 +77,7 @@ struct Inner {
     identity: Identity,
     endpoint: quinn::Endpoint,
     shares: Shares,
+    throttle: Option<Arc<throttle::Throttle>>,
     link: Arc<TrackerLink>,
     log: Logbook<ChunkRecord>,
     shutdown: CancellationToken,
@@ -142,7 +142,7 @@ impl Peer {
     }
 
     /// Like [`Peer::start`], on a socket the caller made (tests and benches pass a
-    /// [`crate::linksim`] socket); `config.listen` is not used.
+    /// [`crate::net::linksim`] socket); `config.listen` is not used.
     pub async fn start_on(config: PeerConfig, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<Peer> {
         Peer::start_with(config, move |identity, server, _| tls::endpoint_on(identity, server, socket)).await
     }
@@ -161,13 +161,15 @@ impl Peer {
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
-        let (shares, withdrawn) = Shares::with_upload_limit(config.upload_limit);
+        let (shares, withdrawn) = Shares::new();
+        let throttle = config.upload_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let holders = Arc::new(holder::HolderPool::new(config.window));
         let inner = Inner {
             config,
             identity,
             endpoint,
             shares,
+            throttle,
             link,
             log,
             shutdown: CancellationToken::new(),
@@ -186,7 +188,12 @@ impl Peer {
     fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
         let gate = Arc::new(gate::Gate::new(inner.link.clone()));
-        let serving = tokio::spawn(serve::run(inner.endpoint.clone(), inner.shares.clone(), gate, inner.shutdown.clone()));
+        let serving = tokio::spawn(serve::run(
+            inner.endpoint.clone(),
+            serve::Serving { shares: inner.shares.clone(), throttle: inner.throttle.clone() },
+            gate,
+            inner.shutdown.clone(),
+        ));
         let (link, endpoint, id) = (inner.link.clone(), inner.endpoint.clone(), inner.config.id.clone());
         let (shares, heartbeat, shutdown) = (inner.shares.clone(), inner.config.heartbeat, inner.shutdown.clone());
         let refusal = inner.refusal.clone();
@@ -374,7 +381,7 @@ impl Peer {
     }
 
     /// Files this peer shares, with the chunks and bytes each has sent to downloaders.
-    pub fn uploads(&self) -> Vec<serve::Uploads> {
+    pub fn uploads(&self) -> Vec<crate::store::shares::Uploads> {
         self.inner.shares.uploads()
     }
 

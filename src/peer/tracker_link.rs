@@ -15,8 +15,8 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::serve::Shares;
 use crate::protocol::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+use crate::store::shares::Shares;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -183,7 +183,7 @@ impl TrackerLink {
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<Connection> {
-        let connecting = endpoint.connect_with(self.client.clone(), self.addr, crate::tls::SERVER_NAME)?;
+        let connecting = endpoint.connect_with(self.client.clone(), self.addr, crate::net::tls::SERVER_NAME)?;
         let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting).await.context("connection timed out")??;
         Ok(conn)
     }

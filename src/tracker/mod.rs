@@ -17,10 +17,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::Quota;
 use crate::logbook::{Event, EventKind, Logbook};
+use crate::net::limits::Quota;
+use crate::net::tls::{self, Identity};
 use crate::protocol::{FileMatch, Fingerprint, TRACKER_ALPN, close};
-use crate::tls::{self, Identity};
 use registry::{PeerEntry, Registry};
 
 /// Most peer connections served at once; past it new connections are refused.
@@ -174,7 +174,7 @@ pub async fn start(config: &TrackerConfig) -> Result<Running> {
     start_with(config, |identity, server| tls::endpoint(identity, server, config.listen)).await
 }
 
-/// Like [`start`], on a socket the caller made (a [`crate::linksim`] socket in tests).
+/// Like [`start`], on a socket the caller made (a [`crate::net::linksim`] socket in tests).
 pub async fn start_on(config: &TrackerConfig, socket: Arc<dyn quinn::AsyncUdpSocket>) -> Result<Running> {
     start_with(config, move |identity, server| tls::endpoint_on(identity, server, socket)).await
 }

@@ -18,10 +18,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Tracker, reply};
-use crate::limits::RateLimit;
 use crate::logbook::{Event, EventKind};
+use crate::net::limits::RateLimit;
+use crate::net::tls::remote_fingerprint;
 use crate::protocol::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
-use crate::tls::remote_fingerprint;
 
 /// How long a peer may take to send one request frame once it opened the stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

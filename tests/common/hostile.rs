@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use p2pq::content::manifest::Manifest;
+use p2pq::net::tls::{self, Identity};
 use p2pq::protocol::{
     self, ChunkHeader, FileInfo, FileMatch, Fingerprint, Holder, MAX_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest,
     TRACKER_ALPN, TrackerRequest, TrackerResponse,
 };
-use p2pq::tls::{self, Identity};
 use quinn::{Connection, Endpoint};
 use tokio::io::AsyncReadExt;
 

@@ -1,5 +1,5 @@
 //! In-process harness: a tracker and peers inside the test's own tokio runtime, each on its own
-//! simulated link ([`p2pq::linksim`]), all in one temp folder on 127.0.0.1.
+//! simulated link ([`p2pq::net::linksim`]), all in one temp folder on 127.0.0.1.
 //!
 //! A peer's [`Link`] is its uplink: everything it sends (chunks, requests, acks, heartbeats to
 //! the tracker) crosses it, so a round trip between two peers is the sum of both one-way
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use p2pq::linksim::{self, Link, LinkControl, LinkStats};
+use p2pq::net::linksim::{self, Link, LinkControl, LinkStats};
 use p2pq::peer::{Got, Peer, PeerConfig};
 use p2pq::tracker::{self, Running, TrackerConfig};
 use tokio::time::Instant;

@@ -141,7 +141,7 @@ fn lock(shaper: &Mutex<Shaper>) -> std::sync::MutexGuard<'_, Shaper> {
 /// Binds a UDP socket at `addr` whose outgoing datagrams cross `link`. Call it inside a tokio
 /// runtime: the task that delivers datagrams runs there, until the socket is dropped.
 pub fn socket(addr: SocketAddr, link: Link) -> io::Result<Simulated> {
-    let std_socket = crate::tls::udp_socket(addr)?;
+    let std_socket = crate::net::tls::udp_socket(addr)?;
     let sender = tokio::net::UdpSocket::from_std({
         let clone = std_socket.try_clone()?;
         clone.set_nonblocking(true)?;

@@ -2,8 +2,13 @@
 //! positioned reads and writes.
 //!
 //! `share` resolves a name inside the data folder and refuses anything that lands outside it
-//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in `partial`. All
-//! functions here block: call them from a blocking thread.
+//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in [`partial`], the
+//! files being served in [`shares`], pooled chunk buffers in [`buffers`]. The functions here
+//! block: call them from a blocking thread.
+
+pub mod buffers;
+pub mod partial;
+pub mod shares;
 
 use std::fs::{self, File};
 use std::io;

@@ -50,6 +50,11 @@ impl Buffer {
         self.len
     }
 
+    /// Whether it holds no bytes (an empty file's one chunk).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The buffer as [`Bytes`], without copying; it returns to the pool when the last
     /// reference is dropped (for a chunk being sent: once the peer acknowledged all of it).
     pub fn into_bytes(self) -> Bytes {

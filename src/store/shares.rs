@@ -1,0 +1,165 @@
+//! The files this peer serves: each opened once, checked unchanged before every read, with
+//! what it uploaded. Serving (`peer::serve`) reads from here; a finished download is added here.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::content::manifest::Manifest;
+use crate::protocol::{self, FileId, FileInfo, ManifestReply};
+use crate::store::buffers::{self, Buffer};
+
+/// A file this peer serves.
+pub struct SharedFile {
+    /// What the tracker knows of it.
+    pub info: FileInfo,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its chunks' hashes.
+    pub manifest: Arc<Manifest>,
+    file: Arc<File>,
+    stamp: Stamp,
+    /// Chunks and bytes sent to downloaders since it was shared.
+    sent: (AtomicU64, AtomicU64),
+    /// The encoded manifest reply, once asked for.
+    manifest_frame: OnceLock<Bytes>,
+}
+
+/// A shared file and how much of it went out.
+#[derive(Clone, Debug)]
+pub struct Uploads {
+    /// The file.
+    pub info: FileInfo,
+    /// Chunks sent to downloaders.
+    pub chunks: u64,
+    /// Bytes sent to downloaders.
+    pub bytes: u64,
+}
+
+/// Size and modification time: a change means the file is no longer what was shared.
+type Stamp = (u64, Option<std::time::SystemTime>);
+
+fn stamp(file: &File) -> std::io::Result<Stamp> {
+    let meta = file.metadata()?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+impl SharedFile {
+    /// Opens `path` to serve it under `info`, with a manifest already computed from it.
+    pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
+        let file = File::open(&path)?;
+        let stamp = stamp(&file)?;
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent: Default::default(), manifest_frame: OnceLock::new() })
+    }
+
+    /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
+    /// it was shared (blocking).
+    pub fn read(&self, offset: u64, len: usize) -> Result<Buffer> {
+        self.check_unchanged()?;
+        let mut buffer = buffers::take(len);
+        crate::store::read_exact_at(&self.file, buffer.as_mut_slice(), offset)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        Ok(buffer)
+    }
+
+    /// Like [`SharedFile::read`], but only if the bytes are in the page cache, so it never
+    /// waits for the disk; `None` if they are not (read on a blocking thread instead).
+    pub fn read_cached(&self, offset: u64, len: usize) -> Option<Result<Buffer>> {
+        let mut buffer = buffers::take(len);
+        match crate::store::read_cached(&self.file, buffer.as_mut_slice(), offset)? {
+            Ok(()) => Some(self.check_unchanged().map(|()| buffer)),
+            Err(err) => Some(Err(err).with_context(|| format!("cannot read {}", self.path.display()))),
+        }
+    }
+
+    /// The manifest reply frame, encoded at the first request and kept.
+    pub fn manifest_frame(&self) -> Result<Bytes, protocol::WireError> {
+        if let Some(frame) = self.manifest_frame.get() {
+            return Ok(frame.clone());
+        }
+        let frame = Bytes::from(protocol::encode(&ManifestReply::Manifest((*self.manifest).clone()))?);
+        Ok(self.manifest_frame.get_or_init(|| frame).clone())
+    }
+
+    /// Fails if the file's size or modification time changed since it was shared.
+    fn check_unchanged(&self) -> Result<()> {
+        if stamp(&self.file).ok() != Some(self.stamp) {
+            bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
+        }
+        Ok(())
+    }
+}
+
+/// The files this peer shares, by id.
+#[derive(Clone)]
+pub struct Shares {
+    files: Arc<Mutex<HashMap<FileId, Arc<SharedFile>>>>,
+    /// Files withdrawn because our copy went bad, for the tracker to hear of.
+    withdrawn: mpsc::UnboundedSender<FileInfo>,
+}
+
+impl Shares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileId, Arc<SharedFile>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// No shares yet. Returns the files withdrawn from now on, as they are (one at most per
+    /// shared file), for the tracker to hear of.
+    pub fn new() -> (Shares, mpsc::UnboundedReceiver<FileInfo>) {
+        let (withdrawn, gone) = mpsc::unbounded_channel();
+        (Shares { files: Arc::default(), withdrawn }, gone)
+    }
+
+    /// Stops serving `file` because our copy went bad, and queues it for the tracker to hear.
+    pub fn withdraw(&self, file: &SharedFile) {
+        self.remove(&file.info.id);
+        let _ = self.withdrawn.send(file.info.clone());
+    }
+
+    /// Stops serving a file.
+    pub fn remove(&self, id: &FileId) {
+        self.lock().remove(id);
+    }
+
+    /// Adds (or replaces) a shared file.
+    pub fn insert(&self, file: SharedFile) {
+        self.lock().insert(file.info.id, Arc::new(file));
+    }
+
+    /// The shared file with this id.
+    pub fn get(&self, id: &FileId) -> Option<Arc<SharedFile>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Every shared file with what it uploaded, by name.
+    pub fn uploads(&self) -> Vec<Uploads> {
+        let mut all: Vec<Uploads> = self
+            .lock()
+            .values()
+            .map(|f| Uploads { info: f.info.clone(), chunks: f.sent.0.load(Ordering::Relaxed), bytes: f.sent.1.load(Ordering::Relaxed) })
+            .collect();
+        all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        all
+    }
+
+    /// Counts a chunk of `bytes` sent from file `id`.
+    pub fn count_sent(&self, id: &FileId, bytes: usize) {
+        if let Some(file) = self.get(id) {
+            file.sent.0.fetch_add(1, Ordering::Relaxed);
+            file.sent.1.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Every shared file, by name.
+    pub fn list(&self) -> Vec<FileInfo> {
+        let mut all: Vec<FileInfo> = self.lock().values().map(|f| f.info.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
