@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod content;
+pub mod discovery;
 pub mod logbook;
 pub mod net;
 pub mod peer;

@@ -1,7 +1,10 @@
-//! Who may download from this peer: only live peers registered with our tracker.
+//! Who may download from this peer, and how much each may hold of it.
 //!
-//! A downloader's identity is the certificate it proved in the TLS handshake. Before serving a
-//! new connection the holder asks the tracker (`Verify { fingerprint }`) whether that certificate
+//! A downloader's identity is the certificate it proved in the TLS handshake. The [`Gate`] asks
+//! its [`Admission`] whether that certificate may be served, then caps the connections and
+//! chunk sends of each admitted peer. The first admission is [`TrackerAdmission`]: only live
+//! peers registered with our tracker. Before serving a new connection the holder asks the
+//! tracker (`Verify { fingerprint }`) whether that certificate
 //! belongs to a live peer; verdicts are cached briefly ([`KNOWN_TTL`], [`UNKNOWN_TTL`]) so a
 //! download costs at most one extra round trip to the tracker, usually none. When the tracker
 //! cannot be asked, a peer verified within [`STALE_OK`] is still served (downloads survive a
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 use quinn::Connection;
 use tokio::sync::Semaphore;
 
-use super::tracker_link::TrackerLink;
+use crate::discovery::tracker::TrackerLink;
 use crate::net::limits::{Quota, Slot};
 use crate::net::tls::remote_fingerprint;
 use crate::protocol::{Fingerprint, TrackerRequest, TrackerResponse, close};
@@ -33,14 +36,13 @@ const MAX_CACHED: usize = 4096;
 /// Connections one verified peer may hold to us: one per download it runs at once, and then some.
 /// With the server send window this bounds what one peer makes us buffer to about 16 MiB.
 pub const MAX_CONNECTIONS_PER_PEER: usize = 4;
-/// Chunks read and being sent at once to one peer, over all its connections: bounds what one
-/// downloader can pin (this many chunks, 4 MiB at the default size) while keeping the window of
-/// two downloads at once (8 chunks each) full.
-pub const SENDS_PER_PEER: usize = 16;
+/// Chunks read and being sent at once to one peer (the protocol's promise, see
+/// [`crate::protocol::SENDS_PER_PEER`]).
+pub use crate::protocol::SENDS_PER_PEER;
 
 /// The tracker's last word on one certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Verdict {
+struct Said {
     live: bool,
     at: Instant,
 }
@@ -48,7 +50,7 @@ struct Verdict {
 /// Cached verdicts, by fingerprint: plain data, no I/O.
 #[derive(Default)]
 struct Verdicts {
-    by_fp: HashMap<Fingerprint, Verdict>,
+    by_fp: HashMap<Fingerprint, Said>,
 }
 
 impl Verdicts {
@@ -71,64 +73,35 @@ impl Verdicts {
             let cut = ages[ages.len() / 2];
             self.by_fp.retain(|_, v| v.at > cut);
         }
-        self.by_fp.insert(fp, Verdict { live, at: now });
+        self.by_fp.insert(fp, Said { live, at: now });
     }
 }
 
-/// Admits downloaders: verified with the tracker, a few connections each.
-pub struct Gate {
+/// A future an [`Admission`] returns: `Err` carries the reason the peer is told.
+pub type Verdict<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), &'static str>> + Send + 'a>>;
+
+/// Who may download from this peer, by certificate fingerprint. The tracker decides today
+/// ([`TrackerAdmission`]); a public share (anyone who knows the id) comes next.
+pub trait Admission: Send + Sync {
+    /// Whether the peer whose certificate has fingerprint `fp` may be served.
+    fn admits(&self, fp: Fingerprint) -> Verdict<'_>;
+}
+
+/// Admits only live peers registered with our tracker, asking it with `Verify` and caching
+/// its verdicts.
+pub struct TrackerAdmission {
     link: Arc<TrackerLink>,
     verdicts: Mutex<Verdicts>,
-    per_peer: Quota<Fingerprint>,
-    sends: Mutex<HashMap<Fingerprint, Weak<Semaphore>>>,
 }
 
-/// A connection admitted by the [`Gate`]; its slot is given back when this drops.
-pub struct Admitted {
-    _slot: Slot<Fingerprint>,
-    /// Chunk sends this peer may have in flight, shared by all its connections.
-    pub sends: Arc<Semaphore>,
-}
-
-impl Gate {
-    /// A gate that asks the tracker over `link`.
-    pub fn new(link: Arc<TrackerLink>) -> Gate {
-        Gate { link, verdicts: Mutex::default(), per_peer: Quota::new(MAX_CONNECTIONS_PER_PEER), sends: Mutex::default() }
-    }
-
-    /// The send budget of peer `fp`, shared while any of its connections lives.
-    fn sends_of(&self, fp: Fingerprint) -> Arc<Semaphore> {
-        let mut all = self.sends.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sends) = all.get(&fp).and_then(Weak::upgrade) {
-            return sends;
-        }
-        all.retain(|_, weak| weak.strong_count() > 0);
-        let sends = Arc::new(Semaphore::new(SENDS_PER_PEER));
-        all.insert(fp, Arc::downgrade(&sends));
-        sends
+impl TrackerAdmission {
+    /// Asks the tracker over `link`.
+    pub fn new(link: Arc<TrackerLink>) -> TrackerAdmission {
+        TrackerAdmission { link, verdicts: Mutex::default() }
     }
 
     fn verdicts(&self) -> std::sync::MutexGuard<'_, Verdicts> {
         self.verdicts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Admits `conn`, or closes it with the reason and returns `None`.
-    pub async fn admit(&self, conn: &Connection) -> Option<Admitted> {
-        let verdict = match remote_fingerprint(conn) {
-            Ok(fp) => self.check(fp).await.and_then(|()| {
-                let slot = self.per_peer.take(fp).ok_or("too many connections from this peer")?;
-                Ok(Admitted { _slot: slot, sends: self.sends_of(fp) })
-            }),
-            Err(_) => Err("no certificate"),
-        };
-        match verdict {
-            Ok(admitted) => Some(admitted),
-            Err(reason) => {
-                tracing::debug!(addr = %conn.remote_address(), "downloader refused: {reason}");
-                conn.close(close::REFUSED, reason.as_bytes());
-                None
-            }
-        }
     }
 
     /// Whether `fp` is a live peer, from the cache or the tracker.
@@ -144,6 +117,64 @@ impl Gate {
             }
             _ if self.verdicts().stale_live(&fp, Instant::now()) => Ok(()),
             _ => Err("cannot check this peer with the tracker now; try again later"),
+        }
+    }
+}
+
+impl Admission for TrackerAdmission {
+    fn admits(&self, fp: Fingerprint) -> Verdict<'_> {
+        Box::pin(self.check(fp))
+    }
+}
+
+/// Admits downloaders: those its [`Admission`] accepts, a few connections each.
+pub struct Gate {
+    admission: Arc<dyn Admission>,
+    per_peer: Quota<Fingerprint>,
+    sends: Mutex<HashMap<Fingerprint, Weak<Semaphore>>>,
+}
+
+/// A connection admitted by the [`Gate`]; its slot is given back when this drops.
+pub struct Admitted {
+    _slot: Slot<Fingerprint>,
+    /// Chunk sends this peer may have in flight, shared by all its connections.
+    pub sends: Arc<Semaphore>,
+}
+
+impl Gate {
+    /// A gate that asks `admission` who may be served.
+    pub fn new(admission: Arc<dyn Admission>) -> Gate {
+        Gate { admission, per_peer: Quota::new(MAX_CONNECTIONS_PER_PEER), sends: Mutex::default() }
+    }
+
+    /// The send budget of peer `fp`, shared while any of its connections lives.
+    fn sends_of(&self, fp: Fingerprint) -> Arc<Semaphore> {
+        let mut all = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sends) = all.get(&fp).and_then(Weak::upgrade) {
+            return sends;
+        }
+        all.retain(|_, weak| weak.strong_count() > 0);
+        let sends = Arc::new(Semaphore::new(SENDS_PER_PEER));
+        all.insert(fp, Arc::downgrade(&sends));
+        sends
+    }
+
+    /// Admits `conn`, or closes it with the reason and returns `None`.
+    pub async fn admit(&self, conn: &Connection) -> Option<Admitted> {
+        let verdict = match remote_fingerprint(conn) {
+            Ok(fp) => self.admission.admits(fp).await.and_then(|()| {
+                let slot = self.per_peer.take(fp).ok_or("too many connections from this peer")?;
+                Ok(Admitted { _slot: slot, sends: self.sends_of(fp) })
+            }),
+            Err(_) => Err("no certificate"),
+        };
+        match verdict {
+            Ok(admitted) => Some(admitted),
+            Err(reason) => {
+                tracing::debug!(addr = %conn.remote_address(), "downloader refused: {reason}");
+                conn.close(close::REFUSED, reason.as_bytes());
+                None
+            }
         }
     }
 }

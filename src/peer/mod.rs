@@ -12,7 +12,6 @@ mod holder;
 pub mod scheduler;
 pub mod serve;
 pub mod throttle;
-mod tracker_link;
 pub mod window;
 
 use std::collections::HashSet;
@@ -26,8 +25,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::discovery::Discovery;
+use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::store::shares::{SharedFile, Shares};
-use tracker_link::TrackerLink;
 
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
@@ -79,6 +79,8 @@ struct Inner {
     shares: Shares,
     throttle: Option<Arc<throttle::Throttle>>,
     link: Arc<TrackerLink>,
+    /// Where holders come from (the tracker today).
+    discovery: Arc<dyn Discovery>,
     log: Logbook<ChunkRecord>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -170,6 +172,7 @@ impl Peer {
             endpoint,
             shares,
             throttle,
+            discovery: link.clone(),
             link,
             log,
             shutdown: CancellationToken::new(),
@@ -187,7 +190,7 @@ impl Peer {
 
     fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
-        let gate = Arc::new(gate::Gate::new(inner.link.clone()));
+        let gate = Arc::new(gate::Gate::new(Arc::new(gate::TrackerAdmission::new(inner.link.clone()))));
         let serving = tokio::spawn(serve::run(
             inner.endpoint.clone(),
             serve::Serving { shares: inner.shares.clone(), throttle: inner.throttle.clone() },
@@ -338,10 +341,7 @@ impl Peer {
 
     /// Asks the tracker which file `query` means; exactly one must match.
     async fn lookup(&self, query: &str) -> Result<FileMatch> {
-        let request = TrackerRequest::Lookup { query: query.to_string() };
-        let TrackerResponse::Matches(mut found) = self.inner.link.request(&request).await? else {
-            bail!("unexpected answer from the tracker");
-        };
+        let mut found = self.inner.discovery.find(query).await?;
         found.retain(|m| protocol::check_name(&m.file.name).is_ok());
         match found.len() {
             0 => bail!("no live peer shares {query:?}"),

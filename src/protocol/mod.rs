@@ -52,6 +52,13 @@ pub const MAX_MANIFEST_FRAME: usize = 4 << 20;
 /// a 32-byte id and a size; 4 KiB leaves room and keeps a flood of requests cheap to hold.
 pub const MAX_REQUEST_FRAME: usize = 4 << 10;
 
+/// What a holder reads and sends at once to one downloader, over all its connections: it
+/// bounds what one downloader can make a holder pin (16 chunks, 4 MiB at the default size).
+/// A downloader may ask for more (its window follows the link); the rest wait their turn at
+/// the holder and go out one after another, and the downloader judges the holder by the
+/// link's silence, never by how long one request waited.
+pub const SENDS_PER_PEER: usize = 16;
+
 /// QUIC application close codes.
 pub mod close {
     use quinn::VarInt;

@@ -1,4 +1,5 @@
-//! The peer's link to the tracker: connect, register, heartbeat, reconnect with backoff.
+//! The peer's link to the tracker: connect, register, heartbeat, reconnect with backoff; and
+//! the tracker as a [`Discovery`] source (`Lookup`).
 //!
 //! The link runs in the background for the peer's whole life. While connected it sends `alive`
 //! every heartbeat; when the connection drops, or the tracker says we are unknown (it restarted
@@ -15,6 +16,7 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::{Discovery, Found};
 use crate::protocol::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 use crate::store::shares::Shares;
 
@@ -221,4 +223,16 @@ async fn exchange(conn: &Connection, request: &TrackerRequest) -> Result<Tracker
     protocol::write_frame(&mut send, request).await?;
     send.finish()?;
     Ok(protocol::read_frame(&mut recv, MAX_FRAME).await?)
+}
+
+impl Discovery for TrackerLink {
+    fn find<'a>(&'a self, query: &'a str) -> Found<'a> {
+        Box::pin(async move {
+            let request = TrackerRequest::Lookup { query: query.to_string() };
+            match self.request(&request).await? {
+                TrackerResponse::Matches(found) => Ok(found),
+                _ => bail!("unexpected answer from the tracker"),
+            }
+        })
+    }
 }

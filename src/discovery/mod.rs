@@ -1,0 +1,22 @@
+//! Where holders come from. A [`Discovery`] turns what the user typed (a name, or an id or its
+//! first hex digits) into the files it may mean, each with the peers holding it. The tracker
+//! is the first source ([`tracker::TrackerLink`], which also keeps this peer registered and
+//! its shares announced); a DHT comes next behind the same trait.
+
+pub mod tracker;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::Result;
+
+use crate::protocol::FileMatch;
+
+/// A future a [`Discovery`] returns (boxed, so the trait can be used as `dyn`).
+pub type Found<'a> = Pin<Box<dyn Future<Output = Result<Vec<FileMatch>>> + Send + 'a>>;
+
+/// A source of candidate holders.
+pub trait Discovery: Send + Sync {
+    /// Every file `query` may name, each with the holders this source knows of.
+    fn find<'a>(&'a self, query: &'a str) -> Found<'a>;
+}
