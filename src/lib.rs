@@ -8,10 +8,21 @@
 //! `alive` heartbeats; the tracker drops the silent ones. Every connection is QUIC with TLS 1.3
 //! and self-signed certificates pinned by fingerprint, in both directions.
 //!
-//! Modules: [`wire`] (messages and framing), [`tls`] (identity and trust), [`limits`] (caps on
-//! what one client may hold), [`linksim`] (slow, long and lossy links for tests and benches), [`manifest`]
-//! (content addressing), [`store`] (files on disk), [`partial`] (unfinished downloads and resume), [`logbook`] (user-facing logs), [`console`]
-//! (prompt plumbing), [`tracker`] and [`peer`] (the two programs), [`demo`].
+//! Layers, top to bottom; each uses only those below it (no cycles):
+//!
+//! - [`app`]: front ends, used only by the binary (prompts, one-shot `get`/`seed`, progress bars
+//!   and `--json` fed by engine events, summaries, the demo, console plumbing).
+//! - [`peer`] and [`tracker`]: the two engines. A peer serves from the store, admits
+//!   downloaders, keeps holder connections and runs the swarm download, reporting through
+//!   events; the tracker keeps the registry of live peers and their files. Neither prints.
+//! - [`discovery`] (where holders come from: the tracker today), [`store`] (files on disk:
+//!   shares, partial downloads, chunk buffers, safe paths), [`net`] (TLS and pinning, QUIC
+//!   configs, caps, emulated links), [`logbook`] (the logs a user asked for).
+//! - [`protocol`]: every message of both protocols, the one codec, ALPNs, close codes, and the
+//!   promises between the two sides.
+//! - [`content`]: ids, manifests, name rules and the one `printable`; depends on nothing.
+//!
+//! [`units`] formats sizes and rates for any layer.
 
 pub mod app;
 pub mod content;

@@ -2,10 +2,10 @@
 //!
 //! The download engine sends [`Progress`] events and never prints. One task per download turns
 //! them into what the user asked for ([`Show`]): an indicatif bar in the process's one
-//! `MultiProgress` (bytes, rate, ETA, holders), warning lines, or JSON lines for scripts. It
-//! also keeps [`Transfers`] current, which `status` reads.
+//! `MultiProgress` (bytes, rate, ETA, holders), warning lines, or JSON lines for scripts. (The
+//! engine itself keeps the table of downloads under way that `status` reads.)
 //!
-//! The `MultiProgress` draws into [`StatusArea`], an indicatif `TermLike` that collects each
+//! The `MultiProgress` draws into `StatusArea`, an indicatif `TermLike` that collects each
 //! frame's lines and hands them to the console's status area, so bars sit above the prompt
 //! and never cut into the line being typed or into other output.
 

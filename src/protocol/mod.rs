@@ -9,7 +9,7 @@
 //!   `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
 //!   live registered peer before it serves that downloader.
 //! * **peer** (`p2pq-peer/1`): a downloader connects to a holder. It asks for a file's
-//!   [`Manifest`] on a bidirectional stream (one [`PeerRequest::Manifest`], one
+//!   [`Manifest`](crate::content::manifest::Manifest) on a bidirectional stream (one [`PeerRequest::Manifest`], one
 //!   [`ManifestReply`]). It asks for each chunk with a [`PeerRequest::Chunk`] on a unidirectional
 //!   stream of its own; the holder answers on a new unidirectional stream that starts with a
 //!   [`ChunkHeader`] frame followed by exactly `len` raw chunk bytes. One stream per chunk keeps

@@ -1,7 +1,8 @@
 //! The tracker: knows which live peer holds which file, and nothing of the files' bytes.
 //!
 //! [`run`] accepts connections on a bound endpoint and sweeps out peers that went silent;
-//! [`main`] adds the certificate, the endpoint and the prompt around it.
+//! [`start`] adds the certificate and the endpoint; the prompt around it is the front end's
+//! (`app::tracker_main`).
 
 pub mod registry;
 mod reply;
