@@ -55,8 +55,6 @@ const DEFAULT_PAIRS: usize = 10;
 const RAW_ALPN: &[u8] = b"p2pq-bench-raw";
 /// Time a peer gets to register (or be forgotten) before the bench gives up.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Heartbeat interval of the bench peers (the CLI default).
-const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Name of the shared file in peer A's data folder.
 const FILE_NAME: &str = "bench.bin";
 
@@ -271,19 +269,7 @@ impl Swarm {
 async fn start_peer(dir: &Path, id: &str, tracker: &Running, window: Option<usize>) -> Result<Peer> {
     let home = dir.join(id);
     std::fs::create_dir_all(home.join("data"))?;
-    let config = PeerConfig {
-        id: id.to_string(),
-        tracker: tracker.addr,
-        tracker_cert: None,
-        certs: dir.join("certs"),
-        data_dir: home.join("data"),
-        download_dir: home.join("downloads"),
-        state_dir: home.join("state"),
-        heartbeat: HEARTBEAT,
-        listen: ([127, 0, 0, 1], 0).into(),
-        upload_limit: None,
-        window,
-    };
+    let config = PeerConfig { window, ..PeerConfig::in_home(id, tracker.addr, &dir.join("certs"), &home) };
     let peer = Peer::start(config).await?;
     tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.context("peer did not register")?;
     // `registered()` can resolve a moment before the link stores its connection, and a request

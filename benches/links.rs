@@ -85,8 +85,6 @@ const DATAGRAM_PAYLOAD: f64 = 1400.0;
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Time a peer gets to register, leave, or be forgotten by the tracker.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Heartbeat interval of the bench peers (the CLI default).
-const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Free space kept beyond the shared file and one downloaded copy (resume state, logs, slack).
 const SPACE_MARGIN: u64 = 64 << 20;
 /// Name of the shared file in the sharer's data folder.
@@ -439,19 +437,7 @@ impl Swarm {
 async fn start_peer(dir: &Path, id: &str, tracker: &Running, link: Simulated) -> Result<Peer> {
     let home = dir.join(id);
     std::fs::create_dir_all(home.join("data"))?;
-    let config = PeerConfig {
-        id: id.to_string(),
-        tracker: tracker.addr,
-        tracker_cert: None,
-        certs: dir.join("certs"),
-        data_dir: home.join("data"),
-        download_dir: home.join("downloads"),
-        state_dir: home.join("state"),
-        heartbeat: HEARTBEAT,
-        listen: loopback(),
-        upload_limit: None,
-        window: P2PQ_WINDOW,
-    };
+    let config = PeerConfig { window: P2PQ_WINDOW, listen: loopback(), ..PeerConfig::in_home(id, tracker.addr, &dir.join("certs"), &home) };
     let peer = Peer::start_on(config, link.socket).await?;
     tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.context("peer did not register")?;
     // `registered()` can resolve a moment before the link stores its connection, and a request

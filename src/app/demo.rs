@@ -66,19 +66,7 @@ async fn run_in(dir: &Path, size: u64) -> Result<()> {
 async fn start_peer(dir: &Path, id: &str, tracker: SocketAddr, certs: &Path) -> Result<Peer> {
     let home = dir.join(id);
     std::fs::create_dir_all(home.join("data"))?;
-    let config = PeerConfig {
-        id: id.to_string(),
-        tracker,
-        tracker_cert: None,
-        certs: certs.to_path_buf(),
-        data_dir: home.join("data"),
-        download_dir: home.join("downloads"),
-        state_dir: home.join("state"),
-        heartbeat: Duration::from_secs(5),
-        listen: ([127, 0, 0, 1], 0).into(),
-        upload_limit: None,
-        window: None,
-    };
+    let config = PeerConfig::in_home(id, tracker, certs, &home);
     let peer = Peer::start(config).await?;
     tokio::time::timeout(REGISTER_TIMEOUT, peer.registered()).await.context("peer did not register with the tracker")?;
     Ok(peer)

@@ -66,6 +66,31 @@ pub struct PeerConfig {
     pub window: Option<usize>,
 }
 
+/// Interval of `alive` heartbeats unless told otherwise (the CLI's default too).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+impl PeerConfig {
+    /// Peer `id` of the tracker at `tracker`, with its certificate in `certs` and everything
+    /// else under `home` (`data/`, `downloads/`, `state/`), on a free loopback port, with the
+    /// defaults: tracker certificate `certs/tracker.crt`, heartbeat [`HEARTBEAT`], no upload
+    /// limit, a window that follows each link. Change what differs with `..`.
+    pub fn in_home(id: &str, tracker: SocketAddr, certs: &std::path::Path, home: &std::path::Path) -> PeerConfig {
+        PeerConfig {
+            id: id.to_string(),
+            tracker,
+            tracker_cert: None,
+            certs: certs.to_path_buf(),
+            data_dir: home.join("data"),
+            download_dir: home.join("downloads"),
+            state_dir: home.join("state"),
+            heartbeat: HEARTBEAT,
+            listen: ([127, 0, 0, 1], 0).into(),
+            upload_limit: None,
+            window: None,
+        }
+    }
+}
+
 /// A running peer; cheap to clone.
 #[derive(Clone)]
 pub struct Peer {

@@ -63,19 +63,7 @@ impl Net {
         let home = self.home(id);
         std::fs::create_dir_all(home.join("data"))?;
         let tracker = self.tracker.as_ref().context("the tracker is stopped")?.addr;
-        let config = PeerConfig {
-            id: id.to_string(),
-            tracker,
-            tracker_cert: None,
-            certs: self.dir.path().join("certs"),
-            data_dir: home.join("data"),
-            download_dir: home.join("downloads"),
-            state_dir: home.join("state"),
-            heartbeat: HEARTBEAT,
-            listen: ([127, 0, 0, 1], 0).into(),
-            upload_limit: None,
-            window: None,
-        };
+        let config = PeerConfig { heartbeat: HEARTBEAT, ..PeerConfig::in_home(id, tracker, &self.dir.path().join("certs"), &home) };
         let sim = linksim::socket(config.listen, link).with_context(|| format!("cannot bind peer {id}'s socket"))?;
         let peer = Peer::start_on(config, sim.socket).await.with_context(|| format!("cannot start peer {id}"))?;
         self.peers.push(Host { peer: peer.clone(), stats: sim.stats });
