@@ -23,11 +23,13 @@ use super::holder::{FetchError, HolderLink, HolderPool, Pieces};
 use super::scheduler::Scheduler;
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
+use crate::net::task;
 use crate::net::tls::{self, Identity};
 use crate::protocol::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
 use crate::store::StoreError;
 use crate::store::buffers;
 use crate::store::partial::Partial;
+use tracing::Span;
 
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -90,9 +92,7 @@ impl Job {
     /// Verifies and writes chunk `index` off the runtime.
     async fn verify_and_store(&self, index: u32, data: Pieces) -> Result<(), FetchError> {
         let job = self.clone();
-        tokio::task::spawn_blocking(move || job.store(index, &data))
-            .await
-            .map_err(|e| FetchError::Corrupt(format!("verifier failed: {e}")))?
+        tokio::task::spawn_blocking(move || job.store(index, &data)).await.map_err(|e| FetchError::Internal(e.to_string()))?
     }
 
     /// Re-checks the chunks a previous attempt left on disk; returns those that verify.
@@ -180,7 +180,7 @@ impl Early {
                 let offset = u64::from(index) * u64::from(chunk_size);
                 let len = (file.size - offset).min(chunk_size.into());
                 let (link, id) = (link.clone(), file.id);
-                (index, Instant::now(), tokio::spawn(async move { link.chunk(id, index, len).await }))
+                (index, Instant::now(), task::spawn(Span::current(), async move { link.chunk(id, index, len).await }))
             })
             .collect();
         Early { chunk_size, size: file.size, fetches }
@@ -203,7 +203,7 @@ impl Early {
                 fetch.abort();
                 continue;
             }
-            tasks.spawn(async move {
+            task::spawn_in(tasks, Span::current(), async move {
                 let fetched = fetch.await.unwrap_or_else(|e| Err(FetchError::Gone(format!("fetch ended: {e}"))));
                 (0, index, started, Step::Fetched(fetched))
             });
@@ -232,7 +232,7 @@ async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<Ho
     for (order, holder) in holders.iter().enumerate() {
         let config = tls::client_config(ctx.identity, PEER_ALPN, holder.fingerprint)?;
         let (endpoint, holder, pool) = (ctx.endpoint.clone(), holder.clone(), ctx.pool.clone());
-        attempts.spawn(async move { (order, pool.link(endpoint, config, &holder).await, holder) });
+        task::spawn_in(&mut attempts, Span::current(), async move { (order, pool.link(endpoint, config, &holder).await, holder) });
     }
     let mut links = Vec::new();
     let mut failures = Vec::new();
@@ -315,7 +315,7 @@ fn verify_later(plan: &mut Scheduler, job: &Job, tasks: &mut JoinSet<ChunkResult
         return;
     }
     let job = job.clone();
-    tasks.spawn(async move { (holder, index, started, Step::Stored(job.verify_and_store(index, data).await)) });
+    task::spawn_in(tasks, Span::current(), async move { (holder, index, started, Step::Stored(job.verify_and_store(index, data).await)) });
 }
 
 /// Hands a failed chunk back to the plan; tells the user when that dropped the holder. Our
@@ -328,9 +328,11 @@ fn failed(
     index: u32,
     err: FetchError,
 ) -> Result<()> {
-    if let FetchError::Disk(err) = err {
-        return Err(err).context("cannot write the download");
-    }
+    let err = match err {
+        FetchError::Disk(err) => return Err(err).context("cannot write the download"),
+        FetchError::Internal(why) => bail!("chunk {index}: internal error while verifying ({why}); what was verified is kept"),
+        err => err,
+    };
     if plan.failed(holder, index, err.penalty()) {
         let note = format!("stopped using peer {} for {}: {err}", link.peer_id, job.name);
         let _ = ctx.events.send(Progress::Note(note));
@@ -365,7 +367,7 @@ impl Checkpoints {
             let job = job.clone();
             self.last = Some(Instant::now());
             self.unsynced = 0;
-            self.running = Some(tokio::spawn(async move {
+            self.running = Some(task::spawn(Span::current(), async move {
                 if let Err(err) = job.checkpoint().await {
                     tracing::warn!("cannot save resume state: {err}");
                 }
@@ -388,7 +390,7 @@ fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mu
         plan.set_window(holder, link.window(job.manifest.chunk_size.into()));
         while let Some(index) = plan.next(holder) {
             let (link, job) = (link.clone(), job.clone());
-            tasks.spawn(async move {
+            task::spawn_in(tasks, Span::current(), async move {
                 let started = Instant::now();
                 let fetched = link.chunk(job.id, index, job.manifest.len_of(index)).await;
                 (holder, index, started, Step::Fetched(fetched))

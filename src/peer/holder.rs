@@ -70,6 +70,10 @@ pub enum FetchError {
     /// Our own disk failed: fatal for the download.
     #[error(transparent)]
     Disk(#[from] StoreError),
+    /// Our own verifier failed (a bug here, not the holder's doing): fatal for the download,
+    /// and no strike against the holder.
+    #[error("internal error while verifying: {0}")]
+    Internal(String),
 }
 
 impl FetchError {
@@ -214,7 +218,8 @@ impl HolderLink {
         let pending = Pending::default();
         let now = Instant::now();
         let state = Arc::new(Mutex::new(LinkState { window: Window::new(window, now), in_flight: 0, waiting: 0, heard: now }));
-        let router = tokio::spawn(route(conn.clone(), pending.clone(), state.clone()));
+        let span = tracing::debug_span!("holder", peer = %holder.peer_id, addr = %holder.addr);
+        let router = crate::net::task::spawn(span, route(conn.clone(), pending.clone(), state.clone()));
         Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router, state, turns: Notify::new() })
     }
 

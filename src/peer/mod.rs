@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::discovery::Discovery;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
+use crate::net::task;
 use crate::store::shares::{SharedFile, Shares};
 
 use crate::content::manifest::Manifest;
@@ -216,20 +217,24 @@ impl Peer {
     fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
         let gate = Arc::new(gate::Gate::new(Arc::new(gate::TrackerAdmission::new(inner.link.clone()))));
-        let serving = tokio::spawn(serve::run(
-            inner.endpoint.clone(),
-            serve::Serving { shares: inner.shares.clone(), throttle: inner.throttle.clone() },
-            gate,
-            inner.shutdown.clone(),
-        ));
+        let me = inner.config.id.as_str();
+        let serving = task::spawn(
+            tracing::info_span!("serve", me),
+            serve::run(
+                inner.endpoint.clone(),
+                serve::Serving { shares: inner.shares.clone(), throttle: inner.throttle.clone() },
+                gate,
+                inner.shutdown.clone(),
+            ),
+        );
         let (link, endpoint, id) = (inner.link.clone(), inner.endpoint.clone(), inner.config.id.clone());
         let (shares, heartbeat, shutdown) = (inner.shares.clone(), inner.config.heartbeat, inner.shutdown.clone());
         let refusal = inner.refusal.clone();
-        let linking = tokio::spawn(async move {
+        let linking = task::spawn(tracing::info_span!("tracker link", me), async move {
             let refused = link.run(endpoint, id, shares, heartbeat, shutdown).await;
             *refusal.lock().unwrap_or_else(|p| p.into_inner()) = refused;
         });
-        let withdrawing = tokio::spawn(withdraw(inner.link.clone(), withdrawn, inner.shutdown.clone()));
+        let withdrawing = task::spawn(tracing::info_span!("withdraw", me), withdraw(inner.link.clone(), withdrawn, inner.shutdown.clone()));
         inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, linking, withdrawing]);
     }
 
@@ -354,7 +359,8 @@ impl Peer {
             pool: self.inner.holders.clone(),
             cancel: cancel.clone(),
         };
-        let outcome = download::download(&ctx, &target).await;
+        let span = tracing::info_span!("get", me = %self.inner.config.id, file = %info.id.short());
+        let outcome = tracing::Instrument::instrument(download::download(&ctx, &target), span).await;
         drop(ctx);
         let _ = forwarding.await;
         let outcome = outcome.with_context(|| format!("download of {} failed", info.name))?;

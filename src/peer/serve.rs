@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate::{Gate, SENDS_PER_PEER};
 use super::throttle::Throttle;
+use crate::net::task;
 use crate::protocol::{self, ChunkHeader, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 use crate::store::buffers::Buffer;
 use crate::store::shares::Shares;
@@ -67,9 +68,13 @@ pub async fn run(endpoint: quinn::Endpoint, serving: Serving, gate: Arc<Gate>, s
                     continue;
                 };
                 let (serving, gate, shutdown) = (serving.clone(), gate.clone(), shutdown.clone());
-                conns.spawn(async move {
+                let span = tracing::debug_span!("downloader", addr = %incoming.remote_address(), peer = tracing::field::Empty);
+                task::spawn_in(&mut conns, span, async move {
                     let _permit = permit;
                     let Ok(conn) = incoming.await else { return };
+                    if let Ok(fp) = crate::net::tls::remote_fingerprint(&conn) {
+                        tracing::Span::current().record("peer", tracing::field::display(fp.short()));
+                    }
                     if let Some(admitted) = gate.admit(&conn).await {
                         serve_connection(conn, serving, admitted.sends.clone(), shutdown).await;
                     }
@@ -94,7 +99,7 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     let answer = answer_manifest(send, recv, serving.shares.clone(), sends.clone());
-                    streams.spawn(async move {
+                    task::spawn_in(&mut streams, tracing::debug_span!("manifest request"), async move {
                         let _ = tokio::time::timeout(STREAM_TIMEOUT, answer).await;
                     });
                 }
@@ -103,7 +108,7 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     let (conn, serving, sends) = (conn.clone(), serving.clone(), sends.clone());
-                    streams.spawn(async move {
+                    task::spawn_in(&mut streams, tracing::debug_span!("chunk request"), async move {
                         if let Err(err) = answer_chunk(conn, recv, serving, sends).await {
                             tracing::debug!("chunk request failed: {err:#}");
                         }

@@ -128,7 +128,8 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
                     continue;
                 };
                 let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
-                sessions.spawn(async move {
+                let span = tracing::debug_span!("session", addr = %incoming.remote_address(), peer = tracing::field::Empty);
+                crate::net::task::spawn_in(&mut sessions, span, async move {
                     let _held = (permit, slot);
                     match incoming.await {
                         Ok(conn) => session::serve(conn, tracker, shutdown).await,

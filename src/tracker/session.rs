@@ -48,6 +48,7 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
             return;
         }
     };
+    tracing::Span::current().record("peer", tracing::field::display(&session.peer));
     let mut requests = JoinSet::new();
     let mut bucket = RateLimit::new(REQUESTS_PER_SECOND, REQUEST_BURST, Instant::now());
     let reason = loop {
@@ -65,7 +66,8 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
                 Ok((send, recv)) => {
                     bucket.take(Instant::now());
                     let (tracker, peer, id) = (tracker.clone(), session.peer.clone(), session.id);
-                    requests.spawn(async move { answer(send, recv, &tracker, &peer, id).await });
+                    let work = async move { answer(send, recv, &tracker, &peer, id).await };
+                    crate::net::task::spawn_in(&mut requests, tracing::debug_span!("request"), work);
                 }
                 Err(reason) => break reason,
             },
