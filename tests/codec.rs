@@ -31,6 +31,7 @@ async fn every_message_round_trips() {
     roundtrip(TrackerResponse::Registered { observed: "[::1]:9".parse().unwrap() }, limit).await;
     roundtrip(TrackerResponse::Matches(vec![FileMatch { file: info(), holders: vec![holder] }]), limit).await;
     roundtrip(TrackerResponse::Error("no".into()), limit).await;
+    roundtrip(TrackerResponse::Refused { retry: true, reason: "full for now".into() }, limit).await;
     roundtrip(PeerRequest::Manifest { version: 1, id: Digest([1; 32]) }, limit).await;
     roundtrip(PeerRequest::Chunk { id: Digest([1; 32]), index: u32::MAX }, limit).await;
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Ok(262_144) }, limit).await;

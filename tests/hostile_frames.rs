@@ -68,7 +68,8 @@ async fn at_the_tracker(swarm: &Swarm) {
         let conn = h.connect(addr, TRACKER_ALPN, fp).await.unwrap();
         if let Some(reply) = throw(&conn, frame).await {
             let answer: TrackerResponse = hostile::decode(&reply).unwrap();
-            assert!(matches!(answer, TrackerResponse::Error(_)), "{answer:?} for {:?}", &frame[..frame.len().min(16)]);
+            let refused = matches!(answer, TrackerResponse::Refused { retry: false, .. });
+            assert!(refused, "{answer:?} for {:?}", &frame[..frame.len().min(16)]);
         }
         let closed = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
         assert!(closed.is_ok(), "connection left open after a bad first frame");

@@ -23,7 +23,7 @@ fn nobody_registers_beats_or_leaves_for_a_live_peer() {
         let mallory = Hostile::new();
         // The victim's id with another certificate: refused, connection closed.
         let (conn, answer) = mallory.register(&swarm, "victim", vec![]).await.unwrap();
-        assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("taken")), "{answer:?}");
+        assert!(matches!(&answer, TrackerResponse::Refused { retry: false, reason } if reason.contains("taken")), "{answer:?}");
         assert!(tokio::time::timeout(hostile::STEP, conn.closed()).await.is_ok());
         // Heartbeat or exit without registering first: refused, connection closed.
         for first in [
@@ -34,7 +34,10 @@ fn nobody_registers_beats_or_leaves_for_a_live_peer() {
             let addr = hostile::tracker_addr(&swarm);
             let conn = mallory.connect(addr, p2pq::protocol::TRACKER_ALPN, hostile::tracker_fp(swarm.path())).await.unwrap();
             let answer = hostile::request(&conn, &first).await.unwrap();
-            assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("must be Register")), "{answer:?}");
+            assert!(
+                matches!(&answer, TrackerResponse::Refused { retry: false, reason } if reason.contains("must be Register")),
+                "{answer:?}"
+            );
             assert!(tokio::time::timeout(hostile::STEP, conn.closed()).await.is_ok());
         }
         // Registered as itself, every request acts on itself only: its exit leaves the victim.

@@ -97,7 +97,7 @@ impl TrackerLink {
     pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
         let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.addr))?;
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, request)).await {
-            Ok(Ok(TrackerResponse::Error(reason))) => bail!("tracker refused: {reason}"),
+            Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => bail!("tracker refused: {reason}"),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => Err(err.context(format!("tracker at {} did not answer", self.addr))),
             Err(_) => bail!("tracker at {} did not answer within {:?}", self.addr, REQUEST_TIMEOUT),
@@ -170,7 +170,12 @@ impl TrackerLink {
             Ok(Ok(TrackerResponse::Registered { observed })) => {
                 tracing::debug!(%observed, "registered");
             }
-            Ok(Ok(TrackerResponse::Error(reason))) => return Ended::Refused(format!("tracker refused peer {id}: {reason}")),
+            // A refusal is final unless the tracker says a retry can help (it is full for now);
+            // an older tracker's plain Error is final as it always was.
+            Ok(Ok(TrackerResponse::Refused { retry: true, reason })) => return Ended::Lost(format!("tracker busy: {reason}")),
+            Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => {
+                return Ended::Refused(format!("tracker refused peer {id}: {reason}"));
+            }
             Ok(Ok(other)) => return Ended::Lost(format!("unexpected answer {other:?}")),
             Ok(Err(err)) => return Ended::Lost(format!("{err:#}")),
             Err(_) => return Ended::Lost("registration timed out".into()),
@@ -203,7 +208,7 @@ async fn heartbeats(conn: &Connection, period: Duration) -> String {
         }
         match tokio::time::timeout(alive_timeout(period), exchange(conn, &TrackerRequest::Alive)).await {
             Ok(Ok(TrackerResponse::Ok)) => {}
-            Ok(Ok(TrackerResponse::Error(reason))) => return format!("tracker says: {reason}"),
+            Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => return format!("tracker says: {reason}"),
             Ok(Ok(_)) => return "unexpected answer to alive".into(),
             Ok(Err(err)) => return format!("{err:#}"),
             Err(_) => return "heartbeat timed out".into(),

@@ -158,6 +158,16 @@ pub enum TrackerResponse {
         /// The live peer's id, if there is one.
         peer_id: Option<String>,
     },
+    /// A registration refused, saying whether trying again later can help: `retry` when the
+    /// tracker is full for now, not when the id is taken or the version unsupported. (Last,
+    /// so the variants before it keep their encodings.)
+    Refused {
+        /// Whether a later attempt may succeed.
+        retry: bool,
+        /// One line for a person.
+        #[serde(deserialize_with = "printable_reason")]
+        reason: String,
+    },
 }
 
 /// A request from a downloader to a holder.

@@ -69,6 +69,14 @@ pub enum RegistryError {
     SizeMismatch(String),
 }
 
+impl RegistryError {
+    /// Whether the same request may succeed later without the peer changing anything: only
+    /// when the tracker is full. A taken id stays taken while its peer lives.
+    pub fn retry_can_help(&self) -> bool {
+        matches!(self, RegistryError::Full)
+    }
+}
+
 /// The tracker's state.
 #[derive(Default)]
 pub struct Registry {
@@ -344,5 +352,13 @@ mod tests {
         assert!(!r.leave("1", 2));
         assert!(r.share("1", 2, &file(1, "x"), t).is_err());
         assert_eq!(r.peers().len(), 2);
+    }
+
+    #[test]
+    fn only_a_full_tracker_is_worth_retrying() {
+        assert!(RegistryError::Full.retry_can_help());
+        assert!(!RegistryError::Taken("a".into()).retry_can_help());
+        assert!(!RegistryError::TooManyIds.retry_can_help());
+        assert!(!RegistryError::TooManyFiles.retry_can_help());
     }
 }

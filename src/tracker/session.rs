@@ -83,22 +83,22 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
     let (version, peer_id, files) = match request {
         Ok(TrackerRequest::Register { version, peer_id, files }) => (version, peer_id, files),
-        Ok(_) => return refuse(conn, &mut send, "the first request must be Register").await,
-        Err(err) => return refuse(conn, &mut send, &format!("bad registration: {err}")).await,
+        Ok(_) => return refuse(conn, &mut send, "the first request must be Register", false).await,
+        Err(err) => return refuse(conn, &mut send, &format!("bad registration: {err}"), false).await,
     };
     if version != PROTOCOL_VERSION {
         let msg = format!("protocol version {version} is not supported (this tracker speaks {PROTOCOL_VERSION})");
-        return refuse(conn, &mut send, &msg).await;
+        return refuse(conn, &mut send, &msg, false).await;
     }
     if let Err(msg) = protocol::check_peer_id(&peer_id) {
-        return refuse(conn, &mut send, &msg).await;
+        return refuse(conn, &mut send, &msg, false).await;
     }
     let addr = conn.remote_address();
     let session = Session { peer: peer_id, id: conn.stable_id() as u64 };
     let registered = tracker.registry().register(&session.peer, fingerprint, addr, session.id, Instant::now());
     if let Err(err) = registered {
         tracker.record(Event::now(EventKind::Refused, &session.peer, err.to_string()));
-        return refuse(conn, &mut send, &err.to_string()).await;
+        return refuse(conn, &mut send, &err.to_string(), err.retry_can_help()).await;
     }
     tracker.record(Event::now(EventKind::Register, &session.peer, format!("from {addr}")));
     let refused = files.iter().filter(|file| share_on_register(tracker, &session, file).is_err()).count();
@@ -117,8 +117,9 @@ fn share_on_register(tracker: &Tracker, session: &Session, file: &protocol::File
 }
 
 /// Answers a refused registration with its reason, then closes the connection.
-async fn refuse<T>(conn: &Connection, send: &mut SendStream, reason: &str) -> Result<T> {
-    let _ = respond(send, &TrackerResponse::Error(reason.to_string())).await;
+/// Refuses a registration for good (`retry` false) or for now, and closes the connection.
+async fn refuse<T>(conn: &Connection, send: &mut SendStream, reason: &str, retry: bool) -> Result<T> {
+    let _ = respond(send, &TrackerResponse::Refused { retry, reason: reason.to_string() }).await;
     let _ = send.stopped().await;
     conn.close(close::REFUSED, reason.as_bytes());
     bail!("{reason}")
