@@ -26,7 +26,7 @@ fn slow_holder(swarm: &Swarm, id: &str, name: &str, data: &[u8], limit: &str) ->
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), data).unwrap();
     let dir = dir.to_string_lossy().into_owned();
-    let mut peer = swarm.peer_with(id, &["--data-dir", &dir, "--upload-limit", limit, "-v"]);
+    let mut peer = swarm.peer_with(id, &["--data-dir", &dir, "--upload-limit", limit]);
     peer.command(&format!("share {name}"), "shared ");
     peer
 }
@@ -35,11 +35,12 @@ fn slow_holder(swarm: &Swarm, id: &str, name: &str, data: &[u8], limit: &str) ->
 fn a_holder_killed_mid_transfer_leaves_the_rest_to_the_others() {
     let swarm = Swarm::start("15");
     let data = bytes(12 << 20, "killed holder");
-    let mut doomed = slow_holder(&swarm, "doomed", "f.bin", &data, "2M");
+    let doomed = slow_holder(&swarm, "doomed", "f.bin", &data, "2M");
     let _steady = slow_holder(&swarm, "steady", "f.bin", &data, "2M");
     let mut getter = swarm.peer("getter");
     getter.send("get f.bin");
-    doomed.expect_err("serving chunks of f.bin");
+    // Both holders are in the download once its first checkpoint has recorded chunks.
+    wait_for_checkpoint(&swarm, "getter", &data);
     doomed.signal("KILL");
     let line = getter.expect("downloaded f.bin");
     assert!(chunks_from(&line, "steady") > 0, "{line}");
@@ -49,14 +50,19 @@ fn a_holder_killed_mid_transfer_leaves_the_rest_to_the_others() {
 /// A paced holder serving `name` and a getter downloading it, returned once chunks are
 /// flowing and a checkpoint has recorded some of them.
 fn get_under_way(swarm: &Swarm, holder: &str, getter: &str, name: &str, data: &[u8]) -> (Proc, Proc) {
-    let mut serving = slow_holder(swarm, holder, name, data, "2M");
+    let serving = slow_holder(swarm, holder, name, data, "2M");
     let mut getting = swarm.peer(getter);
     getting.send(&format!("get {name}"));
-    serving.expect_err(&format!("serving chunks of {name}"));
+    wait_for_checkpoint(swarm, getter, data);
+    (serving, getting)
+}
+
+/// Waits until `getter`'s download of `data` has checkpointed verified chunks (its resume
+/// bitfield exists): chunks are flowing from its holders.
+fn wait_for_checkpoint(swarm: &Swarm, getter: &str, data: &[u8]) {
     let partial = swarm.path().join(format!("data/peer-{getter}/.p2pq-partial"));
     let bits = partial.join(format!("{}.bits", b3sum(data)));
     common::wait_until(TIMEOUT, || bits.exists());
-    (serving, getting)
 }
 
 #[test]
