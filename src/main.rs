@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use p2pq::app::oneshot::{self, Link};
+use p2pq::app::oneshot::{self, Access};
 use p2pq::peer::PeerConfig;
 use p2pq::tracker::TrackerConfig;
 
@@ -146,10 +146,10 @@ struct LinkArgs {
     listen: Option<SocketAddr>,
 }
 
-impl From<LinkArgs> for Link {
-    fn from(a: LinkArgs) -> Link {
+impl From<LinkArgs> for Access {
+    fn from(a: LinkArgs) -> Access {
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
-        Link { tracker, certs, tracker_cert, id: a.id, listen: a.listen }
+        Access { tracker, certs, tracker_cert, id: a.id, listen: a.listen }
     }
 }
 

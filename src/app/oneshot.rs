@@ -28,7 +28,7 @@ pub const INTERRUPTED: u8 = 130;
 
 /// How a one-shot peer reaches the tracker.
 #[derive(Clone, Debug)]
-pub struct Link {
+pub struct Access {
     /// The tracker's address.
     pub tracker: SocketAddr,
     /// Folder of certificates: the tracker's, and this peer's if `id` is given.
@@ -42,10 +42,10 @@ pub struct Link {
 }
 
 /// `p2pq get NAME|ID...`: downloads every file at once into `download_dir`; the exit status.
-pub async fn get(link: Link, names: Vec<String>, download_dir: PathBuf, json: bool) -> Result<u8> {
+pub async fn get(access: Access, names: Vec<String>, download_dir: PathBuf, json: bool) -> Result<u8> {
     console::notices_to_stderr();
     let home = Scratch::new("get")?;
-    let peer = start(&link, &home, "get", Path::new("."), &download_dir).await?;
+    let peer = start(&access, &home, "get", Path::new("."), &download_dir).await?;
     let show = match (json, console::is_quiet()) {
         (true, _) => Show::Json,
         (false, true) => Show::Silent,
@@ -94,10 +94,10 @@ async fn report_gets(mut gets: JoinSet<(String, Result<Got>)>, json: bool, cance
 }
 
 /// `p2pq seed FILE...`: shares the files from `data_dir` and serves them until Ctrl-C or SIGTERM.
-pub async fn seed(link: Link, files: Vec<String>, data_dir: PathBuf) -> Result<u8> {
+pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf) -> Result<u8> {
     console::notices_to_stderr();
     let home = Scratch::new("seed")?;
-    let peer = start(&link, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
+    let peer = start(&access, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
     let mut shared = 0;
     for file in &files {
         match peer.share(file).await {
@@ -123,20 +123,20 @@ pub async fn seed(link: Link, files: Vec<String>, data_dir: PathBuf) -> Result<u
 }
 
 /// Starts a one-shot peer and waits until the tracker has registered it.
-async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, download_dir: &Path) -> Result<Peer> {
-    let lasting = link.id.is_some();
-    let id = link.id.clone().unwrap_or_else(|| throwaway_id(kind));
-    let unspecified: SocketAddr = if link.tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+async fn start(access: &Access, home: &Scratch, kind: &str, data_dir: &Path, download_dir: &Path) -> Result<Peer> {
+    let lasting = access.id.is_some();
+    let id = access.id.clone().unwrap_or_else(|| throwaway_id(kind));
+    let unspecified: SocketAddr = if access.tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let config = PeerConfig {
         id,
-        tracker: link.tracker,
-        tracker_cert: Some(link.tracker_cert.clone().unwrap_or_else(|| crate::net::tls::paths(&link.certs, "tracker").0)),
-        certs: if lasting { link.certs.clone() } else { home.path.join("certs") },
+        tracker: access.tracker,
+        tracker_cert: Some(access.tracker_cert.clone().unwrap_or_else(|| crate::net::tls::paths(&access.certs, "tracker").0)),
+        certs: if lasting { access.certs.clone() } else { home.path.join("certs") },
         data_dir: data_dir.to_path_buf(),
         download_dir: download_dir.to_path_buf(),
         state_dir: home.path.join("state"),
         heartbeat: HEARTBEAT,
-        listen: link.listen.unwrap_or(unspecified),
+        listen: access.listen.unwrap_or(unspecified),
         upload_limit: None,
         window: None,
     };
@@ -157,7 +157,7 @@ async fn start(link: &Link, home: &Scratch, kind: &str, data_dir: &Path, downloa
         _ = tokio::time::sleep(REGISTER_WAIT) => false,
     };
     if !registered {
-        let why = peer.refusal().unwrap_or_else(|| format!("cannot register with the tracker at {}", link.tracker));
+        let why = peer.refusal().unwrap_or_else(|| format!("cannot register with the tracker at {}", access.tracker));
         peer.exit().await;
         bail!("{why}");
     }

@@ -144,7 +144,7 @@ impl Complete for Completion {
 }
 
 /// What the prompt is running.
-struct Session {
+struct PromptState {
     peer: Peer,
     /// Downloads run in the background (a terminal with the line editor).
     background: bool,
@@ -170,8 +170,14 @@ pub async fn prompt(peer: &Peer) -> Result<()> {
     let (mut console, interrupt) = open_console(peer);
     let background = console.editing;
     let show = if !background || console::is_quiet() { Show::Lines } else { Show::Bars };
-    let mut session =
-        Session { peer: peer.clone(), background, show, gets: JoinSet::new(), running: HashSet::new(), cancel: CancellationToken::new() };
+    let mut session = PromptState {
+        peer: peer.clone(),
+        background,
+        show,
+        gets: JoinSet::new(),
+        running: HashSet::new(),
+        cancel: CancellationToken::new(),
+    };
     while let Some(command) = next_command(peer, &mut console, &mut session, &interrupt).await {
         let ended = tokio::select! {
             _ = peer.stopping() => Woke::Stop,
@@ -200,7 +206,7 @@ fn open_console(peer: &Peer) -> (Console, Arc<Notify>) {
 
 /// Waits for the next command, dealing with what happens meanwhile (a get ending, Ctrl-C, a
 /// line that is not a command); `None` when the prompt should end.
-async fn next_command(peer: &Peer, console: &mut Console, session: &mut Session, interrupt: &Notify) -> Option<Command> {
+async fn next_command(peer: &Peer, console: &mut Console, session: &mut PromptState, interrupt: &Notify) -> Option<Command> {
     loop {
         let woke = tokio::select! {
             _ = peer.stopping() => Woke::Stop,
@@ -231,7 +237,7 @@ async fn next_command(peer: &Peer, console: &mut Console, session: &mut Session,
 }
 
 /// Ends the gets still running, closes the console and leaves the swarm.
-async fn leave(peer: &Peer, mut console: Console, mut session: Session) -> Result<()> {
+async fn leave(peer: &Peer, mut console: Console, mut session: PromptState) -> Result<()> {
     session.finish().await;
     console.close();
     peer.exit().await;
@@ -244,7 +250,7 @@ async fn leave(peer: &Peer, mut console: Console, mut session: Session) -> Resul
     }
 }
 
-impl Session {
+impl PromptState {
     async fn run(&mut self, command: Command) {
         let result = match command {
             Command::Share(files) => self.share(&files).await,

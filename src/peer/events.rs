@@ -88,7 +88,7 @@ impl Transfers {
     }
 
     /// Lists a new download of `file` until the returned slot is dropped.
-    fn add(&self, file: &FileInfo) -> Slot {
+    fn add(&self, file: &FileInfo) -> Listing {
         let mut table = self.lock();
         table.0 += 1;
         let key = table.0;
@@ -102,17 +102,17 @@ impl Transfers {
             started: Instant::now(),
         };
         table.1.insert(key, transfer);
-        Slot { transfers: self.clone(), key }
+        Listing { transfers: self.clone(), key }
     }
 }
 
 /// One download's entry in [`Transfers`]; removed when dropped.
-struct Slot {
+struct Listing {
     transfers: Transfers,
     key: u64,
 }
 
-impl Slot {
+impl Listing {
     /// Applies an event; returns the entry as it now is.
     fn apply(&self, event: &Progress) -> Option<Transfer> {
         let mut table = self.transfers.lock();
@@ -126,7 +126,7 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
+impl Drop for Listing {
     fn drop(&mut self) {
         self.transfers.lock().1.remove(&self.key);
     }

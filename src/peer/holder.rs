@@ -97,13 +97,13 @@ type Pending = Arc<Mutex<PendingMap>>;
 /// The connection closes when the last download using it ends.
 #[derive(Default)]
 pub struct HolderPool {
-    slots: Mutex<HashMap<(SocketAddr, Fingerprint), Slot>>,
+    slots: Mutex<HashMap<(SocketAddr, Fingerprint), PoolSlot>>,
     /// Chunks in flight per holder if fixed; `None` follows each link.
     window: Option<usize>,
 }
 
 /// The link to one holder; the async lock makes concurrent downloads wait for one handshake.
-type Slot = Arc<tokio::sync::Mutex<Weak<HolderLink>>>;
+type PoolSlot = Arc<tokio::sync::Mutex<Weak<HolderLink>>>;
 
 impl HolderPool {
     /// A pool whose links keep `window` chunks in flight, or follow the link if `None`.
@@ -124,9 +124,9 @@ impl HolderPool {
     }
 
     /// The slot for `holder`, forgetting slots nobody uses any more.
-    fn slot(&self, holder: &Holder) -> Slot {
+    fn slot(&self, holder: &Holder) -> PoolSlot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let in_use = |slot: &Slot| Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |w| w.strong_count() > 0);
+        let in_use = |slot: &PoolSlot| Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |w| w.strong_count() > 0);
         slots.retain(|_, slot| in_use(slot));
         slots.entry((holder.addr, holder.fingerprint)).or_default().clone()
     }
