@@ -14,7 +14,6 @@ pub mod serve;
 pub mod throttle;
 pub mod window;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -115,28 +114,7 @@ struct Inner {
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
     holders: Arc<holder::HolderPool>,
     /// Files being downloaded now, by id: one download per file, whatever query named it.
-    downloading: Arc<Mutex<HashSet<protocol::FileId>>>,
-}
-
-/// A file's place in [`Inner::downloading`], given back when the download ends (or is dropped).
-struct Claim {
-    set: Arc<Mutex<HashSet<protocol::FileId>>>,
-    id: protocol::FileId,
-}
-
-impl Claim {
-    fn take(set: &Arc<Mutex<HashSet<protocol::FileId>>>, info: &FileInfo) -> Result<Claim> {
-        if !set.lock().unwrap_or_else(|p| p.into_inner()).insert(info.id) {
-            bail!("{} ({}) is already being downloaded", info.name, info.id.short());
-        }
-        Ok(Claim { set: set.clone(), id: info.id })
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
-    }
+    downloading: crate::store::claims::Claims,
 }
 
 /// A file now shared.
@@ -206,7 +184,7 @@ impl Peer {
             refusal: Arc::default(),
             notices: Mutex::new(Some(link_notices)),
             holders,
-            downloading: Arc::default(),
+            downloading: Default::default(),
             transfers: events::Transfers::default(),
         };
         let peer = Peer { inner: Arc::new(inner) };
@@ -340,7 +318,7 @@ impl Peer {
         if let Some(path) = self.already_have(&info).await? {
             return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0 });
         }
-        let _claim = Claim::take(&self.inner.downloading, &info)?;
+        let _claim = self.inner.downloading.take(&info)?;
         let mut target = target;
         target.holders.retain(|h| h.peer_id != self.inner.config.id);
         if target.holders.is_empty() {
