@@ -2,8 +2,9 @@
 //!
 //! One QUIC endpoint does everything: it serves chunks to downloaders (ALPN `p2pq-peer/1`) and
 //! connects out to the tracker and to holders. [`Peer::start`] brings up the endpoint, the
-//! serving loop and the tracker link; the prompt in `commands` calls [`Peer::share`],
-//! [`Peer::get`] and friends, and [`Peer::exit`] leaves cleanly.
+//! serving loop and the tracker link; the front ends (`app`) call [`Peer::share`],
+//! [`Peer::get_with`] and friends, and [`Peer::exit`] leaves cleanly. The engine never prints:
+//! downloads report through [`events`].
 
 pub mod download;
 pub mod events;
