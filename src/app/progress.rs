@@ -60,7 +60,7 @@ pub async fn get(
 /// dropped (the download is over).
 pub fn spawn(show: Show) -> (mpsc::UnboundedSender<Progress>, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (tx, tokio::spawn(render(rx, show)))
+    (tx, crate::net::task::spawn(tracing::debug_span!("progress"), render(rx, show)))
 }
 
 async fn render(mut events: mpsc::UnboundedReceiver<Progress>, show: Show) {

@@ -151,7 +151,8 @@ pub fn socket(addr: SocketAddr, link: Link) -> io::Result<Simulated> {
     let io = runtime.wrap_udp_socket(std_socket)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(LinkStats::default());
-    tokio::spawn(deliver(sender, rx, stats.clone()));
+    let span = tracing::debug_span!("simulated link", addr = ?io.local_addr().ok());
+    super::task::spawn(span, deliver(sender, rx, stats.clone()));
     let shaper = Arc::new(Mutex::new(Shaper { link, free_at: Instant::now(), rng: link.seed ^ 0x9e37_79b9_7f4a_7c15 }));
     let socket = SimSocket { io, shaper: shaper.clone(), tx, stats: stats.clone() };
     Ok(Simulated { socket: Arc::new(socket), stats, control: LinkControl(shaper) })

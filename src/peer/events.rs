@@ -141,7 +141,7 @@ pub(crate) fn forward(
 ) -> (mpsc::UnboundedSender<Progress>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let slot = transfers.add(file);
-    let forwarding = tokio::spawn(async move {
+    let forwarding = crate::net::task::spawn(tracing::Span::current(), async move {
         while let Some(event) = rx.recv().await {
             slot.apply(&event);
             if let Some(to) = &to {
