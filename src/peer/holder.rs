@@ -16,18 +16,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream};
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 
+use super::liveness::{Heard, LinkState, State, Waiting, state};
 use super::scheduler::Penalty;
 use super::window::Window;
 use crate::content::manifest::Manifest;
@@ -144,59 +142,10 @@ pub struct HolderLink {
     turns: Notify,
 }
 
-/// What one link has in flight and when it was last heard from.
-struct LinkState {
-    window: Window,
-    /// Chunk requests outstanding, across the downloads sharing the link.
-    in_flight: usize,
-    /// Requests of any kind waiting for an answer; silence counts only while there are some.
-    waiting: usize,
-    /// When bytes last arrived, or the link last went from idle to waiting.
-    heard: Instant,
-}
-
-impl LinkState {
-    fn heard(&mut self, bytes: u64) {
-        self.heard = Instant::now();
-        self.window.delivered(bytes);
-    }
-
-    /// How long the link has been silent while we waited for it.
-    fn silent_for(&self) -> Duration {
-        if self.waiting == 0 { Duration::ZERO } else { self.heard.elapsed() }
-    }
-}
-
-type State = Arc<Mutex<LinkState>>;
-
-fn state(state: &State) -> MutexGuard<'_, LinkState> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Drop for HolderLink {
     fn drop(&mut self) {
         self.router.abort();
         self.conn.close(close::DONE, b"done");
-    }
-}
-
-/// One request waiting on a link, counted while it lives.
-struct Waiting<'a>(&'a State);
-
-impl<'a> Waiting<'a> {
-    fn new(link: &'a State) -> Waiting<'a> {
-        let mut s = state(link);
-        if s.waiting == 0 {
-            s.heard = Instant::now();
-        }
-        s.waiting += 1;
-        Waiting(link)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        state(self.0).waiting -= 1;
     }
 }
 
@@ -324,23 +273,6 @@ impl HolderLink {
             FetchError::Corrupt(why) => FetchError::Corrupt(format!("chunk {index}: {why}")),
             other => other,
         })
-    }
-}
-
-/// A stream that counts what it reads as heard from the link (for the manifest).
-struct Heard<'a> {
-    stream: RecvStream,
-    state: &'a State,
-}
-
-impl AsyncRead for Heard<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            state(self.state).heard(0);
-        }
-        polled
     }
 }
 

@@ -10,6 +10,7 @@ pub mod download;
 pub mod events;
 mod gate;
 mod holder;
+mod liveness;
 pub mod scheduler;
 pub mod serve;
 pub mod throttle;
@@ -416,25 +417,7 @@ impl Peer {
     /// Paths of the files `share` could take, relative to the data folder, at most `limit`
     /// (blocking: it reads directories). The download folder and hidden entries are skipped.
     pub fn shareable(&self, limit: usize) -> Vec<String> {
-        let (root, skip) = (&self.inner.config.data_dir, &self.inner.config.download_dir);
-        let mut found = Vec::new();
-        let mut dirs = vec![(root.clone(), String::new())];
-        while let Some((dir, prefix)) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let (path, kind) = (entry.path(), entry.file_type());
-                if name.starts_with('.') || path == *skip || found.len() >= limit {
-                    continue;
-                }
-                match kind {
-                    Ok(kind) if kind.is_dir() && prefix.matches('/').count() < 3 => dirs.push((path, format!("{prefix}{name}/"))),
-                    Ok(kind) if kind.is_file() => found.push(format!("{prefix}{name}")),
-                    _ => {}
-                }
-            }
-        }
-        found
+        store::shareable(&self.inner.config.data_dir, &self.inner.config.download_dir, limit)
     }
 
     /// Why the tracker refused this peer for good, if it did.

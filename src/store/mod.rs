@@ -205,6 +205,29 @@ pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) ->
     Ok(())
 }
 
+/// Paths of the files `share` could take from `root`, relative to it, at most `limit`, three
+/// folders deep; `skip` (the download folder) and hidden entries are left out.
+pub fn shareable(root: &Path, skip: &Path, limit: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let (path, kind) = (entry.path(), entry.file_type());
+            if name.starts_with('.') || path == skip || found.len() >= limit {
+                continue;
+            }
+            match kind {
+                Ok(kind) if kind.is_dir() && prefix.matches('/').count() < 3 => dirs.push((path, format!("{prefix}{name}/"))),
+                Ok(kind) if kind.is_file() => found.push(format!("{prefix}{name}")),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
