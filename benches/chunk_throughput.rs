@@ -18,6 +18,9 @@
 //! (default 10; 0 skips them). Quick check:
 //! `P2PQ_BENCH_MIB=8 P2PQ_BENCH_PAIRS=1 cargo bench --bench chunk_throughput -- --test`.
 
+#[path = "common/raw.rs"]
+mod raw;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +34,6 @@ use p2pq::net::tls::{self, Identity};
 use p2pq::peer::{Peer, PeerConfig};
 use p2pq::tracker::{self, Running, TrackerConfig};
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Chunk sizes p2pq could use: BLAKE3 cost per byte at each tells whether verification can keep up.
@@ -362,28 +364,7 @@ async fn raw_serve(endpoint: quinn::Endpoint) {
 async fn raw_send(conn: quinn::Connection) -> Result<()> {
     let (_, mut ask) = conn.accept_bi().await?;
     let (total, in_flight) = (ask.read_u64().await?, ask.read_u64().await? as usize);
-    let chunk: Arc<[u8]> = generate(RAW_CHUNK, b"raw").into();
-    let window = Arc::new(Semaphore::new(in_flight));
-    let mut sends = JoinSet::new();
-    let mut left = total;
-    while left > 0 {
-        let len = left.min(RAW_CHUNK as u64) as usize;
-        left -= len as u64;
-        let permit = window.clone().acquire_owned().await?;
-        let (conn, chunk) = (conn.clone(), chunk.clone());
-        sends.spawn(async move {
-            let _permit = permit;
-            let mut out = conn.open_uni().await?;
-            out.write_all(&chunk[..len]).await?;
-            out.finish()?;
-            // In flight until the receiver has acknowledged every byte.
-            out.stopped().await?;
-            anyhow::Ok(())
-        });
-        while sends.try_join_next().is_some() {}
-    }
-    while sends.join_next().await.is_some() {}
-    Ok(())
+    raw::send_streams(&conn, total, in_flight, generate(RAW_CHUNK, b"raw").into()).await
 }
 
 // ---------------------------------------------------------------- summary and helpers

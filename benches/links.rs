@@ -32,6 +32,9 @@
 //! size for every profile). Quick check:
 //! `P2PQ_LINKS_SCALE=0.1 P2PQ_LINKS_PAIRS=1 cargo bench --bench links`.
 
+#[path = "common/raw.rs"]
+mod raw;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +46,6 @@ use p2pq::net::tls::{self, Identity};
 use p2pq::peer::{Peer, PeerConfig};
 use p2pq::tracker::{self, Running, TrackerConfig};
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -589,28 +591,7 @@ async fn raw_serve(endpoint: quinn::Endpoint) {
 async fn raw_send(conn: quinn::Connection) -> Result<()> {
     let (_, mut ask) = conn.accept_bi().await?;
     let total = ask.read_u64().await?;
-    let chunk: Arc<[u8]> = generate(RAW_CHUNK, b"raw").into();
-    let window = Arc::new(Semaphore::new(RAW_IN_FLIGHT));
-    let mut sends = JoinSet::new();
-    let mut left = total;
-    while left > 0 {
-        let len = left.min(RAW_CHUNK as u64) as usize;
-        left -= len as u64;
-        let permit = window.clone().acquire_owned().await?;
-        let (conn, chunk) = (conn.clone(), chunk.clone());
-        sends.spawn(async move {
-            let _permit = permit;
-            let mut out = conn.open_uni().await?;
-            out.write_all(&chunk[..len]).await?;
-            out.finish()?;
-            // In flight until the receiver has acknowledged every byte.
-            out.stopped().await?;
-            anyhow::Ok(())
-        });
-        while sends.try_join_next().is_some() {}
-    }
-    while sends.join_next().await.is_some() {}
-    Ok(())
+    raw::send_streams(&conn, total, RAW_IN_FLIGHT, generate(RAW_CHUNK, b"raw").into()).await
 }
 
 // ---------------------------------------------------------------- measures
