@@ -274,13 +274,6 @@ async fn start_peer(dir: &Path, id: &str, tracker: &Running, window: Option<usiz
     let config = PeerConfig { window, ..PeerConfig::in_home(id, tracker.addr, &dir.join("certs"), &home) };
     let peer = Peer::start(config).await?;
     tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.context("peer did not register")?;
-    // `registered()` can resolve a moment before the link stores its connection, and a request
-    // in that moment fails with "tracker unreachable"; wait until requests can go through.
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    while !peer.tracker_connected() {
-        ensure!(Instant::now() < deadline, "peer {id} registered but has no tracker connection");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
     Ok(peer)
 }
 

@@ -442,13 +442,6 @@ async fn start_peer(dir: &Path, id: &str, tracker: &Running, link: Simulated) ->
     let config = PeerConfig { window: P2PQ_WINDOW, listen: loopback(), ..PeerConfig::in_home(id, tracker.addr, &dir.join("certs"), &home) };
     let peer = Peer::start_on(config, link.socket).await?;
     tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.context("peer did not register")?;
-    // `registered()` can resolve a moment before the link stores its connection, and a request
-    // in that moment fails with "tracker unreachable"; wait until requests can go through.
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    while !peer.tracker_connected() {
-        ensure!(Instant::now() < deadline, "peer {id} registered but has no tracker connection");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
     Ok(peer)
 }
 

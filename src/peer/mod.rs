@@ -249,7 +249,8 @@ impl Peer {
         self.inner.notices.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
-    /// Resolves once the peer is registered with the tracker.
+    /// Resolves once the peer is registered with the tracker; a request made right after finds
+    /// the connection (the link stores it before it says it is up).
     pub async fn registered(&self) {
         self.inner.link.wait_up().await
     }
