@@ -55,6 +55,9 @@ fn a_peer_whose_id_is_taken_by_another_certificate_is_refused() {
         tracker_cert.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        // Its own state folder: the same one would be refused before the tracker is asked.
+        "--state-dir",
+        "other-state",
     ];
     let mut second = common::Proc::spawn("second dup", swarm.path(), &args);
     let err = second.expect_err("error:");
@@ -74,4 +77,19 @@ fn a_tracker_with_another_certificate_is_refused() {
     let mut peer = common::Proc::spawn("peer", swarm.path(), &args);
     let line = peer.expect("tracker unreachable");
     assert!(line.contains("not the pinned"), "{line}");
+}
+
+#[test]
+fn a_second_peer_with_the_same_id_in_the_same_folder_refuses_to_start() {
+    let swarm = common::Swarm::start("15");
+    let mut first = swarm.peer("same");
+    let args = ["peer", "same", "--tracker", &swarm.addr, "--listen", "127.0.0.1:0"];
+    let mut second = common::Proc::spawn("second same", swarm.path(), &args);
+    let err = second.expect_err("error:");
+    assert_eq!(err, format!("error: peer same is already running here (pid {}); its state folder is .p2pq/peer-same", first.pid()));
+    assert!(!second.wait_exit(common::TIMEOUT).success());
+    // The first goes on serving as if nothing happened.
+    assert!(first.is_running());
+    first.command("status", "tracker");
+    assert!(!first.saw("lost the tracker"), "{}", first.transcript());
 }

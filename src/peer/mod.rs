@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::discovery::Discovery;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
+use crate::store::lock::StateLock;
 use crate::store::shares::{SharedFile, Shares};
 
 use crate::content::manifest::Manifest;
@@ -100,6 +101,8 @@ pub struct Peer {
 }
 
 struct Inner {
+    /// Held for the peer's life: one process per state folder.
+    _lock: StateLock,
     config: PeerConfig,
     identity: Identity,
     endpoint: quinn::Endpoint,
@@ -160,6 +163,7 @@ impl Peer {
         bind: impl FnOnce(&Identity, quinn::ServerConfig, SocketAddr) -> Result<quinn::Endpoint>,
     ) -> Result<Peer> {
         protocol::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
+        let lock = StateLock::acquire(&config.state_dir, &format!("peer {}", config.id))?;
         let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
         let tracker_cert = config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0);
         let tracker_fp = tls::pinned_fingerprint(&tracker_cert)?;
@@ -173,6 +177,7 @@ impl Peer {
         let throttle = config.upload_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let holders = Arc::new(holder::HolderPool::new(config.window));
         let inner = Inner {
+            _lock: lock,
             config,
             identity,
             endpoint,

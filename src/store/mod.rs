@@ -8,6 +8,7 @@
 
 pub mod buffers;
 pub mod claims;
+pub mod lock;
 pub mod partial;
 pub mod shares;
 
