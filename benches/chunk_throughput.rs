@@ -220,6 +220,7 @@ impl Swarm {
             certs: dir.path().join("certs"),
             state_dir: dir.path().join("tracker"),
             peer_timeout: Duration::from_secs(15),
+            advertise: Vec::new(),
         };
         let tracker = tracker::start(&config).await?;
         let sharer = start_peer(dir.path(), "a", &tracker, None).await?;

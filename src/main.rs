@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use p2pq::app::oneshot::{self, Access};
+use p2pq::app::target::{DEFAULT_TRACKER, resolve};
 use p2pq::peer::PeerConfig;
 use p2pq::tracker::TrackerConfig;
 
@@ -44,6 +45,10 @@ enum Command {
         /// Folder of the tracker's event log.
         #[arg(long, default_value = ".p2pq/tracker")]
         state_dir: PathBuf,
+        /// An address other machines reach this tracker at, HOST[:PORT], put in tickets
+        /// (repeat for several) [default: every interface's address when listening on all].
+        #[arg(long, value_name = "HOST[:PORT]")]
+        advertise: Vec<String>,
     },
     /// Run a peer (prompt: share FILE, get FILE, logs request, status, exit).
     Peer {
@@ -122,9 +127,10 @@ Examples:
 /// Where the tracker is and how to trust it: shared by `peer`, `get` and `seed`.
 #[derive(Args)]
 struct TrustArgs {
-    /// The tracker's address.
-    #[arg(long, default_value = "127.0.0.1:6771")]
-    tracker: SocketAddr,
+    /// The tracker: HOST[:PORT] (port 6771 if none), or a ticket, which also pins the tracker's
+    /// certificate [default: 127.0.0.1:6771].
+    #[arg(long, value_name = "ADDR|TICKET")]
+    tracker: Option<String>,
     /// Folder of certificates: the tracker's (pinned) and this peer's own.
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -178,19 +184,23 @@ fn init_tracing(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi).with_target(false).init();
 }
 
-fn peer_config(command: Command) -> Option<PeerConfig> {
+async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
     let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir } = command else {
-        return None;
+        anyhow::bail!("bad peer arguments");
     };
     let TrustArgs { tracker, certs, tracker_cert } = trust;
-    let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().ok()? };
-    Some(PeerConfig {
+    let target = resolve(tracker.as_deref().unwrap_or(DEFAULT_TRACKER)).await?;
+    let tracker = target.first();
+    let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    Ok(PeerConfig {
         download_dir: download_dir.unwrap_or_else(|| data_dir.join(format!("peer-{id}"))),
         state_dir: state_dir.unwrap_or_else(|| PathBuf::from(".p2pq").join(format!("peer-{id}"))),
         listen: listen.unwrap_or(unspecified),
         id,
         tracker,
+        tracker_alternates: target.addrs[1..].to_vec(),
         tracker_cert,
+        tracker_pin: target.pin,
         certs,
         data_dir,
         heartbeat,
@@ -212,13 +222,13 @@ async fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());
             Ok(())
         }
-        Command::Tracker { listen, certs, peer_timeout, state_dir } => {
-            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout }).await
+        Command::Tracker { listen, certs, peer_timeout, state_dir, advertise } => {
+            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout, advertise }).await
         }
         Command::Demo { size_mib } => p2pq::app::demo::run(size_mib << 20).await,
-        peer => match peer_config(peer) {
-            Some(config) => p2pq::app::peer_main(config).await,
-            None => Err(anyhow::anyhow!("bad peer arguments")),
+        peer => match peer_config(peer).await {
+            Ok(config) => p2pq::app::peer_main(config).await,
+            Err(err) => Err(err),
         },
     };
     match result {

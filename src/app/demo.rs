@@ -35,6 +35,7 @@ async fn run_in(dir: &Path, size: u64) -> Result<()> {
         certs: certs.clone(),
         state_dir: dir.join("tracker"),
         peer_timeout: Duration::from_secs(15),
+        advertise: Vec::new(),
     };
     let tracker = tracker::start(&tracker_config).await?;
     say(&format!("tracker on {} (fingerprint {})", tracker.addr, tracker.fingerprint.short()));

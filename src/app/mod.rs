@@ -9,6 +9,7 @@ pub mod oneshot;
 mod peer_prompt;
 pub mod progress;
 mod report;
+pub mod target;
 mod tracker_prompt;
 
 use anyhow::Result;

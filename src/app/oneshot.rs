@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
 use super::report;
+use super::target::{self, TrackerTarget};
 use crate::app::console;
+use crate::discovery::ticket::Ticket;
 use crate::peer::{Got, Peer, PeerConfig};
 
 /// How long a one-shot peer waits to register before giving up on the tracker.
@@ -29,8 +31,9 @@ pub const INTERRUPTED: u8 = 130;
 /// How a one-shot peer reaches the tracker.
 #[derive(Clone, Debug)]
 pub struct Access {
-    /// The tracker's address.
-    pub tracker: SocketAddr,
+    /// The tracker as typed: `HOST[:PORT]` or a ticket [default: 127.0.0.1:6771]; a ticket
+    /// among `get`'s names takes its place.
+    pub tracker: Option<String>,
     /// Folder of certificates: the tracker's, and this peer's if `id` is given.
     pub certs: PathBuf,
     /// The tracker's certificate to pin [default: CERTS/tracker.crt].
@@ -45,7 +48,11 @@ pub struct Access {
 pub async fn get(access: Access, names: Vec<String>, download_dir: PathBuf, json: bool) -> Result<u8> {
     console::notices_to_stderr();
     let home = Scratch::new("get")?;
-    let peer = start(&access, &home, "get", Path::new("."), &download_dir).await?;
+    let target = match ticket_target(&names).await? {
+        Some(target) => target,
+        None => target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?,
+    };
+    let peer = start(&access, &target, &home, "get", Path::new("."), &download_dir).await?;
     let show = match (json, console::is_quiet()) {
         (true, _) => Show::Json,
         (false, true) => Show::Silent,
@@ -97,13 +104,15 @@ async fn report_gets(mut gets: JoinSet<(String, Result<Got>)>, json: bool, cance
 pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf) -> Result<u8> {
     console::notices_to_stderr();
     let home = Scratch::new("seed")?;
-    let peer = start(&access, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
+    let target = target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?;
+    let peer = start(&access, &target, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
     let mut shared = 0;
     for file in &files {
         match peer.share(file).await {
             Ok(done) => {
                 shared += 1;
                 console::out(&report::shared_line(&done));
+                console::out(&report::ticket_lines(&peer.ticket(&done.info).await));
             }
             Err(err) => console::error(&err),
         }
@@ -122,14 +131,31 @@ pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf) -> Resu
     }
 }
 
+/// The tracker the tickets among `names` name, if any; tickets naming different trackers are
+/// refused (one command talks to one tracker).
+async fn ticket_target(names: &[String]) -> Result<Option<TrackerTarget>> {
+    let mut tickets = names.iter().filter(|n| Ticket::looks_like(n)).map(|n| Ticket::parse(n));
+    let Some(first) = tickets.next() else { return Ok(None) };
+    let first = first?;
+    for other in tickets {
+        if other?.tracker_fingerprint != first.tracker_fingerprint {
+            bail!("these tickets name different trackers; run one p2pq get per tracker");
+        }
+    }
+    Ok(Some(target::from_ticket(&first).await?))
+}
+
 /// Starts a one-shot peer and waits until the tracker has registered it.
-async fn start(access: &Access, home: &Scratch, kind: &str, data_dir: &Path, download_dir: &Path) -> Result<Peer> {
+async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &str, data_dir: &Path, download_dir: &Path) -> Result<Peer> {
     let lasting = access.id.is_some();
     let id = access.id.clone().unwrap_or_else(|| throwaway_id(kind));
-    let unspecified: SocketAddr = if access.tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let tracker = target.first();
+    let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let config = PeerConfig {
         id,
-        tracker: access.tracker,
+        tracker,
+        tracker_alternates: target.addrs[1..].to_vec(),
+        tracker_pin: target.pin,
         tracker_cert: Some(access.tracker_cert.clone().unwrap_or_else(|| crate::net::tls::paths(&access.certs, "tracker").0)),
         certs: if lasting { access.certs.clone() } else { home.path.join("certs") },
         data_dir: data_dir.to_path_buf(),
@@ -157,7 +183,7 @@ async fn start(access: &Access, home: &Scratch, kind: &str, data_dir: &Path, dow
         _ = tokio::time::sleep(REGISTER_WAIT) => false,
     };
     if !registered {
-        let why = peer.refusal().unwrap_or_else(|| format!("cannot register with the tracker at {}", access.tracker));
+        let why = peer.refusal().unwrap_or_else(|| format!("cannot register with the tracker at {tracker}"));
         peer.exit().await;
         bail!("{why}");
     }

@@ -276,7 +276,10 @@ impl PromptState {
     async fn share(&self, files: &[String]) -> Result<()> {
         for file in files {
             match self.peer.share(file).await {
-                Ok(shared) => console::say(&report::shared_line(&shared)),
+                Ok(shared) => {
+                    console::say(&report::shared_line(&shared));
+                    console::say(&report::ticket_lines(&self.peer.ticket(&shared.info).await));
+                }
                 Err(err) => console::error(&err),
             }
         }

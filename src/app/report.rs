@@ -3,6 +3,7 @@
 //! Shared by the prompt and the one-shot commands, so `p2pq get` and `get` at the prompt say
 //! exactly the same thing.
 
+use crate::discovery::ticket::Ticket;
 use serde_json::{Value, json};
 
 use crate::logbook::{Table, printable};
@@ -18,6 +19,18 @@ pub fn shared_line(shared: &Shared) -> String {
         line.push_str(&format!("; the tracker will hear of it once reachable ({reason})"));
     }
     printable(&line)
+}
+
+/// `ticket p2pq1…`: what to paste on another machine (`p2pq get TICKET`), then, when every
+/// address in it is loopback, a line saying it works on this machine only and how to fix it.
+pub fn ticket_lines(ticket: &Ticket) -> String {
+    let mut text = format!("ticket {ticket}");
+    if ticket.local_only() {
+        text.push_str(
+            "\n(this ticket works on this machine only: the tracker listens on loopback; start it with --listen 0.0.0.0:6771, or --advertise HOST, for other machines)",
+        );
+    }
+    text
 }
 
 /// `downloaded NAME (SIZE) in TIME at RATE; chunks from peers A: n, B: m; verified id HEX;

@@ -3,6 +3,7 @@
 //! is the first source ([`tracker::TrackerLink`], which also keeps this peer registered and
 //! its shares announced); a DHT comes next behind the same trait.
 
+pub mod ticket;
 pub mod tracker;
 
 use std::future::Future;

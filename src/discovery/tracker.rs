@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Discovery, Found};
-use crate::protocol::{self, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+use crate::protocol::{self, MAX_CONTACT_ADDRESSES, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 use crate::store::shares::Shares;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
@@ -40,7 +40,10 @@ enum Ended {
 
 /// The current connection to the tracker, if any.
 pub struct TrackerLink {
-    addr: SocketAddr,
+    /// Addresses of the one tracker (a ticket may name several); all are tried at once.
+    addrs: Vec<SocketAddr>,
+    /// The address that answered last, for messages.
+    reached: Mutex<Option<SocketAddr>>,
     client: quinn::ClientConfig,
     conn: Mutex<Option<Connection>>,
     /// `None` until the first attempt ends, then whether a registered connection is up.
@@ -50,9 +53,30 @@ pub struct TrackerLink {
 }
 
 impl TrackerLink {
-    /// A link to the tracker at `addr`, trusted through `client` (which pins its certificate).
-    pub fn new(addr: SocketAddr, client: quinn::ClientConfig) -> TrackerLink {
-        TrackerLink { addr, client, conn: Mutex::new(None), up: watch::Sender::new(None), notices: broadcast::Sender::new(NOTICES) }
+    /// A link to the tracker at `addrs` (one tracker, maybe several addresses; at least one),
+    /// trusted through `client` (which pins its certificate).
+    pub fn new(addrs: Vec<SocketAddr>, client: quinn::ClientConfig) -> TrackerLink {
+        TrackerLink {
+            addrs,
+            reached: Mutex::new(None),
+            client,
+            conn: Mutex::new(None),
+            up: watch::Sender::new(None),
+            notices: broadcast::Sender::new(NOTICES),
+        }
+    }
+
+    /// The tracker's address for a person: the one that answered last, else the first known
+    /// (with how many others are tried).
+    pub fn shown(&self) -> String {
+        if let Some(addr) = *self.reached.lock().unwrap_or_else(|p| p.into_inner()) {
+            return addr.to_string();
+        }
+        match self.addrs.as_slice() {
+            [] => "nowhere".into(),
+            [one] => one.to_string(),
+            [first, rest @ ..] => format!("{first} (and {} other address{})", rest.len(), if rest.len() == 1 { "" } else { "es" }),
+        }
     }
 
     fn current(&self) -> Option<Connection> {
@@ -95,12 +119,12 @@ impl TrackerLink {
 
     /// Sends one request and returns the tracker's answer (its `Error` as an error).
     pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
-        let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.addr))?;
+        let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.shown()))?;
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, request)).await {
             Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => bail!("tracker refused: {reason}"),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(err.context(format!("tracker at {} did not answer", self.addr))),
-            Err(_) => bail!("tracker at {} did not answer within {:?}", self.addr, REQUEST_TIMEOUT),
+            Ok(Err(err)) => Err(err.context(format!("tracker at {} did not answer", self.shown()))),
+            Err(_) => bail!("tracker at {} did not answer within {:?}", self.shown(), REQUEST_TIMEOUT),
         }
     }
 
@@ -138,13 +162,13 @@ impl TrackerLink {
                     return Some(reason);
                 }
                 Ended::Lost(reason) if was_up => {
-                    self.notify(format!("lost the tracker at {}: {reason}; reconnecting", self.addr));
+                    self.notify(format!("lost the tracker at {}: {reason}; reconnecting", self.shown()));
                     was_up = false;
                     backoff = MIN_BACKOFF;
                 }
                 Ended::Lost(reason) if !warned => {
                     self.set(None);
-                    self.notify(format!("tracker unreachable at {}: {reason}; retrying", self.addr));
+                    self.notify(format!("tracker unreachable at {}: {reason}; retrying", self.shown()));
                     warned = true;
                 }
                 Ended::Lost(_) => {}
@@ -182,17 +206,47 @@ impl TrackerLink {
         }
         self.set(Some(conn.clone()));
         *was_up = true;
-        self.notify(format!("connected to tracker {} as peer {id}", self.addr));
+        self.notify(format!("connected to tracker {} as peer {id}", self.shown()));
         let reason = heartbeats(&conn, heartbeat).await;
         self.set(None);
         conn.close(close::DONE, b"reconnecting");
         Ended::Lost(reason)
     }
 
+    /// Dials every address at once; the first handshake to finish wins and the others are
+    /// dropped (which abandons them). Fails with the first address's error if none works.
     async fn connect(&self, endpoint: &Endpoint) -> Result<Connection> {
-        let connecting = endpoint.connect_with(self.client.clone(), self.addr, crate::net::tls::SERVER_NAME)?;
-        let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting).await.context("connection timed out")??;
-        Ok(conn)
+        let mut attempts = tokio::task::JoinSet::new();
+        for &addr in &self.addrs {
+            let connecting = endpoint.connect_with(self.client.clone(), addr, crate::net::tls::SERVER_NAME);
+            attempts.spawn(async move {
+                let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting?).await.context("connection timed out")??;
+                anyhow::Ok((addr, conn))
+            });
+        }
+        let mut first_err = None;
+        while let Some(joined) = attempts.join_next().await {
+            match joined.context("connection attempt failed") {
+                Ok(Ok((addr, conn))) => {
+                    *self.reached.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+                    return Ok(conn);
+                }
+                Ok(Err(err)) | Err(err) => {
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| anyhow!("no address to reach the tracker at")))
+    }
+
+    /// Where the tracker says others can reach it (for tickets); empty if it cannot say.
+    pub async fn contact(&self) -> Vec<String> {
+        match self.request(&TrackerRequest::Contact).await {
+            Ok(TrackerResponse::Contact(addrs)) => {
+                addrs.into_iter().filter(|a| super::ticket::usable_address(a)).take(MAX_CONTACT_ADDRESSES).collect()
+            }
+            Ok(_) | Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::discovery::Discovery;
+use crate::discovery::ticket::Ticket;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
 use crate::store::lock::StateLock;
@@ -48,8 +49,13 @@ pub struct PeerConfig {
     pub id: String,
     /// The tracker's address.
     pub tracker: SocketAddr,
+    /// Other addresses of the same tracker (from a ticket or a host name), tried alongside.
+    pub tracker_alternates: Vec<SocketAddr>,
     /// The tracker's certificate to pin; default `CERTS/tracker.crt`.
     pub tracker_cert: Option<PathBuf>,
+    /// The tracker's certificate fingerprint to pin (from a ticket); when set, no certificate
+    /// file is read.
+    pub tracker_pin: Option<protocol::Fingerprint>,
     /// Folder of certificates (the tracker's, and this peer's own).
     pub certs: PathBuf,
     /// Folder `share` takes files from.
@@ -81,7 +87,9 @@ impl PeerConfig {
         PeerConfig {
             id: id.to_string(),
             tracker,
+            tracker_alternates: Vec::new(),
             tracker_cert: None,
+            tracker_pin: None,
             certs: certs.to_path_buf(),
             data_dir: home.join("data"),
             download_dir: home.join("downloads"),
@@ -105,6 +113,8 @@ struct Inner {
     _lock: StateLock,
     config: PeerConfig,
     identity: Identity,
+    /// The tracker's pinned certificate fingerprint.
+    tracker_fp: protocol::Fingerprint,
     endpoint: quinn::Endpoint,
     shares: Shares,
     throttle: Option<Arc<throttle::Throttle>>,
@@ -165,11 +175,15 @@ impl Peer {
         protocol::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
         let lock = StateLock::acquire(&config.state_dir, &format!("peer {}", config.id))?;
         let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
-        let tracker_cert = config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0);
-        let tracker_fp = tls::pinned_fingerprint(&tracker_cert)?;
+        let tracker_fp = match config.tracker_pin {
+            Some(pin) => pin,
+            None => tls::pinned_fingerprint(&config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0))?,
+        };
         let server = tls::server_config(&identity, PEER_ALPN)?;
         let endpoint = bind(&identity, server, config.listen)?;
-        let link = Arc::new(TrackerLink::new(config.tracker, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
+        let mut tracker_addrs = vec![config.tracker];
+        tracker_addrs.extend(config.tracker_alternates.iter().filter(|a| **a != config.tracker));
+        let link = Arc::new(TrackerLink::new(tracker_addrs, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
@@ -180,6 +194,7 @@ impl Peer {
             _lock: lock,
             config,
             identity,
+            tracker_fp,
             endpoint,
             shares,
             throttle,
@@ -318,6 +333,7 @@ impl Peer {
         cancel: &CancellationToken,
     ) -> Result<Got> {
         let started = Instant::now();
+        let query = &self.query_of(query)?;
         let target = tokio::select! {
             target = self.lookup(query) => target?,
             _ = cancel.cancelled() => bail!("get {query} cancelled"),
@@ -354,6 +370,43 @@ impl Peer {
             tracing::warn!("downloaded but not announced: {reason}");
         }
         Ok(Got { info, path: outcome.path, elapsed: started.elapsed(), from: outcome.from, resumed: outcome.resumed })
+    }
+
+    /// What to ask the tracker for: a ticket becomes its file's full id, if it names this
+    /// peer's tracker; anything else is asked as typed.
+    fn query_of(&self, query: &str) -> Result<String> {
+        if !Ticket::looks_like(query) {
+            return Ok(query.to_string());
+        }
+        let ticket = Ticket::parse(query)?;
+        if ticket.tracker_fingerprint != self.inner.tracker_fp {
+            let theirs = ticket.trackers.first().map_or("?", String::as_str);
+            bail!(
+                "this ticket is for another tracker (at {theirs}) than this peer's ({}); run p2pq get TICKET, or start a peer with --tracker TICKET",
+                self.inner.link.shown()
+            );
+        }
+        Ok(ticket.id().to_hex())
+    }
+
+    /// A ticket for `file`: the tracker's addresses as it advertises them (after the one this
+    /// peer dialled, unless that is loopback) and its fingerprint.
+    pub async fn ticket(&self, file: &FileInfo) -> Ticket {
+        let dialled = self.inner.config.tracker;
+        let mut trackers = Vec::new();
+        if !dialled.ip().is_loopback() {
+            trackers.push(dialled.to_string());
+        }
+        for addr in self.inner.link.contact().await {
+            if !trackers.contains(&addr) {
+                trackers.push(addr);
+            }
+        }
+        if trackers.is_empty() {
+            trackers.push(dialled.to_string());
+        }
+        trackers.truncate(crate::discovery::ticket::MAX_ADDRESSES);
+        Ticket { trackers, tracker_fingerprint: self.inner.tracker_fp, file: file.clone() }
     }
 
     /// Asks the tracker which file `query` means; exactly one must match.

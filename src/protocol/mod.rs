@@ -38,6 +38,8 @@ pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_fr
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
+/// The tracker's port when none is given (`p2pq tracker`'s default, and `--tracker HOST`'s).
+pub const DEFAULT_TRACKER_PORT: u16 = 6771;
 /// ALPN of the peer → tracker protocol.
 pub const TRACKER_ALPN: &[u8] = b"p2pq-tracker/1";
 /// ALPN of the peer → peer (chunk) protocol.
@@ -137,6 +139,8 @@ pub enum TrackerRequest {
     /// Stop listing me as a holder of this file (its copy on my disk changed). Added last so
     /// earlier tags keep their bytes.
     Unshare(FileId),
+    /// Which addresses can others reach you at? Asked to put them in a ticket. (Last.)
+    Contact,
 }
 
 /// The tracker's answer to one [`TrackerRequest`].
@@ -168,7 +172,15 @@ pub enum TrackerResponse {
         #[serde(deserialize_with = "printable_reason")]
         reason: String,
     },
+    /// Answer to `Contact`: the tracker's addresses as `host:port`, most useful first, at most
+    /// [`MAX_CONTACT_ADDRESSES`] of at most [`MAX_CONTACT_LEN`] bytes each. (Last.)
+    Contact(Vec<String>),
 }
+
+/// Most addresses a `Contact` answer (and so a ticket) carries.
+pub const MAX_CONTACT_ADDRESSES: usize = 8;
+/// Longest address in a `Contact` answer, `host:port`.
+pub const MAX_CONTACT_LEN: usize = 255;
 
 /// A request from a downloader to a holder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

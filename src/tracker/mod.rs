@@ -4,6 +4,7 @@
 //! [`start`] adds the certificate and the endpoint; the prompt around it is the front end's
 //! (`app::tracker_main`).
 
+mod contact;
 pub mod registry;
 mod reply;
 mod session;
@@ -44,6 +45,8 @@ pub struct TrackerConfig {
     pub state_dir: PathBuf,
     /// Silence after which a peer is dropped.
     pub peer_timeout: Duration,
+    /// Addresses (`host[:port]`) to put in tickets, instead of the interfaces' own.
+    pub advertise: Vec<String>,
 }
 
 /// A handle on the tracker's state, shared by sessions and the prompt.
@@ -58,14 +61,17 @@ struct Inner {
     peer_timeout: Duration,
     /// Replies so far; rotates which holders a reply names when there are too many.
     turns: std::sync::atomic::AtomicU64,
+    /// Where others can reach this tracker, for tickets ([`contact`]).
+    contact: Vec<String>,
 }
 
 impl Tracker {
-    /// A tracker with an empty registry that logs to `state_dir/events.jsonl`.
-    pub fn new(state_dir: &std::path::Path, peer_timeout: Duration) -> Result<Tracker> {
+    /// A tracker with an empty registry that logs to `state_dir/events.jsonl` and tells peers
+    /// it can be reached at `contact`.
+    pub fn new(state_dir: &std::path::Path, peer_timeout: Duration, contact: Vec<String>) -> Result<Tracker> {
         let path = state_dir.join("events.jsonl");
         let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
-        let inner = Inner { registry: Mutex::new(Registry::default()), log, peer_timeout, turns: Default::default() };
+        let inner = Inner { registry: Mutex::new(Registry::default()), log, peer_timeout, turns: Default::default(), contact };
         Ok(Tracker { inner: Arc::new(inner) })
     }
 
@@ -82,6 +88,11 @@ impl Tracker {
     /// Appends an event to the log.
     fn record(&self, event: Event) {
         self.inner.log.append(&event);
+    }
+
+    /// Where others can reach this tracker (`host:port`, most useful first).
+    pub fn contact(&self) -> &[String] {
+        &self.inner.contact
     }
 
     /// Live peers.
@@ -188,7 +199,8 @@ async fn start_with(
     let identity = Identity::load_or_create(&config.certs, "tracker")?;
     let server = tls::server_config(&identity, TRACKER_ALPN)?;
     let endpoint = bind(&identity, server)?;
-    let tracker = Tracker::new(&config.state_dir, config.peer_timeout)?;
+    let contact = contact::addresses(endpoint.local_addr()?, &config.advertise, &contact::interfaces());
+    let tracker = Tracker::new(&config.state_dir, config.peer_timeout, contact)?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
     let addr = endpoint.local_addr()?;

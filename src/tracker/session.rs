@@ -152,6 +152,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.registry().files(), tracker.turn()))),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
+        TrackerRequest::Contact => Ok(TrackerResponse::Contact(tracker.contact().to_vec())),
         TrackerRequest::Exit => {
             if tracker.registry().leave(peer, session) {
                 tracker.record(Event::now(EventKind::Exit, peer, "exit"));

@@ -51,6 +51,7 @@ impl Net {
             certs: dir.path().join("certs"),
             state_dir: dir.path().join("tracker"),
             peer_timeout: PEER_TIMEOUT,
+            advertise: Vec::new(),
         };
         let sim = linksim::socket(config.listen, Link::default()).context("cannot bind the tracker's socket")?;
         let tracker = tracker::start_on(&config, sim.socket).await.context("cannot start the tracker")?;
