@@ -94,3 +94,26 @@ fn tracker_accepts_a_host_name_and_a_default_port() {
     let line = lost.expect("tracker unreachable at");
     assert!(line.contains(":6771"), "{line}");
 }
+
+#[test]
+fn get_json_with_the_tracker_down_ends_with_one_error_event_per_file() {
+    // A "tracker" that never answers: a socket we hold and never read.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ticket = p2pq::discovery::ticket::Ticket {
+        trackers: vec![silent.local_addr().unwrap().to_string()],
+        tracker_fingerprint: blake3::hash(b"some tracker").into(),
+        file: p2pq::protocol::FileInfo { id: blake3::hash(b"f").into(), name: "f.bin".into(), size: 1 },
+    };
+    let dir = elsewhere();
+    let mut get = Proc::spawn("get", dir.path(), &["get", &ticket.to_string(), "--json"]);
+    // It says at once what it is doing, on stderr, while it waits.
+    get.expect_on(Stream::Err, |l| l.starts_with("connecting to the tracker at 127.0.0.1:"), TIMEOUT);
+    let line = get.expect_on(Stream::Out, |_| true, TIMEOUT);
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(event["event"], "error", "{line}");
+    assert!(event["message"].as_str().unwrap().starts_with("cannot register with the tracker at 127.0.0.1:"), "{line}");
+    assert!(!get.wait_exit(TIMEOUT).success());
+    let out: Vec<&String> = get.seen.iter().filter(|(s, _)| *s == Stream::Out).map(|(_, l)| l).collect();
+    assert_eq!(out.len(), 1, "{}", get.transcript());
+    assert!(!get.transcript().contains("retrying"), "no 'retrying' right before giving up: {}", get.transcript());
+}

@@ -52,7 +52,17 @@ pub async fn get(access: Access, names: Vec<String>, download_dir: PathBuf, json
         Some(target) => target,
         None => target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?,
     };
-    let peer = start(&access, &target, &home, "get", Path::new("."), &download_dir).await?;
+    let peer = match start(&access, &target, &home, "get", Path::new("."), &download_dir).await {
+        Ok(peer) => peer,
+        Err(err) if json => {
+            // A script reading stdout sees one result per file even when nothing could start.
+            for name in &names {
+                console::out(&json!({"event": "error", "query": name, "message": format!("{err:#}")}).to_string());
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
     let show = match (json, console::is_quiet()) {
         (true, _) => Show::Json,
         (false, true) => Show::Silent,
@@ -167,9 +177,10 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         window: None,
     };
     let peer = Peer::start(config).await?;
-    if let Some(notices) = peer.take_notices() {
-        console::print_notices(notices);
-    }
+    console::say(&format!("connecting to the tracker at {}…", peer.tracker_shown()));
+    // Notices from before registration ("unreachable; retrying") would contradict the error
+    // this command ends with; only those after it are shown.
+    let notices = peer.take_notices();
     // A first attempt that fails (wrong certificate, refused) ends the command at once; a
     // tracker that does not answer at all gets REGISTER_WAIT.
     let first_failed = async {
@@ -183,9 +194,15 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         _ = tokio::time::sleep(REGISTER_WAIT) => false,
     };
     if !registered {
-        let why = peer.refusal().unwrap_or_else(|| format!("cannot register with the tracker at {tracker}"));
+        let why = peer.refusal().unwrap_or_else(|| match peer.tracker_error() {
+            Some(reason) => format!("cannot register with the tracker at {}: {reason}", peer.tracker_shown()),
+            None => format!("cannot register with the tracker at {} within {} s", peer.tracker_shown(), REGISTER_WAIT.as_secs()),
+        });
         peer.exit().await;
         bail!("{why}");
+    }
+    if let Some(notices) = notices {
+        console::print_notices(notices.resubscribe());
     }
     Ok(peer)
 }

@@ -83,21 +83,24 @@ struct View {
     file: FileInfo,
     bar: Option<ProgressBar>,
     last_json: Option<Instant>,
-    /// Bytes verified so far, the file's size, and when the view started: for JSON lines.
+    /// Bytes verified so far, those an earlier attempt left, the file's size, and when the
+    /// view started: for JSON lines.
     bytes: u64,
+    resumed: u64,
     size: u64,
     started: Instant,
 }
 
 impl View {
     fn new(show: Show, file: &FileInfo) -> View {
-        View { show, file: file.clone(), bar: None, last_json: None, bytes: 0, size: file.size, started: Instant::now() }
+        View { show, file: file.clone(), bar: None, last_json: None, bytes: 0, resumed: 0, size: file.size, started: Instant::now() }
     }
 
     fn show(&mut self, event: &Progress) {
         match event {
             Progress::Start { size, .. } => self.size = *size,
             Progress::Chunk { bytes } => self.bytes += bytes,
+            Progress::Resumed { bytes } => (self.bytes, self.resumed) = (self.bytes + bytes, *bytes),
             _ => {}
         }
         match (self.show, event) {
@@ -108,6 +111,13 @@ impl View {
             (Show::Bars, Progress::Chunk { bytes }) => {
                 if let Some(bar) = &self.bar {
                     bar.inc(*bytes);
+                }
+            }
+            (Show::Bars, Progress::Resumed { bytes }) => {
+                if let Some(bar) = &self.bar {
+                    // Where the bar starts, not a burst of speed.
+                    bar.inc(*bytes);
+                    bar.reset_eta();
                 }
             }
             (Show::Bars, Progress::Done) => self.end(),
@@ -125,11 +135,12 @@ impl View {
                     return;
                 }
                 self.last_json = Some(Instant::now());
-                let rate = (self.bytes as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                let moved = self.bytes - self.resumed.min(self.bytes);
+                let rate = (moved as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64;
                 json!({"event": "progress", "name": name, "id": id, "bytes": self.bytes, "size": self.size, "bytes_per_sec": rate})
             }
             Progress::Note(note) => json!({"event": "warning", "name": name, "id": id, "message": note}),
-            Progress::Found(_) | Progress::Done => return,
+            Progress::Found(_) | Progress::Done | Progress::Resumed { .. } => return,
         };
         console::out(&line.to_string());
     }

@@ -49,7 +49,7 @@ pub fn got_line(got: &Got) -> String {
         info.name,
         units::bytes(info.size),
         units::duration(got.elapsed),
-        units::rate(info.size, got.elapsed),
+        units::rate(got.moved, got.elapsed),
         from.join(", "),
         info.id,
         got.path.display()
@@ -67,7 +67,8 @@ pub fn got_json(got: &Got) -> Value {
         "size": got.info.size,
         "path": got.path.display().to_string(),
         "elapsed_ms": got.elapsed.as_millis() as u64,
-        "bytes_per_sec": (got.info.size as f64 / secs) as u64,
+        "bytes_per_sec": (got.moved as f64 / secs) as u64,
+        "bytes_moved": got.moved,
         "chunks_from": from,
         "resumed_chunks": got.resumed,
         "already_had": got.from.is_empty() && got.resumed == 0,

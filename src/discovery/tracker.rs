@@ -44,6 +44,8 @@ pub struct TrackerLink {
     addrs: Vec<SocketAddr>,
     /// The address that answered last, for messages.
     reached: Mutex<Option<SocketAddr>>,
+    /// Why the last attempt to connect or stay connected failed.
+    last_error: Mutex<Option<String>>,
     client: quinn::ClientConfig,
     conn: Mutex<Option<Connection>>,
     /// `None` until the first attempt ends, then whether a registered connection is up.
@@ -59,6 +61,7 @@ impl TrackerLink {
         TrackerLink {
             addrs,
             reached: Mutex::new(None),
+            last_error: Mutex::new(None),
             client,
             conn: Mutex::new(None),
             up: watch::Sender::new(None),
@@ -112,6 +115,11 @@ impl TrackerLink {
         let _ = up.wait_for(Option::is_some).await;
     }
 
+    /// Why the last attempt to reach the tracker failed, if one did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Whether a registered connection is up.
     pub fn is_connected(&self) -> bool {
         self.current().is_some_and(|c| c.close_reason().is_none())
@@ -155,6 +163,8 @@ impl TrackerLink {
                 _ = shutdown.cancelled() => return None,
                 ended = self.session(&endpoint, &id, &shares, heartbeat, &mut was_up) => ended,
             };
+            let (Ended::Lost(reason) | Ended::Refused(reason)) = &ended;
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
             match ended {
                 Ended::Refused(reason) => {
                     self.set(None);

@@ -66,6 +66,8 @@ pub struct Outcome {
     pub from: Vec<(String, u32)>,
     /// Chunks an earlier attempt had already verified.
     pub resumed: u32,
+    /// Their bytes: the rest moved this time.
+    pub resumed_bytes: u64,
 }
 
 /// The file being downloaded: what it must be and where its chunks go.
@@ -129,7 +131,7 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     let job = Job { id: file.id, name: file.name.clone(), manifest: manifest.clone(), partial: Arc::new(partial) };
     let have = job.resume(claimed).await?;
     let _ = ctx.events.send(Progress::Start { name: job.name.clone(), size: manifest.size, holders: links.len() });
-    let resumed = announce_resumed(ctx, &job, &have);
+    let (resumed, resumed_bytes) = announce_resumed(ctx, &job, &have);
     let early = early.keep_if(&manifest);
     let swarmed = swarm(ctx, &links, &job, &have, early).await;
     drop(links);
@@ -142,7 +144,7 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     };
     let partial = job.partial.clone();
     let path = tokio::task::spawn_blocking(move || partial.finish()).await??;
-    Ok(Outcome { path, manifest, from, resumed })
+    Ok(Outcome { path, manifest, from, resumed, resumed_bytes })
 }
 
 /// Connects to the holders and fetches the manifest; on a fresh download, the first chunks are
@@ -217,14 +219,15 @@ impl Drop for Early {
     }
 }
 
-/// Reports the chunks already on disk to the progress bar; returns how many there are.
-fn announce_resumed(ctx: &Context<'_>, job: &Job, have: &[bool]) -> u32 {
+/// Reports the chunks already on disk to the progress bar; returns how many there are and
+/// their bytes.
+fn announce_resumed(ctx: &Context<'_>, job: &Job, have: &[bool]) -> (u32, u64) {
     let indices = (0..have.len() as u32).filter(|&i| have[i as usize]);
     let (count, bytes) = indices.fold((0u32, 0u64), |(n, b), i| (n + 1, b + job.manifest.len_of(i)));
     if count > 0 {
-        let _ = ctx.events.send(Progress::Chunk { bytes });
+        let _ = ctx.events.send(Progress::Resumed { bytes });
     }
-    count
+    (count, bytes)
 }
 /// Connects to every holder at once; fails only if none answers.
 async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<HolderLink>>> {

@@ -28,9 +28,15 @@ pub enum Progress {
         /// Holders connected.
         holders: usize,
     },
-    /// A verified chunk was written (or, once, the chunks an earlier attempt left).
+    /// A verified chunk was written.
     Chunk {
         /// Its length.
+        bytes: u64,
+    },
+    /// Once, before any chunk: the bytes an earlier attempt left, re-checked (they count
+    /// towards progress, not towards the rate).
+    Resumed {
+        /// Their total length.
         bytes: u64,
     },
     /// Something the user should know (a holder dropped or unreachable).
@@ -119,7 +125,7 @@ impl Listing {
         let t = table.1.get_mut(&self.key)?;
         match event {
             Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
-            Progress::Chunk { bytes } => t.bytes += bytes,
+            Progress::Chunk { bytes } | Progress::Resumed { bytes } => t.bytes += bytes,
             Progress::Found(_) | Progress::Note(_) | Progress::Done => {}
         }
         Some(t.clone())

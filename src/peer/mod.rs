@@ -154,6 +154,8 @@ pub struct Got {
     pub from: Vec<(String, u32)>,
     /// Chunks an interrupted earlier attempt had already verified.
     pub resumed: u32,
+    /// Bytes moved this time (the size less what an earlier attempt left): what the rate is of.
+    pub moved: u64,
 }
 
 impl Peer {
@@ -287,6 +289,16 @@ impl Peer {
         &self.inner.config.state_dir
     }
 
+    /// Why the last attempt to reach the tracker failed, if one did.
+    pub fn tracker_error(&self) -> Option<String> {
+        self.inner.link.last_error()
+    }
+
+    /// The tracker's address for a person (the one that answered last, else the first).
+    pub fn tracker_shown(&self) -> String {
+        self.inner.link.shown()
+    }
+
     /// Whether the tracker link is up.
     pub fn tracker_connected(&self) -> bool {
         self.inner.link.is_connected()
@@ -317,6 +329,21 @@ impl Peer {
         }
     }
 
+    /// Starts serving a downloaded file at once and announces it from a background task (a
+    /// tracker that is away hears of it on re-registering, which lists every share).
+    fn serve_in_background(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<()> {
+        self.inner.shares.insert(SharedFile::open(info.clone(), path, manifest)?);
+        let link = self.inner.link.clone();
+        let me = self.inner.config.id.as_str();
+        let span = tracing::info_span!("announce", me, file = %info.id.short());
+        task::spawn_until(&self.inner.shutdown, span, async move {
+            if let Err(err) = link.request(&TrackerRequest::Share(info)).await {
+                tracing::debug!("downloaded but not announced yet: {err:#}");
+            }
+        });
+        Ok(())
+    }
+
     /// Downloads the file called `query` (or whose id starts with it) from every live holder,
     /// reporting nothing.
     pub async fn get(&self, query: &str) -> Result<Got> {
@@ -340,7 +367,7 @@ impl Peer {
         };
         let info = target.file.clone();
         if let Some(path) = self.already_have(&info).await? {
-            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0 });
+            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0, moved: 0 });
         }
         let _claim = self.inner.downloading.take(&info)?;
         let mut target = target;
@@ -366,10 +393,12 @@ impl Peer {
         drop(ctx);
         let _ = forwarding.await;
         let outcome = outcome.with_context(|| format!("download of {} failed", info.name))?;
-        if let Some(reason) = self.serve_file(info.clone(), outcome.path.clone(), outcome.manifest).await? {
-            tracing::warn!("downloaded but not announced: {reason}");
-        }
-        Ok(Got { info, path: outcome.path, elapsed: started.elapsed(), from: outcome.from, resumed: outcome.resumed })
+        // The transfer ends here: announcing is the tracker's business and must not hold up
+        // (or be counted in) the summary, even when the tracker just went away.
+        let elapsed = started.elapsed();
+        let moved = info.size - outcome.resumed_bytes.min(info.size);
+        self.serve_in_background(info.clone(), outcome.path.clone(), outcome.manifest)?;
+        Ok(Got { info, path: outcome.path, elapsed, from: outcome.from, resumed: outcome.resumed, moved })
     }
 
     /// What to ask the tracker for: a ticket becomes its file's full id, if it names this
