@@ -23,7 +23,7 @@ fn json_events(get: &mut Proc, until: &str) -> Vec<(Instant, Value)> {
 
 #[test]
 fn a_download_whose_tracker_just_died_reports_at_once() {
-    let mut swarm = Swarm::start("15");
+    let swarm = Swarm::start("15");
     let data = bytes(3 << 20, "tracker dies");
     swarm.write_data("late.bin", &data);
     // Paced so the tracker can die while chunks still flow.
