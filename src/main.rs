@@ -75,6 +75,10 @@ enum Command {
         /// Folder of this peer's logs [default: .p2pq/peer-ID].
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Seconds a download with no holder left waits for one, asking again, before it
+        /// gives up (what it verified is kept).
+        #[arg(long, default_value = "180", value_parser = seconds)]
+        stall_timeout: Duration,
     },
     /// Download files and exit: status 0 once every file is verified, 1 if one failed.
     #[command(after_help = "Example:\n  p2pq get some-file.iso --tracker 10.0.0.5:6771 --json")]
@@ -87,9 +91,13 @@ enum Command {
         /// Folder the files land in.
         #[arg(long, default_value = ".")]
         download_dir: PathBuf,
-        /// Newline-delimited JSON events on stdout: start, progress, warning, done, error.
+        /// Newline-delimited JSON events on stdout: start, progress, holders, warning, done, error.
         #[arg(long)]
         json: bool,
+        /// Seconds a download with no holder left waits for one, asking again, before it
+        /// gives up (what it verified is kept).
+        #[arg(long, default_value = "180", value_parser = seconds)]
+        stall_timeout: Duration,
     },
     /// Share files and serve them until Ctrl-C or SIGTERM.
     #[command(after_help = "Example:\n  p2pq seed notes.txt movie.mkv --data-dir ~/Videos")]
@@ -155,7 +163,7 @@ struct LinkArgs {
 impl From<LinkArgs> for Access {
     fn from(a: LinkArgs) -> Access {
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
-        Access { tracker, certs, tracker_cert, id: a.id, listen: a.listen }
+        Access { tracker, certs, tracker_cert, id: a.id, listen: a.listen, stall_timeout: p2pq::peer::STALL_TIMEOUT }
     }
 }
 
@@ -185,7 +193,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
-    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir } = command else {
+    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir, stall_timeout } = command else {
         anyhow::bail!("bad peer arguments");
     };
     let TrustArgs { tracker, certs, tracker_cert } = trust;
@@ -206,6 +214,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         heartbeat,
         upload_limit,
         window: None,
+        stall_timeout,
     })
 }
 
@@ -216,7 +225,10 @@ async fn main() -> ExitCode {
     p2pq::app::console::install_signals();
     p2pq::app::console::set_quiet(cli.quiet);
     let result = match cli.command {
-        Command::Get { names, link, download_dir, json } => exit_code(oneshot::get(link.into(), names, download_dir, json).await),
+        Command::Get { names, link, download_dir, json, stall_timeout } => {
+            let access = Access { stall_timeout, ..link.into() };
+            exit_code(oneshot::get(access, names, download_dir, json).await)
+        }
         Command::Seed { files, link, data_dir } => exit_code(oneshot::seed(link.into(), files, data_dir).await),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());

@@ -25,9 +25,32 @@ pub fn duration(elapsed: Duration) -> String {
     if elapsed < Duration::from_secs(1) { format!("{} ms", elapsed.as_millis()) } else { format!("{:.2} s", elapsed.as_secs_f64()) }
 }
 
+/// A wait or a timeout as people say it, to the second: `45 s`, `2 min`, `1 min 30 s`,
+/// `1 h 5 min`.
+pub fn span(wait: Duration) -> String {
+    let secs = wait.as_secs_f64().round() as u64;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_read_like_people_say_them() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            [span(s(45)), span(s(120)), span(s(90)), span(s(3600)), span(s(3900))],
+            ["45 s", "2 min", "1 min 30 s", "1 h", "1 h 5 min"]
+        );
+    }
 
     #[test]
     fn sizes_read_like_people_write_them() {

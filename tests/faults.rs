@@ -50,8 +50,13 @@ fn a_holder_killed_mid_transfer_leaves_the_rest_to_the_others() {
 /// A paced holder serving `name` and a getter downloading it, returned once chunks are
 /// flowing and a checkpoint has recorded some of them.
 fn get_under_way(swarm: &Swarm, holder: &str, getter: &str, name: &str, data: &[u8]) -> (Proc, Proc) {
+    get_under_way_with(swarm, holder, (getter, &[]), name, data)
+}
+
+/// [`get_under_way`], the getter started with `getter_args`.
+fn get_under_way_with(swarm: &Swarm, holder: &str, (getter, getter_args): (&str, &[&str]), name: &str, data: &[u8]) -> (Proc, Proc) {
     let serving = slow_holder(swarm, holder, name, data, "2M");
-    let mut getting = swarm.peer(getter);
+    let mut getting = swarm.peer_with(getter, getter_args);
     getting.send(&format!("get {name}"));
     wait_for_checkpoint(swarm, getter, data);
     (serving, getting)
@@ -66,17 +71,17 @@ fn wait_for_checkpoint(swarm: &Swarm, getter: &str, data: &[u8]) {
 }
 
 #[test]
-fn with_no_holder_left_get_stops_keeps_what_it_has_and_resumes_later() {
+fn with_no_holder_left_for_its_stall_timeout_get_stops_keeps_what_it_has_and_resumes_later() {
     let swarm = Swarm::start("15");
     let data = bytes(8 << 20, "resume after holder loss");
-    let (only, mut getter) = get_under_way(&swarm, "only", "getter", "r.bin", &data);
+    let (only, mut getter) = get_under_way_with(&swarm, "only", ("getter", &["--stall-timeout", "1"]), "r.bin", &data);
     only.signal("KILL");
     let err = getter.expect_err("error:");
     assert!(err.contains("chunks verified and kept"), "{err}");
     assert!(!swarm.downloaded("getter", "r.bin").exists(), "an incomplete file appeared under its name");
     // The holder comes back (same id and certificate); get again resumes.
     let _again = slow_holder(&swarm, "only", "r.bin", &data, "64M");
-    let line = getter.command("get r.bin", "downloaded r.bin")[0].clone();
+    let line = getter.command("get r.bin", "downloaded r.bin").pop().unwrap();
     assert!(line.contains("already here from an earlier attempt"), "{line}");
     assert!(std::fs::read(swarm.downloaded("getter", "r.bin")).unwrap() == data);
 }
@@ -90,7 +95,7 @@ fn a_downloader_killed_mid_download_resumes_where_it_was() {
     getter.wait_exit(TIMEOUT);
     assert!(!swarm.downloaded("g", "k.bin").exists());
     let mut again = swarm.peer("g");
-    let line = again.command("get k.bin", "downloaded k.bin")[0].clone();
+    let line = again.command("get k.bin", "downloaded k.bin").pop().unwrap();
     let resumed: u32 = line
         .split(';')
         .flat_map(|part| part.split(", "))
@@ -112,7 +117,7 @@ fn a_holder_whose_file_changed_stops_serving_it_and_the_others_finish() {
     edited[100] ^= 0xff;
     std::fs::write(swarm.path().join("editor-data/e.bin"), &edited).unwrap();
     let mut getter = swarm.peer("getter");
-    let line = getter.command("get e.bin", "downloaded e.bin")[0].clone();
+    let line = getter.command("get e.bin", "downloaded e.bin").pop().unwrap();
     assert!(std::fs::read(swarm.downloaded("getter", "e.bin")).unwrap() == data);
     assert_eq!(chunks_from(&line, "editor"), 0, "{line}");
     editor.expect_err("changed on disk since it was shared");
@@ -140,7 +145,7 @@ fn lies_are_caught(how: Lie) {
     // The honest holder is slowed so the liar's bad chunks surely come back before the end.
     let _honest = slow_holder(&swarm, "honest", "l.bin", &data, "4M");
     let mut getter = swarm.peer("getter");
-    let line = getter.command("get l.bin", "downloaded l.bin")[0].clone();
+    let line = getter.command("get l.bin", "downloaded l.bin").pop().unwrap();
     assert!(std::fs::read(swarm.downloaded("getter", "l.bin")).unwrap() == data);
     // stderr and stdout are read apart: the warning may come in after the summary line.
     let why = "stopped using peer liar for l.bin: chunk";
@@ -170,7 +175,7 @@ fn outlasts(how: Lie) {
     let mut honest = swarm.peer("honest");
     honest.command("share o.bin", "shared ");
     let mut getter = swarm.peer("getter");
-    let line = getter.command("get o.bin", "downloaded o.bin")[0].clone();
+    let line = getter.command("get o.bin", "downloaded o.bin").pop().unwrap();
     assert!(std::fs::read(swarm.downloaded("getter", "o.bin")).unwrap() == data);
     assert_eq!(chunks_from(&line, "honest"), 8, "{line}");
 }

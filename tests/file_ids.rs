@@ -14,7 +14,7 @@ fn shared_ids_equal_b3sum_around_chunk_boundaries() {
         let name = format!("f{size}.bin");
         let data = bytes(size, &name);
         swarm.write_data(&name, &data);
-        let line = peer.command(&format!("share {name}"), "shared ")[0].clone();
+        let line = peer.command(&format!("share {name}"), "shared ").pop().unwrap();
         let id = line.rsplit(" id ").next().unwrap();
         assert_eq!(id, b3sum(&data), "size {size}");
         if let Some(external) = external_b3sum(&swarm.path().join("data").join(&name)) {

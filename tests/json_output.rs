@@ -22,7 +22,7 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
     two.command("get j.bin", "downloaded j.bin");
 
     // The chunk log: 13 chunks (12 of 256 KiB and the rest), all from peer 1, adding up to the file.
-    let log = json(&two.command("logs request --json", "]")[0]);
+    let log = json(&two.command("logs request --json", "]").pop().unwrap());
     let chunks = log.as_array().expect("an array");
     assert_eq!(chunks.len(), 13, "{log}");
     assert_eq!(chunks.iter().map(|c| c["bytes"].as_u64().unwrap()).sum::<u64>(), data.len() as u64);
@@ -31,7 +31,7 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
     indices.sort();
     assert_eq!(indices, (0..13).collect::<Vec<u64>>());
 
-    let status = json(&two.command("status --json", "}")[0]);
+    let status = json(&two.command("status --json", "}").pop().unwrap());
     assert_eq!(status["peer"], "2");
     assert_eq!(status["tracker"]["connected"], true);
     assert_eq!(status["downloads"].as_array().unwrap().len(), 0);
@@ -42,23 +42,23 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
     );
     assert_eq!(shared["uploaded_chunks"].as_u64(), Some(0), "peer 2 only downloaded: {status}");
     // The holder counts what it sent: every chunk, every byte, once.
-    let sender = json(&one.command("status --json", "}")[0]);
+    let sender = json(&one.command("status --json", "}").pop().unwrap());
     let sent = &sender["shared"][0];
     assert_eq!((sent["uploaded_chunks"].as_u64(), sent["uploaded_bytes"].as_u64()), (Some(13), Some(data.len() as u64)), "{sender}");
 
     let mut tracker = swarm.tracker;
-    let events = json(&tracker.command("logs request --json", "]")[0]);
+    let events = json(&tracker.command("logs request --json", "]").pop().unwrap());
     let kinds: Vec<(&str, &str)> =
         events.as_array().unwrap().iter().map(|e| (e["kind"].as_str().unwrap(), e["peer"].as_str().unwrap())).collect();
     assert!(kinds.contains(&("share", "1")) && kinds.contains(&("get", "2")), "{events}");
-    let about = json(&tracker.command("logs_file j.bin --json", "]")[0]);
+    let about = json(&tracker.command("logs_file j.bin --json", "]").pop().unwrap());
     assert!(about.as_array().unwrap().iter().all(|e| e["file"] == "j.bin"), "{about}");
-    let files = json(&tracker.command("files --json", "]")[0]);
+    let files = json(&tracker.command("files --json", "]").pop().unwrap());
     assert_eq!(files[0]["id"], id.as_str());
     assert_eq!(files[0]["size"].as_u64(), Some(data.len() as u64));
     let mut holders: Vec<&str> = files[0]["holders"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
     holders.sort();
     assert_eq!(holders, ["1", "2"]);
-    let peers = json(&tracker.command("peers --json", "]")[0]);
+    let peers = json(&tracker.command("peers --json", "]").pop().unwrap());
     assert_eq!(peers.as_array().unwrap().len(), 2, "{peers}");
 }

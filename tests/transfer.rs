@@ -36,7 +36,7 @@ fn ten_mib_and_17_bytes_arrive_intact() {
 
 #[test]
 fn two_holders_both_contribute_chunks() {
-    let swarm = Swarm::start("15");
+    let mut swarm = Swarm::start("15");
     let data = bytes(10 * 1024 * 1024 + 17, "two holders");
     swarm.write_data("shared.bin", &data);
     let mut first = swarm.peer("1");
@@ -44,8 +44,11 @@ fn two_holders_both_contribute_chunks() {
     let mut third = swarm.peer("3");
     first.command("share shared.bin", "shared ");
     second.command("get shared.bin", "downloaded ");
-    // Peer 2 now holds it too (a finished download is shared automatically).
-    let got = third.command("get shared.bin", "downloaded ")[0].clone();
+    // Peer 2 now holds it too (a finished download is shared automatically, announced in
+    // the background): once the tracker lists it.
+    let two_holders = |out: &[String]| out.iter().any(|l| l.contains(r#""holders":["1","2"]"#) || l.contains(r#""holders":["2","1"]"#));
+    swarm.tracker.poll("files --json", "]", common::TIMEOUT, two_holders);
+    let got = third.command("get shared.bin", "downloaded ").pop().unwrap();
     assert!(std::fs::read(swarm.downloaded("3", "shared.bin")).unwrap() == data);
     let from = got.split("chunks from peers ").nth(1).expect("per-peer counts");
     for peer in ["1", "2"] {

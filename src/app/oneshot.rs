@@ -42,6 +42,8 @@ pub struct Access {
     pub id: Option<String>,
     /// Address to serve on [default: any free port].
     pub listen: Option<SocketAddr>,
+    /// How long a download with no holder left waits for one.
+    pub stall_timeout: Duration,
 }
 
 /// `p2pq get NAME|ID...`: downloads every file at once into `download_dir`; the exit status.
@@ -175,6 +177,7 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         listen: access.listen.unwrap_or(unspecified),
         upload_limit: None,
         window: None,
+        stall_timeout: access.stall_timeout,
     };
     let peer = Peer::start(config).await?;
     console::say(&format!("connecting to the tracker at {}…", peer.tracker_shown()));

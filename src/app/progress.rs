@@ -120,6 +120,11 @@ impl View {
                     bar.reset_eta();
                 }
             }
+            (Show::Bars, Progress::Holders(n)) => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(holders_text(*n));
+                }
+            }
             (Show::Bars, Progress::Done) => self.end(),
             (Show::Lines, _) | (Show::Bars, Progress::Found(_)) => {}
         }
@@ -140,6 +145,7 @@ impl View {
                 json!({"event": "progress", "name": name, "id": id, "bytes": self.bytes, "size": self.size, "bytes_per_sec": rate})
             }
             Progress::Note(note) => json!({"event": "warning", "name": name, "id": id, "message": note}),
+            Progress::Holders(n) => json!({"event": "holders", "name": name, "id": id, "holders": n}),
             Progress::Found(_) | Progress::Done | Progress::Resumed { .. } => return,
         };
         console::out(&line.to_string());
@@ -174,8 +180,17 @@ fn new_bar(name: &str, size: u64, holders: usize) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(fit(&crate::logbook::printable(name), NAME_COLUMNS));
-    bar.set_message(if holders == 1 { "1 peer".to_string() } else { format!("{holders} peers") });
+    bar.set_message(holders_text(holders));
     bar
+}
+
+/// The bar's last column: how many peers work for the download, or that it waits for one.
+fn holders_text(holders: usize) -> String {
+    match holders {
+        0 => "waiting for holders".to_string(),
+        1 => "1 peer".to_string(),
+        n => format!("{n} peers"),
+    }
 }
 
 /// `text` cut or padded to exactly `columns` columns.

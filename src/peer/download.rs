@@ -14,21 +14,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use quinn::Endpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::events::Progress;
-use super::holder::{FetchError, HolderLink, HolderPool, Pieces};
+use super::finder::{Finder, Seek};
+use super::holder::{FetchError, HolderLink, Pieces};
+use super::scheduler::Penalty;
 use super::scheduler::Scheduler;
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
 use crate::net::task;
-use crate::net::tls::{self, Identity};
+use crate::net::tls;
 use crate::protocol::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
 use crate::store::StoreError;
 use crate::store::buffers;
 use crate::store::partial::Partial;
+use crate::units;
 use tracing::Span;
 
 /// How often the resume state is brought up to date while chunks land.
@@ -40,18 +42,16 @@ const CHECKPOINT_BYTES: u64 = 16 << 20;
 
 /// What a download needs from its peer.
 pub struct Context<'a> {
-    /// The peer's endpoint (also serving).
-    pub endpoint: &'a Endpoint,
-    /// The peer's certificate, presented to holders.
-    pub identity: &'a Identity,
+    /// How to find and connect to holders (the peer's endpoint, certificate, discovery, pool).
+    pub seek: Arc<Seek>,
+    /// How long to wait for a holder when none is left before giving up.
+    pub stall_timeout: Duration,
     /// Where the file goes.
     pub download_dir: &'a Path,
     /// Where each verified chunk is recorded.
     pub log: &'a Logbook<ChunkRecord>,
     /// Progress events for the UI.
     pub events: mpsc::UnboundedSender<Progress>,
-    /// Connections to holders, shared with the peer's other downloads.
-    pub pool: Arc<HolderPool>,
     /// Stops the download; what was verified is checkpointed first, so a later get resumes.
     pub cancel: tokio_util::sync::CancellationToken,
 }
@@ -133,8 +133,7 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     let _ = ctx.events.send(Progress::Start { name: job.name.clone(), size: manifest.size, holders: links.len() });
     let (resumed, resumed_bytes) = announce_resumed(ctx, &job, &have);
     let early = early.keep_if(&manifest);
-    let swarmed = swarm(ctx, &links, &job, &have, early).await;
-    drop(links);
+    let swarmed = swarm(ctx, links, &job, &have, early).await;
     let from = match swarmed {
         Ok(from) => from,
         Err(err) => {
@@ -233,8 +232,8 @@ fn announce_resumed(ctx: &Context<'_>, job: &Job, have: &[bool]) -> (u32, u64) {
 async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<HolderLink>>> {
     let mut attempts = JoinSet::new();
     for (order, holder) in holders.iter().enumerate() {
-        let config = tls::client_config(ctx.identity, PEER_ALPN, holder.fingerprint)?;
-        let (endpoint, holder, pool) = (ctx.endpoint.clone(), holder.clone(), ctx.pool.clone());
+        let config = tls::client_config(&ctx.seek.identity, PEER_ALPN, holder.fingerprint)?;
+        let (endpoint, holder, pool) = (ctx.seek.endpoint.clone(), holder.clone(), ctx.seek.pool.clone());
         task::spawn_in(&mut attempts, Span::current(), async move { (order, pool.link(endpoint, config, &holder).await, holder) });
     }
     let mut links = Vec::new();
@@ -268,45 +267,86 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
 }
 
 /// Pulls every missing chunk, refilling each holder's window as chunks arrive and keeping the
-/// resume state current. Returns chunks per holder.
-async fn swarm(ctx: &Context<'_>, links: &[Arc<HolderLink>], job: &Job, have: &[bool], early: Early) -> Result<Vec<(String, u32)>> {
+/// resume state current; holders found meanwhile join in, and with none left it waits up to
+/// the stall timeout for one. Returns chunks per holder.
+async fn swarm(ctx: &Context<'_>, links: Vec<Arc<HolderLink>>, job: &Job, have: &[bool], early: Early) -> Result<Vec<(String, u32)>> {
     let mut plan = Scheduler::new(job.manifest.count(), links.len(), 1, |i| have[i as usize]);
+    let mut finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|l| l.fingerprint));
+    let mut links = links;
     let mut tasks = JoinSet::new();
     let mut checkpoints = Checkpoints::default();
+    let mut stalled: Option<Instant> = None;
     early.adopt(&mut plan, &mut tasks);
-    refill(&mut plan, links, job, &mut tasks);
+    refill(&mut plan, &links, job, &mut tasks);
     while !plan.is_complete() {
+        if tasks.is_empty() && stalled.is_none() {
+            stalled = Some(Instant::now());
+            finder.hurry();
+            waiting(ctx, job, &plan);
+        }
+        if let Some(since) = stalled.filter(|s| s.elapsed() >= ctx.stall_timeout) {
+            let kept = job.manifest.count() as usize - plan.remaining();
+            let waited = units::span(since.elapsed());
+            bail!("no holder answered for {waited}; {kept} of {} chunks verified and kept, get it again to resume", job.manifest.count());
+        }
+        let give_up = tokio::time::Instant::from_std(stalled.map_or_else(Instant::now, |s| s + ctx.stall_timeout));
         let next = tokio::select! {
-            next = tasks.join_next() => next,
+            next = tasks.join_next(), if !tasks.is_empty() => next,
+            link = finder.next(stalled.is_some()) => {
+                joined(ctx, job, &mut plan, &mut links, link, stalled.take().is_some());
+                refill(&mut plan, &links, job, &mut tasks);
+                continue;
+            }
+            _ = tokio::time::sleep_until(give_up), if stalled.is_some() => continue,
             _ = ctx.cancel.cancelled() => bail!("cancelled; what was verified is kept, get it again to resume"),
         };
-        let Some(joined) = next else {
-            let have = job.manifest.count() as usize - plan.remaining();
-            bail!("every holder failed or left; {have} of {} chunks verified and kept, get it again to resume", job.manifest.count());
-        };
+        let Some(joined) = next else { continue };
         let (holder, index, started, step) = joined.context("chunk task failed")?;
         let landed = match step {
             Step::Fetched(fetched) => {
                 plan.arrived(holder);
                 match fetched {
                     Ok(data) => verify_later(&mut plan, job, &mut tasks, (holder, index, started), data),
-                    Err(err) => failed(ctx, &mut plan, job, (holder, &links[holder]), index, err)?,
+                    Err(err) => failed(ctx, &mut plan, job, (holder, &links[holder]), index, err, &mut finder)?,
                 }
                 0
             }
             Step::Stored(Ok(())) if plan.done(holder, index) => chunk_landed(ctx, job, &links[holder].peer_id, index, started),
             Step::Stored(Ok(())) => 0,
             Step::Stored(Err(err)) => {
-                failed(ctx, &mut plan, job, (holder, &links[holder]), index, err)?;
+                failed(ctx, &mut plan, job, (holder, &links[holder]), index, err, &mut finder)?;
                 0
             }
         };
         checkpoints.maybe(job, landed);
-        refill(&mut plan, links, job, &mut tasks);
+        refill(&mut plan, &links, job, &mut tasks);
     }
     checkpoints.settle().await;
     let _ = ctx.events.send(Progress::Done);
     Ok(links.iter().enumerate().map(|(i, l)| (l.peer_id.clone(), plan.delivered(i))).collect())
+}
+
+/// Says that no holder is left and the download waits for one.
+fn waiting(ctx: &Context<'_>, job: &Job, plan: &Scheduler) {
+    let kept = job.manifest.count() as usize - plan.remaining();
+    let wait = units::span(ctx.stall_timeout);
+    let note = format!(
+        "no holder left for {}; waiting up to {wait} for one, asking again ({kept} of {} chunks kept)",
+        job.name,
+        job.manifest.count()
+    );
+    let _ = ctx.events.send(Progress::Note(note));
+    let _ = ctx.events.send(Progress::Holders(0));
+}
+
+/// A holder found during the download joins the plan.
+fn joined(ctx: &Context<'_>, job: &Job, plan: &mut Scheduler, links: &mut Vec<Arc<HolderLink>>, link: Arc<HolderLink>, was_waiting: bool) {
+    if was_waiting {
+        let _ = ctx.events.send(Progress::Note(format!("found peer {} for {}; going on", link.peer_id, job.name)));
+    }
+    plan.add_holder(link.window(job.manifest.chunk_size.into()));
+    links.push(link);
+    let _ = ctx.events.send(Progress::Holders(plan.live_holders()));
 }
 
 /// Verifies and stores a chunk that arrived, in the background; an endgame racer's late copy
@@ -321,8 +361,9 @@ fn verify_later(plan: &mut Scheduler, job: &Job, tasks: &mut JoinSet<ChunkResult
     task::spawn_in(tasks, Span::current(), async move { (holder, index, started, Step::Stored(job.verify_and_store(index, data).await)) });
 }
 
-/// Hands a failed chunk back to the plan; tells the user when that dropped the holder. Our
-/// own disk failing ends the download.
+/// Hands a failed chunk back to the plan; tells the user when that dropped the holder (one
+/// that left or went silent may be found again; one that sent bad data stays out). Our own
+/// disk failing ends the download.
 fn failed(
     ctx: &Context<'_>,
     plan: &mut Scheduler,
@@ -330,6 +371,7 @@ fn failed(
     (holder, link): (usize, &HolderLink),
     index: u32,
     err: FetchError,
+    finder: &mut Finder,
 ) -> Result<()> {
     let err = match err {
         FetchError::Disk(err) => return Err(err).context("cannot write the download"),
@@ -339,6 +381,10 @@ fn failed(
     if plan.failed(holder, index, err.penalty()) {
         let note = format!("stopped using peer {} for {}: {err}", link.peer_id, job.name);
         let _ = ctx.events.send(Progress::Note(note));
+        let _ = ctx.events.send(Progress::Holders(plan.live_holders()));
+        if err.penalty() == Penalty::Drop {
+            finder.forget(&link.fingerprint);
+        }
     }
     Ok(())
 }

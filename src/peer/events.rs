@@ -41,6 +41,8 @@ pub enum Progress {
     },
     /// Something the user should know (a holder dropped or unreachable).
     Note(String),
+    /// The number of holders working for the download changed (0: waiting for one).
+    Holders(usize),
     /// Every chunk is in.
     Done,
 }
@@ -126,6 +128,7 @@ impl Listing {
         match event {
             Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
             Progress::Chunk { bytes } | Progress::Resumed { bytes } => t.bytes += bytes,
+            Progress::Holders(n) => t.holders = *n,
             Progress::Found(_) | Progress::Note(_) | Progress::Done => {}
         }
         Some(t.clone())

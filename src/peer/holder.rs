@@ -134,6 +134,8 @@ impl HolderPool {
 pub struct HolderLink {
     /// The holder's peer id.
     pub peer_id: String,
+    /// The holder's certificate fingerprint (pinned on connecting).
+    pub fingerprint: crate::protocol::Fingerprint,
     conn: Connection,
     pending: Pending,
     router: tokio::task::JoinHandle<()>,
@@ -169,7 +171,15 @@ impl HolderLink {
         let state = Arc::new(Mutex::new(LinkState { window: Window::new(window, now), in_flight: 0, waiting: 0, heard: now }));
         let span = tracing::debug_span!("holder", peer = %holder.peer_id, addr = %holder.addr);
         let router = crate::net::task::spawn(span, route(conn.clone(), pending.clone(), state.clone()));
-        Ok(HolderLink { peer_id: holder.peer_id.clone(), conn, pending, router, state, turns: Notify::new() })
+        Ok(HolderLink {
+            peer_id: holder.peer_id.clone(),
+            fingerprint: holder.fingerprint,
+            conn,
+            pending,
+            router,
+            state,
+            turns: Notify::new(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, PendingMap> {
@@ -199,6 +209,9 @@ impl HolderLink {
         loop {
             let (limit, silent) = (self.stall_timeout(), state(&self.state).silent_for());
             if silent >= limit {
+                // Silence is the link's, not one request's: close it, so no download (this one
+                // finding the holder again included) is handed the dead connection.
+                self.conn.close(close::DONE, b"silent");
                 return Err(FetchError::Stalled(silent));
             }
             if let Ok(done) = tokio::time::timeout(limit - silent, &mut work).await {

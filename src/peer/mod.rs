@@ -8,6 +8,7 @@
 
 pub mod download;
 pub mod events;
+mod finder;
 mod gate;
 mod holder;
 mod liveness;
@@ -73,10 +74,16 @@ pub struct PeerConfig {
     /// Chunk requests a download keeps in flight per holder: `None` (the default) follows each
     /// holder's measured rate and round trip; a number fixes it (benches compare depths).
     pub window: Option<usize>,
+    /// How long a download with no holder left waits for one (asking discovery again) before
+    /// it gives up, keeping what it verified.
+    pub stall_timeout: Duration,
 }
 
 /// Interval of `alive` heartbeats unless told otherwise (the CLI's default too).
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a download waits for a holder when none is left, unless told otherwise (the
+/// CLI's default too): long enough for a holder's laptop to wake or its owner to restart it.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(180);
 
 impl PeerConfig {
     /// Peer `id` of the tracker at `tracker`, with its certificate in `certs` and everything
@@ -98,6 +105,7 @@ impl PeerConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             upload_limit: None,
             window: None,
+            stall_timeout: STALL_TIMEOUT,
         }
     }
 }
@@ -112,7 +120,9 @@ struct Inner {
     /// Held for the peer's life: one process per state folder.
     _lock: StateLock,
     config: PeerConfig,
-    identity: Identity,
+    identity: Arc<Identity>,
+    /// What downloads use to find and reach holders.
+    seek: Arc<finder::Seek>,
     /// The tracker's pinned certificate fingerprint.
     tracker_fp: protocol::Fingerprint,
     endpoint: quinn::Endpoint,
@@ -127,7 +137,6 @@ struct Inner {
     refusal: Arc<Mutex<Option<String>>>,
     transfers: events::Transfers,
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
-    holders: Arc<holder::HolderPool>,
     /// Files being downloaded now, by id: one download per file, whatever query named it.
     downloading: crate::store::claims::Claims,
 }
@@ -192,7 +201,17 @@ impl Peer {
         let (shares, withdrawn) = Shares::new();
         let throttle = config.upload_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let holders = Arc::new(holder::HolderPool::new(config.window));
+        let identity = Arc::new(identity);
+        let discovery: Arc<dyn Discovery> = link.clone();
+        let seek = Arc::new(finder::Seek {
+            discovery: discovery.clone(),
+            me: config.id.clone(),
+            endpoint: endpoint.clone(),
+            identity: identity.clone(),
+            pool: holders.clone(),
+        });
         let inner = Inner {
+            seek,
             _lock: lock,
             config,
             identity,
@@ -200,14 +219,13 @@ impl Peer {
             endpoint,
             shares,
             throttle,
-            discovery: link.clone(),
+            discovery,
             link,
             log,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             refusal: Arc::default(),
             notices: Mutex::new(Some(link_notices)),
-            holders,
             downloading: Default::default(),
             transfers: events::Transfers::default(),
         };
@@ -380,12 +398,11 @@ impl Peer {
         }
         let (events, forwarding) = events::forward(&self.inner.transfers, &info, events);
         let ctx = download::Context {
-            endpoint: &self.inner.endpoint,
-            identity: &self.inner.identity,
+            seek: self.inner.seek.clone(),
+            stall_timeout: self.inner.config.stall_timeout,
             download_dir: &self.inner.config.download_dir,
             log: &self.inner.log,
             events,
-            pool: self.inner.holders.clone(),
             cancel: cancel.clone(),
         };
         let span = tracing::info_span!("get", me = %self.inner.config.id, file = %info.id.short());

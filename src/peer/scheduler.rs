@@ -72,6 +72,13 @@ impl Scheduler {
         Scheduler { chunks, slots, queue, failed_by, holders, remaining }
     }
 
+    /// A holder found after the plan began, taking up to `window` chunks at once; returns its
+    /// index.
+    pub fn add_holder(&mut self, window: usize) -> usize {
+        self.holders.push(HolderState { window: window.max(1), ..HolderState::default() });
+        self.holders.len() - 1
+    }
+
     /// From now on `holder` gets up to `window` chunks in flight (what it has stays).
     pub fn set_window(&mut self, holder: usize, window: usize) {
         if let Some(h) = self.holders.get_mut(holder) {
@@ -196,6 +203,21 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_found_later_takes_what_is_left() {
+        let mut plan = Scheduler::new(4, 1, 2, |_| false);
+        assert_eq!((plan.next(0), plan.next(0), plan.next(0)), (Some(0), Some(1), None));
+        assert!(plan.failed(0, 0, Penalty::Drop));
+        plan.failed(0, 1, Penalty::Drop);
+        assert_eq!(plan.live_holders(), 0);
+        let late = plan.add_holder(8);
+        assert_eq!(plan.live_holders(), 1);
+        let got: Vec<u32> = std::iter::from_fn(|| plan.next(late)).collect();
+        assert_eq!(got.len(), 4, "the newcomer gets every missing chunk: {got:?}");
+        got.iter().for_each(|&i| assert!(plan.done(late, i)));
+        assert!(plan.is_complete() && plan.delivered(late) == 4);
+    }
 
     #[test]
     fn work_spreads_over_holders_within_the_window() {

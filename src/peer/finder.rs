@@ -1,0 +1,139 @@
+//! Holders found while a download runs.
+//!
+//! A download's holders come from one lookup at its start; peers that start sharing the file
+//! later, or come back after a blip, would never be used. The [`Finder`] asks discovery again,
+//! soon at first and less often as the download goes on ([`FIRST_ASK`] doubling up to
+//! [`LATEST_ASK`]), and at once with short steps when no holder is left, and connects to every
+//! holder it has not got. A holder dropped for silence or for leaving may be found again; one
+//! dropped for bad data stays out of this download.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Span;
+
+use super::holder::{HolderLink, HolderPool};
+use crate::discovery::Discovery;
+use crate::net::task;
+use crate::net::tls::{self, Identity};
+use crate::protocol::{FileId, FileMatch, Fingerprint, Holder, PEER_ALPN};
+
+/// First wait before asking again: a crowd that starts together finds itself within seconds.
+const FIRST_ASK: Duration = Duration::from_secs(2);
+/// Longest wait between asks while holders work (BitTorrent's min-interval is of this order).
+const LATEST_ASK: Duration = Duration::from_secs(30);
+/// Longest wait between asks while no holder is left.
+const WAITING_ASK: Duration = Duration::from_secs(8);
+
+/// What the discovery side of a download needs: where to ask, who we are, how to connect.
+pub struct Seek {
+    /// Where holders come from.
+    pub discovery: Arc<dyn Discovery>,
+    /// This peer's id (never a holder of its own downloads).
+    pub me: String,
+    /// The peer's endpoint.
+    pub endpoint: quinn::Endpoint,
+    /// The peer's client configuration source.
+    pub identity: Arc<Identity>,
+    /// Shared holder connections.
+    pub pool: Arc<HolderPool>,
+}
+
+/// Looks for new holders of one file in the background of its download.
+pub struct Finder {
+    seek: Arc<Seek>,
+    file: FileId,
+    /// Holders in use, or dropped for bad data (not to be asked again).
+    known: HashSet<Fingerprint>,
+    lookup: Option<JoinHandle<Result<Vec<FileMatch>>>>,
+    joining: JoinSet<(Holder, Result<Arc<HolderLink>>)>,
+    next_ask: Instant,
+    wait: Duration,
+}
+
+impl Finder {
+    /// A finder for `file`, whose download already uses `known` holders.
+    pub fn new(seek: Arc<Seek>, file: FileId, known: impl IntoIterator<Item = Fingerprint>) -> Finder {
+        let known = known.into_iter().collect();
+        Finder { seek, file, known, lookup: None, joining: JoinSet::new(), next_ask: Instant::now() + FIRST_ASK, wait: FIRST_ASK }
+    }
+
+    /// A holder left or went silent: it may be found again.
+    pub fn forget(&mut self, fingerprint: &Fingerprint) {
+        self.known.remove(fingerprint);
+    }
+
+    /// No holder is left: ask now, then every few seconds.
+    pub fn hurry(&mut self) {
+        self.wait = self.wait.min(FIRST_ASK);
+        self.next_ask = self.next_ask.min(Instant::now());
+    }
+
+    /// The next new holder connected; pending until there is one (cancel-safe: use it in
+    /// `select!`, its state lives in `self`).
+    pub async fn next(&mut self, waiting: bool) -> Arc<HolderLink> {
+        loop {
+            let ask_at = tokio::time::Instant::from_std(self.next_ask);
+            tokio::select! {
+                _ = tokio::time::sleep_until(ask_at), if self.lookup.is_none() => self.ask(waiting),
+                found = lookup(&mut self.lookup), if self.lookup.is_some() => {
+                    self.lookup = None;
+                    match found {
+                        Ok(Ok(matches)) => self.connect_new(matches),
+                        Ok(Err(err)) => tracing::debug!("asking again for holders failed: {err:#}"),
+                        Err(err) => tracing::debug!("lookup task failed: {err}"),
+                    }
+                }
+                Some(joined) = self.joining.join_next(), if !self.joining.is_empty() => match joined {
+                    Ok((_, Ok(link))) => {
+                        self.wait = FIRST_ASK;
+                        return link;
+                    }
+                    Ok((holder, Err(err))) => {
+                        self.known.remove(&holder.fingerprint);
+                        tracing::debug!(peer = %holder.peer_id, "cannot reach a holder found later: {err:#}");
+                    }
+                    Err(err) => tracing::debug!("connect task failed: {err}"),
+                },
+            }
+        }
+    }
+
+    /// Starts one lookup and schedules the next.
+    fn ask(&mut self, waiting: bool) {
+        let (discovery, query) = (self.seek.discovery.clone(), self.file.to_hex());
+        self.lookup = Some(task::spawn(Span::current(), async move { discovery.find(&query).await }));
+        let most = if waiting { WAITING_ASK } else { LATEST_ASK };
+        self.wait = (self.wait * 2).min(most);
+        self.next_ask = Instant::now() + self.wait;
+    }
+
+    /// Connects to each holder of our file not in use yet.
+    fn connect_new(&mut self, matches: Vec<FileMatch>) {
+        let holders = matches.into_iter().filter(|m| m.file.id == self.file).flat_map(|m| m.holders);
+        for holder in holders {
+            if holder.peer_id == self.seek.me || !self.known.insert(holder.fingerprint) {
+                continue;
+            }
+            let seek = self.seek.clone();
+            task::spawn_in(&mut self.joining, Span::current(), async move {
+                let link = match tls::client_config(&seek.identity, PEER_ALPN, holder.fingerprint) {
+                    Ok(config) => seek.pool.link(seek.endpoint.clone(), config, &holder).await,
+                    Err(err) => Err(err),
+                };
+                (holder, link)
+            });
+        }
+    }
+}
+
+/// The running lookup's answer (pending if there is none).
+async fn lookup(running: &mut Option<JoinHandle<Result<Vec<FileMatch>>>>) -> Result<Result<Vec<FileMatch>>, tokio::task::JoinError> {
+    match running.as_mut() {
+        Some(lookup) => lookup.await,
+        None => std::future::pending().await,
+    }
+}
