@@ -35,19 +35,21 @@ pub enum StoreError {
     /// A different file already has the final name.
     #[error("{0} already exists with other content; not overwritten")]
     Exists(String),
-    /// Disk error, with what we were doing.
-    #[error("{what}: {source}")]
+    /// Disk error, with what we were doing. The OS error is part of the message and not also
+    /// given as the error's `source()`: an error chain printed whole (`{:#}`) would otherwise
+    /// say it twice.
+    #[error("{what}: {error}")]
     Io {
         /// What failed.
         what: String,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     let what = what.into();
-    move |source| StoreError::Io { what, source }
+    move |error| StoreError::Io { what, error }
 }
 
 /// Resolves `name` inside `data_dir`, refusing anything that ends up outside it.
