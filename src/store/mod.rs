@@ -2,14 +2,18 @@
 //! positioned reads and writes.
 //!
 //! `share` resolves a name inside the data folder and refuses anything that lands outside it
-//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in [`partial`], the
-//! files being served in [`shares`], pooled chunk buffers in [`buffers`]. The functions here
-//! block: call them from a blocking thread.
+//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in [`partial`] (their
+//! resume state's format in [`resume`], listing and discarding them in [`unfinished`]), the
+//! files being served in [`shares`], pooled chunk buffers in [`buffers`], free-space checks in
+//! [`space`]. The functions here block: call them from a blocking thread.
 
 pub mod buffers;
 pub mod claims;
 pub mod partial;
+pub mod resume;
 pub mod shares;
+pub mod space;
+pub mod unfinished;
 
 use std::fs::{self, File};
 use std::io;
@@ -44,6 +48,23 @@ pub enum StoreError {
         what: String,
         /// The OS error.
         error: io::Error,
+    },
+    /// Too little free space for a file, found before writing any of it.
+    #[error(
+        "not enough free space in {dir} for {what}: needs {}, {} free ({} missing)",
+        crate::units::bytes(*.need),
+        crate::units::bytes(*.free),
+        crate::units::bytes(.need.saturating_sub(*.free))
+    )]
+    NoSpace {
+        /// The folder.
+        dir: String,
+        /// What was to be written there.
+        what: String,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes free.
+        free: u64,
     },
 }
 
