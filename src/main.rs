@@ -237,7 +237,7 @@ async fn main() -> ExitCode {
         Command::Tracker { listen, certs, peer_timeout, state_dir, advertise } => {
             p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout, advertise }).await
         }
-        Command::Demo { size_mib } => p2pq::app::demo::run(size_mib << 20).await,
+        Command::Demo { size_mib } => exit_code(p2pq::app::demo::run(size_mib).await),
         peer => match peer_config(peer).await {
             Ok(config) => p2pq::app::peer_main(config).await,
             Err(err) => Err(err),

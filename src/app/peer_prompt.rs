@@ -1,4 +1,4 @@
-//! The peer's prompt: `share`, `get`, `logs request`, `status`, `help`, `exit`.
+//! The peer's prompt: `share`, `get`, `logs request`, `status`, `discard`, `help`, `exit`.
 //!
 //! Parses each line into a [`Command`] and calls the [`Peer`] handle; it never touches the
 //! network or the disk itself. On a terminal, downloads run in the background (one bar each
@@ -33,6 +33,7 @@ enum Command {
     Get(Vec<String>),
     LogsRequest { json: bool },
     Status { json: bool },
+    Discard(String),
     Help(String),
     Exit,
 }
@@ -66,6 +67,13 @@ const COMMANDS: &[CommandHelp] = &[
         details: "Each running download with its progress, rate, ETA and holders; each shared file; whether the tracker is connected. With --json, one JSON object on one line.",
         example: "status --json",
     },
+    CommandHelp {
+        name: "discard",
+        usage: "<file|id>",
+        summary: "drop an unfinished download",
+        details: "Deletes what an interrupted get left (the partial file and its resume state), named as status lists it: its name or an id prefix. Refused while that file downloads.",
+        example: "discard some-file.iso",
+    },
     CommandHelp { name: "help", usage: "[command]", summary: "this text, or one command in detail", details: "", example: "help get" },
     CommandHelp {
         name: "exit",
@@ -91,6 +99,7 @@ fn parse(line: &str) -> Result<Option<Command>> {
         ("get", names) if !names.is_empty() => Command::Get(names.to_vec()),
         ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { json },
         ("status", []) => Command::Status { json },
+        ("discard", [what]) => Command::Discard(what.clone()),
         ("help" | "?", []) => Command::Help(String::new()),
         ("help" | "?", [topic]) => Command::Help(topic.clone()),
         ("exit" | "quit", []) => Command::Exit,
@@ -135,6 +144,7 @@ impl Complete for Completion {
                 let files = self.runtime.block_on(async { tokio::time::timeout(COMPLETION_WAIT, self.peer.tracker_files()).await });
                 files.ok().and_then(Result::ok).unwrap_or_default()
             }
+            ("discard", 0) => self.peer.unfinished().iter().map(|u| u.label()).collect(),
             ("logs", 0) => vec!["request".into()],
             ("logs", 1) | ("status", 0) => vec!["--json".into()],
             ("help", 0) => names().into_iter().map(String::from).collect(),
@@ -264,6 +274,7 @@ impl PromptState {
                 console::say(&text);
                 Ok(())
             }
+            Command::Discard(what) => self.peer.discard(&what).map(|gone| console::say(&report::discarded_line(&gone))),
             Command::Help(topic) => console::help(COMMANDS, &topic, KEYS).map(|text| console::say(&text)),
             Command::Exit => Ok(()),
         };
@@ -356,6 +367,8 @@ mod tests {
         assert_eq!(parse("logs request --json").unwrap(), Some(Command::LogsRequest { json: true }));
         assert_eq!(parse("status --json").unwrap(), Some(Command::Status { json: true }));
         assert_eq!(parse("help get").unwrap(), Some(Command::Help("get".into())));
+        assert_eq!(parse("discard \"a b.iso\"").unwrap(), Some(Command::Discard("a b.iso".into())));
+        assert!(parse("discard").unwrap_err().to_string().starts_with("usage: discard"));
         assert!(parse("get").unwrap_err().to_string().starts_with("usage: get"));
         assert!(parse("get a --json").is_err());
         assert!(parse("shrae x").unwrap_err().to_string().contains("share"));

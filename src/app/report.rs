@@ -6,7 +6,7 @@
 use crate::discovery::ticket::Ticket;
 use serde_json::{Value, json};
 
-use crate::logbook::{Table, printable};
+use crate::logbook::{Table, local_time, printable};
 use crate::peer::{Got, Peer, Shared};
 use crate::units;
 
@@ -76,7 +76,8 @@ pub fn got_json(got: &Got) -> Value {
     })
 }
 
-/// `status`: the tracker link, downloads under way, shared files (ends with `N shared files`).
+/// `status`: the tracker link, downloads under way, unfinished ones that can resume (when there
+/// are some), shared files (ends with `N shared files`).
 pub fn status(peer: &Peer) -> String {
     let link = if peer.tracker_connected() { "connected" } else { "not connected (retrying)" };
     let mut text = format!("peer {} — tracker {} {link}\n", peer.id(), peer.tracker_addr());
@@ -92,6 +93,7 @@ pub fn status(peer: &Peer) -> String {
         downloads.row(vec![t.name, format!("{percent}%"), units::bytes(t.size), rate, eta, t.holders.to_string()]);
     }
     text.push_str(&downloads.render("download"));
+    text.push_str(&unfinished(peer));
     let mut shared = Table::new(&["NAME", "ID", "SIZE", "UPLOADED", "CHUNKS SENT"]);
     for up in peer.uploads() {
         let f = up.info;
@@ -99,6 +101,30 @@ pub fn status(peer: &Peer) -> String {
     }
     text.push_str(&shared.render("shared file"));
     text
+}
+
+/// The unfinished downloads `get` would resume: how much of each is verified, and since when;
+/// nothing when there are none.
+fn unfinished(peer: &Peer) -> String {
+    let found = peer.unfinished();
+    if found.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&["UNFINISHED", "ID", "VERIFIED", "CHUNKS", "SIZE", "SAVED"]);
+    for u in &found {
+        let verified = format!("{}% ({})", u.percent(), units::bytes(u.verified_bytes));
+        let chunks = format!("{}/{}", u.verified_chunks, u.chunks);
+        let saved = u.saved_ms().map(local_time).unwrap_or_else(|| "?".into());
+        table.row(vec![u.label(), u.id.short(), verified, chunks, units::bytes(u.size), saved]);
+    }
+    let text = table.render("unfinished download");
+    format!("{text}(get resumes one; discard NAME drops it)\n")
+}
+
+/// `discarded NAME (…% verified, N of M chunks); its partial file is deleted`.
+pub fn discarded_line(gone: &crate::store::unfinished::Unfinished) -> String {
+    let (label, pct, n, m) = (gone.label(), gone.percent(), gone.verified_chunks, gone.chunks);
+    printable(&format!("discarded unfinished {label} ({pct}% verified, {n} of {m} chunks); its partial file is deleted"))
 }
 
 /// `status --json`.
@@ -112,6 +138,25 @@ pub fn status_json(peer: &Peer) -> Value {
         "peer": peer.id(),
         "tracker": {"addr": peer.tracker_addr().to_string(), "connected": peer.tracker_connected()},
         "downloads": peer.transfers(),
+        "unfinished": unfinished_json(peer),
         "shared": shared,
     })
+}
+
+fn unfinished_json(peer: &Peer) -> Vec<Value> {
+    let found = peer.unfinished().into_iter();
+    found
+        .map(|u| {
+            json!({
+                "name": u.name,
+                "id": u.id.to_hex(),
+                "size": u.size,
+                "chunks": u.chunks,
+                "verified_chunks": u.verified_chunks,
+                "verified_bytes": u.verified_bytes,
+                "percent": u.percent(),
+                "saved_ms": u.saved_ms(),
+            })
+        })
+        .collect()
 }

@@ -27,9 +27,8 @@ use crate::logbook::{ChunkRecord, Logbook, now_ms};
 use crate::net::task;
 use crate::net::tls;
 use crate::protocol::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
-use crate::store::StoreError;
-use crate::store::buffers;
 use crate::store::partial::Partial;
+use crate::store::{StoreError, buffers};
 use crate::units;
 use tracing::Span;
 
@@ -121,6 +120,9 @@ impl Job {
 /// attempt left.
 pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> {
     let file = &target.file;
+    // Before anything is fetched: is there room for what is still missing?
+    let (dir, id, name, size) = (ctx.download_dir.to_path_buf(), file.id, file.name.clone(), file.size);
+    tokio::task::spawn_blocking(move || Partial::check_space(&dir, &id, &name, size)).await??;
     let (links, manifest, early) = tokio::select! {
         prepared = prepare(ctx, target) => prepared?,
         _ = ctx.cancel.cancelled() => bail!("cancelled"),
@@ -138,6 +140,8 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
         Ok(from) => from,
         Err(err) => {
             let _ = job.checkpoint().await;
+            let partial = job.partial.clone();
+            let _ = tokio::task::spawn_blocking(move || partial.remove_if_empty()).await;
             return Err(err);
         }
     };

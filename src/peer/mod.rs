@@ -542,6 +542,28 @@ impl Peer {
         self.inner.endpoint.close(close::DONE, b"bye");
         let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.endpoint.wait_idle()).await;
     }
+
+    /// Unfinished downloads in the download folder, from their resume state, except those
+    /// running now (reads a few small files).
+    pub fn unfinished(&self) -> Vec<store::unfinished::Unfinished> {
+        let running: Vec<String> = self.transfers().into_iter().map(|t| t.id).collect();
+        let all = store::unfinished::list(&self.inner.config.download_dir);
+        all.into_iter().filter(|u| !running.contains(&u.id.to_hex())).collect()
+    }
+
+    /// Deletes the unfinished download `query` names (its name, or a prefix of its id): its
+    /// partial file and resume state. Refuses while that file downloads.
+    pub fn discard(&self, query: &str) -> Result<store::unfinished::Unfinished> {
+        let dir = &self.inner.config.download_dir;
+        let found = store::unfinished::find(store::unfinished::list(dir), query).map_err(anyhow::Error::msg)?;
+        let info = FileInfo { id: found.id, name: found.label(), size: found.size };
+        // Held while deleting, so no get of this file starts meanwhile.
+        let Ok(_claim) = self.inner.downloading.take(&info) else {
+            bail!("{} is downloading now; cancel it (Ctrl-C) or let it finish, then discard it", found.label());
+        };
+        store::unfinished::discard(dir, &found.id)?;
+        Ok(found)
+    }
 }
 
 /// Tells the tracker about each file this peer stopped serving (its copy changed on disk), so

@@ -2,15 +2,19 @@
 //! positioned reads and writes.
 //!
 //! `share` resolves a name inside the data folder and refuses anything that lands outside it
-//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in [`partial`], the
-//! files being served in [`shares`], pooled chunk buffers in [`buffers`]. The functions here
-//! block: call them from a blocking thread.
+//! (`..`, absolute paths, symlinks pointing out). Unfinished downloads live in [`partial`] (their
+//! resume state's format in [`resume`], listing and discarding them in [`unfinished`]), the
+//! files being served in [`shares`], pooled chunk buffers in [`buffers`], free-space checks in
+//! [`space`]. The functions here block: call them from a blocking thread.
 
 pub mod buffers;
 pub mod claims;
 pub mod lock;
 pub mod partial;
+pub mod resume;
 pub mod shares;
+pub mod space;
+pub mod unfinished;
 
 use std::fs::{self, File};
 use std::io;
@@ -36,19 +40,38 @@ pub enum StoreError {
     /// A different file already has the final name.
     #[error("{0} already exists with other content; not overwritten")]
     Exists(String),
-    /// Disk error, with what we were doing.
-    #[error("{what}: {source}")]
+    /// Disk error, with what we were doing. The OS error is part of the message and not also
+    /// given as the error's `source()`: an error chain printed whole (`{:#}`) would otherwise
+    /// say it twice.
+    #[error("{what}: {error}")]
     Io {
         /// What failed.
         what: String,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
+    },
+    /// Too little free space for a file, found before writing any of it.
+    #[error(
+        "not enough free space in {dir} for {what}: needs {}, {} free ({} missing)",
+        crate::units::bytes(*.need),
+        crate::units::bytes(*.free),
+        crate::units::bytes(.need.saturating_sub(*.free))
+    )]
+    NoSpace {
+        /// The folder.
+        dir: String,
+        /// What was to be written there.
+        what: String,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes free.
+        free: u64,
     },
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     let what = what.into();
-    move |source| StoreError::Io { what, source }
+    move |error| StoreError::Io { what, error }
 }
 
 /// Resolves `name` inside `data_dir`, refusing anything that ends up outside it.
