@@ -35,9 +35,10 @@ fn status_lists_an_unfinished_download_and_discard_drops_it() {
     let swarm = Swarm::start("15");
     let data = bytes(4 << 20, "unfinished");
     let holder = slow_holder(&swarm, "h", "r.bin", &data, "1M");
-    let mut getter = swarm.peer("g");
+    let mut getter = swarm.peer_with("g", &["--stall-timeout", "1"]);
     getter.send("get r.bin");
-    // Once a checkpoint has recorded chunks, the holder goes away: the get stops, keeping them.
+    // Once a checkpoint has recorded chunks, the holder goes away: the get stops after its (short)
+    // stall timeout, keeping them.
     let partial = swarm.path().join("data/peer-g/.p2pq-partial");
     common::wait_until(TIMEOUT, || partial.join(format!("{}.bits", b3sum(&data))).exists());
     holder.signal("KILL");
