@@ -93,3 +93,36 @@ fn a_second_peer_with_the_same_id_in_the_same_folder_refuses_to_start() {
     first.command("status", "tracker");
     assert!(!first.saw("lost the tracker"), "{}", first.transcript());
 }
+
+#[test]
+fn a_damaged_or_mismatched_identity_names_its_files_and_how_to_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    // A first start makes peer a's and peer b's certificates (then stops: no tracker certificate).
+    for id in ["a", "b"] {
+        let out = p2pq(&["peer", id, "--tracker", "127.0.0.1:9"], dir.path());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the tracker certificate"));
+    }
+    let one_line = |args: &[&str]| {
+        let out = p2pq(args, dir.path());
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    // A key that belongs to another certificate.
+    std::fs::copy(certs.join("peer-b.key"), certs.join("peer-a.key")).unwrap();
+    let err = one_line(&["peer", "a", "--tracker", "127.0.0.1:9"]);
+    assert!(err.starts_with("error: certs/peer-a.key does not belong to certs/peer-a.crt"), "{err}");
+    assert!(err.contains("move certs/peer-a.crt and certs/peer-a.key away and start again"), "{err}");
+    // A damaged certificate.
+    std::fs::write(certs.join("peer-b.crt"), b"-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let err = one_line(&["peer", "b", "--tracker", "127.0.0.1:9"]);
+    assert!(err.starts_with("error: certs/peer-b.crt is damaged"), "{err}");
+    // A key without its certificate is not replaced by a new pair.
+    std::fs::remove_file(certs.join("peer-a.crt")).unwrap();
+    let key = std::fs::read(certs.join("peer-a.key")).unwrap();
+    let err = one_line(&["peer", "a", "--tracker", "127.0.0.1:9"]);
+    assert!(err.starts_with("error: found certs/peer-a.key but not certs/peer-a.crt: restore it, or move"), "{err}");
+    assert_eq!(std::fs::read(certs.join("peer-a.key")).unwrap(), key, "the key was kept");
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
@@ -78,14 +78,35 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Loads `DIR/NAME.crt` and `DIR/NAME.key`, creating them on first use.
+    /// Loads `DIR/NAME.crt` and `DIR/NAME.key`, creating both on first use. A damaged file,
+    /// a key that does not belong to its certificate, or one file without the other is an
+    /// error naming the files and how to recover; nothing is ever overwritten.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<Identity> {
         let (cert_path, key_path) = paths(dir, name);
-        if !cert_path.exists() || !key_path.exists() {
-            create(dir, &cert_path, &key_path, name)?;
+        match (cert_path.exists(), key_path.exists()) {
+            (false, false) => create(dir, &cert_path, &key_path, name)?,
+            (true, true) => {}
+            (has_cert, _) => {
+                let (found, missing) = if has_cert { (&cert_path, &key_path) } else { (&key_path, &cert_path) };
+                bail!("found {} but not {}: restore it, or {}", found.display(), missing.display(), recovery(&cert_path, &key_path, name));
+            }
         }
-        let cert = CertificateDer::from_pem_file(&cert_path).with_context(|| format!("cannot read certificate {}", cert_path.display()))?;
-        let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("cannot read key {}", key_path.display()))?;
+        let damaged = |what: &Path, err: &dyn std::fmt::Display| {
+            anyhow!("{} is damaged ({err}): {}", what.display(), recovery(&cert_path, &key_path, name))
+        };
+        let cert = CertificateDer::from_pem_file(&cert_path).map_err(|e| damaged(&cert_path, &e))?;
+        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| damaged(&key_path, &e))?;
+        let signing = provider().key_provider.load_private_key(key.clone_key()).map_err(|e| damaged(&key_path, &e))?;
+        match rustls::sign::CertifiedKey::new(vec![cert.clone()], signing).keys_match() {
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(rustls::Error::InconsistentKeys(_)) => bail!(
+                "{} does not belong to {} (one of them was replaced): put the matching pair back, or {}",
+                key_path.display(),
+                cert_path.display(),
+                recovery(&cert_path, &key_path, name)
+            ),
+            Err(err) => return Err(damaged(&cert_path, &err)),
+        }
         let fingerprint = fingerprint(&cert);
         Ok(Identity { cert, key, fingerprint })
     }
@@ -93,6 +114,17 @@ impl Identity {
     fn clone_key(&self) -> PrivateKeyDer<'static> {
         self.key.clone_key()
     }
+}
+
+/// How to get going again when an identity's files are unusable: a new pair, and what that
+/// costs (others pinned the old fingerprint).
+fn recovery(cert: &Path, key: &Path, name: &str) -> String {
+    let cost = if name == "tracker" {
+        "peers pin the old fingerprint, so give them the new tracker.crt or a new ticket"
+    } else {
+        "the tracker and other peers will see a new fingerprint"
+    };
+    format!("move {} and {} away and start again to make a new identity ({cost})", cert.display(), key.display())
 }
 
 /// Paths of the certificate and key named `name` in `dir`.
@@ -108,7 +140,10 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
 /// Reads a PEM certificate file and returns its fingerprint (to pin the tracker).
 pub fn pinned_fingerprint(path: &Path) -> Result<Fingerprint> {
     let cert = CertificateDer::from_pem_file(path).with_context(|| {
-        format!("cannot read the tracker certificate {} (start the tracker once, or pass --tracker-cert)", path.display())
+        format!(
+            "cannot read the tracker certificate {} (start the tracker once, pass --tracker-cert FILE, or use a ticket: --tracker TICKET)",
+            path.display()
+        )
     })?;
     Ok(fingerprint(&cert))
 }
@@ -131,16 +166,24 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let written = written.and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("crt.tmp");
-    fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    let written = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -25,18 +25,31 @@ pub enum WireError {
     /// The stream ended where a frame was expected.
     #[error("stream ended before a complete frame")]
     Truncated,
-    /// The bytes are not a valid message.
+    /// The bytes are not a valid message. (The cause is in the message and not given as a
+    /// source too, so a chain printed with `{:#}` names it once.)
     #[error("malformed frame: {0}")]
-    Decode(#[from] bincode::error::DecodeError),
+    Decode(bincode::error::DecodeError),
     /// The message could not be encoded (should not happen for our types).
     #[error("cannot encode frame: {0}")]
-    Encode(#[from] bincode::error::EncodeError),
+    Encode(bincode::error::EncodeError),
     /// The frame decoded but left bytes over.
     #[error("frame has {0} trailing bytes")]
     Trailing(usize),
     /// Transport error.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl From<bincode::error::DecodeError> for WireError {
+    fn from(err: bincode::error::DecodeError) -> WireError {
+        WireError::Decode(err)
+    }
+}
+
+impl From<bincode::error::EncodeError> for WireError {
+    fn from(err: bincode::error::EncodeError) -> WireError {
+        WireError::Encode(err)
+    }
 }
 
 /// Encodes `msg` as one frame: length prefix and bincode.
@@ -108,5 +121,21 @@ pub async fn read_exact<R: AsyncRead + Unpin>(input: &mut R, buf: &mut [u8]) -> 
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
         Err(e) => Err(WireError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_error_names_its_cause_once() {
+        let io = WireError::from(std::io::Error::other("connection lost"));
+        let decode = decode_body::<String>(&[0xff, 0xff], 16).unwrap_err();
+        for err in [io, decode] {
+            let text = format!("{:#}", anyhow::Error::from(err));
+            let last = text.rsplit(": ").next().unwrap();
+            assert_eq!(text.matches(last).count(), 1, "{text}");
+        }
     }
 }
