@@ -19,7 +19,7 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
-pub use screen::{Stream, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
+pub use screen::{Stream, clear, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
 pub use signals::{cancel_on_signal, install_signals, on_signals};
 pub use words::{CommandHelp, completions, help, json_line, quote, suggest, unknown, words};
 

@@ -62,6 +62,8 @@ enum Op {
     Text(String),
     /// Replace the status area.
     Status(Vec<String>),
+    /// Clear the screen, then redraw the status area at its top.
+    Clear,
     /// A line was entered: `rows` rows of echo sit between the status area and the cursor.
     Entered { echo: String, rows: usize, ack: std_mpsc::Sender<()> },
     /// Erase the status area and stop; `direct` when the editor still waits for a line, so
@@ -218,6 +220,28 @@ pub fn emit_partial(stream: Stream, text: &str) {
     stream.write(text);
 }
 
+/// Clears the screen and moves the cursor home (`clear`), keeping the progress bars; does
+/// nothing when stdout is not a terminal, so a script's output stays clean.
+pub fn clear() {
+    if !Stream::Out.is_terminal() {
+        return;
+    }
+    let mut screen = screen();
+    match &screen.mode {
+        Mode::Editor(ops) => {
+            let _ = ops.send(Op::Clear);
+        }
+        Mode::Plain | Mode::Direct => {
+            Stream::Out.write(CLEAR);
+            Stream::Err.write(&lines(&screen.status));
+            screen.drawn = screen.status.len();
+        }
+    }
+}
+
+/// ANSI: cursor home, erase the whole screen.
+const CLEAR: &str = "\x1b[H\x1b[2J";
+
 /// Replaces the status area (progress bars) with `status`; an empty list removes it.
 pub fn set_status(status: Vec<String>) {
     if is_quiet() {
@@ -303,6 +327,10 @@ fn write_loop(mut printer: Box<dyn Printer>, ops: std_mpsc::Receiver<Op>) {
                     printer.print(format!("{}{}", erase(drawn), lines(&next)));
                     (status, drawn) = (next.clone(), next.len());
                 }
+            }
+            Op::Clear => {
+                printer.print(format!("{CLEAR}{}", lines(&status)));
+                drawn = status.len();
             }
             Op::Entered { echo, rows, ack } => {
                 if drawn > 0 {
