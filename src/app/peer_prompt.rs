@@ -55,9 +55,9 @@ const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "logs",
-        usage: "request [--json] [--tail N] [--file NAME|ID] [--peer ID]",
+        usage: "request [--json] [filters]",
         summary: "the chunks this peer downloaded",
-        details: "One row per verified chunk: local time, file, chunk, source peer, size, time taken. --tail N keeps the last N, --file one file's (name or id prefix), --peer the chunks from one peer. With --json, the records as one JSON array on one line.",
+        details: "One row per verified chunk: local time, file, chunk, source peer, size, time taken. Filters: --tail N keeps the last N, --file NAME|ID one file's (name or id prefix), --peer ID the chunks from one peer. With --json, the records as one JSON array on one line.",
         example: "logs request --file notes.txt --tail 5",
     },
     CommandHelp {

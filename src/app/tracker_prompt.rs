@@ -41,28 +41,28 @@ enum View {
 }
 
 /// The flags of `logs-all`, as help shows them.
-const LOGS_FLAGS: &str = "[--json] [--tail N] [--file NAME|ID] [--peer ID]";
+const LOGS_FLAGS: &str = "[--json] [filters]";
 
 const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "logs",
-        usage: "request|all|file NAME [--json] [--tail N] [--file NAME|ID] [--peer ID]",
+        usage: "request|all|file NAME [--json] [filters]",
         summary: "share and get events; all events; one file's",
-        details: "logs request: who shared or looked up which file, and when (local time). logs all (also logs-all): every event, each peer's runs of heartbeats folded into one row with a count. logs file NAME (also logs_file NAME): one file's events, by name or id prefix. --tail N keeps the last N events, --file and --peer keep one file's or one peer's. With --json, the events as one JSON array on one line, none folded.",
+        details: "logs request: who shared or looked up which file, and when (local time). logs all (also logs-all): every event, each peer's runs of heartbeats folded into one row with a count. logs file NAME (also logs_file NAME): one file's events, by name or id prefix. Filters: --tail N keeps the last N events, --file NAME|ID one file's, --peer ID one peer's. With --json, the events as one JSON array on one line, none folded.",
         example: "logs all --peer 2 --tail 20",
     },
     CommandHelp {
         name: "logs-all",
         usage: LOGS_FLAGS,
         summary: "every event: register, alive, share, get, exit, expire",
-        details: "The whole event log, oldest first; each peer's runs of heartbeats show as one row (alive ×N, with the time span), --json lists each. Same as logs all.",
+        details: "The whole event log, oldest first; each peer's runs of heartbeats show as one row (alive ×N, with the time span), --json lists each. Same as logs all; takes the filters of help logs.",
         example: "logs-all --json",
     },
     CommandHelp {
         name: "logs_file",
-        usage: "<name> [--json] [--tail N] [--peer ID]",
+        usage: "<name> [--json] [filters]",
         summary: "events about one file (name or id prefix)",
-        details: "Shares, lookups and automatic re-shares of one file, by its name or the first hex digits of its id (4 or more). Same as logs file NAME.",
+        details: "Shares, lookups and automatic re-shares of one file, by its name or the first hex digits of its id (4 or more). Same as logs file NAME; takes the filters of help logs.",
         example: "logs_file some-file.iso",
     },
     CommandHelp {

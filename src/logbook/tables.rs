@@ -170,7 +170,7 @@ fn readable_detail(detail: &str) -> String {
     }
     let mut last_number = None;
     let words = detail.split(' ').map(|word| {
-        if let Some(n) = word.trim_end_matches([',', ';', ':']).parse::<u64>().ok() {
+        if let Ok(n) = word.trim_end_matches([',', ';', ':']).parse::<u64>() {
             last_number = Some(n);
         }
         let plural = |suffix: &str| {

@@ -10,6 +10,7 @@
 mod editor;
 pub mod screen;
 mod signals;
+mod style;
 mod words;
 
 use std::io::{BufRead, IsTerminal, Read};
