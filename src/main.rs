@@ -189,7 +189,8 @@ fn init_tracing(verbose: u8, quiet: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let ansi = p2pq::app::console::colour(p2pq::app::console::Stream::Err);
     let writer = p2pq::app::console::screen::Diagnostics::make;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi).with_target(false).init();
+    let format = p2pq::app::console::Diagnostic::new(verbose);
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi).event_format(format).init();
 }
 
 async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Swarm, TIMEOUT, b3sum, bytes};
+use expectrl::session::OsSession;
 use expectrl::{Eof, Expect, Session};
 use std::process::Command;
 
@@ -57,4 +58,76 @@ fn a_person_at_the_prompt_completes_downloads_with_a_bar_and_leaves_with_ctrl_d(
     assert!(matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)), "{status:?}");
     let history = std::fs::read_to_string(swarm.path().join(".p2pq/peer-2/history")).expect("history file");
     assert!(history.contains("get movie.bin"), "{history}");
+}
+
+/// `p2pq peer ID` in a pty in `dir`, against `tracker`.
+fn pty_peer(dir: &std::path::Path, id: &str, tracker: &str) -> OsSession {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_p2pq"));
+    command.args(["peer", id, "--tracker", tracker, "--heartbeat", "0.2", "--listen", "127.0.0.1:0"]);
+    command.current_dir(dir).env("NO_COLOR", "1").env("TERM", "xterm").env_remove("RUST_LOG");
+    let mut pty = Session::spawn(command).expect("start p2pq in a pty");
+    pty.get_process_mut().set_window_size(120, 30).expect("window size");
+    pty.set_expect_timeout(Some(TIMEOUT));
+    pty
+}
+
+/// What the pty printed up to and including `text`.
+fn upto(pty: &mut OsSession, text: &str) -> String {
+    let found = pty.expect(text).unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"));
+    format!("{}{}", String::from_utf8_lossy(found.before()), String::from_utf8_lossy(found.as_bytes()))
+}
+
+#[test]
+fn tab_shows_only_names_that_are_safe_to_show_and_type_and_skips_download_folders() {
+    let swarm = Swarm::start("15");
+    for name in ["alice.txt", "bob.txt", "a\x1b[31mred.txt", "b\nline.txt", "c.part", ".p2pq-state"] {
+        swarm.write_data(name, b"x");
+    }
+    // Peer 1's download folder, as `p2pq peer 1` leaves it: never something to share.
+    std::fs::create_dir_all(swarm.path().join("data/peer-1/.p2pq-partial")).unwrap();
+    swarm.write_data("peer-1/got.bin", b"downloaded");
+    let mut pty = pty_peer(swarm.path(), "2", &swarm.addr);
+    pty.expect("connected to tracker").unwrap();
+    pty.expect("peer 2> ").unwrap();
+
+    pty.send("share \t\t").unwrap();
+    let listed = format!("{}{}", upto(&mut pty, "bob.txt"), upto(&mut pty, "peer 2> share"));
+    assert!(listed.contains("alice.txt"), "{listed:?}");
+    for unwanted in ["\x1b[31m", "red.txt", "line.txt", "got.bin", "peer-1", "c.part", ".p2pq-state"] {
+        assert!(!listed.contains(unwanted), "{unwanted:?} offered: {listed:?}");
+    }
+    // What Tab inserts is a name the prompt reads back.
+    pty.send("al\t").unwrap();
+    pty.expect("alice.txt").unwrap();
+    pty.send("\r").unwrap();
+    pty.expect("shared alice.txt").unwrap();
+
+    // clear clears the screen (and help lists it).
+    pty.expect("peer 2> ").unwrap();
+    pty.send("clear\r").unwrap();
+    pty.expect("\x1b[H\x1b[2J").unwrap();
+    pty.send("help\r").unwrap();
+    pty.expect("clear the screen").unwrap();
+    pty.send("exit\r").unwrap();
+    pty.expect(Eof).unwrap();
+}
+
+#[test]
+fn the_prompt_shows_at_once_and_every_line_typed_ahead_runs_in_order() {
+    let swarm = Swarm::start("15");
+    // A tracker address where nothing ever answers: the first attempt lasts its whole timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let mut pty = pty_peer(swarm.path(), "2", &addr);
+    // Typed before the prompt shows, as someone does who does not wait.
+    pty.send("help get\rhelp status\r").unwrap();
+    let before = upto(&mut pty, "peer 2> ");
+    assert!(before.contains(&format!("connecting to the tracker at {addr}…")), "{before:?}");
+    assert!(!before.contains("unreachable"), "the prompt waited for the tracker: {before:?}");
+    pty.expect("example: get").unwrap();
+    pty.expect("example: status").unwrap();
+    // Still usable while the link keeps trying, and the notice says how it went.
+    pty.expect("tracker unreachable").unwrap();
+    pty.send("exit\r").unwrap();
+    pty.expect(Eof).unwrap();
 }

@@ -22,11 +22,15 @@ pub async fn peer_main(config: PeerConfig) -> Result<()> {
     let peer = Peer::start(config).await?;
     let line = format!("peer {} listening on {} (fingerprint {})", peer.id(), peer.local_addr()?, peer.fingerprint().short());
     console::say(&line);
+    // The prompt shows at once; the link keeps trying meanwhile and its notices (kept from the
+    // start, printed after this line) say how it went. Commands that need the tracker wait for
+    // its first attempt themselves (see peer_prompt).
+    if !peer.tracker_connected() {
+        console::say(&format!("connecting to the tracker at {}…", peer.tracker_addr()));
+    }
     if let Some(notices) = peer.take_notices() {
         console::print_notices(notices);
     }
-    // Commands typed (or piped) right away should find the tracker link settled.
-    peer.tracker_settled().await;
     peer_prompt::prompt(&peer).await
 }
 

@@ -1,4 +1,4 @@
-//! The peer's prompt: `share`, `get`, `logs request`, `status`, `discard`, `help`, `exit`.
+//! The peer's prompt: `share`, `get`, `logs request`, `status`, `discard`, `clear`, `help`, `exit`.
 //!
 //! Parses each line into a [`Command`] and calls the [`Peer`] handle; it never touches the
 //! network or the disk itself. On a terminal, downloads run in the background (one bar each
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::progress::Show;
 use super::report;
 use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
-use crate::logbook::chunks_table;
+use crate::logbook::{FILTER_FLAGS, Filter, chunks_table};
 use crate::peer::Peer;
 
 /// How long Tab waits for the tracker's file list before completing from nothing.
@@ -31,9 +31,10 @@ const COMPLETION_FILES: usize = 2000;
 enum Command {
     Share(Vec<String>),
     Get(Vec<String>),
-    LogsRequest { json: bool },
+    LogsRequest { filter: Filter, json: bool },
     Status { json: bool },
     Discard(String),
+    Clear,
     Help(String),
     Exit,
 }
@@ -55,10 +56,10 @@ const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "logs",
-        usage: "request [--json]",
+        usage: "request [--json] [filters]",
         summary: "the chunks this peer downloaded",
-        details: "One row per verified chunk: local time, file, chunk, source peer, bytes, milliseconds. With --json, the records as one JSON array on one line.",
-        example: "logs request --json",
+        details: "One row per verified chunk: local time, file, chunk, source peer, size, time taken. Filters: --tail N keeps the last N, --file NAME|ID one file's (name or id prefix), --peer ID the chunks from one peer. With --json, the records as one JSON array on one line.",
+        example: "logs request --file notes.txt --tail 5",
     },
     CommandHelp {
         name: "status",
@@ -73,6 +74,13 @@ const COMMANDS: &[CommandHelp] = &[
         summary: "drop an unfinished download",
         details: "Deletes what an interrupted get left (the partial file and its resume state), named as status lists it: its name or an id prefix. Refused while that file downloads.",
         example: "discard some-file.iso",
+    },
+    CommandHelp {
+        name: "clear",
+        usage: "",
+        summary: "clear the screen",
+        details: "On a terminal only; from a pipe it does nothing.",
+        example: "clear",
     },
     CommandHelp { name: "help", usage: "[command]", summary: "this text, or one command in detail", details: "", example: "help get" },
     CommandHelp {
@@ -94,12 +102,14 @@ fn parse(line: &str) -> Result<Option<Command>> {
     }
     let word = words.remove(0);
     let json = take_flag(&mut words, "--json");
+    let filter = if word == "logs" { Filter::take(&mut words)? } else { Filter::default() };
     let command = match (word.as_str(), words.as_slice()) {
         ("share", files) if !files.is_empty() => Command::Share(files.to_vec()),
         ("get", names) if !names.is_empty() => Command::Get(names.to_vec()),
-        ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { json },
+        ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { filter, json },
         ("status", []) => Command::Status { json },
         ("discard", [what]) => Command::Discard(what.clone()),
+        ("clear", []) => Command::Clear,
         ("help" | "?", []) => Command::Help(String::new()),
         ("help" | "?", [topic]) => Command::Help(topic.clone()),
         ("exit" | "quit", []) => Command::Exit,
@@ -146,7 +156,8 @@ impl Complete for Completion {
             }
             ("discard", 0) => self.peer.unfinished().iter().map(|u| u.label()).collect(),
             ("logs", 0) => vec!["request".into()],
-            ("logs", 1) | ("status", 0) => vec!["--json".into()],
+            ("logs", _) => ["--json"].iter().chain(&FILTER_FLAGS).map(|f| f.to_string()).collect(),
+            ("status", 0) => vec!["--json".into()],
             ("help", 0) => names().into_iter().map(String::from).collect(),
             _ => Vec::new(),
         }
@@ -262,19 +273,28 @@ async fn leave(peer: &Peer, mut console: Console, mut session: PromptState) -> R
 
 impl PromptState {
     async fn run(&mut self, command: Command) {
+        if matches!(command, Command::Share(_) | Command::Get(_)) {
+            // The prompt shows before the tracker link's first attempt ends; a command that
+            // needs the tracker waits for it here (Ctrl-C ends the wait).
+            self.peer.tracker_settled().await;
+        }
         let result = match command {
             Command::Share(files) => self.share(&files).await,
             Command::Get(names) => {
                 self.get(names).await;
                 Ok(())
             }
-            Command::LogsRequest { json } => self.logs(json),
+            Command::LogsRequest { filter, json } => self.logs(&filter, json),
             Command::Status { json } => {
                 let text = if json { report::status_json(&self.peer).to_string() } else { report::status(&self.peer) };
                 console::say(&text);
                 Ok(())
             }
             Command::Discard(what) => self.peer.discard(&what).map(|gone| console::say(&report::discarded_line(&gone))),
+            Command::Clear => {
+                console::clear();
+                Ok(())
+            }
             Command::Help(topic) => console::help(COMMANDS, &topic, KEYS).map(|text| console::say(&text)),
             Command::Exit => Ok(()),
         };
@@ -297,8 +317,8 @@ impl PromptState {
         Ok(())
     }
 
-    fn logs(&self, json: bool) -> Result<()> {
-        let records = self.peer.chunk_log()?;
+    fn logs(&self, filter: &Filter, json: bool) -> Result<()> {
+        let records = filter.chunks(self.peer.chunk_log()?);
         console::say(&if json { console::json_line(&records) } else { chunks_table(&records) });
         Ok(())
     }
@@ -363,8 +383,12 @@ mod tests {
     fn parses_commands_with_quoted_names_and_several_files() {
         assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()])));
         assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()])));
-        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { json: false }));
-        assert_eq!(parse("logs request --json").unwrap(), Some(Command::LogsRequest { json: true }));
+        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { filter: Filter::default(), json: false }));
+        assert_eq!(parse("logs request --json").unwrap(), Some(Command::LogsRequest { filter: Filter::default(), json: true }));
+        let filter = Filter { tail: Some(2), file: Some("a.txt".into()), peer: Some("1".into()) };
+        assert_eq!(parse("logs request --tail 2 --file a.txt --peer 1").unwrap(), Some(Command::LogsRequest { filter, json: false }));
+        assert_eq!(parse("clear").unwrap(), Some(Command::Clear));
+        assert!(parse("clear now").is_err());
         assert_eq!(parse("status --json").unwrap(), Some(Command::Status { json: true }));
         assert_eq!(parse("help get").unwrap(), Some(Command::Help("get".into())));
         assert_eq!(parse("discard \"a b.iso\"").unwrap(), Some(Command::Discard("a b.iso".into())));

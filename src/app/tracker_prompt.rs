@@ -1,5 +1,6 @@
-//! The tracker's prompt: `logs request`, `logs-all`, `logs_file NAME`, `peers`, `files`, `help`,
-//! `exit`. It reads the tracker's state through its handle and prints tables, or one line of
+//! The tracker's prompt: `logs request`, `logs all` (`logs-all`), `logs file NAME`
+//! (`logs_file NAME`), each with `--tail N`, `--file`, `--peer`; `peers`, `files`, `clear`,
+//! `help`, `exit`. It reads the tracker's state through its handle and prints tables, or one line of
 //! JSON with `--json`.
 //!
 //! On a terminal, Ctrl-D stops the tracker like `exit`; from a pipe, end of input leaves it
@@ -14,41 +15,54 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
-use crate::logbook::{Event, Table, events_table};
+use crate::logbook::{Event, FILTER_FLAGS, Filter, Table, events_table};
 use crate::tracker::Tracker;
 
 /// A parsed tracker command.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    LogsRequest { json: bool },
-    LogsAll { json: bool },
-    LogsFile { name: String, json: bool },
+    Logs { view: View, filter: Filter, json: bool },
     Peers { json: bool },
     Files { json: bool },
+    Clear,
     Help(String),
     Exit,
 }
 
+/// Which events a `logs` command starts from, before its filter.
+#[derive(Debug, PartialEq, Eq)]
+enum View {
+    /// Shares and gets: `logs request`.
+    Requests,
+    /// Everything: `logs-all`, `logs all`.
+    All,
+    /// One file: `logs_file NAME`, `logs file NAME`.
+    File(String),
+}
+
+/// The flags of `logs-all`, as help shows them.
+const LOGS_FLAGS: &str = "[--json] [filters]";
+
 const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "logs",
-        usage: "request [--json]",
-        summary: "share and get events",
-        details: "Who shared or looked up which file, and when (local time). Also: logs all, logs file NAME. With --json, the events as one JSON array on one line.",
-        example: "logs request",
+        usage: "request|all|file NAME [--json] [filters]",
+        summary: "share and get events; all events; one file's",
+        details: "logs request: who shared or looked up which file, and when (local time). logs all (also logs-all): every event, each peer's runs of heartbeats folded into one row with a count. logs file NAME (also logs_file NAME): one file's events, by name or id prefix. Filters: --tail N keeps the last N events, --file NAME|ID one file's, --peer ID one peer's. With --json, the events as one JSON array on one line, none folded.",
+        example: "logs all --peer 2 --tail 20",
     },
     CommandHelp {
         name: "logs-all",
-        usage: "[--json]",
+        usage: LOGS_FLAGS,
         summary: "every event: register, alive, share, get, exit, expire",
-        details: "The whole event log, oldest first, heartbeats included.",
+        details: "The whole event log, oldest first; each peer's runs of heartbeats show as one row (alive ×N, with the time span), --json lists each. Same as logs all; takes the filters of help logs.",
         example: "logs-all --json",
     },
     CommandHelp {
         name: "logs_file",
-        usage: "<name> [--json]",
+        usage: "<name> [--json] [filters]",
         summary: "events about one file (name or id prefix)",
-        details: "Shares, lookups and automatic re-shares of one file, by its name or the first hex digits of its id (4 or more).",
+        details: "Shares, lookups and automatic re-shares of one file, by its name or the first hex digits of its id (4 or more). Same as logs file NAME; takes the filters of help logs.",
         example: "logs_file some-file.iso",
     },
     CommandHelp {
@@ -64,6 +78,13 @@ const COMMANDS: &[CommandHelp] = &[
         summary: "known files: name, id, size, holders",
         details: "Every file some live peer holds, with the peers holding it.",
         example: "files --json",
+    },
+    CommandHelp {
+        name: "clear",
+        usage: "",
+        summary: "clear the screen",
+        details: "On a terminal only; from a pipe it does nothing.",
+        example: "clear",
     },
     CommandHelp {
         name: "help",
@@ -92,24 +113,25 @@ fn parse(line: &str) -> Result<Option<Command>> {
     let before = words.len();
     words.retain(|w| w != "--json");
     let json = words.len() != before;
-    let rest = words.join(" ");
-    let command = match (word.as_str(), rest.as_str()) {
-        ("logs", "request" | "requests") => Command::LogsRequest { json },
-        ("logs-all", "") | ("logs", "all") => Command::LogsAll { json },
-        ("logs_file" | "logs-file" | "logs", name) if !name.is_empty() => {
-            let name = name.strip_prefix("file ").unwrap_or(name).trim();
-            Command::LogsFile { name: name.to_string(), json }
+    let filter = if word.starts_with("logs") { Filter::take(&mut words)? } else { Filter::default() };
+    let rest: Vec<&str> = words.iter().map(String::as_str).collect();
+    let command = match (word.as_str(), rest.as_slice()) {
+        ("logs", ["request" | "requests"]) => Command::Logs { view: View::Requests, filter, json },
+        ("logs-all", []) | ("logs", ["all"]) => Command::Logs { view: View::All, filter, json },
+        ("logs_file" | "logs-file", name) | ("logs", ["file", name @ ..]) if !name.is_empty() => {
+            Command::Logs { view: View::File(name.join(" ")), filter, json }
         }
-        ("peers", "") => Command::Peers { json },
-        ("files", "") => Command::Files { json },
-        ("help" | "?", topic) => Command::Help(topic.to_string()),
-        ("exit" | "quit", "") => Command::Exit,
+        ("peers", []) => Command::Peers { json },
+        ("files", []) => Command::Files { json },
+        ("clear", []) => Command::Clear,
+        ("help" | "?", topic) => Command::Help(topic.join(" ")),
+        ("exit" | "quit", []) => Command::Exit,
         (word, _) => match COMMANDS.iter().find(|c| c.name == word) {
             Some(c) => bail!("usage: {} {} (try help {})", c.name, c.usage, c.name),
             None => bail!("{}", console::unknown(word, &names())),
         },
     };
-    if json && matches!(command, Command::Help(_) | Command::Exit) {
+    if json && matches!(command, Command::Help(_) | Command::Exit | Command::Clear) {
         bail!("--json goes with logs, peers and files");
     }
     Ok(Some(command))
@@ -131,12 +153,14 @@ impl Complete for Completion {
 
     fn arguments(&self, command: &str, index: usize) -> Vec<String> {
         let files = || self.tracker.files().into_iter().map(|m| m.file.name).collect();
+        let flags = |with: &[&str]| ["--json"].iter().chain(with).map(|f| f.to_string()).collect::<Vec<_>>();
         match (command, index) {
             ("logs", 0) => ["request", "all", "file"].map(String::from).to_vec(),
-            ("logs_file", 0) | ("logs", 1) => files(),
+            ("logs_file", 0) | ("logs", 1) => [files(), flags(&FILTER_FLAGS)].concat(),
+            ("logs" | "logs_file" | "logs-all", _) => flags(&FILTER_FLAGS),
             ("help", 0) => names().into_iter().map(String::from).collect(),
-            ("exit" | "help", _) => Vec::new(),
-            _ => vec!["--json".into()],
+            ("exit" | "help" | "clear", _) => Vec::new(),
+            _ => flags(&[]),
         }
     }
 }
@@ -171,14 +195,16 @@ pub async fn prompt(tracker: &Tracker, shutdown: &CancellationToken, state_dir: 
 
 fn run(tracker: &Tracker, command: Command) {
     let text = match command {
-        Command::LogsRequest { json } => events(tracker, json, |e| e.kind.is_request()),
-        Command::LogsAll { json } => events(tracker, json, |_| true),
-        Command::LogsFile { name, json } => events(tracker, json, |e| e.is_about(&name)),
+        Command::Logs { view, filter, json } => events(tracker, &view, &filter, json),
         Command::Peers { json: false } => Ok(peers(tracker)),
         Command::Peers { json: true } => Ok(peers_json(tracker).to_string()),
         Command::Files { json: false } => Ok(files(tracker)),
         Command::Files { json: true } => Ok(files_json(tracker).to_string()),
         Command::Help(topic) => console::help(COMMANDS, &topic, KEYS),
+        Command::Clear => {
+            console::clear();
+            return;
+        }
         Command::Exit => Ok(String::new()),
     };
     match text {
@@ -187,8 +213,13 @@ fn run(tracker: &Tracker, command: Command) {
     }
 }
 
-fn events(tracker: &Tracker, json: bool, keep: impl Fn(&Event) -> bool) -> Result<String> {
-    let events: Vec<Event> = tracker.events()?.into_iter().filter(|e| keep(e)).collect();
+fn events(tracker: &Tracker, view: &View, filter: &Filter, json: bool) -> Result<String> {
+    let keep = |e: &Event| match view {
+        View::Requests => e.kind.is_request(),
+        View::All => true,
+        View::File(name) => e.is_about(name),
+    };
+    let events = filter.events(tracker.events()?.into_iter().filter(|e| keep(e)).collect());
     Ok(if json { console::json_line(&events) } else { events_table(&events) })
 }
 
@@ -241,16 +272,33 @@ fn files_json(tracker: &Tracker) -> Value {
 mod tests {
     use super::*;
 
+    fn logs(view: View, filter: Filter, json: bool) -> Option<Command> {
+        Some(Command::Logs { view, filter, json })
+    }
+
     #[test]
     fn parses_the_seed_commands_and_suggests_on_typos() {
-        assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { json: false }));
-        assert_eq!(parse("logs-all").unwrap(), Some(Command::LogsAll { json: false }));
-        assert_eq!(parse("logs_file a b.txt").unwrap(), Some(Command::LogsFile { name: "a b.txt".into(), json: false }));
-        assert_eq!(parse("logs_file \"a b.txt\" --json").unwrap(), Some(Command::LogsFile { name: "a b.txt".into(), json: true }));
+        let none = Filter::default;
+        assert_eq!(parse("logs request").unwrap(), logs(View::Requests, none(), false));
+        assert_eq!(parse("logs-all").unwrap(), logs(View::All, none(), false));
+        assert_eq!(parse("logs_file a b.txt").unwrap(), logs(View::File("a b.txt".into()), none(), false));
+        assert_eq!(parse("logs_file \"a b.txt\" --json").unwrap(), logs(View::File("a b.txt".into()), none(), true));
         assert_eq!(parse("files --json").unwrap(), Some(Command::Files { json: true }));
         assert_eq!(parse("  ").unwrap(), None);
         assert!(parse("peer").unwrap_err().to_string().contains("peers"));
         assert!(parse("peers now").unwrap_err().to_string().starts_with("usage: peers"));
+    }
+
+    #[test]
+    fn consistent_spellings_and_filters_work_too() {
+        assert_eq!(parse("logs all").unwrap(), parse("logs-all").unwrap());
+        assert_eq!(parse("logs file a.txt --json").unwrap(), parse("logs_file a.txt --json").unwrap());
+        let filter = Filter { tail: Some(3), file: Some("ab12".into()), peer: Some("2".into()) };
+        assert_eq!(parse("logs all --tail 3 --file ab12 --peer 2").unwrap(), logs(View::All, filter, false));
+        assert_eq!(parse("logs request --tail=1").unwrap(), logs(View::Requests, Filter { tail: Some(1), ..Filter::default() }, false));
+        assert!(parse("logs all --tail").is_err());
+        assert!(parse("logs nothing").unwrap_err().to_string().starts_with("usage: logs"));
+        assert_eq!(parse("clear").unwrap(), Some(Command::Clear));
     }
 
     #[test]

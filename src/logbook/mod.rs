@@ -14,9 +14,11 @@ use std::sync::mpsc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod filter;
 mod tables;
 
-pub use tables::{Table, chunks_table, events_table, local_time, printable};
+pub use filter::{FLAGS as FILTER_FLAGS, Filter};
+pub use tables::{MAX_CELL, SHORT_ID, Table, chunks_table, count, cut, events_table, local_time, printable, short_id};
 
 /// What happened at the tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -230,7 +230,9 @@ pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) ->
 }
 
 /// Paths of the files `share` could take from `root`, relative to it, at most `limit`, three
-/// folders deep; `skip` (the download folder) and hidden entries are left out.
+/// folders deep. Left out: `skip` (this peer's download folder), other peers' download folders
+/// (see [`is_download_folder`]), hidden entries (`.p2pq-partial` among them) and a download's
+/// leftovers (`*.part`, `*.bits`, `*.bits.tmp`).
 pub fn shareable(root: &Path, skip: &Path, limit: usize) -> Vec<String> {
     let mut found = Vec::new();
     let mut dirs = vec![(root.to_path_buf(), String::new())];
@@ -239,10 +241,11 @@ pub fn shareable(root: &Path, skip: &Path, limit: usize) -> Vec<String> {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let (path, kind) = (entry.path(), entry.file_type());
-            if name.starts_with('.') || path == skip || found.len() >= limit {
+            if is_internal(&name) || path == skip || found.len() >= limit {
                 continue;
             }
             match kind {
+                Ok(kind) if kind.is_dir() && prefix.is_empty() && is_download_folder(&path, &name) => {}
                 Ok(kind) if kind.is_dir() && prefix.matches('/').count() < 3 => dirs.push((path, format!("{prefix}{name}/"))),
                 Ok(kind) if kind.is_file() => found.push(format!("{prefix}{name}")),
                 _ => {}
@@ -252,9 +255,48 @@ pub fn shareable(root: &Path, skip: &Path, limit: usize) -> Vec<String> {
     found
 }
 
+/// Hidden entries and the files a download leaves beside its data (see [`partial`]).
+fn is_internal(name: &str) -> bool {
+    name.starts_with('.') || [".part", ".bits", ".bits.tmp"].iter().any(|end| name.ends_with(end))
+}
+
+/// Whether `dir` (called `name`, directly in the data folder) is another peer's download
+/// folder: `p2pq peer ID` downloads into `DATA/peer-ID` by default, and every download leaves
+/// a [`partial::PARTIAL_DIR`] in it. A `peer-…` folder of the user's own (no such marker) stays.
+fn is_download_folder(dir: &Path, name: &str) -> bool {
+    name.strip_prefix("peer-").is_some_and(|id| crate::protocol::check_peer_id(id).is_ok()) && dir.join(partial::PARTIAL_DIR).is_dir()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shareable_skips_download_folders_and_p2pq_files() {
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path();
+        for dir in ["peer-1/.p2pq-partial", "peer-2/.p2pq-partial", "peer-notes", "music", "music/peer-3/.p2pq-partial"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in [
+            "a.txt",
+            ".hidden",
+            "x.part",
+            "x.bits",
+            "x.bits.tmp",
+            "peer-1/got.bin",
+            "peer-2/got.bin",
+            "peer-2/.p2pq-partial/ab.part",
+            "peer-notes/mine.txt",
+            "music/song.ogg",
+            "music/peer-3/kept.txt",
+        ] {
+            fs::write(root.join(file), b"x").unwrap();
+        }
+        let mut found = shareable(root, &root.join("peer-1"), 100);
+        found.sort();
+        assert_eq!(found, ["a.txt", "music/peer-3/kept.txt", "music/song.ogg", "peer-notes/mine.txt"]);
+    }
 
     #[test]
     fn shares_stay_inside_the_data_folder() {

@@ -109,28 +109,43 @@ impl Reader {
     /// Reads one line per `ready` until end of input or until nobody listens.
     pub(super) fn run(mut self, inputs: mpsc::Sender<Input>, ready: std_mpsc::Receiver<()>) {
         while ready.recv().is_ok() {
-            READING.store(true, Ordering::SeqCst);
-            let read = self.editor.readline(&self.prompt);
-            READING.store(false, Ordering::SeqCst);
-            let input = match read {
-                Ok(line) => {
-                    screen::entered(&self.prompt, &line);
-                    self.remember(&line);
-                    Input::Line(line.trim().to_string())
-                }
-                Err(ReadlineError::Interrupted) => {
-                    let typed = self.typed();
-                    screen::entered(&self.prompt, &typed);
-                    Input::Interrupted { typed: !typed.trim().is_empty() }
-                }
-                Err(_) => {
-                    screen::entered(&self.prompt, "");
-                    Input::End
-                }
+            let input = match typed_ahead() {
+                Some(line) => self.typed_ahead(line),
+                None => self.read_line(),
             };
             let end = input == Input::End;
             if inputs.blocking_send(input).is_err() || end {
                 return;
+            }
+        }
+    }
+
+    /// A line typed while no `readline` ran (before the prompt first showed, or during a
+    /// command): already echoed by the terminal; shown again after the prompt, like one typed there.
+    fn typed_ahead(&mut self, line: String) -> Input {
+        screen::emit(Stream::Out, &format!("{}{line}", screen::paint(Stream::Out, Style::Prompt, &self.prompt)));
+        self.remember(&line);
+        Input::Line(line.trim().to_string())
+    }
+
+    fn read_line(&mut self) -> Input {
+        READING.store(true, Ordering::SeqCst);
+        let read = self.editor.readline(&self.prompt);
+        READING.store(false, Ordering::SeqCst);
+        match read {
+            Ok(line) => {
+                screen::entered(&self.prompt, &line);
+                self.remember(&line);
+                Input::Line(line.trim().to_string())
+            }
+            Err(ReadlineError::Interrupted) => {
+                let typed = self.typed();
+                screen::entered(&self.prompt, &typed);
+                Input::Interrupted { typed: !typed.trim().is_empty() }
+            }
+            Err(_) => {
+                screen::entered(&self.prompt, "");
+                Input::End
             }
         }
     }
@@ -152,6 +167,36 @@ impl Reader {
         }
     }
 }
+
+/// A whole line waiting in the terminal's own line buffer, typed while the terminal was in its
+/// normal (canonical) mode: before the first prompt, or while a command ran.
+///
+/// The editor reads the terminal in blocks and drops what follows the line it returns (its
+/// read buffer lives only as long as one `readline`), so several lines typed ahead would reach
+/// it at once and all but the first would be lost. In canonical mode the terminal counts only
+/// complete lines as waiting (`FIONREAD`), and one `read` returns at most one line: taking them
+/// here, one per request, runs each in order.
+#[cfg(unix)]
+fn typed_ahead() -> Option<String> {
+    let stdin = std::io::stdin();
+    let canonical = rustix::termios::tcgetattr(&stdin).is_ok_and(|mode| mode.local_modes.contains(rustix::termios::LocalModes::ICANON));
+    if !canonical || rustix::io::ioctl_fionread(&stdin).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut line = vec![0u8; TYPED_AHEAD_MAX];
+    let n = rustix::io::read(&stdin, &mut line).ok().filter(|&n| n > 0)?;
+    line.truncate(n);
+    Some(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string())
+}
+
+#[cfg(not(unix))]
+fn typed_ahead() -> Option<String> {
+    None
+}
+
+/// Longest line the terminal buffers in canonical mode (Linux: 4095 bytes and the newline).
+#[cfg(unix)]
+const TYPED_AHEAD_MAX: usize = 4096;
 
 struct ToPrinter<P>(P);
 

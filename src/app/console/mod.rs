@@ -7,9 +7,11 @@
 //! the line being typed apart. Each side parses lines into its own command enum and describes
 //! its commands with [`CommandHelp`]; this module knows nothing of the commands themselves.
 
+mod diagnostics;
 mod editor;
 pub mod screen;
 mod signals;
+mod style;
 mod words;
 
 use std::io::{BufRead, IsTerminal, Read};
@@ -19,7 +21,8 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
-pub use screen::{Stream, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
+pub use diagnostics::Diagnostic;
+pub use screen::{Stream, clear, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
 pub use signals::{cancel_on_signal, install_signals, on_signals};
 pub use words::{CommandHelp, completions, help, json_line, quote, suggest, unknown, words};
 

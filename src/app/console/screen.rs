@@ -11,10 +11,12 @@
 //! The status area is only ever written by [`set_status`] (fed by `peer::progress`).
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+pub use super::style::{Style, colour, paint};
 
 /// How long the reader waits for the writer to tidy the screen after a line is entered; only a
 /// bound, so a stuck terminal write can never hold the prompt.
@@ -30,7 +32,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn is_terminal(self) -> bool {
+    pub(super) fn is_terminal(self) -> bool {
         match self {
             Stream::Out => std::io::stdout().is_terminal(),
             Stream::Err => std::io::stderr().is_terminal(),
@@ -62,6 +64,8 @@ enum Op {
     Text(String),
     /// Replace the status area.
     Status(Vec<String>),
+    /// Clear the screen, then redraw the status area at its top.
+    Clear,
     /// A line was entered: `rows` rows of echo sit between the status area and the cursor.
     Entered { echo: String, rows: usize, ack: std_mpsc::Sender<()> },
     /// Erase the status area and stop; `direct` when the editor still waits for a line, so
@@ -87,8 +91,6 @@ struct Screen {
 static SCREEN: Mutex<Screen> = Mutex::new(Screen { mode: Mode::Plain, status: Vec::new(), drawn: 0 });
 static QUIET: AtomicBool = AtomicBool::new(false);
 static NOTICES_TO_STDERR: AtomicBool = AtomicBool::new(false);
-/// Colour decision per stream, computed once: 0 unknown, 1 off, 2 on.
-static COLOUR: [AtomicU8; 2] = [AtomicU8::new(0), AtomicU8::new(0)];
 
 fn screen() -> MutexGuard<'static, Screen> {
     SCREEN.lock().unwrap_or_else(|p| p.into_inner())
@@ -108,50 +110,6 @@ pub fn is_quiet() -> bool {
 /// stdout a script reads.
 pub fn notices_to_stderr() {
     NOTICES_TO_STDERR.store(true, Ordering::Relaxed);
-}
-
-/// Whether `stream` gets colours: only a terminal, and never when `NO_COLOR` is set (non-empty)
-/// or `TERM=dumb`.
-pub fn colour(stream: Stream) -> bool {
-    let slot = &COLOUR[stream as usize];
-    match slot.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
-            let on = stream.is_terminal() && !no_color && !dumb;
-            slot.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-            on
-        }
-    }
-}
-
-/// ANSI styles used by the prompts.
-#[derive(Clone, Copy)]
-pub enum Style {
-    /// Bold red: `error:`.
-    Error,
-    /// Bold yellow: `warning:`.
-    Warning,
-    /// Bold green: the prompt.
-    Prompt,
-    /// Bold.
-    Strong,
-}
-
-/// `text` in `style` when `stream` gets colours, else as is.
-pub fn paint(stream: Stream, style: Style, text: &str) -> String {
-    if !colour(stream) {
-        return text.to_string();
-    }
-    let code = match style {
-        Style::Error => "1;31",
-        Style::Warning => "1;33",
-        Style::Prompt => "1;32",
-        Style::Strong => "1",
-    };
-    format!("\x1b[{code}m{text}\x1b[0m")
 }
 
 /// Prints a notice or a command's result: stdout (stderr for one-shot commands, see
@@ -217,6 +175,28 @@ pub fn emit_partial(stream: Stream, text: &str) {
     let _screen = screen();
     stream.write(text);
 }
+
+/// Clears the screen and moves the cursor home (`clear`), keeping the progress bars; does
+/// nothing when stdout is not a terminal, so a script's output stays clean.
+pub fn clear() {
+    if !Stream::Out.is_terminal() {
+        return;
+    }
+    let mut screen = screen();
+    match &screen.mode {
+        Mode::Editor(ops) => {
+            let _ = ops.send(Op::Clear);
+        }
+        Mode::Plain | Mode::Direct => {
+            Stream::Out.write(CLEAR);
+            Stream::Err.write(&lines(&screen.status));
+            screen.drawn = screen.status.len();
+        }
+    }
+}
+
+/// ANSI: cursor home, erase the whole screen.
+const CLEAR: &str = "\x1b[H\x1b[2J";
 
 /// Replaces the status area (progress bars) with `status`; an empty list removes it.
 pub fn set_status(status: Vec<String>) {
@@ -303,6 +283,10 @@ fn write_loop(mut printer: Box<dyn Printer>, ops: std_mpsc::Receiver<Op>) {
                     printer.print(format!("{}{}", erase(drawn), lines(&next)));
                     (status, drawn) = (next.clone(), next.len());
                 }
+            }
+            Op::Clear => {
+                printer.print(format!("{CLEAR}{}", lines(&status)));
+                drawn = status.len();
             }
             Op::Entered { echo, rows, ack } => {
                 if drawn > 0 {

@@ -66,11 +66,22 @@ pub fn completions(complete: &dyn Complete, before: &str) -> (usize, Vec<(String
         None => complete.commands().into_iter().map(str::to_string).collect(),
         Some((_, command)) => complete.arguments(command, scan.words.len() - 1),
     };
-    let mut found: Vec<(String, String)> =
-        found.into_iter().filter(|c| c.starts_with(&partial)).map(|c| (c.clone(), format!("{} ", quote(&c)))).collect();
+    let mut found: Vec<(String, String)> = found
+        .into_iter()
+        .filter(|c| c.starts_with(&partial) && typable(c))
+        .map(|c| (crate::logbook::printable(&c), format!("{} ", quote(&c))))
+        .collect();
     found.sort();
     found.dedup();
     (start, found)
+}
+
+/// Whether a candidate can go into the edit line: [`words`] has no escape for control
+/// characters (a backslash only takes the next character as is), so a name holding one (or a
+/// bidi control, which reorders what the terminal shows) could only be inserted as raw bytes
+/// that drive the terminal. Such names cannot be shared or downloaded anyway; they are left out.
+fn typable(candidate: &str) -> bool {
+    crate::logbook::printable(candidate) == candidate
 }
 
 /// One command of a prompt, for `help` and `help COMMAND`.
@@ -185,6 +196,26 @@ mod tests {
         let (start, found) = completions(&Words, "get notes.txt \"my");
         assert_eq!((start, found.len()), (14, 1));
         assert_eq!(completions(&Words, "get ").1.len(), 3);
+    }
+
+    struct Hostile;
+
+    impl Complete for Hostile {
+        fn commands(&self) -> Vec<&'static str> {
+            vec!["share"]
+        }
+        fn arguments(&self, _: &str, _: usize) -> Vec<String> {
+            ["a\x1b[31mred.txt", "b\nline.txt", "c\u{202e}txt.exe", "ok.txt"].map(String::from).to_vec()
+        }
+    }
+
+    #[test]
+    fn tab_never_offers_or_inserts_control_characters() {
+        let (_, found) = completions(&Hostile, "share ");
+        assert_eq!(found, [("ok.txt".to_string(), "ok.txt ".to_string())]);
+        for (shown, inserted) in completions(&Hostile, "share ").1 {
+            assert!(!shown.chars().chain(inserted.chars()).any(char::is_control), "{shown:?} {inserted:?}");
+        }
     }
 
     #[test]
