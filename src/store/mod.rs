@@ -7,6 +7,7 @@
 //! block: call them from a blocking thread.
 
 pub mod buffers;
+pub mod catalog;
 pub mod claims;
 pub mod partial;
 pub mod shares;
