@@ -13,6 +13,7 @@ mod holder;
 mod liveness;
 pub mod scheduler;
 pub mod serve;
+mod sharing;
 pub mod throttle;
 pub mod window;
 
@@ -29,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 use crate::discovery::Discovery;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
-use crate::store::shares::{SharedFile, Shares};
+use crate::store::catalog::Origin;
+use crate::store::shares::Shares;
+pub use sharing::Unshared;
 
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
@@ -117,6 +120,8 @@ struct Inner {
     holders: Arc<holder::HolderPool>,
     /// Files being downloaded now, by id: one download per file, whatever query named it.
     downloading: crate::store::claims::Claims,
+    /// The share list kept across runs, the hashers, what restoring it says.
+    sharing: sharing::Sharing,
 }
 
 /// A file now shared.
@@ -172,6 +177,7 @@ impl Peer {
         let (shares, withdrawn) = Shares::new();
         let throttle = config.upload_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let holders = Arc::new(holder::HolderPool::new(config.window));
+        let sharing = sharing::Sharing::open(&config.state_dir);
         let inner = Inner {
             config,
             identity,
@@ -188,9 +194,11 @@ impl Peer {
             holders,
             downloading: Default::default(),
             transfers: events::Transfers::default(),
+            sharing,
         };
         let peer = Peer { inner: Arc::new(inner) };
         peer.spawn_background(withdrawn);
+        peer.restore_shares();
         Ok(peer)
     }
 
@@ -243,10 +251,11 @@ impl Peer {
         self.inner.shutdown.clone()
     }
 
-    /// Notices for a person about the tracker link (connected, lost, back), from the start;
-    /// the first caller gets them.
+    /// Notices for a person about the tracker link (connected, lost, back) and the shares
+    /// restored from the last run, from the start; the first caller gets them.
     pub fn take_notices(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.inner.notices.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let link = self.inner.notices.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        Some(self.inner.sharing.merge_notices(link))
     }
 
     /// Resolves once the peer is registered with the tracker; a request made right after finds
@@ -272,29 +281,11 @@ impl Peer {
         self.inner.link.is_connected()
     }
 
-    /// Shares `name` from the data folder: hashes it and tells the tracker.
-    pub async fn share(&self, name: &str) -> Result<Shared> {
-        let (data_dir, name) = (self.inner.config.data_dir.clone(), name.to_string());
-        let (path, label, manifest) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (path, label) = store::resolve_share(&data_dir, &name)?;
-            let (_, manifest) = Manifest::from_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok((path, label, manifest))
-        })
-        .await??;
-        let info = FileInfo { id: manifest.root(), name: label, size: manifest.size };
-        let chunks = manifest.count();
-        let pending = self.serve_file(info.clone(), path, Arc::new(manifest)).await?;
-        Ok(Shared { info, chunks, pending })
-    }
-
-    /// Starts serving a file and announces it; returns why the tracker did not hear, if it did not.
+    /// Starts serving a file this peer got (a download, or the very file already at its
+    /// destination), records it and announces it; returns why the tracker did not hear, if it
+    /// did not.
     async fn serve_file(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<Option<String>> {
-        let file = SharedFile::open(info.clone(), path, manifest)?;
-        self.inner.shares.insert(file);
-        match self.inner.link.request(&TrackerRequest::Share(info)).await {
-            Ok(_) => Ok(None),
-            Err(err) => Ok(Some(format!("{err:#}"))),
-        }
+        self.serve_as(info, path, manifest, Origin::Downloaded, false).await
     }
 
     /// Downloads the file called `query` (or whose id starts with it) from every live holder,
