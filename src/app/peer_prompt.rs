@@ -1,10 +1,10 @@
-//! The peer's prompt: `share`, `get`, `logs request`, `status`, `help`, `exit`.
+//! The peer's prompt: `share`, `unshare`, `get`, `logs request`, `status`, `help`, `exit`.
 //!
 //! Parses each line into a [`Command`] and calls the [`Peer`] handle; it never touches the
-//! network or the disk itself. On a terminal, downloads run in the background (one bar each
-//! above the prompt, which stays usable) and Ctrl-C on an empty line cancels them; from a pipe
-//! every command, `get` included, finishes before the next line is read. End of input, `exit`
-//! and SIGTERM leave gracefully.
+//! network or the disk itself. On a terminal, downloads and the hashing of shared files run in
+//! the background (one bar each above the prompt, which stays usable) and Ctrl-C on an empty
+//! line cancels them; from a pipe every command, `get` and `share` included, finishes before
+//! the next line is read. End of input, `exit` and SIGTERM leave gracefully.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ const COMPLETION_FILES: usize = 2000;
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
     Share(Vec<String>),
+    Unshare(Vec<String>),
     Get(Vec<String>),
     LogsRequest { json: bool },
     Status { json: bool },
@@ -42,8 +43,15 @@ const COMMANDS: &[CommandHelp] = &[
         name: "share",
         usage: "<file>...",
         summary: "share files from the data folder",
-        details: "Hashes each file (BLAKE3), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces.",
+        details: "Hashes each file (BLAKE3), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces. On a terminal big files hash in the background with a bar (Ctrl-C on an empty line cancels). Shared files are shared again when this peer restarts.",
         example: "share notes.txt \"holiday photos.zip\"",
+    },
+    CommandHelp {
+        name: "unshare",
+        usage: "<file|id>...",
+        summary: "stop sharing files",
+        details: "Stops serving each file (by name or id prefix), tells the tracker, and drops it from the files shared again at the next start. The file itself stays.",
+        example: "unshare notes.txt",
     },
     CommandHelp {
         name: "get",
@@ -77,7 +85,7 @@ const COMMANDS: &[CommandHelp] = &[
 ];
 
 const KEYS: &str =
-    "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads), Ctrl-D leaves";
+    "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads and shares), Ctrl-D leaves";
 
 fn parse(line: &str) -> Result<Option<Command>> {
     let mut words = console::words(line)?;
@@ -88,6 +96,7 @@ fn parse(line: &str) -> Result<Option<Command>> {
     let json = take_flag(&mut words, "--json");
     let command = match (word.as_str(), words.as_slice()) {
         ("share", files) if !files.is_empty() => Command::Share(files.to_vec()),
+        ("unshare", files) if !files.is_empty() => Command::Unshare(files.to_vec()),
         ("get", names) if !names.is_empty() => Command::Get(names.to_vec()),
         ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { json },
         ("status", []) => Command::Status { json },
@@ -130,6 +139,7 @@ impl Complete for Completion {
     fn arguments(&self, command: &str, index: usize) -> Vec<String> {
         match (command, index) {
             ("share", _) => self.peer.shareable(COMPLETION_FILES),
+            ("unshare", _) => self.peer.uploads().into_iter().map(|u| u.info.name).collect(),
             ("get", _) => {
                 // Runs on the editor's thread, never on the runtime, so blocking here is fine.
                 let files = self.runtime.block_on(async { tokio::time::timeout(COMPLETION_WAIT, self.peer.tracker_files()).await });
@@ -149,7 +159,7 @@ struct PromptState {
     /// Downloads run in the background (a terminal with the line editor).
     background: bool,
     show: Show,
-    /// Background downloads; each yields its query when done.
+    /// Background downloads and shares; each yields its key in `running` when done.
     gets: JoinSet<String>,
     running: HashSet<String>,
     /// Cancels the running downloads; replaced after each use.
@@ -253,7 +263,14 @@ async fn leave(peer: &Peer, mut console: Console, mut session: PromptState) -> R
 impl PromptState {
     async fn run(&mut self, command: Command) {
         let result = match command {
-            Command::Share(files) => self.share(&files).await,
+            Command::Share(files) => {
+                self.share(files).await;
+                Ok(())
+            }
+            Command::Unshare(files) => {
+                self.unshare(&files).await;
+                Ok(())
+            }
             Command::Get(names) => {
                 self.get(names).await;
                 Ok(())
@@ -272,15 +289,47 @@ impl PromptState {
         }
     }
 
-    /// Shares each file in turn; a failure is reported and the others still go.
-    async fn share(&self, files: &[String]) -> Result<()> {
+    /// Shares the files, hashing them together (as many at once as there are cores). In the
+    /// background on a terminal; otherwise returns when every one is shared, reporting them in
+    /// the order given, so scripts stay in order. A failure is reported and the others still go.
+    async fn share(&mut self, files: Vec<String>) {
+        let mut hashing = JoinSet::new();
+        for (index, file) in files.into_iter().enumerate() {
+            let key = format!("share {file}");
+            if self.background && !self.running.insert(key.clone()) {
+                console::error_line(&format!("already sharing {}", crate::logbook::printable(&file)));
+                continue;
+            }
+            let (peer, show, cancel) = (self.peer.clone(), self.show, self.cancel.clone());
+            if self.background {
+                self.gets.spawn(async move {
+                    let shared = super::progress::share(&peer, &file, show, &cancel).await;
+                    report_share(&file, shared, &cancel);
+                    key
+                });
+            } else {
+                hashing.spawn(async move { (index, file.clone(), super::progress::share(&peer, &file, show, &cancel).await) });
+            }
+        }
+        let mut done = std::collections::BTreeMap::new();
+        let mut next = 0;
+        while let Some(Ok((index, file, shared))) = hashing.join_next().await {
+            done.insert(index, (file, shared));
+            while let Some((file, shared)) = done.remove(&next) {
+                report_share(&file, shared, &self.cancel);
+                next += 1;
+            }
+        }
+    }
+
+    /// Stops sharing each file; a failure is reported and the others still go.
+    async fn unshare(&self, files: &[String]) {
         for file in files {
-            match self.peer.share(file).await {
-                Ok(shared) => console::say(&report::shared_line(&shared)),
+            match self.peer.unshare(file).await {
+                Ok(unshared) => console::say(&report::unshared_line(&unshared)),
                 Err(err) => console::error(&err),
             }
         }
-        Ok(())
     }
 
     fn logs(&self, json: bool) -> Result<()> {
@@ -329,6 +378,15 @@ impl PromptState {
     }
 }
 
+/// Says how one share ended.
+fn report_share(file: &str, shared: Result<crate::peer::Shared>, cancel: &CancellationToken) {
+    match shared {
+        Ok(shared) => console::say(&report::shared_line(&shared)),
+        Err(_) if cancel.is_cancelled() => console::say(&format!("cancelled share {}", crate::logbook::printable(file))),
+        Err(err) => console::error(&err),
+    }
+}
+
 /// One download, reported when it ends; yields its query.
 async fn get_one(peer: Peer, name: String, show: Show, cancel: CancellationToken) -> String {
     match super::progress::get(&peer, &name, show, &cancel).await {
@@ -349,6 +407,8 @@ mod tests {
     fn parses_commands_with_quoted_names_and_several_files() {
         assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()])));
         assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()])));
+        assert_eq!(parse("unshare a 5f1c").unwrap(), Some(Command::Unshare(vec!["a".into(), "5f1c".into()])));
+        assert!(parse("unshare").unwrap_err().to_string().starts_with("usage: unshare"));
         assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { json: false }));
         assert_eq!(parse("logs request --json").unwrap(), Some(Command::LogsRequest { json: true }));
         assert_eq!(parse("status --json").unwrap(), Some(Command::Status { json: true }));
