@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
 use super::report;
+
+mod sharing;
 use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
 use crate::logbook::chunks_table;
 use crate::peer::Peer;
@@ -289,49 +291,6 @@ impl PromptState {
         }
     }
 
-    /// Shares the files, hashing them together (as many at once as there are cores). In the
-    /// background on a terminal; otherwise returns when every one is shared, reporting them in
-    /// the order given, so scripts stay in order. A failure is reported and the others still go.
-    async fn share(&mut self, files: Vec<String>) {
-        let mut hashing = JoinSet::new();
-        for (index, file) in files.into_iter().enumerate() {
-            let key = format!("share {file}");
-            if self.background && !self.running.insert(key.clone()) {
-                console::error_line(&format!("already sharing {}", crate::logbook::printable(&file)));
-                continue;
-            }
-            let (peer, show, cancel) = (self.peer.clone(), self.show, self.cancel.clone());
-            if self.background {
-                self.gets.spawn(async move {
-                    let shared = super::progress::share(&peer, &file, show, &cancel).await;
-                    report_share(&file, shared, &cancel);
-                    key
-                });
-            } else {
-                hashing.spawn(async move { (index, file.clone(), super::progress::share(&peer, &file, show, &cancel).await) });
-            }
-        }
-        let mut done = std::collections::BTreeMap::new();
-        let mut next = 0;
-        while let Some(Ok((index, file, shared))) = hashing.join_next().await {
-            done.insert(index, (file, shared));
-            while let Some((file, shared)) = done.remove(&next) {
-                report_share(&file, shared, &self.cancel);
-                next += 1;
-            }
-        }
-    }
-
-    /// Stops sharing each file; a failure is reported and the others still go.
-    async fn unshare(&self, files: &[String]) {
-        for file in files {
-            match self.peer.unshare(file).await {
-                Ok(unshared) => console::say(&report::unshared_line(&unshared)),
-                Err(err) => console::error(&err),
-            }
-        }
-    }
-
     fn logs(&self, json: bool) -> Result<()> {
         let records = self.peer.chunk_log()?;
         console::say(&if json { console::json_line(&records) } else { chunks_table(&records) });
@@ -375,15 +334,6 @@ impl PromptState {
     async fn finish(&mut self) {
         self.cancel.cancel();
         while self.gets.join_next().await.is_some() {}
-    }
-}
-
-/// Says how one share ended.
-fn report_share(file: &str, shared: Result<crate::peer::Shared>, cancel: &CancellationToken) {
-    match shared {
-        Ok(shared) => console::say(&report::shared_line(&shared)),
-        Err(_) if cancel.is_cancelled() => console::say(&format!("cancelled share {}", crate::logbook::printable(file))),
-        Err(err) => console::error(&err),
     }
 }
 

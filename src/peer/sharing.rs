@@ -312,7 +312,13 @@ impl Peer {
                 let info = FileInfo { id: manifest.root(), name: entry.name.clone(), size: manifest.size };
                 let short = info.id.short();
                 match self.serve_as(info.clone(), entry.path.clone(), Arc::new(manifest), entry.origin, true).await {
-                    Ok(_) => format!("{} changed since the last run; hashed again, now id {short}", entry.name),
+                    Ok(pending) => {
+                        self.inner.sharing.notify(format!("{} changed since the last run; hashed again, now id {short}", entry.name));
+                        if pending.is_some() {
+                            self.announce(vec![info]).await;
+                        }
+                        return;
+                    }
                     Err(err) => format!("{} changed since the last run and cannot be served: {err:#}", entry.name),
                 }
             }
@@ -320,8 +326,9 @@ impl Peer {
         self.inner.sharing.notify(line);
     }
 
-    /// Tells the tracker of files served again, once registered (a registration made before
-    /// they were served did not list them).
+    /// Tells the tracker of files served again, once registered: a registration whose file
+    /// list was made just before they were served, and whose connection came up just after
+    /// their announcement failed, does not list them.
     async fn announce(&self, files: Vec<FileInfo>) {
         if files.is_empty() {
             return;

@@ -144,10 +144,9 @@ impl Catalog {
 
     /// Adds `entry` (replacing any entry with its id or path) with its manifest's sidecar.
     pub fn record(&self, entry: Entry, manifest: &Manifest) -> Result<(), StoreError> {
-        let sidecar = self.sidecar(&entry.id);
         let bytes: Vec<u8> = manifest.chunks.iter().flatten().copied().collect();
-        write_atomically(&sidecar, &bytes)?;
         let mut entries = self.lock();
+        write_atomically(&self.sidecar(&entry.id), &bytes)?;
         let mut next: Vec<Entry> = entries.iter().filter(|e| e.id != entry.id && e.path != entry.path).cloned().collect();
         next.push(entry);
         self.save(&mut entries, next)
