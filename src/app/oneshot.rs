@@ -118,13 +118,21 @@ pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf) -> Resu
     let home = Scratch::new("seed")?;
     let target = target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?;
     let peer = start(&access, &target, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
+    // Ctrl-C or SIGTERM while hashing stops the hashing and the command.
+    console::on_signals(peer.shutdown_token(), None);
+    let show = if console::is_quiet() || !std::io::IsTerminal::is_terminal(&std::io::stderr()) { Show::Lines } else { Show::Bars };
     let mut shared = 0;
     for file in &files {
-        match peer.share(file).await {
+        match super::progress::share(&peer, file, show, &peer.shutdown_token()).await {
             Ok(done) => {
                 shared += 1;
                 console::out(&report::shared_line(&done));
                 console::out(&report::ticket_lines(&peer.ticket(&done.info).await));
+            }
+            Err(_) if peer.shutdown_token().is_cancelled() => {
+                peer.exit().await;
+                console::error_line(&format!("interrupted while hashing {}; nothing seeded", crate::logbook::printable(file)));
+                return Ok(INTERRUPTED);
             }
             Err(err) => console::error(&err),
         }
@@ -134,7 +142,6 @@ pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf) -> Resu
         bail!("nothing to seed (files are looked up in the data folder {}; see --data-dir)", data_dir.display());
     }
     console::say(&format!("seeding {shared} file{} as peer {}; Ctrl-C or SIGTERM stops", if shared == 1 { "" } else { "s" }, peer.id()));
-    console::on_signals(peer.shutdown_token(), None);
     peer.stopping().await;
     peer.exit().await;
     match peer.refusal() {

@@ -1,10 +1,10 @@
-//! The peer's prompt: `share`, `get`, `logs request`, `status`, `discard`, `clear`, `help`, `exit`.
+//! The peer's prompt: `share`, `unshare`, `get`, `logs request`, `status`, `discard`, `clear`, `help`, `exit`.
 //!
 //! Parses each line into a [`Command`] and calls the [`Peer`] handle; it never touches the
-//! network or the disk itself. On a terminal, downloads run in the background (one bar each
-//! above the prompt, which stays usable) and Ctrl-C on an empty line cancels them; from a pipe
-//! every command, `get` included, finishes before the next line is read. End of input, `exit`
-//! and SIGTERM leave gracefully.
+//! network or the disk itself. On a terminal, downloads and the hashing of shared files run in
+//! the background (one bar each above the prompt, which stays usable) and Ctrl-C on an empty
+//! line cancels them; from a pipe every command, `get` and `share` included, finishes before
+//! the next line is read. End of input, `exit` and SIGTERM leave gracefully.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
 use super::report;
+
+mod sharing;
 use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
 use crate::logbook::{FILTER_FLAGS, Filter, chunks_table};
 use crate::peer::Peer;
@@ -30,6 +32,7 @@ const COMPLETION_FILES: usize = 2000;
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
     Share(Vec<String>),
+    Unshare(Vec<String>),
     Get(Vec<String>),
     LogsRequest { filter: Filter, json: bool },
     Status { json: bool },
@@ -44,8 +47,15 @@ const COMMANDS: &[CommandHelp] = &[
         name: "share",
         usage: "<file>...",
         summary: "share files from the data folder",
-        details: "Hashes each file (BLAKE3), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces.",
+        details: "Hashes each file (BLAKE3), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces. On a terminal big files hash in the background with a bar (Ctrl-C on an empty line cancels). Shared files are shared again when this peer restarts.",
         example: "share notes.txt \"holiday photos.zip\"",
+    },
+    CommandHelp {
+        name: "unshare",
+        usage: "<file|id>...",
+        summary: "stop sharing files",
+        details: "Stops serving each file (by name or id prefix), tells the tracker, and drops it from the files shared again at the next start. The file itself stays.",
+        example: "unshare notes.txt",
     },
     CommandHelp {
         name: "get",
@@ -93,7 +103,7 @@ const COMMANDS: &[CommandHelp] = &[
 ];
 
 const KEYS: &str =
-    "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads), Ctrl-D leaves";
+    "keys: Tab completes, Up/Down recall history, Ctrl-C drops the line (on an empty line: cancels downloads and shares), Ctrl-D leaves";
 
 fn parse(line: &str) -> Result<Option<Command>> {
     let mut words = console::words(line)?;
@@ -105,6 +115,7 @@ fn parse(line: &str) -> Result<Option<Command>> {
     let filter = if word == "logs" { Filter::take(&mut words)? } else { Filter::default() };
     let command = match (word.as_str(), words.as_slice()) {
         ("share", files) if !files.is_empty() => Command::Share(files.to_vec()),
+        ("unshare", files) if !files.is_empty() => Command::Unshare(files.to_vec()),
         ("get", names) if !names.is_empty() => Command::Get(names.to_vec()),
         ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { filter, json },
         ("status", []) => Command::Status { json },
@@ -149,6 +160,7 @@ impl Complete for Completion {
     fn arguments(&self, command: &str, index: usize) -> Vec<String> {
         match (command, index) {
             ("share", _) => self.peer.shareable(COMPLETION_FILES),
+            ("unshare", _) => self.peer.uploads().into_iter().map(|u| u.info.name).collect(),
             ("get", _) => {
                 // Runs on the editor's thread, never on the runtime, so blocking here is fine.
                 let files = self.runtime.block_on(async { tokio::time::timeout(COMPLETION_WAIT, self.peer.tracker_files()).await });
@@ -170,7 +182,7 @@ struct PromptState {
     /// Downloads run in the background (a terminal with the line editor).
     background: bool,
     show: Show,
-    /// Background downloads; each yields its query when done.
+    /// Background downloads and shares; each yields its key in `running` when done.
     gets: JoinSet<String>,
     running: HashSet<String>,
     /// Cancels the running downloads; replaced after each use.
@@ -279,7 +291,14 @@ impl PromptState {
             self.peer.tracker_settled().await;
         }
         let result = match command {
-            Command::Share(files) => self.share(&files).await,
+            Command::Share(files) => {
+                self.share(files).await;
+                Ok(())
+            }
+            Command::Unshare(files) => {
+                self.unshare(&files).await;
+                Ok(())
+            }
             Command::Get(names) => {
                 self.get(names).await;
                 Ok(())
@@ -301,20 +320,6 @@ impl PromptState {
         if let Err(err) = result {
             console::error(&err);
         }
-    }
-
-    /// Shares each file in turn; a failure is reported and the others still go.
-    async fn share(&self, files: &[String]) -> Result<()> {
-        for file in files {
-            match self.peer.share(file).await {
-                Ok(shared) => {
-                    console::say(&report::shared_line(&shared));
-                    console::say(&report::ticket_lines(&self.peer.ticket(&shared.info).await));
-                }
-                Err(err) => console::error(&err),
-            }
-        }
-        Ok(())
     }
 
     fn logs(&self, filter: &Filter, json: bool) -> Result<()> {
@@ -383,6 +388,8 @@ mod tests {
     fn parses_commands_with_quoted_names_and_several_files() {
         assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()])));
         assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()])));
+        assert_eq!(parse("unshare a 5f1c").unwrap(), Some(Command::Unshare(vec!["a".into(), "5f1c".into()])));
+        assert!(parse("unshare").unwrap_err().to_string().starts_with("usage: unshare"));
         assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { filter: Filter::default(), json: false }));
         assert_eq!(parse("logs request --json").unwrap(), Some(Command::LogsRequest { filter: Filter::default(), json: true }));
         let filter = Filter { tail: Some(2), file: Some("a.txt".into()), peer: Some("1".into()) };

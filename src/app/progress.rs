@@ -1,4 +1,5 @@
-//! The only code that draws: progress of downloads, fed by download events over a channel.
+//! The only code that draws: progress of downloads and of hashing for `share`, fed by engine
+//! events over a channel.
 //!
 //! The download engine sends [`Progress`] events and never prints. One task per download turns
 //! them into what the user asked for ([`Show`]): an indicatif bar in the process's one
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::app::console::{self, Stream, screen};
-pub use crate::peer::events::Progress;
+pub use crate::peer::events::{Hashing, Progress};
 use crate::protocol::FileInfo;
 
 /// Redraws of the bars per second: smooth enough to read a rate, few enough that redrawing the
@@ -28,6 +29,8 @@ const REFRESH_HZ: u8 = 8;
 const JSON_INTERVAL: Duration = Duration::from_millis(200);
 /// Columns given to the file name in a bar.
 const NAME_COLUMNS: usize = 20;
+/// Smallest file whose hashing gets a bar: smaller ones hash in well under a second.
+const HASH_BAR_FROM: u64 = 32 << 20;
 
 /// How downloads show their progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +57,46 @@ pub async fn get(
     let got = peer.get_with(query, Some(events), cancel).await;
     let _ = drawing.await;
     got
+}
+
+/// Runs `peer.share_with(name)` showing its hashing as `show` says (a bar for big files on a
+/// terminal); returns once the bar is gone.
+pub async fn share(
+    peer: &crate::peer::Peer,
+    name: &str,
+    show: Show,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<crate::peer::Shared> {
+    let (events, rx) = mpsc::unbounded_channel();
+    let drawing = crate::net::task::spawn(tracing::debug_span!("hashing progress"), render_hashing(rx, show));
+    let shared = peer.share_with(name, Some(events), cancel).await;
+    let _ = drawing.await;
+    shared
+}
+
+/// Shows one file's hashing: a bar (bytes, rate, ETA) while it waits for a hasher and hashes.
+async fn render_hashing(mut events: mpsc::UnboundedReceiver<Hashing>, show: Show) {
+    let mut bar: Option<ProgressBar> = None;
+    while let Some(event) = events.recv().await {
+        match event {
+            Hashing::Queued { name, size } | Hashing::Start { name, size } if bar.is_none() => {
+                if show == Show::Bars && size >= HASH_BAR_FROM {
+                    bar = Some(new_bar(&name, size, "hashing"));
+                }
+            }
+            Hashing::Queued { .. } | Hashing::Start { .. } => {}
+            Hashing::Hashed { bytes } => {
+                if let Some(bar) = &bar {
+                    bar.inc(bytes);
+                }
+            }
+            Hashing::Done => break,
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+        board().remove(&bar);
+    }
 }
 
 /// Starts the task that shows a download's events as `show` says; it ends when the sender is
@@ -107,7 +150,9 @@ impl View {
             (Show::Silent, _) => {}
             (Show::Json, _) => self.json(event),
             (_, Progress::Note(note)) => console::warn(note),
-            (Show::Bars, Progress::Start { size, holders, .. }) => self.bar = Some(new_bar(&self.file.name, *size, *holders)),
+            (Show::Bars, Progress::Start { size, holders, .. }) => {
+                self.bar = Some(new_bar(&self.file.name, *size, &holders_text(*holders)));
+            }
             (Show::Bars, Progress::Chunk { bytes }) => {
                 if let Some(bar) = &self.bar {
                     bar.inc(*bytes);
@@ -169,7 +214,8 @@ fn board() -> &'static MultiProgress {
     })
 }
 
-fn new_bar(name: &str, size: u64, holders: usize) -> ProgressBar {
+/// A bar on the board for `name`, with `message` after the ETA.
+fn new_bar(name: &str, size: u64, message: &str) -> ProgressBar {
     let bar = board().add(ProgressBar::new(size));
     let template = if console::colour(Stream::Err) {
         "{prefix:.bold} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  ETA {eta:<4} {msg}"
@@ -180,7 +226,7 @@ fn new_bar(name: &str, size: u64, holders: usize) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(fit(&crate::logbook::printable(name), NAME_COLUMNS));
-    bar.set_message(holders_text(holders));
+    bar.set_message(message.to_string());
     bar
 }
 

@@ -7,7 +7,8 @@ use crate::discovery::ticket::Ticket;
 use serde_json::{Value, json};
 
 use crate::logbook::{Table, local_time, printable};
-use crate::peer::{Got, Peer, Shared};
+use crate::peer::{Got, Peer, Shared, Unshared};
+use crate::store::shares::Uploads;
 use crate::units;
 
 /// `shared NAME (SIZE, N chunks) id HEX`.
@@ -31,6 +32,21 @@ pub fn ticket_lines(ticket: &Ticket) -> String {
         );
     }
     text
+}
+
+/// `stopped sharing NAME (id HEX)`.
+pub fn unshared_line(unshared: &Unshared) -> String {
+    let info = &unshared.info;
+    let mut line = format!("stopped sharing {} (id {})", info.name, info.id);
+    if let Some(reason) = &unshared.pending {
+        line.push_str(&format!("; the tracker still lists it until this peer registers again ({reason})"));
+    }
+    printable(&line)
+}
+
+/// Where a shared file came from: `shared`, `downloaded`, or `restored (…)` from the last run.
+fn origin(up: &Uploads) -> String {
+    if up.restored { format!("restored ({})", up.origin.as_str()) } else { up.origin.as_str().to_string() }
 }
 
 /// `downloaded NAME (SIZE) in TIME at RATE; chunks from peers A: n, B: m; verified id HEX;
@@ -94,10 +110,11 @@ pub fn status(peer: &Peer) -> String {
     }
     text.push_str(&downloads.render("download"));
     text.push_str(&unfinished(peer));
-    let mut shared = Table::new(&["NAME", "ID", "SIZE", "UPLOADED", "CHUNKS SENT"]);
+    let mut shared = Table::new(&["NAME", "ID", "SIZE", "FROM", "UPLOADED", "CHUNKS SENT"]);
     for up in peer.uploads() {
+        let from = origin(&up);
         let f = up.info;
-        shared.row(vec![f.name, f.id.short(), units::bytes(f.size), units::bytes(up.bytes), up.chunks.to_string()]);
+        shared.row(vec![f.name, f.id.short(), units::bytes(f.size), from, units::bytes(up.bytes), up.chunks.to_string()]);
     }
     text.push_str(&shared.render("shared file"));
     text
@@ -132,7 +149,17 @@ pub fn status_json(peer: &Peer) -> Value {
     let shared: Vec<Value> = peer
         .uploads()
         .into_iter()
-        .map(|u| json!({"name": u.info.name, "id": u.info.id.to_hex(), "size": u.info.size, "uploaded_bytes": u.bytes, "uploaded_chunks": u.chunks}))
+        .map(|u| {
+            json!({
+                "name": u.info.name,
+                "id": u.info.id.to_hex(),
+                "size": u.info.size,
+                "origin": u.origin.as_str(),
+                "restored": u.restored,
+                "uploaded_bytes": u.bytes,
+                "uploaded_chunks": u.chunks,
+            })
+        })
         .collect();
     json!({
         "peer": peer.id(),

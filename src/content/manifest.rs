@@ -111,6 +111,14 @@ impl Manifest {
 
     /// Reads and hashes a file on disk (blocking: call from a blocking thread).
     pub fn from_file(path: &Path) -> std::io::Result<(FileId, Manifest)> {
+        Manifest::from_file_watched(path, &mut |_| true)
+    }
+
+    /// Like [`Manifest::from_file`], calling `watch` with the bytes of each chunk once it is
+    /// hashed; when `watch` returns `false` the hashing stops at once with an
+    /// [`std::io::ErrorKind::Interrupted`] error. So a cancelled share stops reading within one
+    /// chunk (at most [`MAX_CHUNK_SIZE`]), not at the end of the file.
+    pub fn from_file_watched(path: &Path, watch: &mut dyn FnMut(u64) -> bool) -> std::io::Result<(FileId, Manifest)> {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
         let chunk_size = chunk_size_for(size);
@@ -121,6 +129,9 @@ impl Manifest {
             let piece = &mut buf[..chunk_len(size, chunk_size, index) as usize];
             file.read_exact(piece)?;
             chunks.push(piece_entry(index, chunk_size, size, piece));
+            if !watch(piece.len() as u64) {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "hashing cancelled"));
+            }
         }
         let manifest = Manifest { size, chunk_size, chunks };
         Ok((manifest.root(), manifest))
@@ -233,6 +244,28 @@ mod tests {
         assert_eq!(manifest.validate(&id), Err(VerifyError::WrongRoot));
         manifest.chunks.pop();
         assert!(matches!(manifest.validate(&id), Err(VerifyError::Malformed(_))));
+    }
+
+    #[test]
+    fn hashing_a_file_stops_when_told_and_reports_every_byte_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes = data(5 * DEFAULT_CHUNK_SIZE as usize + 3);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut seen = 0;
+        let (id, _) = Manifest::from_file_watched(&path, &mut |n| {
+            seen += n;
+            true
+        })
+        .unwrap();
+        assert_eq!((id, seen), (Digest::from(blake3::hash(&bytes)), bytes.len() as u64));
+        let mut calls = 0;
+        let err = Manifest::from_file_watched(&path, &mut |_| {
+            calls += 1;
+            calls < 2
+        })
+        .unwrap_err();
+        assert_eq!((err.kind(), calls), (std::io::ErrorKind::Interrupted, 2));
     }
 
     #[test]

@@ -160,3 +160,30 @@ pub(crate) fn forward(
     });
     (tx, forwarding)
 }
+
+/// What hashing a file for `share` reports as it goes, on a channel the caller made (the
+/// front end draws a bar from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hashing {
+    /// Waiting for a free hasher: as many files hash at once as the machine has cores.
+    Queued {
+        /// The name it will be shared under.
+        name: String,
+        /// File size.
+        size: u64,
+    },
+    /// Hashing began.
+    Start {
+        /// The name it will be shared under.
+        name: String,
+        /// File size.
+        size: u64,
+    },
+    /// More bytes hashed.
+    Hashed {
+        /// Bytes since the last event.
+        bytes: u64,
+    },
+    /// The hashing ended (done, failed or cancelled); nothing comes after this.
+    Done,
+}

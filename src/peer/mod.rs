@@ -14,6 +14,7 @@ mod holder;
 mod liveness;
 pub mod scheduler;
 pub mod serve;
+mod sharing;
 pub mod throttle;
 pub mod window;
 
@@ -31,8 +32,10 @@ use crate::discovery::Discovery;
 use crate::discovery::ticket::Ticket;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
+use crate::store::catalog::Origin;
 use crate::store::lock::StateLock;
 use crate::store::shares::{SharedFile, Shares};
+pub use sharing::Unshared;
 
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
@@ -139,6 +142,8 @@ struct Inner {
     notices: Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
     /// Files being downloaded now, by id: one download per file, whatever query named it.
     downloading: crate::store::claims::Claims,
+    /// The share list kept across runs, the hashers, what restoring it says.
+    sharing: sharing::Sharing,
 }
 
 /// A file now shared.
@@ -210,6 +215,7 @@ impl Peer {
             identity: identity.clone(),
             pool: holders.clone(),
         });
+        let sharing = sharing::Sharing::open(&config.state_dir);
         let inner = Inner {
             seek,
             _lock: lock,
@@ -228,9 +234,11 @@ impl Peer {
             notices: Mutex::new(Some(link_notices)),
             downloading: Default::default(),
             transfers: events::Transfers::default(),
+            sharing,
         };
         let peer = Peer { inner: Arc::new(inner) };
         peer.spawn_background(withdrawn);
+        peer.restore_shares();
         Ok(peer)
     }
 
@@ -283,10 +291,11 @@ impl Peer {
         self.inner.shutdown.clone()
     }
 
-    /// Notices for a person about the tracker link (connected, lost, back), from the start;
-    /// the first caller gets them.
+    /// Notices for a person about the tracker link (connected, lost, back) and the shares
+    /// restored from the last run, from the start; the first caller gets them.
     pub fn take_notices(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.inner.notices.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let link = self.inner.notices.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        Some(self.inner.sharing.merge_notices(link))
     }
 
     /// Resolves once the peer is registered with the tracker; a request made right after finds
@@ -322,29 +331,11 @@ impl Peer {
         self.inner.link.is_connected()
     }
 
-    /// Shares `name` from the data folder: hashes it and tells the tracker.
-    pub async fn share(&self, name: &str) -> Result<Shared> {
-        let (data_dir, name) = (self.inner.config.data_dir.clone(), name.to_string());
-        let (path, label, manifest) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (path, label) = store::resolve_share(&data_dir, &name)?;
-            let (_, manifest) = Manifest::from_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok((path, label, manifest))
-        })
-        .await??;
-        let info = FileInfo { id: manifest.root(), name: label, size: manifest.size };
-        let chunks = manifest.count();
-        let pending = self.serve_file(info.clone(), path, Arc::new(manifest)).await?;
-        Ok(Shared { info, chunks, pending })
-    }
-
-    /// Starts serving a file and announces it; returns why the tracker did not hear, if it did not.
+    /// Starts serving a file this peer got (a download, or the very file already at its
+    /// destination), records it and announces it; returns why the tracker did not hear, if it
+    /// did not.
     async fn serve_file(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<Option<String>> {
-        let file = SharedFile::open(info.clone(), path, manifest)?;
-        self.inner.shares.insert(file);
-        match self.inner.link.request(&TrackerRequest::Share(info)).await {
-            Ok(_) => Ok(None),
-            Err(err) => Ok(Some(format!("{err:#}"))),
-        }
+        self.serve_as(info, path, manifest, Origin::Downloaded, false).await
     }
 
     /// Starts serving a downloaded file at once and announces it from a background task (a

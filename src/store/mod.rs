@@ -8,6 +8,7 @@
 //! [`space`]. The functions here block: call them from a blocking thread.
 
 pub mod buffers;
+pub mod catalog;
 pub mod claims;
 pub mod lock;
 pub mod partial;
@@ -31,7 +32,13 @@ pub enum StoreError {
     /// Nothing of that name in the data folder.
     #[error("no file {0:?} in the data folder {1}")]
     Missing(String, String),
-    /// A directory or special file.
+    /// No name given.
+    #[error("a file name is missing: share NAME, a path inside the data folder")]
+    NoName,
+    /// A folder.
+    #[error("{0:?} is a folder; folders are not shared yet (share the files in it)")]
+    Folder(String),
+    /// A special file (device, socket, pipe).
     #[error("{0:?} is not a regular file")]
     NotAFile(String),
     /// The name cannot be a file name.
@@ -75,15 +82,22 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Store
 }
 
 /// Resolves `name` inside `data_dir`, refusing anything that ends up outside it.
-/// Returns the file's real path and the name it is shared under (its last component).
+///
+/// `name` is a path relative to the data folder (or an absolute one inside it); `..` may appear
+/// as long as the file it leads to is inside. What counts is where the file really is, symlinks
+/// followed: a link to a file inside is shared under the name typed, a link pointing out is
+/// refused. Returns the file's real path and the name it is shared under (the typed path's last
+/// component).
 pub fn resolve_share(data_dir: &Path, name: &str) -> Result<(PathBuf, String), StoreError> {
-    let relative = Path::new(name);
-    let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-    if name.is_empty() || escapes {
+    let (climbs_out, label) = lexical(Path::new(name));
+    if name.trim().is_empty() {
+        return Err(StoreError::NoName);
+    }
+    if climbs_out {
         return Err(StoreError::Outside(name.to_string()));
     }
     let root = data_dir.canonicalize().map_err(io_err(format!("cannot open the data folder {}", data_dir.display())))?;
-    let real = match root.join(relative).canonicalize() {
+    let real = match root.join(name).canonicalize() {
         Ok(real) => real,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(StoreError::Missing(name.to_string(), data_dir.display().to_string()));
@@ -93,12 +107,30 @@ pub fn resolve_share(data_dir: &Path, name: &str) -> Result<(PathBuf, String), S
     if !real.starts_with(&root) {
         return Err(StoreError::Outside(name.to_string()));
     }
+    if real.is_dir() {
+        return Err(StoreError::Folder(name.to_string()));
+    }
     if !real.is_file() {
         return Err(StoreError::NotAFile(name.to_string()));
     }
-    let label = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     check_name(&label).map_err(StoreError::BadName)?;
     Ok((real, label))
+}
+
+/// Walks `path` by its words alone: whether a relative path climbs above its start with `..`,
+/// and the last name it ends on (`adir/../inner.txt` ends on `inner.txt`).
+fn lexical(path: &Path) -> (bool, String) {
+    let mut stack: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut climbs_out = false;
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => stack.push(part),
+            Component::ParentDir if stack.pop().is_none() => climbs_out = !path.is_absolute(),
+            Component::ParentDir | Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => stack.clear(),
+        }
+    }
+    (climbs_out, stack.last().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 /// What is at the destination of a download.
@@ -310,10 +342,31 @@ mod tests {
         let abs = top.path().join("secret");
         assert!(matches!(resolve_share(&data, abs.to_str().unwrap()), Err(StoreError::Outside(_))));
         assert!(matches!(resolve_share(&data, "nope"), Err(StoreError::Missing(..))));
+        assert!(matches!(resolve_share(&data, "../nope"), Err(StoreError::Outside(_))));
+        assert!(matches!(resolve_share(&data, "a/../../secret"), Err(StoreError::Outside(_))));
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(top.path().join("secret"), data.join("link")).unwrap();
             assert!(matches!(resolve_share(&data, "link"), Err(StoreError::Outside(_))));
+        }
+    }
+
+    #[test]
+    fn paths_that_stay_inside_are_taken_under_the_name_typed() {
+        let top = tempfile::tempdir().unwrap();
+        let data = top.path().join("data");
+        fs::create_dir_all(data.join("adir")).unwrap();
+        fs::write(data.join("inner.txt"), b"hi").unwrap();
+        let real = data.canonicalize().unwrap().join("inner.txt");
+        assert_eq!(resolve_share(&data, "adir/../inner.txt").unwrap(), (real.clone(), "inner.txt".into()));
+        assert_eq!(resolve_share(&data, real.to_str().unwrap()).unwrap().1, "inner.txt");
+        assert!(matches!(resolve_share(&data, ""), Err(StoreError::NoName)));
+        assert!(matches!(resolve_share(&data, "adir"), Err(StoreError::Folder(_))));
+        assert!(matches!(resolve_share(&data, "."), Err(StoreError::Folder(_))));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(data.join("inner.txt"), data.join("alias.txt")).unwrap();
+            assert_eq!(resolve_share(&data, "alias.txt").unwrap(), (real, "alias.txt".into()));
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::content::manifest::Manifest;
 use crate::protocol::{self, FileId, FileInfo, ManifestReply};
 use crate::store::buffers::{self, Buffer};
+use crate::store::catalog::Origin;
 
 /// A file this peer serves.
 pub struct SharedFile {
@@ -29,6 +30,8 @@ pub struct SharedFile {
     sent: (AtomicU64, AtomicU64),
     /// The encoded manifest reply, once asked for.
     manifest_frame: OnceLock<Bytes>,
+    /// How it came to be shared, and whether from the share list of the last run.
+    source: (Origin, bool),
 }
 
 /// A shared file and how much of it went out.
@@ -40,6 +43,10 @@ pub struct Uploads {
     pub chunks: u64,
     /// Bytes sent to downloaders.
     pub bytes: u64,
+    /// How it came to be shared.
+    pub origin: Origin,
+    /// Whether it is served again from the last run's share list.
+    pub restored: bool,
 }
 
 /// Size and modification time: a change means the file is no longer what was shared.
@@ -55,7 +62,19 @@ impl SharedFile {
     pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
         let file = File::open(&path)?;
         let stamp = stamp(&file)?;
-        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent: Default::default(), manifest_frame: OnceLock::new() })
+        let (sent, manifest_frame, source) = (Default::default(), OnceLock::new(), (Origin::Shared, false));
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent, manifest_frame, source })
+    }
+
+    /// The same file, marked as coming from `origin` (`restored` if from the last run's list).
+    pub fn with_origin(mut self, origin: Origin, restored: bool) -> SharedFile {
+        self.source = (origin, restored);
+        self
+    }
+
+    /// How it came to be shared.
+    pub fn origin(&self) -> Origin {
+        self.source.0
     }
 
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
@@ -142,7 +161,13 @@ impl Shares {
         let mut all: Vec<Uploads> = self
             .lock()
             .values()
-            .map(|f| Uploads { info: f.info.clone(), chunks: f.sent.0.load(Ordering::Relaxed), bytes: f.sent.1.load(Ordering::Relaxed) })
+            .map(|f| Uploads {
+                info: f.info.clone(),
+                chunks: f.sent.0.load(Ordering::Relaxed),
+                bytes: f.sent.1.load(Ordering::Relaxed),
+                origin: f.source.0,
+                restored: f.source.1,
+            })
             .collect();
         all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         all
@@ -154,6 +179,14 @@ impl Shares {
             file.sent.0.fetch_add(1, Ordering::Relaxed);
             file.sent.1.fetch_add(bytes as u64, Ordering::Relaxed);
         }
+    }
+
+    /// The shared files called `query`, or whose id starts with it (hex).
+    pub fn find(&self, query: &str) -> Vec<Arc<SharedFile>> {
+        let mut found: Vec<Arc<SharedFile>> =
+            self.lock().values().filter(|f| f.info.name == query || f.info.id.has_prefix(query)).cloned().collect();
+        found.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        found
     }
 
     /// Every shared file, by name.
