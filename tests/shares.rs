@@ -206,7 +206,7 @@ fn seed_stops_at_once_on_ctrl_c_while_hashing() {
     sparse(&swarm.path().join("data/huge.bin"), HUGE);
     let args = ["seed", "huge.bin", "--tracker", &swarm.addr, "--data-dir", "data"];
     let mut seed = common::Proc::spawn("seed", swarm.path(), &args);
-    seed.expect_err("connected to tracker");
+    seed.expect_err("connecting to the tracker");
     // The hashing is under way once the process burns CPU.
     common::wait_until(TIMEOUT, || cpu_time(seed.pid()) > Duration::from_millis(300));
     seed.signal("INT");

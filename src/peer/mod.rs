@@ -34,7 +34,7 @@ use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
 use crate::store::catalog::Origin;
 use crate::store::lock::StateLock;
-use crate::store::shares::{SharedFile, Shares};
+use crate::store::shares::Shares;
 pub use sharing::Unshared;
 
 use crate::content::manifest::Manifest;
@@ -341,13 +341,12 @@ impl Peer {
     /// Starts serving a downloaded file at once and announces it from a background task (a
     /// tracker that is away hears of it on re-registering, which lists every share).
     fn serve_in_background(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<()> {
-        self.inner.shares.insert(SharedFile::open(info.clone(), path, manifest)?);
-        let link = self.inner.link.clone();
-        let me = self.inner.config.id.as_str();
-        let span = tracing::info_span!("announce", me, file = %info.id.short());
+        self.serve_now(info.clone(), path.clone(), manifest.clone(), Origin::Downloaded, false)?;
+        let peer = self.clone();
+        let span = tracing::info_span!("announce", me = %self.inner.config.id, file = %info.id.short());
         task::spawn_until(&self.inner.shutdown, span, async move {
-            if let Err(err) = link.request(&TrackerRequest::Share(info)).await {
-                tracing::debug!("downloaded but not announced yet: {err:#}");
+            if let Some(reason) = peer.record_and_announce(info, path, manifest, Origin::Downloaded).await {
+                tracing::debug!("downloaded but not announced yet: {reason}");
             }
         });
         Ok(())

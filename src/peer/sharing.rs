@@ -184,8 +184,26 @@ impl Peer {
         origin: Origin,
         restored: bool,
     ) -> Result<Option<String>> {
-        let file = SharedFile::open(info.clone(), path.clone(), manifest.clone())?.with_origin(origin, restored);
+        self.serve_now(info.clone(), path.clone(), manifest.clone(), origin, restored)?;
+        Ok(self.record_and_announce(info, path, manifest, origin).await)
+    }
+
+    /// Starts serving a file at once (the share list and the tracker come after).
+    pub(super) fn serve_now(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>, origin: Origin, restored: bool) -> Result<()> {
+        let file = SharedFile::open(info, path, manifest)?.with_origin(origin, restored);
         self.inner.shares.insert(file);
+        Ok(())
+    }
+
+    /// Keeps a served file in the share list for the next start and tells the tracker;
+    /// returns why the tracker did not hear of it, if it did not.
+    pub(super) async fn record_and_announce(
+        &self,
+        info: FileInfo,
+        path: PathBuf,
+        manifest: Arc<Manifest>,
+        origin: Origin,
+    ) -> Option<String> {
         let catalog = self.inner.sharing.catalog.clone();
         let recorded = tokio::task::spawn_blocking({
             let info = info.clone();
@@ -194,13 +212,15 @@ impl Peer {
                 None => Ok(()),
             }
         })
-        .await?;
-        if let Err(err) = recorded {
-            tracing::warn!("{} is shared now but will not be after a restart: {err:#}", info.name);
+        .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("{} is shared now but will not be after a restart: {err:#}", info.name),
+            Err(err) => tracing::warn!("{} is shared now but will not be after a restart: {err}", info.name),
         }
         match self.inner.link.request(&TrackerRequest::Share(info)).await {
-            Ok(_) => Ok(None),
-            Err(err) => Ok(Some(format!("{err:#}"))),
+            Ok(_) => None,
+            Err(err) => Some(format!("{err:#}")),
         }
     }
 
