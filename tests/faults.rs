@@ -13,9 +13,10 @@ use p2pq::content::manifest::Manifest;
 use p2pq::net::tls::{self, Identity};
 use p2pq::protocol::{self, ChunkHeader, FileInfo, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
 
-/// The `N` in a `downloaded` line's `chunks from peers ... ID: N` for `peer`.
+/// The `N` in a `downloaded` line's `chunks from peer(s) ... ID: N` for `peer`.
 fn chunks_from(line: &str, peer: &str) -> u32 {
-    let from = line.split("chunks from peers ").nth(1).unwrap_or("");
+    let from = line.split("chunks from peer").nth(1).unwrap_or("");
+    let from = from.strip_prefix("s ").or_else(|| from.strip_prefix(' ')).unwrap_or("");
     let from = from.split(';').next().unwrap_or("");
     from.split(", ").find_map(|p| p.strip_prefix(&format!("{peer}: "))).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }

@@ -14,8 +14,12 @@ fn shared_ids_equal_b3sum_around_chunk_boundaries() {
         let name = format!("f{size}.bin");
         let data = bytes(size, &name);
         swarm.write_data(&name, &data);
-        let line = peer.command(&format!("share {name}"), "shared ").pop().unwrap();
-        let id = line.rsplit(" id ").next().unwrap();
+        let out = peer.command(&format!("share {name}"), "ticket p2pq1");
+        let shared = out.iter().find(|l| l.starts_with("shared ")).expect("a shared line");
+        assert!(shared.ends_with(&format!(" id {}", &b3sum(&data)[..12])), "size {size}: {shared}");
+        // The full id, as the ticket carries it.
+        let ticket = out.last().unwrap().strip_prefix("ticket ").unwrap();
+        let id = p2pq::discovery::ticket::Ticket::parse(ticket).unwrap().file.id.to_hex();
         assert_eq!(id, b3sum(&data), "size {size}");
         if let Some(external) = external_b3sum(&swarm.path().join("data").join(&name)) {
             assert_eq!(id, external, "size {size} vs the b3sum tool");

@@ -115,7 +115,7 @@ fn a_tracker_flood_is_capped_and_an_honest_download_completes() {
     // Meanwhile, an honest download.
     let started = Instant::now();
     let got = getter.command("get t.bin", "downloaded ");
-    assert!(got[0].contains(&b3sum(&data)), "{got:?}");
+    assert!(got[0].contains(&b3sum(&data)[..12]), "{got:?}");
     let honest = started.elapsed();
     let (alive, shares) = (rt.block_on(alive).unwrap(), rt.block_on(shares).unwrap());
     let (rss1, fds1) = (hostile::rss_kib(pid), hostile::fds(pid));
@@ -191,7 +191,7 @@ fn a_holder_flood_is_capped_and_an_honest_download_completes() {
     });
     let started = Instant::now();
     let got = getter.command("get h.bin", "downloaded ");
-    assert!(got[0].contains(&b3sum(&data)), "{got:?}");
+    assert!(got[0].contains(&b3sum(&data)[..12]), "{got:?}");
     let honest = started.elapsed();
     let (rss1, fds1) = (hostile::rss_kib(pid), hostile::fds(pid));
     eprintln!("holder flood: {} connections kept; honest get {honest:?}; VmRSS {rss0} -> {rss1} KiB; fds {fds0} -> {fds1}", flood.1.len());

@@ -151,7 +151,7 @@ fn hostile_frames_and_datagrams_end_their_stream_and_cost_under_16_mib() {
     holder.command("share after.bin", "shared ");
     let mut getter = swarm.peer("2");
     let got = getter.command("get f.bin", "downloaded ");
-    assert!(got[0].contains(&b3sum(&data)), "{got:?}");
+    assert!(got[0].contains(&b3sum(&data)[..12]), "{got:?}");
     getter.command("get after.bin", "downloaded ");
     assert!(swarm.tracker.is_running() && holder.is_running());
 }

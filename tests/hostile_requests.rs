@@ -41,7 +41,7 @@ fn unknown_ids_and_chunks_past_the_end_get_an_error_and_the_holder_goes_on() {
     });
     let mut getter = swarm.peer("2");
     let got = getter.command("get r.bin", "downloaded ");
-    assert!(got[0].contains(&b3sum(&data)), "{got:?}");
+    assert!(got[0].contains(&b3sum(&data)[..12]), "{got:?}");
     assert!(holder.is_running());
 }
 

@@ -49,7 +49,7 @@ fn seed_serves_until_sigterm_and_get_downloads_verified_files_and_reports_json()
     let args = [&["get", "a.bin", "--download-dir", "again"][..], &tracker].concat();
     let mut get = Proc::spawn("get again", swarm.path(), &args);
     let line = get.expect("downloaded a.bin");
-    assert!(line.contains(&format!("verified id {}", b3sum(&a))) && line.contains("saved to again/a.bin"), "{line}");
+    assert!(line.contains(&format!("verified id {}", &b3sum(&a)[..12])) && line.contains("saved to again/a.bin"), "{line}");
     assert!(get.wait_exit(TIMEOUT).success());
     let args = [&["get", "ghost.bin", "--json"][..], &tracker].concat();
     let mut ghost = Proc::spawn("ghost", swarm.path(), &args);

@@ -38,7 +38,7 @@ fn a_person_at_the_prompt_completes_downloads_with_a_bar_and_leaves_with_ctrl_d(
     pty.expect("1 peer").unwrap();
     let done = pty.expect("saved to").unwrap();
     let done = String::from_utf8_lossy(done.before()).to_string();
-    assert!(done.contains("downloaded movie.bin (6.0 MiB)") && done.contains(&b3sum(&data)), "{done}");
+    assert!(done.contains("downloaded movie.bin (6.0 MiB)") && done.contains(&b3sum(&data)[..12]), "{done}");
     assert!(std::fs::read(swarm.downloaded("2", "movie.bin")).unwrap() == data);
 
     // The prompt stays usable: help for one command, an unknown command suggests the nearest.

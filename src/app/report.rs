@@ -11,11 +11,11 @@ use crate::peer::{Got, Peer, Shared, Unshared};
 use crate::store::shares::Uploads;
 use crate::units;
 
-/// `shared NAME (SIZE, N chunks) id HEX`.
+/// `shared NAME (SIZE, N chunks) id HEX12`.
 pub fn shared_line(shared: &Shared) -> String {
     let info = &shared.info;
     let chunks = if shared.chunks == 1 { "1 chunk".to_string() } else { format!("{} chunks", shared.chunks) };
-    let mut line = format!("shared {} ({}, {chunks}) id {}", info.name, units::bytes(info.size), info.id);
+    let mut line = format!("shared {} ({}, {chunks}) id {}", info.name, units::bytes(info.size), info.id.short());
     if let Some(reason) = &shared.pending {
         line.push_str(&format!("; the tracker will hear of it once reachable ({reason})"));
     }
@@ -37,7 +37,7 @@ pub fn ticket_lines(ticket: &Ticket) -> String {
 /// `stopped sharing NAME (id HEX)`.
 pub fn unshared_line(unshared: &Unshared) -> String {
     let info = &unshared.info;
-    let mut line = format!("stopped sharing {} (id {})", info.name, info.id);
+    let mut line = format!("stopped sharing {} (id {})", info.name, info.id.short());
     if let Some(reason) = &unshared.pending {
         line.push_str(&format!("; the tracker still lists it until this peer registers again ({reason})"));
     }
@@ -49,25 +49,27 @@ fn origin(up: &Uploads) -> String {
     if up.restored { format!("restored ({})", up.origin.as_str()) } else { up.origin.as_str().to_string() }
 }
 
-/// `downloaded NAME (SIZE) in TIME at RATE; chunks from peers A: n, B: m; verified id HEX;
-/// saved to PATH`, or `already have …`.
+/// `downloaded NAME (SIZE) in TIME at RATE; chunks from peers A: n, B: m; verified id
+/// HEX12; saved to PATH` (`peer` when one sent them all), or `already have …`. Ids are cut to
+/// 12 hex digits here; `--json` and tickets carry them whole.
 pub fn got_line(got: &Got) -> String {
     let info = &got.info;
     if got.from.is_empty() && got.resumed == 0 {
-        return printable(&format!("already have {} at {} (id {})", info.name, got.path.display(), info.id));
+        return printable(&format!("already have {} at {} (id {})", info.name, got.path.display(), info.id.short()));
     }
     let mut from: Vec<String> = got.from.iter().map(|(peer, n)| format!("{peer}: {n}")).collect();
     if got.resumed > 0 {
         from.push(format!("{} already here from an earlier attempt", got.resumed));
     }
+    let peers = if got.from.len() == 1 { "peer" } else { "peers" };
     printable(&format!(
-        "downloaded {} ({}) in {} at {}; chunks from peers {}; verified id {}; saved to {}",
+        "downloaded {} ({}) in {} at {}; chunks from {peers} {}; verified id {}; saved to {}",
         info.name,
         units::bytes(info.size),
         units::duration(got.elapsed),
         units::rate(got.moved, got.elapsed),
         from.join(", "),
-        info.id,
+        info.id.short(),
         got.path.display()
     ))
 }
