@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
 use tokio::sync::Notify;
@@ -18,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 use super::progress::Show;
 use super::report;
 
+mod completion;
 mod sharing;
 use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
-use crate::logbook::{FILTER_FLAGS, Filter, chunks_table};
+use crate::logbook::{Filter, chunks_table};
 use crate::peer::Peer;
+use completion::Completion;
 
-/// How long Tab waits for the tracker's file list before completing from nothing.
-const COMPLETION_WAIT: Duration = Duration::from_millis(700);
 /// Most data-folder files offered by Tab after `share`.
 const COMPLETION_FILES: usize = 2000;
 
@@ -143,37 +142,6 @@ fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {
 
 fn names() -> Vec<&'static str> {
     COMMANDS.iter().map(|c| c.name).collect()
-}
-
-/// Tab completion: commands, files of the data folder after `share`, the tracker's files
-/// after `get`.
-struct Completion {
-    peer: Peer,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Complete for Completion {
-    fn commands(&self) -> Vec<&'static str> {
-        names()
-    }
-
-    fn arguments(&self, command: &str, index: usize) -> Vec<String> {
-        match (command, index) {
-            ("share", _) => self.peer.shareable(COMPLETION_FILES),
-            ("unshare", _) => self.peer.uploads().into_iter().map(|u| u.info.name).collect(),
-            ("get", _) => {
-                // Runs on the editor's thread, never on the runtime, so blocking here is fine.
-                let files = self.runtime.block_on(async { tokio::time::timeout(COMPLETION_WAIT, self.peer.tracker_files()).await });
-                files.ok().and_then(Result::ok).unwrap_or_default()
-            }
-            ("discard", 0) => self.peer.unfinished().iter().map(|u| u.label()).collect(),
-            ("logs", 0) => vec!["request".into()],
-            ("logs", _) => ["--json"].iter().chain(&FILTER_FLAGS).map(|f| f.to_string()).collect(),
-            ("status", 0) => vec!["--json".into()],
-            ("help", 0) => names().into_iter().map(String::from).collect(),
-            _ => Vec::new(),
-        }
-    }
 }
 
 /// What the prompt is running.

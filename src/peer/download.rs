@@ -26,11 +26,14 @@ use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook, now_ms};
 use crate::net::task;
 use crate::net::tls;
-use crate::protocol::{FileId, FileInfo, FileMatch, Holder, PEER_ALPN};
+use crate::protocol::{FileId, FileMatch, Holder, PEER_ALPN};
 use crate::store::partial::Partial;
 use crate::store::{StoreError, buffers};
 use crate::units;
 use tracing::Span;
+
+mod early;
+use early::Early;
 
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -158,68 +161,6 @@ async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<Holde
     let early = if fresh { Early::start(&links[0], &target.file) } else { Early::default() };
     let manifest = first_manifest(&links, target.file.id).await?;
     Ok((links, manifest, early))
-}
-
-/// Chunks asked of the first holder together with the manifest on a fresh download, so the
-/// first bytes arrive a round trip sooner. Their lengths come from the size the tracker
-/// reported; they are kept only if the manifest (checked against the file id) agrees, and go
-/// through the same verification as every other chunk.
-#[derive(Default)]
-struct Early {
-    chunk_size: u32,
-    size: u64,
-    fetches: Vec<EarlyFetch>,
-}
-
-/// One early chunk: its index, when it was asked for, and the fetch under way.
-type EarlyFetch = (u32, Instant, tokio::task::JoinHandle<Result<Pieces, FetchError>>);
-
-impl Early {
-    /// Asks `link` for the first window of chunks of `file`.
-    fn start(link: &Arc<HolderLink>, file: &FileInfo) -> Early {
-        let chunk_size = crate::content::manifest::chunk_size_for(file.size);
-        let count = crate::content::manifest::chunk_count(file.size, chunk_size);
-        let first = (link.window(chunk_size.into()) as u64).min(count) as u32;
-        let fetches = (0..first)
-            .map(|index| {
-                let offset = u64::from(index) * u64::from(chunk_size);
-                let len = (file.size - offset).min(chunk_size.into());
-                let (link, id) = (link.clone(), file.id);
-                (index, Instant::now(), task::spawn(Span::current(), async move { link.chunk(id, index, len).await }))
-            })
-            .collect();
-        Early { chunk_size, size: file.size, fetches }
-    }
-
-    /// These fetches if `manifest` cuts the file as they assumed; otherwise none (cancelled).
-    fn keep_if(mut self, manifest: &Manifest) -> Early {
-        if manifest.chunk_size != self.chunk_size || manifest.size != self.size {
-            self.fetches.drain(..).for_each(|(_, _, fetch)| fetch.abort());
-        }
-        self
-    }
-
-    /// Hands the fetches to the download as holder 0's first chunks. A fresh plan gives holder
-    /// 0 chunks 0, 1, 2… in order, so each fetch lines up with what the plan hands out.
-    fn adopt(mut self, plan: &mut Scheduler, tasks: &mut JoinSet<ChunkResult>) {
-        plan.set_window(0, self.fetches.len());
-        for (index, started, fetch) in self.fetches.drain(..) {
-            if plan.next(0) != Some(index) {
-                fetch.abort();
-                continue;
-            }
-            task::spawn_in(tasks, Span::current(), async move {
-                let fetched = fetch.await.unwrap_or_else(|e| Err(FetchError::Gone(format!("fetch ended: {e}"))));
-                (0, index, started, Step::Fetched(fetched))
-            });
-        }
-    }
-}
-
-impl Drop for Early {
-    fn drop(&mut self) {
-        self.fetches.iter().for_each(|(_, _, fetch)| fetch.abort());
-    }
 }
 
 /// Reports the chunks already on disk to the progress bar; returns how many there are and

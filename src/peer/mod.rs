@@ -6,10 +6,12 @@
 //! [`Peer::get_with`] and friends, and [`Peer::exit`] leaves cleanly. The engine never prints:
 //! downloads report through [`events`].
 
+mod config;
 pub mod download;
 pub mod events;
 mod finder;
 mod gate;
+mod getting;
 mod holder;
 mod liveness;
 pub mod scheduler;
@@ -21,97 +23,29 @@ pub mod window;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::discovery::Discovery;
-use crate::discovery::ticket::Ticket;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
 use crate::store::catalog::Origin;
 use crate::store::lock::StateLock;
 use crate::store::shares::Shares;
+pub use config::{HEARTBEAT, PeerConfig, STALL_TIMEOUT};
 pub use sharing::Unshared;
 
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
 use crate::net::tls::{self, Identity};
-use crate::protocol::{self, FileInfo, FileMatch, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
-use crate::store::{self, Destination};
+use crate::protocol::{self, FileInfo, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
+use crate::store::{self};
 
 /// How long `exit` waits for connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// How to run a peer.
-#[derive(Clone, Debug)]
-pub struct PeerConfig {
-    /// The peer's id (letters, digits, `-`, `_`).
-    pub id: String,
-    /// The tracker's address.
-    pub tracker: SocketAddr,
-    /// Other addresses of the same tracker (from a ticket or a host name), tried alongside.
-    pub tracker_alternates: Vec<SocketAddr>,
-    /// The tracker's certificate to pin; default `CERTS/tracker.crt`.
-    pub tracker_cert: Option<PathBuf>,
-    /// The tracker's certificate fingerprint to pin (from a ticket); when set, no certificate
-    /// file is read.
-    pub tracker_pin: Option<protocol::Fingerprint>,
-    /// Folder of certificates (the tracker's, and this peer's own).
-    pub certs: PathBuf,
-    /// Folder `share` takes files from.
-    pub data_dir: PathBuf,
-    /// Folder downloads land in.
-    pub download_dir: PathBuf,
-    /// Folder of the peer's own records (its chunk log).
-    pub state_dir: PathBuf,
-    /// Interval of `alive` heartbeats.
-    pub heartbeat: Duration,
-    /// Address the endpoint binds (port 0: any free port).
-    pub listen: SocketAddr,
-    /// Upload limit in bytes per second, across all downloaders.
-    pub upload_limit: Option<u64>,
-    /// Chunk requests a download keeps in flight per holder: `None` (the default) follows each
-    /// holder's measured rate and round trip; a number fixes it (benches compare depths).
-    pub window: Option<usize>,
-    /// How long a download with no holder left waits for one (asking discovery again) before
-    /// it gives up, keeping what it verified.
-    pub stall_timeout: Duration,
-}
-
-/// Interval of `alive` heartbeats unless told otherwise (the CLI's default too).
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long a download waits for a holder when none is left, unless told otherwise (the
-/// CLI's default too): long enough for a holder's laptop to wake or its owner to restart it.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(180);
-
-impl PeerConfig {
-    /// Peer `id` of the tracker at `tracker`, with its certificate in `certs` and everything
-    /// else under `home` (`data/`, `downloads/`, `state/`), on a free loopback port, with the
-    /// defaults: tracker certificate `certs/tracker.crt`, heartbeat [`HEARTBEAT`], no upload
-    /// limit, a window that follows each link. Change what differs with `..`.
-    pub fn in_home(id: &str, tracker: SocketAddr, certs: &std::path::Path, home: &std::path::Path) -> PeerConfig {
-        PeerConfig {
-            id: id.to_string(),
-            tracker,
-            tracker_alternates: Vec::new(),
-            tracker_cert: None,
-            tracker_pin: None,
-            certs: certs.to_path_buf(),
-            data_dir: home.join("data"),
-            download_dir: home.join("downloads"),
-            state_dir: home.join("state"),
-            heartbeat: HEARTBEAT,
-            listen: ([127, 0, 0, 1], 0).into(),
-            upload_limit: None,
-            window: None,
-            stall_timeout: STALL_TIMEOUT,
-        }
-    }
-}
 
 /// A running peer; cheap to clone.
 #[derive(Clone)]
@@ -338,149 +272,6 @@ impl Peer {
         self.serve_as(info, path, manifest, Origin::Downloaded, false).await
     }
 
-    /// Starts serving a downloaded file at once and announces it from a background task (a
-    /// tracker that is away hears of it on re-registering, which lists every share).
-    fn serve_in_background(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<()> {
-        self.serve_now(info.clone(), path.clone(), manifest.clone(), Origin::Downloaded, false)?;
-        let peer = self.clone();
-        let span = tracing::info_span!("announce", me = %self.inner.config.id, file = %info.id.short());
-        task::spawn_until(&self.inner.shutdown, span, async move {
-            if let Some(reason) = peer.record_and_announce(info, path, manifest, Origin::Downloaded).await {
-                tracing::debug!("downloaded but not announced yet: {reason}");
-            }
-        });
-        Ok(())
-    }
-
-    /// Downloads the file called `query` (or whose id starts with it) from every live holder,
-    /// reporting nothing.
-    pub async fn get(&self, query: &str) -> Result<Got> {
-        self.get_with(query, None, &CancellationToken::new()).await
-    }
-
-    /// Like [`Peer::get`], sending [`events::Progress`] to `events` if given (the front end
-    /// shows them; the engine never draws); gives up when `cancel` fires (what was verified
-    /// stays for the next attempt).
-    pub async fn get_with(
-        &self,
-        query: &str,
-        events: Option<UnboundedSender<events::Progress>>,
-        cancel: &CancellationToken,
-    ) -> Result<Got> {
-        let started = Instant::now();
-        let query = &self.query_of(query)?;
-        let target = tokio::select! {
-            target = self.lookup(query) => target?,
-            _ = cancel.cancelled() => bail!("get {query} cancelled"),
-        };
-        let info = target.file.clone();
-        if let Some(path) = self.already_have(&info).await? {
-            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0, moved: 0 });
-        }
-        let _claim = self.inner.downloading.take(&info)?;
-        let mut target = target;
-        target.holders.retain(|h| h.peer_id != self.inner.config.id);
-        if target.holders.is_empty() {
-            bail!("no live peer other than this one holds {}", info.name);
-        }
-        if let Some(events) = &events {
-            let _ = events.send(events::Progress::Found(info.clone()));
-        }
-        let (events, forwarding) = events::forward(&self.inner.transfers, &info, events);
-        let ctx = download::Context {
-            seek: self.inner.seek.clone(),
-            stall_timeout: self.inner.config.stall_timeout,
-            download_dir: &self.inner.config.download_dir,
-            log: &self.inner.log,
-            events,
-            cancel: cancel.clone(),
-        };
-        let span = tracing::info_span!("get", me = %self.inner.config.id, file = %info.id.short());
-        let outcome = tracing::Instrument::instrument(download::download(&ctx, &target), span).await;
-        drop(ctx);
-        let _ = forwarding.await;
-        let outcome = outcome.with_context(|| format!("download of {} failed", info.name))?;
-        // The transfer ends here: announcing is the tracker's business and must not hold up
-        // (or be counted in) the summary, even when the tracker just went away.
-        let elapsed = started.elapsed();
-        let moved = info.size - outcome.resumed_bytes.min(info.size);
-        self.serve_in_background(info.clone(), outcome.path.clone(), outcome.manifest)?;
-        Ok(Got { info, path: outcome.path, elapsed, from: outcome.from, resumed: outcome.resumed, moved })
-    }
-
-    /// What to ask the tracker for: a ticket becomes its file's full id, if it names this
-    /// peer's tracker; anything else is asked as typed.
-    fn query_of(&self, query: &str) -> Result<String> {
-        if !Ticket::looks_like(query) {
-            return Ok(query.to_string());
-        }
-        let ticket = Ticket::parse(query)?;
-        if ticket.tracker_fingerprint != self.inner.tracker_fp {
-            let theirs = ticket.trackers.first().map_or("?", String::as_str);
-            bail!(
-                "this ticket is for another tracker (at {theirs}) than this peer's ({}); run p2pq get TICKET, or start a peer with --tracker TICKET",
-                self.inner.link.shown()
-            );
-        }
-        Ok(ticket.id().to_hex())
-    }
-
-    /// A ticket for `file`: the tracker's addresses as it advertises them (after the one this
-    /// peer dialled, unless that is loopback) and its fingerprint.
-    pub async fn ticket(&self, file: &FileInfo) -> Ticket {
-        let dialled = self.inner.config.tracker;
-        let mut trackers = Vec::new();
-        if !dialled.ip().is_loopback() {
-            trackers.push(dialled.to_string());
-        }
-        for addr in self.inner.link.contact().await {
-            if !trackers.contains(&addr) {
-                trackers.push(addr);
-            }
-        }
-        if trackers.is_empty() {
-            trackers.push(dialled.to_string());
-        }
-        trackers.truncate(crate::discovery::ticket::MAX_ADDRESSES);
-        Ticket { trackers, tracker_fingerprint: self.inner.tracker_fp, file: file.clone() }
-    }
-
-    /// Asks the tracker which file `query` means; exactly one must match.
-    async fn lookup(&self, query: &str) -> Result<FileMatch> {
-        let mut found = self.inner.discovery.find(query).await?;
-        found.retain(|m| protocol::check_name(&m.file.name).is_ok());
-        match found.len() {
-            0 => bail!("no live peer shares {query:?}"),
-            1 => Ok(found.remove(0)),
-            n => {
-                let list: Vec<String> = found.iter().map(describe_candidate).collect();
-                bail!("{query:?} matches {n} different files: {}; pick one with get ID-PREFIX", list.join(", "))
-            }
-        }
-    }
-
-    /// The path of `info` if this peer already has it (shared or at the destination).
-    async fn already_have(&self, info: &FileInfo) -> Result<Option<PathBuf>> {
-        if let Some(shared) = self.inner.shares.get(&info.id) {
-            return Ok(Some(shared.path.clone()));
-        }
-        let (dir, name, id) = (self.inner.config.download_dir.clone(), info.name.clone(), info.id);
-        match tokio::task::spawn_blocking(move || store::destination(&dir, &name, &id)).await?? {
-            Destination::Free => Ok(None),
-            Destination::Same(path) => {
-                let manifest = tokio::task::spawn_blocking({
-                    let path = path.clone();
-                    move || Manifest::from_file(&path)
-                })
-                .await??
-                .1;
-                self.serve_file(info.clone(), path.clone(), Arc::new(manifest)).await?;
-                Ok(Some(path))
-            }
-            Destination::Taken(path) => bail!("{} already exists with other content; not overwritten", path.display()),
-        }
-    }
-
     /// Every chunk this peer downloaded, oldest first.
     pub fn chunk_log(&self) -> Result<Vec<ChunkRecord>> {
         Ok(self.inner.log.read_all()?)
@@ -571,9 +362,4 @@ async fn withdraw(link: Arc<TrackerLink>, mut withdrawn: tokio::sync::mpsc::Unbo
             tracing::warn!("cannot withdraw {} at the tracker: {err:#}", file.name);
         }
     }
-}
-
-fn describe_candidate(m: &FileMatch) -> String {
-    let holders = m.holders.len();
-    format!("{} ({}, {} holder{})", m.file.id.short(), crate::units::bytes(m.file.size), holders, if holders == 1 { "" } else { "s" })
 }

@@ -1,0 +1,168 @@
+//! `get`: from what the user typed (a name, an id prefix, a ticket) to a verified file in the
+//! download folder, shared as soon as it is there.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::{Got, Peer, download, events};
+use crate::content::manifest::Manifest;
+use crate::discovery::ticket::Ticket;
+use crate::net::task;
+use crate::protocol::{self, FileInfo, FileMatch};
+use crate::store::catalog::Origin;
+use crate::store::{self, Destination};
+
+impl Peer {
+    /// Starts serving a downloaded file at once and announces it from a background task (a
+    /// tracker that is away hears of it on re-registering, which lists every share).
+    fn serve_in_background(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<()> {
+        self.serve_now(info.clone(), path.clone(), manifest.clone(), Origin::Downloaded, false)?;
+        let peer = self.clone();
+        let span = tracing::info_span!("announce", me = %self.inner.config.id, file = %info.id.short());
+        task::spawn_until(&self.inner.shutdown, span, async move {
+            if let Some(reason) = peer.record_and_announce(info, path, manifest, Origin::Downloaded).await {
+                tracing::debug!("downloaded but not announced yet: {reason}");
+            }
+        });
+        Ok(())
+    }
+
+    /// Downloads the file called `query` (or whose id starts with it) from every live holder,
+    /// reporting nothing.
+    pub async fn get(&self, query: &str) -> Result<Got> {
+        self.get_with(query, None, &CancellationToken::new()).await
+    }
+
+    /// Like [`Peer::get`], sending [`events::Progress`] to `events` if given (the front end
+    /// shows them; the engine never draws); gives up when `cancel` fires (what was verified
+    /// stays for the next attempt).
+    pub async fn get_with(
+        &self,
+        query: &str,
+        events: Option<UnboundedSender<events::Progress>>,
+        cancel: &CancellationToken,
+    ) -> Result<Got> {
+        let started = Instant::now();
+        let query = &self.query_of(query)?;
+        let target = tokio::select! {
+            target = self.lookup(query) => target?,
+            _ = cancel.cancelled() => bail!("get {query} cancelled"),
+        };
+        let info = target.file.clone();
+        if let Some(path) = self.already_have(&info).await? {
+            return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0, moved: 0 });
+        }
+        let _claim = self.inner.downloading.take(&info)?;
+        let mut target = target;
+        target.holders.retain(|h| h.peer_id != self.inner.config.id);
+        if target.holders.is_empty() {
+            bail!("no live peer other than this one holds {}", info.name);
+        }
+        if let Some(events) = &events {
+            let _ = events.send(events::Progress::Found(info.clone()));
+        }
+        let (events, forwarding) = events::forward(&self.inner.transfers, &info, events);
+        let ctx = download::Context {
+            seek: self.inner.seek.clone(),
+            stall_timeout: self.inner.config.stall_timeout,
+            download_dir: &self.inner.config.download_dir,
+            log: &self.inner.log,
+            events,
+            cancel: cancel.clone(),
+        };
+        let span = tracing::info_span!("get", me = %self.inner.config.id, file = %info.id.short());
+        let outcome = tracing::Instrument::instrument(download::download(&ctx, &target), span).await;
+        drop(ctx);
+        let _ = forwarding.await;
+        let outcome = outcome.with_context(|| format!("download of {} failed", info.name))?;
+        // The transfer ends here: announcing is the tracker's business and must not hold up
+        // (or be counted in) the summary, even when the tracker just went away.
+        let elapsed = started.elapsed();
+        let moved = info.size - outcome.resumed_bytes.min(info.size);
+        self.serve_in_background(info.clone(), outcome.path.clone(), outcome.manifest)?;
+        Ok(Got { info, path: outcome.path, elapsed, from: outcome.from, resumed: outcome.resumed, moved })
+    }
+
+    /// What to ask the tracker for: a ticket becomes its file's full id, if it names this
+    /// peer's tracker; anything else is asked as typed.
+    fn query_of(&self, query: &str) -> Result<String> {
+        if !Ticket::looks_like(query) {
+            return Ok(query.to_string());
+        }
+        let ticket = Ticket::parse(query)?;
+        if ticket.tracker_fingerprint != self.inner.tracker_fp {
+            let theirs = ticket.trackers.first().map_or("?", String::as_str);
+            bail!(
+                "this ticket is for another tracker (at {theirs}) than this peer's ({}); run p2pq get TICKET, or start a peer with --tracker TICKET",
+                self.inner.link.shown()
+            );
+        }
+        Ok(ticket.id().to_hex())
+    }
+
+    /// A ticket for `file`: the tracker's addresses as it advertises them (after the one this
+    /// peer dialled, unless that is loopback) and its fingerprint.
+    pub async fn ticket(&self, file: &FileInfo) -> Ticket {
+        let dialled = self.inner.config.tracker;
+        let mut trackers = Vec::new();
+        if !dialled.ip().is_loopback() {
+            trackers.push(dialled.to_string());
+        }
+        for addr in self.inner.link.contact().await {
+            if !trackers.contains(&addr) {
+                trackers.push(addr);
+            }
+        }
+        if trackers.is_empty() {
+            trackers.push(dialled.to_string());
+        }
+        trackers.truncate(crate::discovery::ticket::MAX_ADDRESSES);
+        Ticket { trackers, tracker_fingerprint: self.inner.tracker_fp, file: file.clone() }
+    }
+
+    /// Asks the tracker which file `query` means; exactly one must match.
+    async fn lookup(&self, query: &str) -> Result<FileMatch> {
+        let mut found = self.inner.discovery.find(query).await?;
+        found.retain(|m| protocol::check_name(&m.file.name).is_ok());
+        match found.len() {
+            0 => bail!("no live peer shares {query:?}"),
+            1 => Ok(found.remove(0)),
+            n => {
+                let list: Vec<String> = found.iter().map(describe_candidate).collect();
+                bail!("{query:?} matches {n} different files: {}; pick one with get ID-PREFIX", list.join(", "))
+            }
+        }
+    }
+
+    /// The path of `info` if this peer already has it (shared or at the destination).
+    async fn already_have(&self, info: &FileInfo) -> Result<Option<PathBuf>> {
+        if let Some(shared) = self.inner.shares.get(&info.id) {
+            return Ok(Some(shared.path.clone()));
+        }
+        let (dir, name, id) = (self.inner.config.download_dir.clone(), info.name.clone(), info.id);
+        match tokio::task::spawn_blocking(move || store::destination(&dir, &name, &id)).await?? {
+            Destination::Free => Ok(None),
+            Destination::Same(path) => {
+                let manifest = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || Manifest::from_file(&path)
+                })
+                .await??
+                .1;
+                self.serve_file(info.clone(), path.clone(), Arc::new(manifest)).await?;
+                Ok(Some(path))
+            }
+            Destination::Taken(path) => bail!("{} already exists with other content; not overwritten", path.display()),
+        }
+    }
+}
+
+fn describe_candidate(m: &FileMatch) -> String {
+    let holders = m.holders.len();
+    format!("{} ({}, {} holder{})", m.file.id.short(), crate::units::bytes(m.file.size), holders, if holders == 1 { "" } else { "s" })
+}
