@@ -21,23 +21,12 @@ fn chunks_from(line: &str, peer: &str) -> u32 {
     from.split(", ").find_map(|p| p.strip_prefix(&format!("{peer}: "))).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }
 
-/// Starts a peer with its own data folder and an upload limit, and shares `name` from it.
-fn slow_holder(swarm: &Swarm, id: &str, name: &str, data: &[u8], limit: &str) -> Proc {
-    let dir = swarm.path().join(format!("{id}-data"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), data).unwrap();
-    let dir = dir.to_string_lossy().into_owned();
-    let mut peer = swarm.peer_with(id, &["--data-dir", &dir, "--upload-limit", limit]);
-    peer.command(&format!("share {name}"), "shared ");
-    peer
-}
-
 #[test]
 fn a_holder_killed_mid_transfer_leaves_the_rest_to_the_others() {
     let swarm = Swarm::start("15");
     let data = bytes(12 << 20, "killed holder");
-    let doomed = slow_holder(&swarm, "doomed", "f.bin", &data, "2M");
-    let _steady = slow_holder(&swarm, "steady", "f.bin", &data, "2M");
+    let doomed = swarm.slow_holder("doomed", "f.bin", &data, "2M");
+    let _steady = swarm.slow_holder("steady", "f.bin", &data, "2M");
     let mut getter = swarm.peer("getter");
     getter.send("get f.bin");
     // Both holders are in the download once its first checkpoint has recorded chunks.
@@ -56,7 +45,7 @@ fn get_under_way(swarm: &Swarm, holder: &str, getter: &str, name: &str, data: &[
 
 /// [`get_under_way`], the getter started with `getter_args`.
 fn get_under_way_with(swarm: &Swarm, holder: &str, (getter, getter_args): (&str, &[&str]), name: &str, data: &[u8]) -> (Proc, Proc) {
-    let serving = slow_holder(swarm, holder, name, data, "2M");
+    let serving = swarm.slow_holder(holder, name, data, "2M");
     let mut getting = swarm.peer_with(getter, getter_args);
     getting.send(&format!("get {name}"));
     wait_for_checkpoint(swarm, getter, data);
@@ -81,7 +70,7 @@ fn with_no_holder_left_for_its_stall_timeout_get_stops_keeps_what_it_has_and_res
     assert!(err.contains("chunks verified and kept"), "{err}");
     assert!(!swarm.downloaded("getter", "r.bin").exists(), "an incomplete file appeared under its name");
     // The holder comes back (same id and certificate); get again resumes.
-    let _again = slow_holder(&swarm, "only", "r.bin", &data, "64M");
+    let _again = swarm.slow_holder("only", "r.bin", &data, "64M");
     let line = getter.command("get r.bin", "downloaded r.bin").pop().unwrap();
     assert!(line.contains("already here from an earlier attempt"), "{line}");
     assert!(std::fs::read(swarm.downloaded("getter", "r.bin")).unwrap() == data);
@@ -112,8 +101,8 @@ fn a_downloader_killed_mid_download_resumes_where_it_was() {
 fn a_holder_whose_file_changed_stops_serving_it_and_the_others_finish() {
     let swarm = Swarm::start("15");
     let data = bytes(3 << 20, "edited");
-    let mut editor = slow_holder(&swarm, "editor", "e.bin", &data, "1G");
-    let _honest = slow_holder(&swarm, "honest", "e.bin", &data, "1G");
+    let mut editor = swarm.slow_holder("editor", "e.bin", &data, "1G");
+    let _honest = swarm.slow_holder("honest", "e.bin", &data, "1G");
     let mut edited = data.clone();
     edited[100] ^= 0xff;
     std::fs::write(swarm.path().join("editor-data/e.bin"), &edited).unwrap();
@@ -144,7 +133,7 @@ fn lies_are_caught(how: Lie) {
     let data = bytes(4 << 20, "liar");
     let _liar = start_liar(&swarm, "l.bin", &data, how);
     // The honest holder is slowed so the liar's bad chunks surely come back before the end.
-    let _honest = slow_holder(&swarm, "honest", "l.bin", &data, "4M");
+    let _honest = swarm.slow_holder("honest", "l.bin", &data, "4M");
     let mut getter = swarm.peer("getter");
     let line = getter.command("get l.bin", "downloaded l.bin").pop().unwrap();
     assert!(std::fs::read(swarm.downloaded("getter", "l.bin")).unwrap() == data);
@@ -224,8 +213,8 @@ fn two_files_with_one_name_are_never_mixed() {
     let swarm = Swarm::start("15");
     let a = bytes(5000, "first");
     let b = bytes(7000, "second");
-    let mut one = slow_holder(&swarm, "one", "same.txt", &a, "1G");
-    let mut two = slow_holder(&swarm, "two", "same.txt", &b, "1G");
+    let mut one = swarm.slow_holder("one", "same.txt", &a, "1G");
+    let mut two = swarm.slow_holder("two", "same.txt", &b, "1G");
     let mut getter = swarm.peer("getter");
     getter.send("get same.txt");
     let err = getter.expect_err("error:");
@@ -241,7 +230,7 @@ fn two_files_with_one_name_are_never_mixed() {
 fn a_full_disk_is_a_clear_error_and_the_download_resumes_once_space_is_freed() {
     let swarm = Swarm::start("15");
     let data = bytes(6 << 20, "disk full");
-    let _holder = slow_holder(&swarm, "h", "d.bin", &data, "1G");
+    let _holder = swarm.slow_holder("h", "d.bin", &data, "1G");
     let small = swarm.path().join("small-disk");
     std::fs::create_dir_all(&small).unwrap();
     let Some(_mount) = Tmpfs::mount(&small, "2m") else {

@@ -6,18 +6,9 @@ mod common;
 use common::{Proc, Stream, Swarm, TIMEOUT, bytes};
 use serde_json::Value;
 
-/// Reads JSON events from `get` until one satisfies `stop`; returns them all.
+/// The events of `get` until one satisfies `stop`.
 fn events_until(get: &mut Proc, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
-        let line = get.expect_on(Stream::Out, |_| true, TIMEOUT);
-        let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        let end = stop(&event) || event["event"] == "error" || event["event"] == "done";
-        seen.push(event);
-        if end {
-            return seen;
-        }
-    }
+    get.json_until(stop).into_iter().map(|(_, e)| e).collect()
 }
 
 fn is(kind: &'static str) -> impl Fn(&Value) -> bool {

@@ -3,23 +3,8 @@
 
 mod common;
 
-use std::time::Instant;
-
 use common::{Proc, Stream, Swarm, TIMEOUT, bytes};
 use serde_json::Value;
-
-fn json_events(get: &mut Proc, until: &str) -> Vec<(Instant, Value)> {
-    let mut events = Vec::new();
-    loop {
-        let line = get.expect_on(Stream::Out, |_| true, TIMEOUT);
-        let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        let end = event["event"] == until || event["event"] == "error";
-        events.push((Instant::now(), event));
-        if end {
-            return events;
-        }
-    }
-}
 
 #[test]
 fn a_download_whose_tracker_just_died_reports_at_once() {
@@ -33,7 +18,7 @@ fn a_download_whose_tracker_just_died_reports_at_once() {
     let first = get.expect_on(Stream::Out, |l| l.contains("\"event\":\"progress\""), TIMEOUT);
     assert!(!first.contains(&format!("\"bytes\":{}", data.len())), "the tracker must die mid-transfer: {first}");
     swarm.tracker.signal("KILL");
-    let events = json_events(&mut get, "done");
+    let events = get.json_until(|e| e["event"] == "done");
     let (done_at, done) = events.last().unwrap();
     assert_eq!(done["event"], "done", "{}", get.transcript());
     let (last_chunk_at, _) = events.iter().rev().find(|(_, e)| e["event"] == "progress").expect("progress events");
@@ -59,7 +44,7 @@ fn a_resumed_download_rates_only_the_bytes_moved_this_time() {
     first.signal("INT");
     assert!(!first.wait_exit(TIMEOUT).success());
     let mut again = Proc::spawn("second get", swarm.path(), &args);
-    let events = json_events(&mut again, "done");
+    let events = again.json_until(|e| e["event"] == "done");
     let done = &events.last().unwrap().1;
     assert_eq!(done["event"], "done", "{}", again.transcript());
     let resumed = done["resumed_chunks"].as_u64().unwrap();

@@ -14,17 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 const CHUNK: u64 = 256 << 10;
 
-/// Starts a peer with its own data folder and an upload limit, and shares `name` from it.
-fn slow_holder(swarm: &Swarm, id: &str, name: &str, data: &[u8], limit: &str) -> Proc {
-    let dir = swarm.path().join(format!("{id}-data"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), data).unwrap();
-    let dir = dir.to_string_lossy().into_owned();
-    let mut peer = swarm.peer_with(id, &["--data-dir", &dir, "--upload-limit", limit]);
-    peer.command(&format!("share {name}"), "shared ");
-    peer
-}
-
 /// What is in `dir`.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
@@ -34,7 +23,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 fn status_lists_an_unfinished_download_and_discard_drops_it() {
     let swarm = Swarm::start("15");
     let data = bytes(4 << 20, "unfinished");
-    let holder = slow_holder(&swarm, "h", "r.bin", &data, "1M");
+    let holder = swarm.slow_holder("h", "r.bin", &data, "1M");
     let mut getter = swarm.peer_with("g", &["--stall-timeout", "1"]);
     getter.send("get r.bin");
     // Once a checkpoint has recorded chunks, the holder goes away: the get stops after its (short)
@@ -155,7 +144,7 @@ impl Drop for Tmpfs {
 fn a_download_too_big_for_the_disk_fails_before_fetching_anything() {
     let swarm = Swarm::start("15");
     let data = bytes(3 << 20, "too big");
-    let mut holder = slow_holder(&swarm, "h", "d.bin", &data, "1G");
+    let mut holder = swarm.slow_holder("h", "d.bin", &data, "1G");
     let small = swarm.path().join("small-disk");
     let Some(_mount) = Tmpfs::mount(&small, "1m") else {
         eprintln!("skipped: cannot mount a small tmpfs here (needs root)");

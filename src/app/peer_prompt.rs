@@ -84,13 +84,7 @@ const COMMANDS: &[CommandHelp] = &[
         details: "Deletes what an interrupted get left (the partial file and its resume state), named as status lists it: its name or an id prefix. Refused while that file downloads.",
         example: "discard some-file.iso",
     },
-    CommandHelp {
-        name: "clear",
-        usage: "",
-        summary: "clear the screen",
-        details: "On a terminal only; from a pipe it does nothing.",
-        example: "clear",
-    },
+    console::CLEAR_HELP,
     CommandHelp { name: "help", usage: "[command]", summary: "this text, or one command in detail", details: "", example: "help get" },
     CommandHelp {
         name: "exit",

@@ -79,13 +79,7 @@ const COMMANDS: &[CommandHelp] = &[
         details: "Every file some live peer holds, with the peers holding it.",
         example: "files --json",
     },
-    CommandHelp {
-        name: "clear",
-        usage: "",
-        summary: "clear the screen",
-        details: "On a terminal only; from a pipe it does nothing.",
-        example: "clear",
-    },
+    console::CLEAR_HELP,
     CommandHelp {
         name: "help",
         usage: "[command]",

@@ -132,6 +132,21 @@ impl Proc {
         }
     }
 
+    /// Reads `--json` events from stdout until one satisfies `stop` (or an `error` or `done`
+    /// event comes); returns them all, each with when it arrived.
+    pub fn json_until(&mut self, stop: impl Fn(&serde_json::Value) -> bool) -> Vec<(Instant, serde_json::Value)> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.expect_on(Stream::Out, |_| true, TIMEOUT);
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let end = stop(&event) || event["event"] == "error" || event["event"] == "done";
+            seen.push((Instant::now(), event));
+            if end {
+                return seen;
+            }
+        }
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -217,6 +232,18 @@ impl Swarm {
     /// Starts peer `id` and waits until it is registered.
     pub fn peer(&self, id: &str) -> Proc {
         self.peer_with(id, &[])
+    }
+
+    /// Starts peer `id` with its own data folder holding `data` as `name` and an upload limit
+    /// (so a transfer lasts long enough to interrupt), and shares it.
+    pub fn slow_holder(&self, id: &str, name: &str, data: &[u8], limit: &str) -> Proc {
+        let dir = self.path().join(format!("{id}-data"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), data).unwrap();
+        let dir = dir.to_string_lossy().into_owned();
+        let mut peer = self.peer_with(id, &["--data-dir", &dir, "--upload-limit", limit]);
+        peer.command(&format!("share {name}"), "shared ");
+        peer
     }
 
     /// Writes a file into the shared data folder.

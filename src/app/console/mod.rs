@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 pub use diagnostics::Diagnostic;
 pub use screen::{Stream, clear, colour, error, error_line, is_quiet, notices_to_stderr, out, say, set_quiet, warn};
 pub use signals::{cancel_on_signal, install_signals, on_signals};
-pub use words::{CommandHelp, completions, help, json_line, quote, suggest, unknown, words};
+pub use words::{CLEAR_HELP, CommandHelp, completions, help, json_line, quote, suggest, unknown, words};
 
 /// Prints each notice as it arrives (a task that ends when the sender goes away).
 pub fn print_notices(mut notices: tokio::sync::broadcast::Receiver<String>) {

@@ -98,6 +98,15 @@ pub struct CommandHelp {
     pub example: &'static str,
 }
 
+/// `clear`, the same at both prompts.
+pub const CLEAR_HELP: CommandHelp = CommandHelp {
+    name: "clear",
+    usage: "",
+    summary: "clear the screen",
+    details: "On a terminal only; from a pipe it does nothing.",
+    example: "clear",
+};
+
 /// `help` (every command, one line each) or `help TOPIC` (one command, with an example).
 pub fn help(commands: &[CommandHelp], topic: &str, keys: &str) -> Result<String> {
     if topic.is_empty() {
