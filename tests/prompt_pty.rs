@@ -126,6 +126,11 @@ fn the_prompt_shows_at_once_and_every_line_typed_ahead_runs_in_order() {
     assert!(!before.contains("unreachable"), "the prompt waited for the tracker: {before:?}");
     pty.expect("example: get").unwrap();
     pty.expect("example: status").unwrap();
+    // Lines pasted in one go while the editor waits at the prompt all run too.
+    upto(&mut pty, "peer 2> ");
+    pty.send("help share\rhelp logs\r").unwrap();
+    pty.expect("example: share").unwrap();
+    pty.expect("example: logs").unwrap();
     // Still usable while the link keeps trying, and the notice says how it went.
     pty.expect("tracker unreachable").unwrap();
     pty.send("exit\r").unwrap();
