@@ -110,6 +110,11 @@ enum Command {
         /// Folder the files are taken from (nothing outside it is ever read).
         #[arg(long, default_value = ".")]
         data_dir: PathBuf,
+        /// Also run a tracker for this seed while it runs, on all interfaces port 6771 or
+        /// on --with-tracker=ADDR: one command to send, the printed tickets all the other
+        /// side needs.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "0.0.0.0:6771", conflicts_with = "tracker")]
+        with_tracker: Option<SocketAddr>,
     },
     /// Print shell completions: p2pq completions bash > /etc/bash_completion.d/p2pq
     Completions {
@@ -230,7 +235,7 @@ async fn main() -> ExitCode {
             let access = Access { stall_timeout, ..link.into() };
             exit_code(oneshot::get(access, names, download_dir, json).await)
         }
-        Command::Seed { files, link, data_dir } => exit_code(oneshot::seed(link.into(), files, data_dir).await),
+        Command::Seed { files, link, data_dir, with_tracker } => exit_code(oneshot::seed(link.into(), files, data_dir, with_tracker).await),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());
             Ok(())

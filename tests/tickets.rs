@@ -117,3 +117,22 @@ fn get_json_with_the_tracker_down_ends_with_one_error_event_per_file() {
     assert_eq!(out.len(), 1, "{}", get.transcript());
     assert!(!get.transcript().contains("retrying"), "no 'retrying' right before giving up: {}", get.transcript());
 }
+
+#[test]
+fn seed_with_its_own_tracker_sends_a_file_in_one_command() {
+    let here = tempfile::tempdir().unwrap();
+    let data = bytes(800_000, "one command");
+    std::fs::write(here.path().join("notes.txt"), &data).unwrap();
+    let mut seed = Proc::spawn("seed", here.path(), &["seed", "notes.txt", "--with-tracker=127.0.0.1:0"]);
+    seed.expect_on(Stream::Err, |l| l.starts_with("tracker for this seed listening on 127.0.0.1:"), TIMEOUT);
+    let ticket = seed.expect("ticket p2pq1").strip_prefix("ticket ").unwrap().to_string();
+    let other = elsewhere();
+    let mut get = Proc::spawn("get", other.path(), &["get", &ticket]);
+    get.expect("downloaded notes.txt");
+    assert!(get.wait_exit(TIMEOUT).success(), "{}", get.transcript());
+    assert!(std::fs::read(other.path().join("notes.txt")).unwrap() == data);
+    // Nothing of the seed's tracker is left in the folder it ran in.
+    assert!(!here.path().join("certs").exists() && !here.path().join(".p2pq").exists());
+    seed.signal("TERM");
+    assert!(seed.wait_exit(TIMEOUT).success(), "{}", seed.transcript());
+}

@@ -20,6 +20,7 @@ use super::target::{self, TrackerTarget};
 use crate::app::console;
 use crate::discovery::ticket::Ticket;
 use crate::peer::{Got, Peer, PeerConfig};
+use crate::tracker::TrackerConfig;
 
 /// How long a one-shot peer waits to register before giving up on the tracker.
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
@@ -112,17 +113,45 @@ async fn report_gets(mut gets: JoinSet<(String, Result<Got>)>, json: bool, cance
     Ok(failed)
 }
 
-/// `p2pq seed FILE...`: shares the files from `data_dir` and serves them until Ctrl-C or SIGTERM.
-pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf) -> Result<u8> {
+/// `p2pq seed FILE...`: shares the files from `data_dir` and serves them until Ctrl-C or
+/// SIGTERM. With `own_tracker`, it also runs a tracker of its own there for as long as it
+/// seeds (with a certificate made for this run), so sending takes one command and the
+/// tickets it prints are all the other side needs.
+pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf, own_tracker: Option<SocketAddr>) -> Result<u8> {
     console::notices_to_stderr();
     let home = Scratch::new("seed")?;
-    let target = target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?;
-    let peer = start(&access, &target, &home, "seed", &data_dir, &home.path.join("downloads")).await?;
+    let Some(listen) = own_tracker else {
+        let target = target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?;
+        return seed_via(&access, &target, &home, &files, &data_dir).await;
+    };
+    let config = TrackerConfig {
+        listen,
+        certs: home.path.join("tracker-certs"),
+        state_dir: home.path.join("tracker"),
+        peer_timeout: crate::tracker::DEFAULT_PEER_TIMEOUT,
+        advertise: Vec::new(),
+    };
+    let running = crate::tracker::start(&config).await?;
+    console::say(&format!("tracker for this seed listening on {}", running.addr));
+    let dial = match running.addr {
+        addr if !addr.ip().is_unspecified() => addr,
+        SocketAddr::V4(addr) => ([127, 0, 0, 1], addr.port()).into(),
+        SocketAddr::V6(addr) => (std::net::Ipv6Addr::LOCALHOST, addr.port()).into(),
+    };
+    let target = TrackerTarget { addrs: vec![dial], pin: Some(running.fingerprint) };
+    let outcome = seed_via(&access, &target, &home, &files, &data_dir).await;
+    running.stop().await;
+    outcome
+}
+
+/// Seeds through the tracker at `target` until Ctrl-C or SIGTERM.
+async fn seed_via(access: &Access, target: &TrackerTarget, home: &Scratch, files: &[String], data_dir: &Path) -> Result<u8> {
+    let peer = start(access, target, home, "seed", data_dir, &home.path.join("downloads")).await?;
     // Ctrl-C or SIGTERM while hashing stops the hashing and the command.
     console::on_signals(peer.shutdown_token(), None);
     let show = if console::is_quiet() || !std::io::IsTerminal::is_terminal(&std::io::stderr()) { Show::Lines } else { Show::Bars };
     let mut shared = 0;
-    for file in &files {
+    for file in files {
         match super::progress::share(&peer, file, show, &peer.shutdown_token()).await {
             Ok(done) => {
                 shared += 1;

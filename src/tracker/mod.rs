@@ -31,6 +31,8 @@ const MAX_CONNECTIONS: usize = 4096;
 /// not: an unregistered connection holds its slot until the registration timeout). High enough
 /// for a room of peers behind one NAT.
 const MAX_CONNECTIONS_PER_IP: usize = 64;
+/// Silence after which a peer is dropped unless told otherwise (the CLI's default too).
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long shutdown waits for connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
