@@ -17,7 +17,7 @@ fn is(kind: &'static str) -> impl Fn(&Value) -> bool {
 
 #[test]
 fn a_holder_that_starts_sharing_during_a_download_is_used() {
-    let swarm = Swarm::start("15");
+    let mut swarm = Swarm::start("15");
     let data = bytes(4 << 20, "late holder");
     swarm.write_data("late.bin", &data);
     let mut slow = swarm.peer_with("slow", &["--upload-limit", "400K"]);
@@ -33,6 +33,11 @@ fn a_holder_that_starts_sharing_during_a_download_is_used() {
     let from = done["chunks_from"].as_object().unwrap();
     assert!(from.get("fast").and_then(Value::as_u64).unwrap_or(0) > 0, "the late holder sent chunks: {done}");
     assert!(std::fs::read(swarm.path().join("out/late.bin")).unwrap() == data);
+    // Asking again for holders is not a new get in the tracker's log: one get, one download.
+    let log = swarm.tracker.command("logs request --json", "]").pop().unwrap();
+    let events: Vec<Value> = serde_json::from_str(&log).unwrap();
+    let gets = events.iter().filter(|e| e["kind"] == "get" && e["file"] == "late.bin").count();
+    assert_eq!(gets, 1, "{log}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use anyhow::Result;
 
-use crate::protocol::FileMatch;
+use crate::protocol::{FileId, FileMatch};
 
 /// A future a [`Discovery`] returns (boxed, so the trait can be used as `dyn`).
 pub type Found<'a> = Pin<Box<dyn Future<Output = Result<Vec<FileMatch>>> + Send + 'a>>;
@@ -20,4 +20,10 @@ pub type Found<'a> = Pin<Box<dyn Future<Output = Result<Vec<FileMatch>>> + Send 
 pub trait Discovery: Send + Sync {
     /// Every file `query` may name, each with the holders this source knows of.
     fn find<'a>(&'a self, query: &'a str) -> Found<'a>;
+
+    /// The holders of the file `id` now, for a download already under way (a source may
+    /// answer this more cheaply than a search, and need not record it as a new request).
+    fn holders(&self, id: FileId) -> Found<'_> {
+        Box::pin(async move { self.find(&id.to_hex()).await })
+    }
 }

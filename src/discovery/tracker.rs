@@ -295,6 +295,15 @@ async fn exchange(conn: &Connection, request: &TrackerRequest) -> Result<Tracker
 }
 
 impl Discovery for TrackerLink {
+    fn holders(&self, id: crate::protocol::FileId) -> Found<'_> {
+        Box::pin(async move {
+            match self.request(&TrackerRequest::Holders(id)).await? {
+                TrackerResponse::Matches(found) => Ok(found),
+                _ => bail!("unexpected answer from the tracker"),
+            }
+        })
+    }
+
     fn find<'a>(&'a self, query: &'a str) -> Found<'a> {
         Box::pin(async move {
             let request = TrackerRequest::Lookup { query: query.to_string() };

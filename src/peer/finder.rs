@@ -104,8 +104,8 @@ impl Finder {
 
     /// Starts one lookup and schedules the next.
     fn ask(&mut self, waiting: bool) {
-        let (discovery, query) = (self.seek.discovery.clone(), self.file.to_hex());
-        self.lookup = Some(task::spawn(Span::current(), async move { discovery.find(&query).await }));
+        let (discovery, file) = (self.seek.discovery.clone(), self.file);
+        self.lookup = Some(task::spawn(Span::current(), async move { discovery.holders(file).await }));
         let most = if waiting { WAITING_ASK } else { LATEST_ASK };
         self.wait = (self.wait * 2).min(most);
         self.next_ask = Instant::now() + self.wait;

@@ -139,8 +139,13 @@ pub enum TrackerRequest {
     /// Stop listing me as a holder of this file (its copy on my disk changed). Added last so
     /// earlier tags keep their bytes.
     Unshare(FileId),
-    /// Which addresses can others reach you at? Asked to put them in a ticket. (Last.)
+    /// Which addresses can others reach you at? Asked to put them in a ticket. (After
+    /// `Unshare`.)
     Contact,
+    /// The live holders of this file now: asked again by a running download to find holders
+    /// that appeared since it began. Answered like a `Lookup` of the full id, but not logged
+    /// as a `get` (the user asked once). (Last.)
+    Holders(FileId),
 }
 
 /// The tracker's answer to one [`TrackerRequest`].

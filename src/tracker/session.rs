@@ -153,6 +153,10 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
         TrackerRequest::Contact => Ok(TrackerResponse::Contact(tracker.contact().to_vec())),
+        TrackerRequest::Holders(id) => {
+            let found: Vec<_> = tracker.registry().lookup(&id.to_hex()).into_iter().filter(|m| m.file.id == id).collect();
+            Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
+        }
         TrackerRequest::Exit => {
             if tracker.registry().leave(peer, session) {
                 tracker.record(Event::now(EventKind::Exit, peer, "exit"));
