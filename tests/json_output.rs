@@ -53,7 +53,9 @@ fn logs_status_peers_and_files_print_one_json_line_with_the_right_numbers() {
     assert!(kinds.contains(&("share", "1")) && kinds.contains(&("get", "2")), "{events}");
     let about = json(&tracker.command("logs_file j.bin --json", "]").pop().unwrap());
     assert!(about.as_array().unwrap().iter().all(|e| e["file"] == "j.bin"), "{about}");
-    let files = json(&tracker.command("files --json", "]").pop().unwrap());
+    // Peer 2 announces what it downloaded in the background: wait until the tracker lists it.
+    let both = |out: &[String]| out.iter().any(|l| l.contains(r#""holders":["1","2"]"#) || l.contains(r#""holders":["2","1"]"#));
+    let files = json(&tracker.poll("files --json", "]", common::TIMEOUT, both).pop().unwrap());
     assert_eq!(files[0]["id"], id.as_str());
     assert_eq!(files[0]["size"].as_u64(), Some(data.len() as u64));
     let mut holders: Vec<&str> = files[0]["holders"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
