@@ -26,6 +26,8 @@ fn request_all_and_file_views_show_the_right_events() {
     two.command("get a.txt", "downloaded ");
     // Heartbeats are flowing (0.2 s); wait for one so logs-all has something to show.
     swarm.tracker.poll("logs-all", " event", common::TIMEOUT, |out| out.iter().any(|l| kind(l) == "alive"));
+    // Peer 2 announces what it downloaded in the background: wait for that share too.
+    swarm.tracker.poll("logs request", " event", common::TIMEOUT, |out| out.iter().filter(|l| kind(l) == "share").count() == 3);
 
     let requests = events(&mut swarm.tracker, "logs request");
     assert!(requests.iter().all(|l| matches!(kind(l), "share" | "get")), "{requests:?}");
