@@ -20,12 +20,15 @@ use crate::store::{self, Destination};
 impl Peer {
     /// Starts serving a downloaded file at once and announces it from a background task (a
     /// tracker that is away hears of it on re-registering, which lists every share).
-    fn serve_in_background(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<()> {
+    async fn serve_in_background(&self, info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> Result<()> {
         self.serve_now(info.clone(), path.clone(), manifest.clone(), Origin::Downloaded, false)?;
+        // On disk before the summary, so a peer that exits right after still shares it at
+        // its next start; only the tracker, which may be slow or away, is told later.
+        self.record(&info, path, manifest, Origin::Downloaded).await;
         let peer = self.clone();
         let span = tracing::info_span!("announce", me = %self.inner.config.id, file = %info.id.short());
         task::spawn_until(&self.inner.shutdown, span, async move {
-            if let Some(reason) = peer.record_and_announce(info, path, manifest, Origin::Downloaded).await {
+            if let Some(reason) = peer.announce_one(info).await {
                 tracing::debug!("downloaded but not announced yet: {reason}");
             }
         });
@@ -84,7 +87,7 @@ impl Peer {
         // (or be counted in) the summary, even when the tracker just went away.
         let elapsed = started.elapsed();
         let moved = info.size - outcome.resumed_bytes.min(info.size);
-        self.serve_in_background(info.clone(), outcome.path.clone(), outcome.manifest)?;
+        self.serve_in_background(info.clone(), outcome.path.clone(), outcome.manifest).await?;
         Ok(Got { info, path: outcome.path, elapsed, from: outcome.from, resumed: outcome.resumed, moved })
     }
 

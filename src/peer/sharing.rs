@@ -204,6 +204,13 @@ impl Peer {
         manifest: Arc<Manifest>,
         origin: Origin,
     ) -> Option<String> {
+        self.record(&info, path, manifest, origin).await;
+        self.announce_one(info).await
+    }
+
+    /// Keeps a served file in the share list for the next start (a failure is a warning: it
+    /// is served now, just not after a restart).
+    pub(super) async fn record(&self, info: &FileInfo, path: PathBuf, manifest: Arc<Manifest>, origin: Origin) {
         let catalog = self.inner.sharing.catalog.clone();
         let recorded = tokio::task::spawn_blocking({
             let info = info.clone();
@@ -218,6 +225,10 @@ impl Peer {
             Ok(Err(err)) => tracing::warn!("{} is shared now but will not be after a restart: {err:#}", info.name),
             Err(err) => tracing::warn!("{} is shared now but will not be after a restart: {err}", info.name),
         }
+    }
+
+    /// Tells the tracker this peer shares `info`; returns why it did not hear, if it did not.
+    pub(super) async fn announce_one(&self, info: FileInfo) -> Option<String> {
         match self.inner.link.request(&TrackerRequest::Share(info)).await {
             Ok(_) => None,
             Err(err) => Some(format!("{err:#}")),
