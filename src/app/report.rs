@@ -111,6 +111,7 @@ pub fn status(peer: &Peer) -> String {
         downloads.row(vec![t.name, format!("{percent}%"), units::bytes(t.size), rate, eta, t.holders.to_string()]);
     }
     text.push_str(&downloads.render("download"));
+    text.push_str(&hashing(peer));
     text.push_str(&unfinished(peer));
     let mut shared = Table::new(&["NAME", "ID", "SIZE", "FROM", "UPLOADED", "CHUNKS SENT"]);
     for up in peer.uploads() {
@@ -120,6 +121,26 @@ pub fn status(peer: &Peer) -> String {
     }
     text.push_str(&shared.render("shared file"));
     text
+}
+
+/// The files being hashed for `share`, with how far each is; nothing when there are none.
+fn hashing(peer: &Peer) -> String {
+    let now = peer.hashing();
+    if now.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&["HASHING", "DONE", "SIZE", "RATE"]);
+    let footer = format!("{} being hashed", crate::logbook::count(now.len(), "file"));
+    for h in now {
+        let percent = (h.bytes * 100).checked_div(h.size).unwrap_or(100);
+        let (done, rate) = if h.waiting {
+            ("waiting".to_string(), "-".to_string())
+        } else {
+            (format!("{percent}%"), units::rate(h.bytes, std::time::Duration::from_millis(h.elapsed_ms.max(1))))
+        };
+        table.row(vec![h.name, done, units::bytes(h.size), rate]);
+    }
+    table.render_with(&footer)
 }
 
 /// The unfinished downloads `get` would resume: how much of each is verified, and since when;
@@ -167,6 +188,7 @@ pub fn status_json(peer: &Peer) -> Value {
         "peer": peer.id(),
         "tracker": {"addr": peer.tracker_addr().to_string(), "connected": peer.tracker_connected()},
         "downloads": peer.transfers(),
+        "hashing": peer.hashing(),
         "unfinished": unfinished_json(peer),
         "shared": shared,
     })

@@ -187,3 +187,84 @@ pub enum Hashing {
     /// The hashing ended (done, failed or cancelled); nothing comes after this.
     Done,
 }
+
+/// One file being hashed for `share`, for `status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HashingNow {
+    /// The name it will be shared under.
+    pub name: String,
+    /// File size.
+    pub size: u64,
+    /// Bytes hashed so far.
+    pub bytes: u64,
+    /// Waiting for a free hasher (every core is busy with another file).
+    pub waiting: bool,
+    /// Time since the share was asked for, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The last key handed out, and each file hashing by key with when it was asked for.
+type HashingTable = (u64, BTreeMap<u64, (HashingNow, Instant)>);
+
+/// Files being hashed for `share` now, for `status`; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Hashings {
+    inner: Arc<Mutex<HashingTable>>,
+}
+
+impl Hashings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashingTable> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every file being hashed, oldest first.
+    pub fn list(&self) -> Vec<HashingNow> {
+        let now = Instant::now();
+        let table = self.lock();
+        table
+            .1
+            .values()
+            .map(|(h, since)| HashingNow { elapsed_ms: now.saturating_duration_since(*since).as_millis() as u64, ..h.clone() })
+            .collect()
+    }
+
+    /// Lists `name` (waiting for a hasher) until the returned entry is dropped.
+    pub(super) fn add(&self, name: &str, size: u64) -> HashingEntry {
+        let mut table = self.lock();
+        table.0 += 1;
+        let key = table.0;
+        let now = HashingNow { name: name.to_string(), size, bytes: 0, waiting: true, elapsed_ms: 0 };
+        table.1.insert(key, (now, Instant::now()));
+        HashingEntry { hashings: self.clone(), key }
+    }
+}
+
+/// One file's entry in [`Hashings`]; removed when dropped (done, failed or cancelled alike).
+pub(super) struct HashingEntry {
+    hashings: Hashings,
+    key: u64,
+}
+
+impl HashingEntry {
+    /// A hasher took the file.
+    pub(super) fn started(&self) {
+        self.update(|h| h.waiting = false);
+    }
+
+    /// `bytes` more were hashed.
+    pub(super) fn hashed(&self, bytes: u64) {
+        self.update(|h| h.bytes += bytes);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut HashingNow)) {
+        if let Some((h, _)) = self.hashings.lock().1.get_mut(&self.key) {
+            change(h);
+        }
+    }
+}
+
+impl Drop for HashingEntry {
+    fn drop(&mut self) {
+        self.hashings.lock().1.remove(&self.key);
+    }
+}

@@ -45,6 +45,8 @@ pub(super) struct Sharing {
     catalog: Arc<Catalog>,
     /// One permit per file hashing at once.
     hashers: Arc<Semaphore>,
+    /// The files hashing or waiting to, for `status`.
+    hashings: super::events::Hashings,
     notices: broadcast::Sender<String>,
     /// The first listener, made at start so nothing said before the front end listens is lost.
     first: Mutex<Option<broadcast::Receiver<String>>>,
@@ -61,6 +63,7 @@ impl Sharing {
         Sharing {
             catalog: Arc::new(catalog),
             hashers: Arc::new(Semaphore::new(cores)),
+            hashings: Default::default(),
             notices,
             first: Mutex::new(Some(first)),
             load_error: error.map(|e| format!("{e:#}")),
@@ -132,6 +135,7 @@ impl Peer {
     /// `report`; stops when `cancel` fires or this future is dropped.
     async fn hash(&self, path: PathBuf, label: &str, report: Reporter, cancel: &CancellationToken) -> Result<Manifest> {
         let size = tokio::fs::metadata(&path).await.with_context(|| format!("cannot read {}", path.display()))?.len();
+        let entry = self.inner.sharing.hashings.add(label, size);
         let hashers = self.inner.sharing.hashers.clone();
         let permit = match hashers.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -152,10 +156,12 @@ impl Peer {
         let hashed = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             report.send(Hashing::Start { name, size });
+            entry.started();
             let mut unsent = 0;
             let hashed = Manifest::from_file_watched(&file, &mut |bytes| {
                 unsent += bytes;
                 if unsent >= REPORT_EVERY {
+                    entry.hashed(unsent);
                     report.send(Hashing::Hashed { bytes: std::mem::take(&mut unsent) });
                 }
                 !stop.is_cancelled()
@@ -233,6 +239,11 @@ impl Peer {
             Ok(_) => None,
             Err(err) => Some(format!("{err:#}")),
         }
+    }
+
+    /// Files being hashed for `share` now (or waiting for a hasher), oldest first.
+    pub fn hashing(&self) -> Vec<super::events::HashingNow> {
+        self.inner.sharing.hashings.list()
     }
 
     /// Stops sharing the file called `query` (or whose id starts with it): no longer served,
