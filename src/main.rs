@@ -72,6 +72,9 @@ enum Command {
         /// Upload limit across all downloaders, bytes per second (e.g. 500K, 2M, 1G).
         #[arg(long, value_parser = p2pq::peer::throttle::parse_rate)]
         upload_limit: Option<u64>,
+        /// Download limit across all downloads and holders, bytes per second (e.g. 500K, 2M).
+        #[arg(long, value_parser = p2pq::peer::throttle::parse_rate)]
+        download_limit: Option<u64>,
         /// Folder of this peer's logs [default: .p2pq/peer-ID].
         #[arg(long)]
         state_dir: Option<PathBuf>,
@@ -98,6 +101,9 @@ enum Command {
         /// gives up (what it verified is kept).
         #[arg(long, default_value = "180", value_parser = seconds)]
         stall_timeout: Duration,
+        /// Download limit across all the files, bytes per second (e.g. 500K, 2M).
+        #[arg(long, value_parser = p2pq::peer::throttle::parse_rate)]
+        download_limit: Option<u64>,
     },
     /// Share files and serve them until Ctrl-C or SIGTERM.
     #[command(after_help = "Example:\n  p2pq seed notes.txt movie.mkv --data-dir ~/Videos")]
@@ -168,7 +174,7 @@ struct LinkArgs {
 impl From<LinkArgs> for Access {
     fn from(a: LinkArgs) -> Access {
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
-        Access { tracker, certs, tracker_cert, id: a.id, listen: a.listen, stall_timeout: p2pq::peer::STALL_TIMEOUT }
+        Access { tracker, certs, tracker_cert, id: a.id, listen: a.listen, stall_timeout: p2pq::peer::STALL_TIMEOUT, download_limit: None }
     }
 }
 
@@ -199,7 +205,9 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
-    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, state_dir, stall_timeout } = command else {
+    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, download_limit, state_dir, stall_timeout } =
+        command
+    else {
         anyhow::bail!("bad peer arguments");
     };
     let TrustArgs { tracker, certs, tracker_cert } = trust;
@@ -219,6 +227,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         data_dir,
         heartbeat,
         upload_limit,
+        download_limit,
         window: None,
         stall_timeout,
     })
@@ -231,8 +240,8 @@ async fn main() -> ExitCode {
     p2pq::app::console::install_signals();
     p2pq::app::console::set_quiet(cli.quiet);
     let result = match cli.command {
-        Command::Get { names, link, download_dir, json, stall_timeout } => {
-            let access = Access { stall_timeout, ..link.into() };
+        Command::Get { names, link, download_dir, json, stall_timeout, download_limit } => {
+            let access = Access { stall_timeout, download_limit, ..link.into() };
             exit_code(oneshot::get(access, names, download_dir, json).await)
         }
         Command::Seed { files, link, data_dir, with_tracker } => exit_code(oneshot::seed(link.into(), files, data_dir, with_tracker).await),

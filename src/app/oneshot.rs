@@ -45,6 +45,8 @@ pub struct Access {
     pub listen: Option<SocketAddr>,
     /// How long a download with no holder left waits for one.
     pub stall_timeout: Duration,
+    /// Download limit in bytes per second, across every file of the command.
+    pub download_limit: Option<u64>,
 }
 
 /// `p2pq get NAME|ID...`: downloads every file at once into `download_dir`; the exit status.
@@ -212,6 +214,7 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         heartbeat: HEARTBEAT,
         listen: access.listen.unwrap_or(unspecified),
         upload_limit: None,
+        download_limit: access.download_limit,
         window: None,
         stall_timeout: access.stall_timeout,
     };

@@ -34,6 +34,8 @@ pub struct PeerConfig {
     pub listen: SocketAddr,
     /// Upload limit in bytes per second, across all downloaders.
     pub upload_limit: Option<u64>,
+    /// Download limit in bytes per second, across all downloads and holders.
+    pub download_limit: Option<u64>,
     /// Chunk requests a download keeps in flight per holder: `None` (the default) follows each
     /// holder's measured rate and round trip; a number fixes it (benches compare depths).
     pub window: Option<usize>,
@@ -67,6 +69,7 @@ impl PeerConfig {
             heartbeat: HEARTBEAT,
             listen: ([127, 0, 0, 1], 0).into(),
             upload_limit: None,
+            download_limit: None,
             window: None,
             stall_timeout: STALL_TIMEOUT,
         }

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use super::liveness::{Heard, LinkState, State, Waiting, state};
 use super::scheduler::Penalty;
+use super::throttle::Throttle;
 use super::window::Window;
 use crate::content::manifest::Manifest;
 use crate::net::tls;
@@ -98,6 +99,8 @@ pub struct HolderPool {
     slots: Mutex<HashMap<(SocketAddr, Fingerprint), PoolSlot>>,
     /// Chunks in flight per holder if fixed; `None` follows each link.
     window: Option<usize>,
+    /// The download limit, shared by every holder link (so by every download).
+    limit: Option<Arc<Throttle>>,
 }
 
 /// The link to one holder; the async lock makes concurrent downloads wait for one handshake.
@@ -105,8 +108,8 @@ type PoolSlot = Arc<tokio::sync::Mutex<Weak<HolderLink>>>;
 
 impl HolderPool {
     /// A pool whose links keep `window` chunks in flight, or follow the link if `None`.
-    pub fn new(window: Option<usize>) -> HolderPool {
-        HolderPool { slots: Mutex::default(), window }
+    pub fn new(window: Option<usize>, limit: Option<Arc<Throttle>>) -> HolderPool {
+        HolderPool { slots: Mutex::default(), window, limit }
     }
 
     /// A live connection to `holder`: the one in use if there is one, else a new one.
@@ -116,7 +119,9 @@ impl HolderPool {
         if let Some(link) = current.upgrade().filter(|l| l.conn.close_reason().is_none()) {
             return Ok(link);
         }
-        let link = Arc::new(HolderLink::connect(endpoint, config, holder, self.window).await?);
+        let mut link = HolderLink::connect(endpoint, config, holder, self.window).await?;
+        link.limit = self.limit.clone();
+        let link = Arc::new(link);
         *current = Arc::downgrade(&link);
         Ok(link)
     }
@@ -142,6 +147,8 @@ pub struct HolderLink {
     state: Arc<Mutex<LinkState>>,
     /// Woken when a chunk request ends, for fetches waiting for room in the window.
     turns: Notify,
+    /// The peer's download limit: each request waits for its chunk's bytes before it goes.
+    limit: Option<Arc<Throttle>>,
 }
 
 impl Drop for HolderLink {
@@ -179,6 +186,7 @@ impl HolderLink {
             router,
             state,
             turns: Notify::new(),
+            limit: None,
         })
     }
 
@@ -259,6 +267,12 @@ impl HolderLink {
         // Past the window, a request would only queue at the holder; it waits here instead,
         // where waiting is not a fault.
         let _turn = self.turn(len).await;
+        // A download limit paces requests, not reads: the holder sends only what is asked,
+        // so the network carries no more than the limit (reading slowly would let a window's
+        // worth arrive at full speed). Waiting here is not the holder's silence.
+        if let Some(limit) = &self.limit {
+            limit.take(len as usize).await;
+        }
         let (tx, rx) = oneshot::channel();
         self.lock().entry((id, index)).or_default().push_back(tx);
         let result = self.heard_within(self.receive(id, index, len, rx)).await;

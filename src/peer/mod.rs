@@ -139,7 +139,8 @@ impl Peer {
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
         let (shares, withdrawn) = Shares::new();
         let throttle = config.upload_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
-        let holders = Arc::new(holder::HolderPool::new(config.window));
+        let download_limit = config.download_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
+        let holders = Arc::new(holder::HolderPool::new(config.window, download_limit));
         let identity = Arc::new(identity);
         let discovery: Arc<dyn Discovery> = link.clone();
         let seek = Arc::new(finder::Seek {
