@@ -44,7 +44,7 @@ async fn hashing_ends(events: &mut mpsc::UnboundedReceiver<Hashing>) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_share_returns_at_once_and_its_hashing_stops() {
+async fn a_cancelled_share_returns_at_once_its_hashing_stops_and_status_no_longer_lists_it() {
     let mut net = Net::start().await.unwrap();
     let (peer, _) = net.add_peer("1", Link::default()).await.unwrap();
     sparse(&net.write_data(&peer, "huge.bin", b"").unwrap(), HUGE);
@@ -55,32 +55,15 @@ async fn a_cancelled_share_returns_at_once_and_its_hashing_stops() {
         async move { peer.share_with("huge.bin", Some(events), &cancel).await }
     });
     hashing_under_way(&mut seen).await;
+    // A Hashed event is sent after the bytes it reports are counted for status.
+    let now = peer.hashing();
+    assert_eq!((now.len(), now[0].name.as_str(), now[0].size, now[0].waiting), (1, "huge.bin", HUGE, false), "{now:?}");
+    assert!(now[0].bytes > 0, "status shows how far it is: {now:?}");
     cancel.cancel();
     let result = tokio::time::timeout(STOP_WITHIN, sharing).await.expect("share returns within a second of cancel").unwrap();
     assert!(result.err().unwrap().to_string().contains("cancelled"));
     assert!(hashing_ends(&mut seen).await, "hashing went on after cancel");
     assert!(peer.uploads().is_empty());
-    net.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_lists_a_file_while_it_hashes_and_not_once_it_is_cancelled() {
-    let mut net = Net::start().await.unwrap();
-    let (peer, _) = net.add_peer("1", Link::default()).await.unwrap();
-    sparse(&net.write_data(&peer, "huge.bin", b"").unwrap(), HUGE);
-    let (events, mut seen) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
-    let sharing = tokio::spawn({
-        let (peer, cancel) = (peer.clone(), cancel.clone());
-        async move { peer.share_with("huge.bin", Some(events), &cancel).await }
-    });
-    // A Hashed event is sent after the bytes it reports are counted for status.
-    hashing_under_way(&mut seen).await;
-    let now = peer.hashing();
-    assert!(now.first().is_some_and(|h| h.bytes > 0), "status shows how far it is: {now:?}");
-    assert_eq!((now.len(), now[0].name.as_str(), now[0].size, now[0].waiting), (1, "huge.bin", HUGE, false), "{now:?}");
-    cancel.cancel();
-    let _ = tokio::time::timeout(STOP_WITHIN, sharing).await.expect("share returns after cancel");
     assert!(peer.hashing().is_empty(), "a cancelled share is no longer listed: {:?}", peer.hashing());
     net.stop().await;
 }
