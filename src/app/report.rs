@@ -113,11 +113,12 @@ pub fn status(peer: &Peer) -> String {
     text.push_str(&downloads.render("download"));
     text.push_str(&hashing(peer));
     text.push_str(&unfinished(peer));
-    let mut shared = Table::new(&["NAME", "ID", "SIZE", "FROM", "UPLOADED", "CHUNKS SENT"]);
+    let mut shared = Table::new(&["NAME", "ID", "SIZE", "FROM", "SERVING", "UPLOADED", "CHUNKS SENT"]);
     for up in peer.uploads() {
         let from = origin(&up);
+        let serving = crate::logbook::count(up.serving, "peer");
         let f = up.info;
-        shared.row(vec![f.name, f.id.short(), units::bytes(f.size), from, units::bytes(up.bytes), up.chunks.to_string()]);
+        shared.row(vec![f.name, f.id.short(), units::bytes(f.size), from, serving, units::bytes(up.bytes), up.chunks.to_string()]);
     }
     text.push_str(&shared.render("shared file"));
     text
@@ -179,6 +180,7 @@ pub fn status_json(peer: &Peer) -> Value {
                 "size": u.info.size,
                 "origin": u.origin.as_str(),
                 "restored": u.restored,
+                "serving_peers": u.serving,
                 "uploaded_bytes": u.bytes,
                 "uploaded_chunks": u.chunks,
             })

@@ -194,7 +194,7 @@ async fn send_chunk(conn: Connection, serving: Serving, id: FileId, index: u32) 
     }
     out.finish()?;
     if let Some(bytes) = sent {
-        serving.shares.count_sent(&id, bytes);
+        serving.shares.count_sent(&id, bytes, conn.remote_address());
     }
     Ok(())
 }

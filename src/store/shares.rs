@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -32,7 +34,12 @@ pub struct SharedFile {
     manifest_frame: OnceLock<Bytes>,
     /// How it came to be shared, and whether from the share list of the last run.
     source: (Origin, bool),
+    /// When each downloader (by address: one endpoint per peer) last got a chunk of it.
+    served: Mutex<HashMap<SocketAddr, Instant>>,
 }
+
+/// How recently a downloader must have been sent a chunk to count as being served now.
+pub const SERVING_WINDOW: Duration = Duration::from_secs(10);
 
 /// A shared file and how much of it went out.
 #[derive(Clone, Debug)]
@@ -47,6 +54,8 @@ pub struct Uploads {
     pub origin: Origin,
     /// Whether it is served again from the last run's share list.
     pub restored: bool,
+    /// Downloaders sent a chunk of it within [`SERVING_WINDOW`].
+    pub serving: usize,
 }
 
 /// Size and modification time: a change means the file is no longer what was shared.
@@ -63,7 +72,8 @@ impl SharedFile {
         let file = File::open(&path)?;
         let stamp = stamp(&file)?;
         let (sent, manifest_frame, source) = (Default::default(), OnceLock::new(), (Origin::Shared, false));
-        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent, manifest_frame, source })
+        let served = Mutex::default();
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent, manifest_frame, source, served })
     }
 
     /// The same file, marked as coming from `origin` (`restored` if from the last run's list).
@@ -75,6 +85,12 @@ impl SharedFile {
     /// How it came to be shared.
     pub fn origin(&self) -> Origin {
         self.source.0
+    }
+
+    /// Downloaders sent a chunk within [`SERVING_WINDOW`] before `now`.
+    fn serving_now(&self, now: Instant) -> usize {
+        let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        served.values().filter(|last| now.saturating_duration_since(**last) < SERVING_WINDOW).count()
     }
 
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
@@ -167,17 +183,24 @@ impl Shares {
                 bytes: f.sent.1.load(Ordering::Relaxed),
                 origin: f.source.0,
                 restored: f.source.1,
+                serving: f.serving_now(Instant::now()),
             })
             .collect();
         all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         all
     }
 
-    /// Counts a chunk of `bytes` sent from file `id`.
-    pub fn count_sent(&self, id: &FileId, bytes: usize) {
+    /// Counts a chunk of `bytes` sent from file `id` to the downloader at `to`.
+    pub fn count_sent(&self, id: &FileId, bytes: usize, to: SocketAddr) {
         if let Some(file) = self.get(id) {
             file.sent.0.fetch_add(1, Ordering::Relaxed);
             file.sent.1.fetch_add(bytes as u64, Ordering::Relaxed);
+            let now = Instant::now();
+            let mut served = file.served.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget who has not been served for a while, so the map stays as small as the
+            // set of downloaders of the moment.
+            served.retain(|_, last| now.saturating_duration_since(*last) < SERVING_WINDOW);
+            served.insert(to, now);
         }
     }
 
