@@ -83,3 +83,29 @@ fn a_requester_the_tracker_does_not_know_is_refused() {
     getter.command("get g.bin", "downloaded ");
     assert!(std::fs::read(swarm.downloaded("2", "g.bin")).unwrap() == data);
 }
+
+#[test]
+fn lookups_count_as_signs_of_life_and_an_expired_peer_is_told_to_register_again() {
+    // Peers are dropped after 1 s of silence here.
+    let mut swarm = Swarm::start("1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let conn = rt.block_on(async {
+        let h = Hostile::new();
+        let (conn, answer) = h.register(&swarm, "looker", vec![]).await.unwrap();
+        assert!(matches!(answer, TrackerResponse::Registered { .. }));
+        // Never an Alive, only lookups, for three times the timeout: the tracker keeps it.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        for _ in 0..12 {
+            tick.tick().await;
+            let answer = hostile::request(&conn, &TrackerRequest::Lookup { query: "x.bin".into() }).await.unwrap();
+            assert!(matches!(answer, TrackerResponse::Matches(_)), "{answer:?}");
+        }
+        conn
+    });
+    let listed = swarm.tracker.command("peers", " peer");
+    assert!(listed.iter().any(|l| l.starts_with("looker ")), "a peer that only looks things up is alive: {listed:?}");
+    // Silent now: once expired, its next lookup is refused with what to do.
+    swarm.tracker.poll("peers", " peer", common::TIMEOUT, |out| !out.iter().any(|l| l.starts_with("looker ")));
+    let answer = rt.block_on(hostile::request(&conn, &TrackerRequest::Lookup { query: "x.bin".into() })).unwrap();
+    assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("not registered")), "{answer:?}");
+}

@@ -141,6 +141,19 @@ async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, p
 /// The registry side of each request.
 fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> TrackerResponse {
     let now = Instant::now();
+    // Any request is a sign of life, and only a registered peer may ask: one the sweep
+    // expired is told to register again rather than answered as if it were listed.
+    let reads = matches!(
+        request,
+        TrackerRequest::Lookup { .. }
+            | TrackerRequest::Files
+            | TrackerRequest::Verify { .. }
+            | TrackerRequest::Holders(_)
+            | TrackerRequest::Contact
+    );
+    if reads && let Err(err) = tracker.registry().alive(peer, session, now) {
+        return TrackerResponse::Error(err.to_string());
+    }
     let result = match request {
         TrackerRequest::Register { .. } => Err("already registered".to_string()),
         TrackerRequest::Alive => tracker.registry().alive(peer, session, now).map_err(|e| e.to_string()).map(|()| {
