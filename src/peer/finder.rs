@@ -9,10 +9,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::time::Duration;
 
 use anyhow::Result;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, Sleep};
 use tracing::Span;
 
 use super::holder::{HolderLink, HolderPool};
@@ -50,7 +52,10 @@ pub struct Finder {
     known: HashSet<Fingerprint>,
     lookup: Option<JoinHandle<Result<Vec<FileMatch>>>>,
     joining: JoinSet<(Holder, Result<Arc<HolderLink>>)>,
-    next_ask: Instant,
+    /// When to ask next: one timer for the download's life, reset when the time moves, since
+    /// [`Finder::next`] is polled afresh after every chunk and a new timer each time would be
+    /// work on the chunk path.
+    next_ask: Pin<Box<Sleep>>,
     wait: Duration,
 }
 
@@ -58,7 +63,8 @@ impl Finder {
     /// A finder for `file`, whose download already uses `known` holders.
     pub fn new(seek: Arc<Seek>, file: FileId, known: impl IntoIterator<Item = Fingerprint>) -> Finder {
         let known = known.into_iter().collect();
-        Finder { seek, file, known, lookup: None, joining: JoinSet::new(), next_ask: Instant::now() + FIRST_ASK, wait: FIRST_ASK }
+        let next_ask = Box::pin(tokio::time::sleep(FIRST_ASK));
+        Finder { seek, file, known, lookup: None, joining: JoinSet::new(), next_ask, wait: FIRST_ASK }
     }
 
     /// A holder left or went silent: it may be found again.
@@ -69,16 +75,15 @@ impl Finder {
     /// No holder is left: ask now, then every few seconds.
     pub fn hurry(&mut self) {
         self.wait = self.wait.min(FIRST_ASK);
-        self.next_ask = self.next_ask.min(Instant::now());
+        self.next_ask.as_mut().reset(Instant::now());
     }
 
     /// The next new holder connected; pending until there is one (cancel-safe: use it in
     /// `select!`, its state lives in `self`).
     pub async fn next(&mut self, waiting: bool) -> Arc<HolderLink> {
         loop {
-            let ask_at = tokio::time::Instant::from_std(self.next_ask);
             tokio::select! {
-                _ = tokio::time::sleep_until(ask_at), if self.lookup.is_none() => self.ask(waiting),
+                _ = self.next_ask.as_mut(), if self.lookup.is_none() => self.ask(waiting),
                 found = lookup(&mut self.lookup), if self.lookup.is_some() => {
                     self.lookup = None;
                     match found {
@@ -108,7 +113,7 @@ impl Finder {
         self.lookup = Some(task::spawn(Span::current(), async move { discovery.holders(file).await }));
         let most = if waiting { WAITING_ASK } else { LATEST_ASK };
         self.wait = (self.wait * 2).min(most);
-        self.next_ask = Instant::now() + self.wait;
+        self.next_ask.as_mut().reset(Instant::now() + self.wait);
     }
 
     /// Connects to each holder of our file not in use yet.
