@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use p2pq::app::oneshot::{self, Access};
-use p2pq::app::target::{DEFAULT_TRACKER, resolve};
+use p2pq::app::target::resolve_or_default;
 use p2pq::peer::PeerConfig;
 use p2pq::tracker::TrackerConfig;
 
@@ -211,7 +211,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         anyhow::bail!("bad peer arguments");
     };
     let TrustArgs { tracker, certs, tracker_cert } = trust;
-    let target = resolve(tracker.as_deref().unwrap_or(DEFAULT_TRACKER)).await?;
+    let target = resolve_or_default(tracker.as_deref()).await?;
     let tracker = target.first();
     let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     Ok(PeerConfig {

@@ -55,7 +55,7 @@ pub async fn get(access: Access, names: Vec<String>, download_dir: PathBuf, json
     let home = Scratch::new("get")?;
     let target = match ticket_target(&names).await? {
         Some(target) => target,
-        None => target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?,
+        None => target::resolve_or_default(access.tracker.as_deref()).await?,
     };
     let peer = match start(&access, &target, &home, "get", Path::new("."), &download_dir).await {
         Ok(peer) => peer,
@@ -123,7 +123,7 @@ pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf, own_tra
     console::notices_to_stderr();
     let home = Scratch::new("seed")?;
     let Some(listen) = own_tracker else {
-        let target = target::resolve(access.tracker.as_deref().unwrap_or(target::DEFAULT_TRACKER)).await?;
+        let target = target::resolve_or_default(access.tracker.as_deref()).await?;
         return seed_via(&access, &target, &home, &files, &data_dir).await;
     };
     let config = TrackerConfig {

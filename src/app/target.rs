@@ -39,6 +39,11 @@ pub async fn resolve(text: &str) -> Result<TrackerTarget> {
     Ok(TrackerTarget { addrs: lookup(text).await?, pin: None })
 }
 
+/// Resolves `--tracker` as given, or [`DEFAULT_TRACKER`] when it was not.
+pub async fn resolve_or_default(text: Option<&str>) -> Result<TrackerTarget> {
+    resolve(text.unwrap_or(DEFAULT_TRACKER)).await
+}
+
 /// The tracker a ticket names, pinned by its fingerprint; addresses that do not resolve are
 /// skipped as long as one does.
 pub async fn from_ticket(ticket: &Ticket) -> Result<TrackerTarget> {
