@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Proc, Swarm, TIMEOUT, b3sum, bytes};
+use common::{Proc, Swarm, TIMEOUT, Tmpfs, b3sum, bytes};
 use p2pq::content::manifest::Manifest;
 use p2pq::net::tls::{self, Identity};
 use p2pq::protocol::{self, ChunkHeader, FileInfo, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse};
@@ -248,32 +248,6 @@ fn a_full_disk_is_a_clear_error_and_the_download_resumes_once_space_is_freed() {
     assert!(Tmpfs::resize(&small, "64m"));
     getter.command("get d.bin", "downloaded d.bin");
     assert!(std::fs::read(small.join("d.bin")).unwrap() == data);
-}
-
-/// A tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-
-    fn resize(at: &Path, size: &str) -> bool {
-        let opts = format!("remount,size={size}");
-        std::process::Command::new("mount").args(["-o", &opts]).arg(at).status().is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// How a hostile holder misbehaves once it has sent the true manifest.

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::inproc::{self, Net};
-use common::{Proc, Stream, Swarm, TIMEOUT, b3sum, bytes};
+use common::{Proc, Stream, Swarm, TIMEOUT, Tmpfs, b3sum, bytes};
 use p2pq::net::linksim::Link;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -112,31 +112,6 @@ fn a_one_shot_get_leaves_no_hidden_folder_behind() {
     assert_eq!(leftovers(&swarm.path().join("out")), ["a.bin"]);
     seed.signal("TERM");
     assert!(seed.wait_exit(TIMEOUT).success());
-}
-
-/// A tmpfs mounted for one test, unmounted on drop; `None` when not allowed (not root).
-#[cfg(target_os = "linux")]
-struct Tmpfs(std::path::PathBuf);
-
-#[cfg(target_os = "linux")]
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[cfg(target_os = "linux")]

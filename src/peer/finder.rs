@@ -8,8 +8,8 @@
 //! dropped for bad data stays out of this download.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;

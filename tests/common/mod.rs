@@ -37,9 +37,15 @@ pub struct Proc {
 impl Proc {
     /// Starts `p2pq ARGS` in `dir`.
     pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        Proc::spawn_with_env(name, dir, args, &[])
+    }
+
+    /// Starts `p2pq ARGS` in `dir` with these environment variables set too.
+    pub fn spawn_with_env(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_p2pq"))
             .args(args)
             .current_dir(dir)
+            .envs(envs.iter().copied())
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
@@ -147,19 +153,36 @@ impl Proc {
         }
     }
 
-    /// Waits for the process to exit by itself.
+    /// Waits for the process to exit by itself: its output pipes close when it does, which
+    /// ends the readers' channel; every line it printed is in `seen` afterwards.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                while let Ok(line) = self.lines.try_recv() {
-                    self.seen.push(line);
-                }
-                return status;
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.child.wait().expect("wait"),
+                Err(RecvTimeoutError::Timeout) => panic!("{}: did not exit; saw:\n{}", self.name, self.transcript()),
             }
-            assert!(Instant::now() < deadline, "{}: did not exit; saw:\n{}", self.name, self.transcript());
-            std::thread::sleep(POLL_INTERVAL / 5); // poll: a child's exit has no other signal here
         }
+    }
+
+    /// Waits for a line containing `text` on stdout or stderr (one already read counts).
+    pub fn expect_any(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some((_, line)) = self.seen.iter().find(|(_, l)| l.contains(text)) {
+                return line.clone();
+            }
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("{}: no line with {text:?}; saw:\n{}", self.name, self.transcript()),
+            }
+        }
+    }
+
+    /// Every line printed so far, stdout and stderr, in the order read.
+    pub fn said(&self) -> Vec<String> {
+        self.seen.iter().map(|(_, l)| l.clone()).collect()
     }
 
     /// Sends a signal (by name, e.g. "TERM", "KILL") to the process.
@@ -256,6 +279,36 @@ impl Swarm {
     /// Where peer `id` downloads `name` by default.
     pub fn downloaded(&self, id: &str, name: &str) -> PathBuf {
         self.path().join("data").join(format!("peer-{id}")).join(name)
+    }
+}
+
+/// A tmpfs mounted for one test (at `at`, made if missing), unmounted on drop; `None` when
+/// mounting is not allowed here (not root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `2m`) at `at`.
+    pub fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    /// Grows or shrinks the tmpfs mounted at `at`.
+    pub fn resize(at: &Path, size: &str) -> bool {
+        let opts = format!("remount,size={size}");
+        Command::new("mount").args(["-o", &opts]).arg(at).status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
