@@ -32,7 +32,9 @@ use crate::store::{StoreError, buffers};
 use crate::units;
 use tracing::Span;
 
+mod checkpoints;
 mod early;
+use checkpoints::Checkpoints;
 use early::Early;
 
 /// How often the resume state is brought up to date while chunks land.
@@ -332,42 +334,6 @@ fn failed(
         }
     }
     Ok(())
-}
-
-/// Runs resume checkpoints in the background, one at a time, every [`CHECKPOINT_BYTES`] of
-/// new data or [`CHECKPOINT_EVERY`], so syncing never holds up the chunks.
-#[derive(Default)]
-struct Checkpoints {
-    running: Option<tokio::task::JoinHandle<()>>,
-    last: Option<Instant>,
-    unsynced: u64,
-}
-
-impl Checkpoints {
-    /// Waits for a checkpoint under way, so none lands after the download is finished or
-    /// races the last one.
-    async fn settle(&mut self) {
-        if let Some(running) = self.running.take() {
-            let _ = running.await;
-        }
-    }
-
-    fn maybe(&mut self, job: &Job, landed: u64) {
-        self.unsynced += landed;
-        let late = self.last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
-        let due = self.unsynced >= CHECKPOINT_BYTES || (late && self.unsynced > 0);
-        let idle = self.running.as_ref().is_none_or(|r| r.is_finished());
-        if due && idle {
-            let job = job.clone();
-            self.last = Some(Instant::now());
-            self.unsynced = 0;
-            self.running = Some(task::spawn(Span::current(), async move {
-                if let Err(err) = job.checkpoint().await {
-                    tracing::warn!("cannot save resume state: {err}");
-                }
-            }));
-        }
-    }
 }
 
 /// Where one chunk's fetch is: its bytes arrived (or not), then it was verified and stored.

@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 
 use super::liveness::{Heard, LinkState, State, Waiting, state};
+pub use super::pieces::Pieces;
+use super::pieces::read_whole;
 use super::scheduler::Penalty;
 use super::throttle::Throttle;
 use super::window::Window;
@@ -296,63 +297,7 @@ impl HolderLink {
         if len != want {
             return Err(FetchError::Corrupt(format!("chunk {index} announced as {len} bytes, expected {want}")));
         }
-        read_whole(&mut stream, len as usize, &self.state).await.map_err(|e| match e {
-            FetchError::Corrupt(why) => FetchError::Corrupt(format!("chunk {index}: {why}")),
-            other => other,
-        })
-    }
-}
-
-/// Quinn buffers taken from a stream per read: one lock of the connection hands over this
-/// many received frames.
-const PIECES_PER_READ: usize = 32;
-
-/// A chunk as received: quinn's own buffers, in order, exactly the chunk's length in all.
-pub struct Pieces(Vec<Bytes>);
-
-impl Pieces {
-    /// Copies the chunk into `out`, which should be exactly its length (what does not fit is
-    /// left out, and then the chunk fails verification).
-    pub fn copy_to(&self, out: &mut [u8]) {
-        let mut at = 0;
-        for piece in &self.0 {
-            let Some(place) = out.get_mut(at..at + piece.len()) else { return };
-            place.copy_from_slice(piece);
-            at += piece.len();
-        }
-    }
-}
-
-/// Reads exactly `len` bytes from `stream` and its end, counting what arrives as heard on the
-/// link (silence is judged there, by the caller). Takes quinn's buffers as they are, many per
-/// lock of the connection (one at a time, every ~1 KiB frame contended with the connection
-/// driver), and copies nothing: the copy into one contiguous buffer happens on a blocking
-/// thread, off the thread that drives the connection.
-async fn read_whole(stream: &mut RecvStream, len: usize, link: &State) -> Result<Pieces, FetchError> {
-    let mut pieces = Vec::with_capacity(len / 1024 + 1);
-    let mut batch: [Bytes; PIECES_PER_READ] = Default::default();
-    let mut got = 0;
-    while got < len {
-        let count = match stream.read_chunks(&mut batch).await {
-            Ok(Some(count)) => count,
-            Ok(None) => return Err(FetchError::Corrupt(format!("cut short at {got} of {len} bytes"))),
-            Err(e) => return Err(FetchError::Corrupt(format!("stream failed: {e}"))),
-        };
-        let before = got;
-        for piece in &mut batch[..count] {
-            got += piece.len();
-            if got > len {
-                return Err(FetchError::Corrupt(format!("longer than the {len} bytes announced")));
-            }
-            pieces.push(std::mem::take(piece));
-        }
-        state(link).heard((got - before) as u64);
-    }
-    // The stream must end there: a holder that goes on is not sending what it announced.
-    match stream.read_chunk(1, true).await {
-        Ok(None) => Ok(Pieces(pieces)),
-        Ok(Some(_)) => Err(FetchError::Corrupt(format!("longer than the {len} bytes announced"))),
-        Err(e) => Err(FetchError::Corrupt(format!("stream failed: {e}"))),
+        read_whole(&mut stream, len as usize, &self.state).await.map_err(|why| FetchError::Corrupt(format!("chunk {index}: {why}")))
     }
 }
 

@@ -14,6 +14,7 @@ mod gate;
 mod getting;
 mod holder;
 mod liveness;
+mod pieces;
 pub mod scheduler;
 pub mod serve;
 mod sharing;
