@@ -217,7 +217,11 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
 /// resume state current; holders found meanwhile join in, and with none left it waits up to
 /// the stall timeout for one. Returns chunks per holder.
 async fn swarm(ctx: &Context<'_>, links: Vec<Arc<HolderLink>>, job: &Job, have: &[bool], early: Early) -> Result<Vec<(String, u32)>> {
-    let mut plan = Scheduler::new(job.manifest.count(), links.len(), 1, |i| have[i as usize]);
+    let mut plan = Scheduler::new(job.manifest.count(), 1, |i| have[i as usize]);
+    for _ in &links {
+        let h = plan.add_holder(1);
+        plan.holder_has_all(h);
+    }
     let mut finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|l| l.fingerprint));
     let mut links = links;
     let mut tasks = JoinSet::new();
@@ -291,7 +295,8 @@ fn joined(ctx: &Context<'_>, job: &Job, plan: &mut Scheduler, links: &mut Vec<Ar
     if was_waiting {
         let _ = ctx.events.send(Progress::Note(format!("found peer {} for {}; going on", link.peer_id, job.name)));
     }
-    plan.add_holder(link.window(job.manifest.chunk_size.into()));
+    let h = plan.add_holder(link.window(job.manifest.chunk_size.into()));
+    plan.holder_has_all(h);
     links.push(link);
     let _ = ctx.events.send(Progress::Holders(plan.live_holders()));
 }

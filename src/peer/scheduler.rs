@@ -1,27 +1,69 @@
 //! Which chunk to ask which holder for: plain state, no I/O.
 //!
-//! Each chunk is needed, in flight at one holder, or done. Each holder gets up to its window
-//! of chunks in flight (set from its link as the download goes, see [`Scheduler::set_window`]). A chunk that fails goes back to the front of the queue so another holder
-//! picks it up next; a holder is struck for each failure and dropped for this download after
-//! [`MAX_STRIKES`], or at once when its connection is gone. In the endgame, when nothing is
-//! left to hand out, an idle holder may race a slow one for a chunk still in flight: whichever
-//! verifies first wins and the other copy is ignored.
+//! Each chunk is needed, in flight at one holder, or done. A holder says what it has (every
+//! chunk, or a bitfield and then one have at a time, as in BEP 3) and only ever gets chunks it
+//! has, up to its window in flight (set from its link as the download goes, see
+//! [`Scheduler::set_window`]). Which one is BitTorrent's choice: the first [`RANDOM_FIRST`]
+//! chunks at random, then the rarest first, counting the live holders known to have each, with
+//! ties broken at random so a crowd of downloaders with the same seeder spreads over the file
+//! instead of all fetching chunk 0.
+//!
+//! The needed chunks sit in availability buckets, libtorrent's piece-picker layout
+//! (`scheduler/buckets.rs`): a complete holder takes the first entry, and a have moves a chunk
+//! one bucket in O(1). A partial holder files the needed chunks it has by the same buckets
+//! (`scheduler/holdings.rs`) and draws from its lowest, so its pick does not walk past the
+//! rarer chunks it lacks; the price is a step per partial holder having the chunk on each have,
+//! pick and done. A holder for which nothing was found is "starved" and costs nothing until a
+//! have or a chunk going back to needed may give it something: the download asks every holder
+//! after every chunk event.
+//!
+//! A chunk that fails goes back ahead of its equals so another holder picks it up; a holder is
+//! struck for each failure and dropped for this download after [`MAX_STRIKES`], or at once
+//! when its connection is gone, and what it had no longer counts. In the endgame, when no
+//! needed chunk is left that any holder has, an idle holder may race a slow one for a chunk
+//! still in flight (looking only at those): whichever verifies first wins and the other copy
+//! is ignored.
 
-use std::collections::VecDeque;
+mod buckets;
+mod holdings;
+mod pick;
+mod rng;
 
-/// How far past the queue's front a holder looks for a chunk it did not just fail.
-const RETRY_LOOKAHEAD: usize = 64;
-/// An empty slot in [`Scheduler::slots`].
+use buckets::{Buckets, Listed};
+use holdings::Holdings;
+use rng::Rng;
+
+/// An empty slot in [`Scheduler::slots`], and "nobody" in [`Scheduler::failed_by`].
 const FREE: u32 = u32::MAX;
 
 /// Failures after which a holder gets no more work in this download.
 pub const MAX_STRIKES: u32 = 3;
+
+/// Chunks held (verified, or kept from an earlier attempt) below which picks are random rather
+/// than rarest first. A newcomer needs something to trade quickly, and the rarest chunk may
+/// sit at a single slow holder; any chunk will do, so take one at random, which also spreads
+/// a crowd that starts together. libtorrent uses the same handful; past it, random picks
+/// would fetch common chunks while rare ones wait at holders that may leave.
+pub const RANDOM_FIRST: usize = 4;
+
+/// Draws a complete holder gets among the needed chunks for a random pick before it takes its
+/// rarest instead (random among equals anyway): a draw misses only on a chunk the holder
+/// failed, and a live holder failed fewer than [`MAX_STRIKES`].
+const RANDOM_PROBES: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunk {
     Needed,
     InFlight,
     Done,
+}
+
+/// What the picker is handing out: needed chunks, or (none being left at any holder) second
+/// copies of chunks in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Needed,
+    Endgame,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -35,6 +77,11 @@ struct HolderState {
     strikes: u32,
     dropped: bool,
     delivered: u32,
+    holdings: Holdings,
+    /// Set when a pick in this phase found nothing; cleared when the holder might get
+    /// something (a have, a chunk it has going back to needed), so that asking again costs
+    /// nothing until then.
+    starved: Option<Phase>,
 }
 
 /// How bad a failure was.
@@ -52,53 +99,149 @@ pub struct Scheduler {
     chunks: Vec<Chunk>,
     /// The (at most two) holders each chunk is in flight at; two only in the endgame.
     slots: Vec<[u32; 2]>,
-    queue: VecDeque<u32>,
     /// The holder that last failed each chunk, which should not get it straight back.
     failed_by: Vec<u32>,
+    /// Live partial holders known to have each chunk (its bucket). Complete holders have every
+    /// chunk, so they are counted once in `seeds` instead: a constant added to every count
+    /// does not change which is rarest, and a seeder joining or leaving costs O(1).
+    partial: Vec<u32>,
+    seeds: u32,
+    needed: Buckets,
+    flying: Listed,
     holders: Vec<HolderState>,
     remaining: usize,
+    min_window: usize,
+    rng: Rng,
+    /// Chunks looked at while picking: what the tests hold against the size of the file.
+    #[cfg(test)]
+    looked: u64,
 }
 
 impl Scheduler {
-    /// A plan for `count` chunks over `holders` holders, `window` chunks in flight per holder
-    /// to begin with; chunks already `have` are not fetched.
-    pub fn new(count: u32, holders: usize, window: usize, have: impl Fn(u32) -> bool) -> Scheduler {
+    /// A plan for `count` chunks, no holders yet; chunks already `have` are not fetched. Every
+    /// holder takes at least `window` chunks at once (1 is the usual floor), whatever
+    /// [`Scheduler::add_holder`] and [`Scheduler::set_window`] say.
+    pub fn new(count: u32, window: usize, have: impl Fn(u32) -> bool) -> Scheduler {
         let chunks: Vec<Chunk> = (0..count).map(|i| if have(i) { Chunk::Done } else { Chunk::Needed }).collect();
-        let queue: VecDeque<u32> = (0..count).filter(|&i| chunks[i as usize] == Chunk::Needed).collect();
-        let remaining = queue.len();
-        let slots = vec![[FREE; 2]; count as usize];
-        let failed_by = vec![FREE; count as usize];
-        let holders = vec![HolderState { window, ..HolderState::default() }; holders];
-        Scheduler { chunks, slots, queue, failed_by, holders, remaining }
+        let mut rng = Rng::varying();
+        let needed = Buckets::new(count, (0..count).filter(|&i| chunks[i as usize] == Chunk::Needed), &mut rng);
+        Scheduler {
+            remaining: needed.len(),
+            chunks,
+            slots: vec![[FREE; 2]; count as usize],
+            failed_by: vec![FREE; count as usize],
+            partial: vec![0; count as usize],
+            seeds: 0,
+            needed,
+            flying: Listed::new(count),
+            holders: Vec::new(),
+            min_window: window.max(1),
+            rng,
+            #[cfg(test)]
+            looked: 0,
+        }
     }
 
-    /// A holder found after the plan began, taking up to `window` chunks at once; returns its
-    /// index.
+    /// The same plan with its ties broken by `seed`, so that the same calls give the same picks
+    /// (for tests; by default every plan draws differently).
+    pub fn with_seed(mut self, seed: u64) -> Scheduler {
+        self.rng = Rng::seeded(seed);
+        self.needed.shuffle(&mut self.rng);
+        self
+    }
+
+    /// A holder taking up to `window` chunks at once, whose chunks are not known yet: it gets
+    /// no work until [`Scheduler::holder_has_all`], [`Scheduler::holder_has`] or
+    /// [`Scheduler::holder_has_bitfield`] say what it has. Returns its index.
     pub fn add_holder(&mut self, window: usize) -> usize {
-        self.holders.push(HolderState { window: window.max(1), ..HolderState::default() });
+        self.holders.push(HolderState { window: window.max(self.min_window), ..HolderState::default() });
         self.holders.len() - 1
+    }
+
+    /// `holder` has every chunk (a seeder). Idempotent; nothing for a dropped holder.
+    pub fn holder_has_all(&mut self, holder: usize) {
+        let Some(state) = self.holders.get_mut(holder).filter(|h| !h.dropped && h.holdings.is_partial()) else { return };
+        let before = state.holdings.make_all();
+        state.starved = None;
+        before.partial_chunks().for_each(|chunk| self.lose(chunk));
+        self.seeds += 1;
+    }
+
+    /// `holder` has chunk `index` (a have). Returns whether that is news: false for one it was
+    /// known to have, a dropped holder, or an index past the file (it comes from the network).
+    /// A holder found to have every chunk becomes a complete one.
+    pub fn holder_has(&mut self, holder: usize, index: u32) -> bool {
+        let Some(&chunk) = self.chunks.get(index as usize) else { return false };
+        let Some(state) = self.holders.get_mut(holder).filter(|h| !h.dropped && !h.holdings.has(index)) else { return false };
+        if chunk != Chunk::Done {
+            state.starved = None;
+        }
+        self.gain(holder, index);
+        let count = self.chunks.len() as u32;
+        if self.holders[holder].holdings.count(count) == count {
+            self.holder_has_all(holder);
+        }
+        true
+    }
+
+    /// `holder` has each chunk of `indices` (a bitfield, given as the indices of its set bits,
+    /// e.g. `(0..n).filter(|&i| bits[i])`). Indices past the file are ignored. Returns how many
+    /// were news.
+    pub fn holder_has_bitfield(&mut self, holder: usize, indices: impl IntoIterator<Item = u32>) -> usize {
+        indices.into_iter().filter(|&index| self.holder_has(holder, index)).count()
+    }
+
+    /// Whether `holder` is known to have chunk `index` (false once it is dropped).
+    pub fn holder_might_have(&self, holder: usize, index: u32) -> bool {
+        (index as usize) < self.chunks.len() && self.holders.get(holder).is_some_and(|h| h.holdings.has(index))
+    }
+
+    /// How many live holders are known to have chunk `index`.
+    pub fn availability(&self, index: u32) -> u32 {
+        self.partial.get(index as usize).map_or(0, |partial| partial + self.seeds)
     }
 
     /// From now on `holder` gets up to `window` chunks in flight (what it has stays).
     pub fn set_window(&mut self, holder: usize, window: usize) {
         if let Some(h) = self.holders.get_mut(holder) {
-            h.window = window.max(1);
+            h.window = window.max(self.min_window);
         }
     }
 
-    /// The next chunk for `holder`, if it may take one.
+    /// The next chunk for `holder`, if it may take one: one it has, needed, and not the one it
+    /// just failed unless nothing else is left; at random for the first [`RANDOM_FIRST`], then
+    /// the rarest. With no needed chunk left at any holder, a chunk in flight at one other
+    /// holder, to race it.
     pub fn next(&mut self, holder: usize) -> Option<u32> {
         let h = self.holders.get(holder)?;
         if h.dropped || h.receiving >= h.window {
             return None;
         }
-        let index = self.take_queued(holder).or_else(|| self.endgame_pick(holder))?;
-        self.chunks[index as usize] = Chunk::InFlight;
-        let slots = &mut self.slots[index as usize];
-        slots[usize::from(slots[0] != FREE)] = holder as u32;
-        self.holders[holder].in_flight += 1;
-        self.holders[holder].receiving += 1;
-        Some(index)
+        let phase = self.phase();
+        if h.starved == Some(phase) {
+            return None;
+        }
+        let pick = match phase {
+            Phase::Needed => self.pick_needed(holder),
+            Phase::Endgame => self.pick_race(holder),
+        };
+        match pick {
+            Some(index) => self.assign(holder, index),
+            None => self.holders[holder].starved = Some(phase),
+        }
+        pick
+    }
+
+    /// Hands `holder` chunk `index` if it could have picked it: needed, one it has, and room
+    /// in its window (the first holder's chunks asked for before the plan existed). Returns
+    /// whether it did.
+    pub fn claim(&mut self, holder: usize, index: u32) -> bool {
+        let fits = self.holders.get(holder).is_some_and(|h| !h.dropped && h.receiving < h.window && h.holdings.has(index));
+        let needed = self.chunks.get(index as usize) == Some(&Chunk::Needed);
+        if fits && needed {
+            self.assign(holder, index);
+        }
+        fits && needed
     }
 
     /// The fetch of a chunk from `holder` is over on the link (its bytes are here, or it
@@ -114,68 +257,53 @@ impl Scheduler {
         self.chunks.get(index as usize) == Some(&Chunk::Done)
     }
 
-    /// The first queued chunk `holder` did not just fail; failed chunks sit at the front, so
-    /// the look past them is short. If it failed them all, it may retry one (it is the only
-    /// holder left to try, or the others are busy).
-    fn take_queued(&mut self, holder: usize) -> Option<u32> {
-        let mine = holder as u32;
-        let pos = self.queue.iter().take(RETRY_LOOKAHEAD).position(|&i| self.failed_by[i as usize] != mine).unwrap_or(0);
-        self.queue.remove(pos)
-    }
-
-    /// A chunk in flight at exactly one other holder, to race when there is nothing else to do.
-    fn endgame_pick(&self, holder: usize) -> Option<u32> {
-        let racing = |s: &[u32; 2]| s[0] != FREE && s[0] != holder as u32 && s[1] == FREE;
-        let pos = self.chunks.iter().zip(&self.slots).position(|(c, s)| *c == Chunk::InFlight && racing(s))?;
-        Some(pos as u32)
-    }
-
     /// `holder` delivered `index`, verified. Returns false if another racer was first.
     pub fn done(&mut self, holder: usize, index: u32) -> bool {
         self.release(holder, index);
-        if self.chunks[index as usize] == Chunk::Done {
+        let i = index as usize;
+        if self.chunks.get(i).is_none_or(|c| *c == Chunk::Done) {
             return false;
         }
-        self.holders[holder].delivered += 1;
-        self.chunks[index as usize] = Chunk::Done;
-        self.queue.retain(|&i| i != index);
+        self.take_needed(index);
+        self.flying.remove(index);
+        if let Some(h) = self.holders.get_mut(holder) {
+            h.delivered += 1;
+        }
+        self.chunks[i] = Chunk::Done;
         self.remaining -= 1;
         true
     }
 
-    /// `holder` failed to deliver `index`; the chunk goes back to the front of the queue.
-    /// Returns true if this failure is the one that dropped the holder.
+    /// `holder` failed to deliver `index`; the chunk goes back among the needed ones, ahead of
+    /// those as rare (or, raced, stays with the other racer). Returns true if this failure is
+    /// the one that dropped the holder.
     pub fn failed(&mut self, holder: usize, index: u32, penalty: Penalty) -> bool {
         self.release(holder, index);
-        let h = &mut self.holders[holder];
+        let Some(h) = self.holders.get_mut(holder) else { return false };
         h.strikes += 1;
         let newly_dropped = !h.dropped && (penalty == Penalty::Drop || h.strikes >= MAX_STRIKES);
         h.dropped |= newly_dropped;
-        let i = index as usize;
-        if self.chunks[i] != Chunk::Done && self.slots[i][0] == FREE {
-            self.chunks[i] = Chunk::Needed;
-            self.queue.push_front(index);
-            self.failed_by[i] = holder as u32;
+        if newly_dropped {
+            self.forget(holder);
         }
+        let i = index as usize;
+        if self.chunks.get(i) != Some(&Chunk::InFlight) {
+            return newly_dropped;
+        }
+        if self.slots[i][0] == FREE {
+            self.chunks[i] = Chunk::Needed;
+            self.flying.remove(index);
+            self.failed_by[i] = holder as u32;
+            self.put_needed(index);
+        }
+        // Needed again, or raced by one holder only: either way others may take it now.
+        self.wake(index);
         newly_dropped
     }
 
-    fn release(&mut self, holder: usize, index: u32) {
-        let h = &mut self.holders[holder];
-        h.in_flight -= 1;
-        // A chunk settled without `arrived` (a caller that skips it) leaves the link too.
-        h.receiving = h.receiving.min(h.in_flight);
-        let slots = &mut self.slots[index as usize];
-        if slots[0] == holder as u32 {
-            *slots = [slots[1], FREE];
-        } else if slots[1] == holder as u32 {
-            slots[1] = FREE;
-        }
-    }
-
-    /// Whether `holder` has been dropped.
+    /// Whether `holder` has been dropped (an unknown one counts as dropped: it takes no work).
     pub fn is_dropped(&self, holder: usize) -> bool {
-        self.holders[holder].dropped
+        self.holders.get(holder).is_none_or(|h| h.dropped)
     }
 
     /// Every chunk verified.
@@ -196,126 +324,11 @@ impl Scheduler {
     /// Chunks each holder delivered first (an endgame racer's late copy does not count), so
     /// the counts add up to the chunks fetched.
     pub fn delivered(&self, holder: usize) -> u32 {
-        self.holders[holder].delivered
+        self.holders.get(holder).map_or(0, |h| h.delivered)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_holder_found_later_takes_what_is_left() {
-        let mut plan = Scheduler::new(4, 1, 2, |_| false);
-        assert_eq!((plan.next(0), plan.next(0), plan.next(0)), (Some(0), Some(1), None));
-        assert!(plan.failed(0, 0, Penalty::Drop));
-        plan.failed(0, 1, Penalty::Drop);
-        assert_eq!(plan.live_holders(), 0);
-        let late = plan.add_holder(8);
-        assert_eq!(plan.live_holders(), 1);
-        let got: Vec<u32> = std::iter::from_fn(|| plan.next(late)).collect();
-        assert_eq!(got.len(), 4, "the newcomer gets every missing chunk: {got:?}");
-        got.iter().for_each(|&i| assert!(plan.done(late, i)));
-        assert!(plan.is_complete() && plan.delivered(late) == 4);
-    }
-
-    #[test]
-    fn work_spreads_over_holders_within_the_window() {
-        let mut s = Scheduler::new(10, 2, 3, |_| false);
-        let a: Vec<u32> = std::iter::from_fn(|| s.next(0)).collect();
-        let b: Vec<u32> = std::iter::from_fn(|| s.next(1)).collect();
-        assert_eq!(a, [0, 1, 2]);
-        assert_eq!(b, [3, 4, 5]);
-        s.arrived(0);
-        assert_eq!(s.next(0), Some(6), "a chunk being verified leaves room on the link");
-        assert_eq!(s.next(0), None);
-        assert!(s.done(0, 0));
-        assert!(s.is_done(0) && !s.is_done(1));
-    }
-
-    #[test]
-    fn a_failed_chunk_goes_to_another_holder_first() {
-        let mut s = Scheduler::new(4, 2, 1, |_| false);
-        assert_eq!(s.next(0), Some(0));
-        assert_eq!(s.next(1), Some(1));
-        s.failed(0, 0, Penalty::Strike);
-        assert!(s.done(1, 1));
-        assert_eq!(s.next(1), Some(0));
-    }
-
-    #[test]
-    fn a_failed_chunk_does_not_go_straight_back_to_the_holder_that_failed_it() {
-        let mut s = Scheduler::new(4, 2, 1, |_| false);
-        assert_eq!(s.next(0), Some(0));
-        s.failed(0, 0, Penalty::Strike);
-        assert_eq!(s.next(0), Some(1), "holder 0 skips the chunk it failed");
-        assert_eq!(s.next(1), Some(0), "holder 1 picks it up");
-        // With nothing else left, a holder may retry what it failed.
-        let mut s = Scheduler::new(1, 1, 1, |_| false);
-        assert_eq!(s.next(0), Some(0));
-        s.failed(0, 0, Penalty::Strike);
-        assert_eq!(s.next(0), Some(0));
-    }
-
-    #[test]
-    fn strikes_and_drops_remove_a_holder() {
-        let mut s = Scheduler::new(8, 2, 8, |_| false);
-        let dropped: Vec<bool> = (0..MAX_STRIKES)
-            .map(|_| {
-                let i = s.next(0).unwrap();
-                s.failed(0, i, Penalty::Strike)
-            })
-            .collect();
-        assert_eq!(dropped.iter().filter(|d| **d).count(), 1, "reported once");
-        assert!(dropped[MAX_STRIKES as usize - 1]);
-        assert!(s.is_dropped(0));
-        assert_eq!(s.next(0), None);
-        let i = s.next(1).unwrap();
-        assert!(s.failed(1, i, Penalty::Drop));
-        assert_eq!(s.live_holders(), 0);
-        assert_eq!(s.remaining(), 8);
-    }
-
-    #[test]
-    fn each_holder_has_its_own_window() {
-        let mut s = Scheduler::new(10, 2, 1, |_| false);
-        s.set_window(0, 3);
-        assert_eq!(std::iter::from_fn(|| s.next(0)).count(), 3);
-        assert_eq!(std::iter::from_fn(|| s.next(1)).count(), 1);
-        s.set_window(0, 1);
-        s.arrived(0);
-        assert!(s.done(0, 0));
-        assert_eq!(s.next(0), None, "a shrunk window waits until fewer are in flight");
-    }
-
-    #[test]
-    fn chunks_we_have_are_skipped() {
-        let mut s = Scheduler::new(4, 1, 8, |i| i % 2 == 0);
-        assert_eq!(s.remaining(), 2);
-        assert_eq!(s.next(0), Some(1));
-        assert_eq!(s.next(0), Some(3));
-    }
-
-    #[test]
-    fn the_endgame_races_the_last_chunk_and_the_first_copy_wins() {
-        let mut s = Scheduler::new(1, 2, 4, |_| false);
-        assert_eq!(s.next(0), Some(0));
-        assert_eq!(s.next(1), Some(0));
-        assert_eq!(s.next(1), None);
-        assert!(s.done(1, 0));
-        assert!(!s.done(0, 0));
-        assert!(s.is_complete());
-        assert_eq!((s.delivered(0), s.delivered(1)), (0, 1), "only the winner's copy counts");
-    }
-
-    #[test]
-    fn a_holder_never_races_itself() {
-        let mut s = Scheduler::new(1, 2, 4, |_| false);
-        assert_eq!(s.next(0), Some(0));
-        assert_eq!(s.next(0), None);
-        assert_eq!(s.next(1), Some(0));
-        s.failed(0, 0, Penalty::Strike);
-        assert_eq!(s.next(1), None);
-        assert_eq!(s.next(0), Some(0));
-    }
-}
+mod simulations;
+#[cfg(test)]
+mod tests;

@@ -53,12 +53,12 @@ impl Early {
         self
     }
 
-    /// Hands the fetches to the download as holder 0's first chunks. A fresh plan gives holder
-    /// 0 chunks 0, 1, 2… in order, so each fetch lines up with what the plan hands out.
+    /// Hands the fetches to the download as holder 0's first chunks: the plan picks at random,
+    /// so each is claimed by index.
     pub(super) fn adopt(mut self, plan: &mut Scheduler, tasks: &mut JoinSet<ChunkResult>) {
         plan.set_window(0, self.fetches.len());
         for (index, started, fetch) in self.fetches.drain(..) {
-            if plan.next(0) != Some(index) {
+            if !plan.claim(0, index) {
                 fetch.abort();
                 continue;
             }
