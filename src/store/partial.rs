@@ -17,6 +17,8 @@
 //! machines we measured cost 0.25-1.4 s of CPU per GiB written (allocating fresh cache pages
 //! for a new file), against 0.16 s direct, and leaves the final sync little to do. A write that
 //! is not aligned (the last chunk) or that the file system refuses goes through the cache.
+//! The manifest is kept beside them in `ID.manifest` (the peer protocol's encoding), so a peer
+//! that restarts serves the chunks it verified before it is asked for the file again.
 //! Everything here blocks: call it from a blocking thread.
 
 use std::fs::{self, File, OpenOptions};
@@ -25,8 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
+use tokio::sync::watch;
+
 use crate::content::manifest::Manifest;
-use crate::protocol::{FileId, check_name};
+use crate::protocol::{self, FileId, MAX_MANIFEST_FRAME, check_name};
 use crate::store::resume::{self, ResumeState};
 use crate::store::{StoreError, direct_aligned, io_err, open_direct, read_at, space, sync_dir, write_all_at};
 
@@ -48,6 +52,8 @@ pub struct Partial {
     name: String,
     chunk_size: u32,
     have: Mutex<Bitfield>,
+    /// Chunks verified and written so far, for those serving them to learn of new ones.
+    news: watch::Sender<u32>,
     /// Set once finished; writers hold the read side, so no write lands after the final link.
     finished: RwLock<bool>,
     /// Held while a checkpoint writes the bitfield, so two never share its temporary file.
@@ -116,7 +122,59 @@ impl Partial {
         let direct = open_direct(&path);
         let direct_ok = AtomicBool::new(direct.is_some());
         let (finished, checkpointing) = (RwLock::new(false), Mutex::new(()));
-        Ok(Partial { file, direct, direct_ok, path, bits_path, target, name, chunk_size, have, finished, checkpointing })
+        let news = watch::Sender::new(0);
+        keep_manifest(&path.with_extension("manifest"), manifest);
+        Ok(Partial { file, direct, direct_ok, path, bits_path, target, name, chunk_size, have, news, finished, checkpointing })
+    }
+
+    /// Reopens the unfinished download of `id` that an earlier run left, from its kept
+    /// manifest and resume state: the partial file, its manifest, and the chunks its resume
+    /// state claims (re-check them before serving). `None` if there is nothing usable.
+    pub fn reopen(download_dir: &Path, id: &FileId) -> Option<(Partial, Manifest, Vec<u32>)> {
+        let (path, bits_path) = paths(download_dir, id);
+        let bytes = fs::read(path.with_extension("manifest")).ok()?;
+        let manifest: Manifest = protocol::decode_body(&bytes, MAX_MANIFEST_FRAME).ok()?;
+        manifest.validate(id).ok()?;
+        let state = resume::ResumeState::decode(&fs::read(&bits_path).ok()?)?;
+        let name = state.name?;
+        let (partial, claimed) = Partial::open(download_dir, id, &name, &manifest).ok()?;
+        Some((partial, manifest, claimed))
+    }
+
+    /// The name the file will get.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the partial file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether chunk `index` is verified and written.
+    pub fn has(&self, index: u32) -> bool {
+        self.have.lock().unwrap_or_else(|p| p.into_inner()).has(index)
+    }
+
+    /// The chunks verified and written so far.
+    pub fn bitfield(&self) -> Bitfield {
+        self.have.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Wakes when a chunk is verified and written (the value: how many are so far).
+    pub fn watch(&self) -> watch::Receiver<u32> {
+        self.news.subscribe()
+    }
+
+    /// Marks chunk `index` as in, and tells the watchers if it is new.
+    fn mark(&self, index: u32) {
+        let mut have = self.have.lock().unwrap_or_else(|p| p.into_inner());
+        if !have.has(index) {
+            have.set(index);
+            let ones = have.count_ones();
+            drop(have);
+            self.news.send_replace(ones);
+        }
     }
 
     /// Writes a verified chunk at `offset` and notes it as in (recorded at the next checkpoint).
@@ -126,7 +184,7 @@ impl Partial {
             return Ok(());
         }
         self.write_at(data, offset).map_err(io_err(format!("cannot write {}", self.path.display())))?;
-        self.have.lock().unwrap_or_else(|p| p.into_inner()).set(index);
+        self.mark(index);
         Ok(())
     }
 
@@ -148,7 +206,7 @@ impl Partial {
         let data = read_at(&self.file, manifest.offset(index), manifest.len_of(index) as usize);
         let ok = data.is_ok_and(|d| manifest.verify(index, &d).is_ok());
         if ok {
-            self.have.lock().unwrap_or_else(|p| p.into_inner()).set(index);
+            self.mark(index);
         }
         ok
     }
@@ -214,11 +272,25 @@ pub(crate) fn paths(download_dir: &Path, id: &FileId) -> (PathBuf, PathBuf) {
 /// the hidden folder of `download_dir` if nothing else is in it.
 pub(crate) fn remove_all(download_dir: &Path, path: &Path) {
     let bits = path.with_extension("bits");
-    for file in [path.to_path_buf(), tmp_of(&bits), bits] {
+    for file in [path.to_path_buf(), tmp_of(&bits), bits, path.with_extension("manifest")] {
         let _ = fs::remove_file(file);
     }
     // Fails, as it should, while the folder holds another download.
     let _ = fs::remove_dir(download_dir.join(PARTIAL_DIR));
+}
+
+/// Keeps `manifest` at `path` unless it is there already (through a temporary file and a
+/// rename). Best effort: without it the partial is not served after a restart, nothing worse.
+fn keep_manifest(path: &Path, manifest: &Manifest) {
+    if path.exists() {
+        return;
+    }
+    let Ok(frame) = protocol::encode(manifest) else { return };
+    let tmp = path.with_extension("manifest.tmp");
+    // The frame's length prefix is dropped: the file's length is the body's.
+    if fs::write(&tmp, &frame[4..]).and_then(|()| fs::rename(&tmp, path)).is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
 }
 
 /// Where a resume state is written before it is renamed into place.

@@ -58,6 +58,17 @@ impl Bitfield {
     pub fn count(&self) -> u32 {
         self.count
     }
+
+    /// Chunks that are in.
+    pub fn count_ones(&self) -> u32 {
+        self.bits.iter().map(|b| b.count_ones()).sum()
+    }
+
+    /// The bits as bytes (chunk `i` is bit `i % 8` of byte `i / 8`): the wire's and the
+    /// resume state's layout.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bits
+    }
 }
 
 /// What a resume state says.

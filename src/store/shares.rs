@@ -1,5 +1,7 @@
 //! The files this peer serves: each opened once, checked unchanged before every read, with
 //! what it uploaded. Serving (`peer::serve`) reads from here; a finished download is added here.
+//! A download under way is here too, as a partial share: it serves the chunks it has verified
+//! and written, read from its partial file, and says when it gets another.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,6 +19,7 @@ use crate::content::manifest::Manifest;
 use crate::protocol::{self, FileId, FileInfo, ManifestReply};
 use crate::store::buffers::{self, Buffer};
 use crate::store::catalog::Origin;
+use crate::store::partial::Partial;
 
 /// A file this peer serves.
 pub struct SharedFile {
@@ -36,6 +39,8 @@ pub struct SharedFile {
     source: (Origin, bool),
     /// When each downloader (by address: one endpoint per peer) last got a chunk of it.
     served: Mutex<HashMap<SocketAddr, Instant>>,
+    /// The download it is, while it is one: only the chunks verified there are served.
+    partial: Option<Arc<Partial>>,
 }
 
 /// How recently a downloader must have been sent a chunk to count as being served now.
@@ -56,6 +61,8 @@ pub struct Uploads {
     pub restored: bool,
     /// Downloaders sent a chunk of it within [`SERVING_WINDOW`].
     pub serving: usize,
+    /// For a download under way: chunks verified so far, of how many.
+    pub partial: Option<(u32, u32)>,
 }
 
 /// Size and modification time: a change means the file is no longer what was shared.
@@ -73,7 +80,25 @@ impl SharedFile {
         let stamp = stamp(&file)?;
         let (sent, manifest_frame, source) = (Default::default(), OnceLock::new(), (Origin::Shared, false));
         let served = Mutex::default();
-        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent, manifest_frame, source, served })
+        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent, manifest_frame, source, served, partial: None })
+    }
+
+    /// Serves the chunks of a download under way as they are verified (its partial file,
+    /// opened again to read).
+    pub fn partial(info: FileInfo, partial: Arc<Partial>, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
+        let mut file = SharedFile::open(info, partial.path().to_path_buf(), manifest)?.with_origin(Origin::Downloaded, false);
+        file.partial = Some(partial);
+        Ok(file)
+    }
+
+    /// The download this file is, while it is one.
+    pub fn download(&self) -> Option<&Arc<Partial>> {
+        self.partial.as_ref()
+    }
+
+    /// Whether this peer has chunk `index` to serve (every chunk of a complete file).
+    pub fn has(&self, index: u32) -> bool {
+        index < self.manifest.count() && self.partial.as_ref().is_none_or(|p| p.has(index))
     }
 
     /// The same file, marked as coming from `origin` (`restored` if from the last run's list).
@@ -122,9 +147,10 @@ impl SharedFile {
         Ok(self.manifest_frame.get_or_init(|| frame).clone())
     }
 
-    /// Fails if the file's size or modification time changed since it was shared.
+    /// Fails if the file's size or modification time changed since it was shared (a partial
+    /// file changes as chunks land: its chunks are checked one by one instead).
     fn check_unchanged(&self) -> Result<()> {
-        if stamp(&self.file).ok() != Some(self.stamp) {
+        if self.partial.is_none() && stamp(&self.file).ok() != Some(self.stamp) {
             bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
         }
         Ok(())
@@ -167,9 +193,33 @@ impl Shares {
         self.lock().insert(file.info.id, Arc::new(file));
     }
 
-    /// The shared file with this id.
+    /// The shared file with this id (complete, or a download under way).
     pub fn get(&self, id: &FileId) -> Option<Arc<SharedFile>> {
         self.lock().get(id).cloned()
+    }
+
+    /// The complete shared file with this id.
+    pub fn complete(&self, id: &FileId) -> Option<Arc<SharedFile>> {
+        self.get(id).filter(|f| f.partial.is_none())
+    }
+
+    /// Adds a download under way, unless the file is shared already (complete, or by another
+    /// partial). Returns whether it was added.
+    pub fn insert_partial(&self, file: SharedFile) -> bool {
+        let mut files = self.lock();
+        if files.contains_key(&file.info.id) {
+            return false;
+        }
+        files.insert(file.info.id, Arc::new(file));
+        true
+    }
+
+    /// Stops serving the download of `id` if it is still a partial share (a complete one stays).
+    pub fn remove_partial(&self, id: &FileId) {
+        let mut files = self.lock();
+        if files.get(id).is_some_and(|f| f.partial.is_some()) {
+            files.remove(id);
+        }
     }
 
     /// Every shared file with what it uploaded, by name.
@@ -184,6 +234,7 @@ impl Shares {
                 origin: f.source.0,
                 restored: f.source.1,
                 serving: f.serving_now(Instant::now()),
+                partial: f.partial.as_ref().map(|p| (p.bitfield().count_ones(), f.manifest.count())),
             })
             .collect();
         all.sort_by(|a, b| a.info.name.cmp(&b.info.name));
