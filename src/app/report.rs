@@ -46,6 +46,9 @@ pub fn unshared_line(unshared: &Unshared) -> String {
 
 /// Where a shared file came from: `shared`, `downloaded`, or `restored (…)` from the last run.
 fn origin(up: &Uploads) -> String {
+    if let Some((done, all)) = up.partial {
+        return format!("downloading ({done}/{all} chunks)");
+    }
     if up.restored { format!("restored ({})", up.origin.as_str()) } else { up.origin.as_str().to_string() }
 }
 
@@ -181,6 +184,7 @@ pub fn status_json(peer: &Peer) -> Value {
                 "origin": u.origin.as_str(),
                 "restored": u.restored,
                 "serving_peers": u.serving,
+                "partial": u.partial.map(|(done, all)| json!({"verified_chunks": done, "chunks": all})),
                 "uploaded_bytes": u.bytes,
                 "uploaded_chunks": u.chunks,
             })

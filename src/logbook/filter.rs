@@ -131,6 +131,7 @@ mod tests {
             from: from.into(),
             bytes: 1,
             ms: 1,
+            partial: false,
         };
         let chunks = vec![chunk("a.txt", "1"), chunk("a.txt", "2"), chunk("c.txt", "2")];
         assert_eq!(Filter { peer: Some("2".into()), file: Some("a.txt".into()), ..Filter::default() }.chunks(chunks).len(), 1);

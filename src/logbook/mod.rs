@@ -116,6 +116,10 @@ pub struct ChunkRecord {
     pub bytes: u64,
     /// Milliseconds from request to verified.
     pub ms: u64,
+    /// Whether the peer it came from was itself still downloading the file (a partial holder)
+    /// rather than holding all of it. (Absent in logs written before partial seeding: false.)
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -185,9 +185,10 @@ fn readable_detail(detail: &str) -> String {
 
 /// Renders downloaded chunks as a table.
 pub fn chunks_table(records: &[ChunkRecord]) -> String {
-    let mut table = Table::new(&["TIME", "FILE", "CHUNK", "FROM", "SIZE", "TIME TAKEN"]);
+    let mut table = Table::new(&["TIME", "FILE", "CHUNK", "FROM", "HOLDER", "SIZE", "TIME TAKEN"]);
     for r in records {
-        let cells = [r.chunk.to_string(), r.from.clone(), units::bytes(r.bytes), units::duration(Duration::from_millis(r.ms))];
+        let holder = if r.partial { "partial" } else { "complete" }.to_string();
+        let cells = [r.chunk.to_string(), r.from.clone(), holder, units::bytes(r.bytes), units::duration(Duration::from_millis(r.ms))];
         table.row([vec![local_time(r.ts_ms), r.file.clone()], cells.to_vec()].concat());
     }
     table.render("chunk")
@@ -244,8 +245,18 @@ mod tests {
 
     #[test]
     fn chunk_sizes_read_in_units() {
-        let r = ChunkRecord { ts_ms: 0, file: "f".into(), id: "ab".repeat(32), chunk: 3, from: "1".into(), bytes: 256 * 1024, ms: 1500 };
+        let r = ChunkRecord {
+            ts_ms: 0,
+            file: "f".into(),
+            id: "ab".repeat(32),
+            chunk: 3,
+            from: "1".into(),
+            bytes: 256 * 1024,
+            ms: 1500,
+            partial: true,
+        };
         let out = chunks_table(&[r]);
         assert!(out.contains("256.0 KiB") && out.contains("1.50 s") && out.ends_with("1 chunk\n"), "{out}");
+        assert!(out.contains("partial"), "the table says whether the source was a partial holder: {out}");
     }
 }

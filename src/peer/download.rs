@@ -11,30 +11,29 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::events::Progress;
-use super::finder::{Finder, Seek};
+use super::finder::Seek;
 use super::holder::{FetchError, HolderLink, Pieces};
-use super::scheduler::Penalty;
-use super::scheduler::Scheduler;
 use crate::content::manifest::Manifest;
-use crate::logbook::{ChunkRecord, Logbook, now_ms};
+use crate::logbook::{ChunkRecord, Logbook};
 use crate::net::task;
 use crate::net::tls;
 use crate::protocol::{FileId, FileMatch, Holder, PEER_ALPN};
 use crate::store::partial::Partial;
+use crate::store::shares::{SharedFile, Shares};
 use crate::store::{StoreError, buffers};
-use crate::units;
 use tracing::Span;
 
+mod availability;
 mod checkpoints;
 mod early;
-use checkpoints::Checkpoints;
+mod swarm;
 use early::Early;
 
 /// How often the resume state is brought up to date while chunks land.
@@ -58,6 +57,19 @@ pub struct Context<'a> {
     pub events: mpsc::UnboundedSender<Progress>,
     /// Stops the download; what was verified is checkpointed first, so a later get resumes.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The peer's shares: the download is served from there, chunk by verified chunk.
+    pub shares: Shares,
+    /// Told when the first chunk is verified (the peer then tells the tracker it holds part).
+    pub has_chunk: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Context<'_> {
+    /// The download has a chunk to serve: say so, once.
+    fn got_a_chunk(&self) {
+        if let Some(tell) = self.has_chunk.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tell.send(());
+        }
+    }
 }
 
 /// A finished download.
@@ -101,19 +113,6 @@ impl Job {
         tokio::task::spawn_blocking(move || job.store(index, &data)).await.map_err(|e| FetchError::Internal(e.to_string()))?
     }
 
-    /// Re-checks the chunks a previous attempt left on disk; returns those that verify.
-    async fn resume(&self, claimed: Vec<u32>) -> Result<Vec<bool>> {
-        let job = self.clone();
-        Ok(tokio::task::spawn_blocking(move || {
-            let mut have = vec![false; job.manifest.count() as usize];
-            for index in claimed {
-                have[index as usize] = job.partial.recheck(&job.manifest, index);
-            }
-            have
-        })
-        .await?)
-    }
-
     /// Brings the resume state up to date (blocking work on a blocking thread).
     async fn checkpoint(&self) -> Result<(), StoreError> {
         let partial = self.partial.clone();
@@ -133,26 +132,66 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
         _ = ctx.cancel.cancelled() => bail!("cancelled"),
     };
     let manifest = Arc::new(manifest);
-    let (dir, id, name, m) = (ctx.download_dir.to_path_buf(), file.id, file.name.clone(), manifest.clone());
-    let (partial, claimed) = tokio::task::spawn_blocking(move || Partial::open(&dir, &id, &name, &m)).await??;
-    let job = Job { id: file.id, name: file.name.clone(), manifest: manifest.clone(), partial: Arc::new(partial) };
-    let have = job.resume(claimed).await?;
+    let (partial, have) = open_partial(ctx, file, &manifest).await?;
+    let job = Job { id: file.id, name: file.name.clone(), manifest: manifest.clone(), partial };
+    if have.contains(&true) {
+        ctx.got_a_chunk();
+    }
     let _ = ctx.events.send(Progress::Start { name: job.name.clone(), size: manifest.size, holders: links.len() });
     let (resumed, resumed_bytes) = announce_resumed(ctx, &job, &have);
     let early = early.keep_if(&manifest);
-    let swarmed = swarm(ctx, links, &job, &have, early).await;
+    let swarmed = swarm::Swarm::new(ctx, &job, links, &have, early).run().await;
     let from = match swarmed {
         Ok(from) => from,
         Err(err) => {
             let _ = job.checkpoint().await;
             let partial = job.partial.clone();
             let _ = tokio::task::spawn_blocking(move || partial.remove_if_empty()).await;
+            // What was verified stays served; a download with nothing leaves no share.
+            if job.partial.bitfield().count_ones() == 0 {
+                ctx.shares.remove_partial(&job.id);
+            }
             return Err(err);
         }
     };
     let partial = job.partial.clone();
     let path = tokio::task::spawn_blocking(move || partial.finish()).await??;
     Ok(Outcome { path, manifest, from, resumed, resumed_bytes })
+}
+
+/// The partial file of this download and the chunks it has: the one this peer serves already
+/// (left by an earlier attempt, or by the last run, its chunks checked then), or one opened
+/// now, its claimed chunks re-checked, and then served.
+async fn open_partial(ctx: &Context<'_>, file: &crate::protocol::FileInfo, manifest: &Arc<Manifest>) -> Result<(Arc<Partial>, Vec<bool>)> {
+    let served = ctx.shares.get(&file.id);
+    if let Some(partial) = served.as_ref().and_then(|f| f.download()).filter(|p| p.name() == file.name) {
+        let bits = partial.bitfield();
+        return Ok((partial.clone(), (0..manifest.count()).map(|i| bits.has(i)).collect()));
+    }
+    let (dir, id, name, m) = (ctx.download_dir.to_path_buf(), file.id, file.name.clone(), manifest.clone());
+    let (partial, claimed) = tokio::task::spawn_blocking(move || Partial::open(&dir, &id, &name, &m)).await??;
+    let partial = Arc::new(partial);
+    let have = resume(&partial, manifest, claimed).await?;
+    match SharedFile::partial(file.clone(), partial.clone(), manifest.clone()) {
+        Ok(shared) => {
+            ctx.shares.insert_partial(shared);
+        }
+        Err(err) => tracing::debug!("cannot serve {} while it downloads: {err}", file.name),
+    }
+    Ok((partial, have))
+}
+
+/// Re-checks the chunks a previous attempt left on disk; returns those that verify.
+async fn resume(partial: &Arc<Partial>, manifest: &Arc<Manifest>, claimed: Vec<u32>) -> Result<Vec<bool>> {
+    let (partial, manifest) = (partial.clone(), manifest.clone());
+    Ok(tokio::task::spawn_blocking(move || {
+        let mut have = vec![false; manifest.count() as usize];
+        for index in claimed {
+            have[index as usize] = partial.recheck(&manifest, index);
+        }
+        have
+    })
+    .await?)
 }
 
 /// Connects to the holders and fetches the manifest; on a fresh download, the first chunks are
@@ -211,166 +250,4 @@ async fn first_manifest(links: &[Arc<HolderLink>], id: FileId) -> Result<Manifes
         }
     }
     bail!("no holder sent a valid manifest ({})", failures.join("; "))
-}
-
-/// Pulls every missing chunk, refilling each holder's window as chunks arrive and keeping the
-/// resume state current; holders found meanwhile join in, and with none left it waits up to
-/// the stall timeout for one. Returns chunks per holder.
-async fn swarm(ctx: &Context<'_>, links: Vec<Arc<HolderLink>>, job: &Job, have: &[bool], early: Early) -> Result<Vec<(String, u32)>> {
-    let mut plan = Scheduler::new(job.manifest.count(), 1, |i| have[i as usize]);
-    for _ in &links {
-        let h = plan.add_holder(1);
-        plan.holder_has_all(h);
-    }
-    let mut finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|l| l.fingerprint));
-    let mut links = links;
-    let mut tasks = JoinSet::new();
-    let mut checkpoints = Checkpoints::default();
-    let mut stalled: Option<Instant> = None;
-    early.adopt(&mut plan, &mut tasks);
-    refill(&mut plan, &links, job, &mut tasks);
-    while !plan.is_complete() {
-        if tasks.is_empty() && stalled.is_none() {
-            stalled = Some(Instant::now());
-            finder.hurry();
-            waiting(ctx, job, &plan);
-        }
-        if let Some(since) = stalled.filter(|s| s.elapsed() >= ctx.stall_timeout) {
-            let kept = job.manifest.count() as usize - plan.remaining();
-            let waited = units::span(since.elapsed());
-            bail!("no holder answered for {waited}; {kept} of {} chunks verified and kept, get it again to resume", job.manifest.count());
-        }
-        let give_up = tokio::time::Instant::from_std(stalled.map_or_else(Instant::now, |s| s + ctx.stall_timeout));
-        let next = tokio::select! {
-            next = tasks.join_next(), if !tasks.is_empty() => next,
-            link = finder.next(stalled.is_some()) => {
-                joined(ctx, job, &mut plan, &mut links, link, stalled.take().is_some());
-                refill(&mut plan, &links, job, &mut tasks);
-                continue;
-            }
-            _ = tokio::time::sleep_until(give_up), if stalled.is_some() => continue,
-            _ = ctx.cancel.cancelled() => bail!("cancelled; what was verified is kept, get it again to resume"),
-        };
-        let Some(joined) = next else { continue };
-        let (holder, index, started, step) = joined.context("chunk task failed")?;
-        let landed = match step {
-            Step::Fetched(fetched) => {
-                plan.arrived(holder);
-                match fetched {
-                    Ok(data) => verify_later(&mut plan, job, &mut tasks, (holder, index, started), data),
-                    Err(err) => failed(ctx, &mut plan, job, (holder, &links[holder]), index, err, &mut finder)?,
-                }
-                0
-            }
-            Step::Stored(Ok(())) if plan.done(holder, index) => chunk_landed(ctx, job, &links[holder].peer_id, index, started),
-            Step::Stored(Ok(())) => 0,
-            Step::Stored(Err(err)) => {
-                failed(ctx, &mut plan, job, (holder, &links[holder]), index, err, &mut finder)?;
-                0
-            }
-        };
-        checkpoints.maybe(job, landed);
-        refill(&mut plan, &links, job, &mut tasks);
-    }
-    checkpoints.settle().await;
-    let _ = ctx.events.send(Progress::Done);
-    Ok(links.iter().enumerate().map(|(i, l)| (l.peer_id.clone(), plan.delivered(i))).collect())
-}
-
-/// Says that no holder is left and the download waits for one.
-fn waiting(ctx: &Context<'_>, job: &Job, plan: &Scheduler) {
-    let kept = job.manifest.count() as usize - plan.remaining();
-    let wait = units::span(ctx.stall_timeout);
-    let note = format!(
-        "no holder left for {}; waiting up to {wait} for one, asking again ({kept} of {} chunks kept)",
-        job.name,
-        job.manifest.count()
-    );
-    let _ = ctx.events.send(Progress::Note(note));
-    let _ = ctx.events.send(Progress::Holders(0));
-}
-
-/// A holder found during the download joins the plan.
-fn joined(ctx: &Context<'_>, job: &Job, plan: &mut Scheduler, links: &mut Vec<Arc<HolderLink>>, link: Arc<HolderLink>, was_waiting: bool) {
-    if was_waiting {
-        let _ = ctx.events.send(Progress::Note(format!("found peer {} for {}; going on", link.peer_id, job.name)));
-    }
-    let h = plan.add_holder(link.window(job.manifest.chunk_size.into()));
-    plan.holder_has_all(h);
-    links.push(link);
-    let _ = ctx.events.send(Progress::Holders(plan.live_holders()));
-}
-
-/// Verifies and stores a chunk that arrived, in the background; an endgame racer's late copy
-/// of a chunk already verified is not checked again.
-fn verify_later(plan: &mut Scheduler, job: &Job, tasks: &mut JoinSet<ChunkResult>, at: (usize, u32, Instant), data: Pieces) {
-    let (holder, index, started) = at;
-    if plan.is_done(index) {
-        plan.done(holder, index);
-        return;
-    }
-    let job = job.clone();
-    task::spawn_in(tasks, Span::current(), async move { (holder, index, started, Step::Stored(job.verify_and_store(index, data).await)) });
-}
-
-/// Hands a failed chunk back to the plan; tells the user when that dropped the holder (one
-/// that left or went silent may be found again; one that sent bad data stays out). Our own
-/// disk failing ends the download.
-fn failed(
-    ctx: &Context<'_>,
-    plan: &mut Scheduler,
-    job: &Job,
-    (holder, link): (usize, &HolderLink),
-    index: u32,
-    err: FetchError,
-    finder: &mut Finder,
-) -> Result<()> {
-    let err = match err {
-        FetchError::Disk(err) => return Err(err).context("cannot write the download"),
-        FetchError::Internal(why) => bail!("chunk {index}: internal error while verifying ({why}); what was verified is kept"),
-        err => err,
-    };
-    if plan.failed(holder, index, err.penalty()) {
-        let note = format!("stopped using peer {} for {}: {err}", link.peer_id, job.name);
-        let _ = ctx.events.send(Progress::Note(note));
-        let _ = ctx.events.send(Progress::Holders(plan.live_holders()));
-        if err.penalty() == Penalty::Drop {
-            finder.forget(&link.fingerprint);
-        }
-    }
-    Ok(())
-}
-
-/// Where one chunk's fetch is: its bytes arrived (or not), then it was verified and stored.
-enum Step {
-    Fetched(Result<Pieces, FetchError>),
-    Stored(Result<(), FetchError>),
-}
-
-type ChunkResult = (usize, u32, Instant, Step);
-
-/// Gives every holder work up to its window, as its link measures it now.
-fn refill(plan: &mut Scheduler, links: &[Arc<HolderLink>], job: &Job, tasks: &mut JoinSet<ChunkResult>) {
-    for (holder, link) in links.iter().enumerate() {
-        plan.set_window(holder, link.window(job.manifest.chunk_size.into()));
-        while let Some(index) = plan.next(holder) {
-            let (link, job) = (link.clone(), job.clone());
-            task::spawn_in(tasks, Span::current(), async move {
-                let started = Instant::now();
-                let fetched = link.chunk(job.id, index, job.manifest.len_of(index)).await;
-                (holder, index, started, Step::Fetched(fetched))
-            });
-        }
-    }
-}
-
-/// Records a newly verified chunk; returns its length.
-fn chunk_landed(ctx: &Context<'_>, job: &Job, from: &str, index: u32, started: Instant) -> u64 {
-    let bytes = job.manifest.len_of(index);
-    let ms = started.elapsed().as_millis() as u64;
-    let record =
-        ChunkRecord { ts_ms: now_ms(), file: job.name.clone(), id: job.id.to_hex(), chunk: index, from: from.to_string(), bytes, ms };
-    ctx.log.append(&record);
-    let _ = ctx.events.send(Progress::Chunk { bytes });
-    bytes
 }

@@ -24,7 +24,7 @@ use crate::net::tls::{self, Identity};
 use crate::protocol::{FileId, FileMatch, Fingerprint, Holder, PEER_ALPN};
 
 /// First wait before asking again: a crowd that starts together finds itself within seconds.
-const FIRST_ASK: Duration = Duration::from_secs(2);
+const FIRST_ASK: Duration = Duration::from_secs(1);
 /// Longest wait between asks while holders work (BitTorrent's min-interval is of this order).
 const LATEST_ASK: Duration = Duration::from_secs(30);
 /// Longest wait between asks while no holder is left.

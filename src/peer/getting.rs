@@ -70,7 +70,11 @@ impl Peer {
             let _ = events.send(events::Progress::Found(info.clone()));
         }
         let (events, forwarding) = events::forward(&self.inner.transfers, &info, events);
+        let (has_chunk, first_chunk) = tokio::sync::oneshot::channel();
+        self.announce_when(&info, first_chunk);
         let ctx = download::Context {
+            shares: self.inner.shares.clone(),
+            has_chunk: std::sync::Mutex::new(Some(has_chunk)),
             seek: self.inner.seek.clone(),
             stall_timeout: self.inner.config.stall_timeout,
             download_dir: &self.inner.config.download_dir,
@@ -144,7 +148,7 @@ impl Peer {
 
     /// The path of `info` if this peer already has it (shared or at the destination).
     async fn already_have(&self, info: &FileInfo) -> Result<Option<PathBuf>> {
-        if let Some(shared) = self.inner.shares.get(&info.id) {
+        if let Some(shared) = self.inner.shares.complete(&info.id) {
             return Ok(Some(shared.path.clone()));
         }
         let (dir, name, id) = (self.inner.config.download_dir.clone(), info.name.clone(), info.id);

@@ -262,6 +262,17 @@ impl HolderLink {
         Ok(manifest)
     }
 
+    /// Asks the holder what it has of `id` (`Observe`): the stream its [`Availability`]
+    /// frames arrive on, for [`super::download::availability`] to read.
+    ///
+    /// [`Availability`]: crate::protocol::Availability
+    pub async fn observe(&self, id: FileId) -> Result<RecvStream> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        protocol::write_frame(&mut send, &PeerRequest::Observe { id }).await?;
+        send.finish()?;
+        Ok(recv)
+    }
+
     /// Fetches chunk `index` of `id`, which must be `len` bytes (unverified), as the pieces
     /// quinn received it in.
     pub async fn chunk(&self, id: FileId, index: u32, len: u64) -> Result<Pieces, FetchError> {

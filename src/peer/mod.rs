@@ -14,6 +14,8 @@ mod gate;
 mod getting;
 mod holder;
 mod liveness;
+mod observe;
+mod partials;
 mod pieces;
 pub mod scheduler;
 pub mod serve;
@@ -175,6 +177,7 @@ impl Peer {
         let peer = Peer { inner: Arc::new(inner) };
         peer.spawn_background(withdrawn);
         peer.restore_shares();
+        peer.restore_partials();
         Ok(peer)
     }
 
@@ -344,6 +347,10 @@ impl Peer {
         let Ok(_claim) = self.inner.downloading.take(&info) else {
             bail!("{} is downloading now; cancel it (Ctrl-C) or let it finish, then discard it", found.label());
         };
+        // No longer a holder of any of it: stop serving it and tell the tracker.
+        if let Some(served) = self.inner.shares.get(&found.id).filter(|f| f.download().is_some()) {
+            self.inner.shares.withdraw(&served);
+        }
         store::unfinished::discard(dir, &found.id)?;
         Ok(found)
     }

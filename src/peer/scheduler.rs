@@ -301,6 +301,16 @@ impl Scheduler {
         newly_dropped
     }
 
+    /// Stops giving `holder` work and stops counting what it has (it broke the protocol, or
+    /// does not share the file); its chunks in flight still end through `done` or `failed`.
+    /// Returns whether it was live until now.
+    pub fn drop_holder(&mut self, holder: usize) -> bool {
+        let Some(h) = self.holders.get_mut(holder).filter(|h| !h.dropped) else { return false };
+        h.dropped = true;
+        self.forget(holder);
+        true
+    }
+
     /// Whether `holder` has been dropped (an unknown one counts as dropped: it takes no work).
     pub fn is_dropped(&self, holder: usize) -> bool {
         self.holders.get(holder).is_none_or(|h| h.dropped)

@@ -1,7 +1,8 @@
 //! The holder side: answer manifest and chunk requests for the files this peer shares.
 //!
 //! A request names a file by id; only files in [`Shares`] are ever opened, and only chunks
-//! within their size are read. A manifest request is answered on its own bidirectional stream;
+//! within their size (and, for a download under way, only verified ones) are read. A manifest
+//! request is answered on its own bidirectional stream, an `Observe` too (see [`observe`]);
 //! a chunk request (a unidirectional stream) is answered on a new unidirectional stream: a
 //! [`ChunkHeader`] then the chunk's bytes. A bad request ends its stream only.
 
@@ -16,9 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::gate::{Gate, SENDS_PER_PEER};
+use super::observe;
 use super::throttle::Throttle;
 use crate::net::task;
-use crate::protocol::{self, ChunkHeader, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
+use crate::protocol::{self, Availability, ChunkHeader, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
 use crate::store::buffers::Buffer;
 use crate::store::shares::Shares;
 
@@ -89,6 +91,7 @@ pub async fn run(endpoint: quinn::Endpoint, serving: Serving, gate: Arc<Gate>, s
 /// to this downloader at once, over all its connections.
 async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semaphore>, shutdown: CancellationToken) {
     let mut streams = JoinSet::new();
+    let observes = Arc::new(Semaphore::new(observe::MAX_OBSERVES_PER_CONNECTION));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -98,9 +101,9 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             Some(_) = streams.join_next() => {}
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    let answer = answer_manifest(send, recv, serving.shares.clone(), sends.clone());
-                    task::spawn_in(&mut streams, tracing::debug_span!("manifest request"), async move {
-                        let _ = tokio::time::timeout(STREAM_TIMEOUT, answer).await;
+                    let (serving, sends, observes, shutdown) = (serving.clone(), sends.clone(), observes.clone(), shutdown.clone());
+                    task::spawn_in(&mut streams, tracing::debug_span!("control request"), async move {
+                        answer_control(send, recv, serving.shares, sends, observes, shutdown).await;
                     });
                 }
                 Err(_) => break,
@@ -126,14 +129,44 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
     Ok(request.context("request timed out")??)
 }
 
+/// Answers a request on a bidirectional stream: a manifest (within [`STREAM_TIMEOUT`]), or an
+/// `Observe` (for as long as the downloader watches, at most
+/// [`observe::MAX_OBSERVES_PER_CONNECTION`] at once).
+async fn answer_control(
+    send: SendStream,
+    mut recv: RecvStream,
+    shares: Shares,
+    sends: Arc<Semaphore>,
+    observes: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let request = read_request(&mut recv).await;
+    if let Ok(PeerRequest::Observe { id }) = request {
+        // Like a manifest, news of what we have goes ahead of chunks queued on the connection:
+        // behind them it would arrive after they did, too late to steer the picking.
+        let mut send = send;
+        let _ = send.set_priority(MANIFEST_PRIORITY);
+        let Ok(_watching) = observes.try_acquire_owned() else {
+            if let Ok(frame) = protocol::encode(&Availability::Error("too many observe streams on this connection".into())) {
+                send_frame(&mut send, Bytes::from(frame)).await;
+            }
+            return;
+        };
+        if let Err(err) = observe::answer(send, id, &shares, &shutdown).await {
+            tracing::debug!("observe stream ended: {err:#}");
+        }
+        return;
+    }
+    let _ = tokio::time::timeout(STREAM_TIMEOUT, answer_manifest(send, request, shares, sends)).await;
+}
+
 /// Answers a manifest request. A manifest can be 2 MiB, so sending it takes one of the
 /// downloader's send permits, like a chunk: it cannot pin more by asking repeatedly. The
 /// reply is encoded once per shared file and sent without copying.
-async fn answer_manifest(mut send: SendStream, mut recv: RecvStream, shares: Shares, sends: Arc<Semaphore>) {
+async fn answer_manifest(mut send: SendStream, request: Result<PeerRequest>, shares: Shares, sends: Arc<Semaphore>) {
     // Chunks go out in order (see tls::server_transport); a manifest goes ahead of them, so a
     // second download on a busy connection starts at once.
     let _ = send.set_priority(MANIFEST_PRIORITY);
-    let request = read_request(&mut recv).await;
     let Ok(_permit) = sends.acquire().await else { return };
     let refusal = match request {
         Ok(PeerRequest::Manifest { version, id }) if version == PROTOCOL_VERSION => match shares.get(&id) {
@@ -175,7 +208,7 @@ async fn send_frame(send: &mut SendStream, frame: Bytes) {
 async fn answer_chunk(conn: Connection, mut recv: RecvStream, serving: Serving, sends: Arc<Semaphore>) -> Result<()> {
     let (id, index) = match read_request(&mut recv).await? {
         PeerRequest::Chunk { id, index } => (id, index),
-        PeerRequest::Manifest { .. } => bail!("manifest request on a chunk stream"),
+        PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } => bail!("control request on a chunk stream"),
     };
     let _permit = sends.acquire().await?;
     let limit = serving.chunk_timeout();
@@ -204,6 +237,9 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Buffer> 
     let file = shares.get(id).ok_or_else(|| anyhow!("file {} is not shared here", id.short()))?;
     if index >= file.manifest.count() {
         bail!("chunk {index} is past the end of the file ({} chunks)", file.manifest.count());
+    }
+    if !file.has(index) {
+        bail!("chunk {index} of {} is not verified here yet", file.info.name);
     }
     let (offset, len) = (file.manifest.offset(index), file.manifest.len_of(index) as usize);
     // A chunk in the page cache (the usual case for a file being served) is copied here: going

@@ -13,7 +13,13 @@
 //!   [`ManifestReply`]). It asks for each chunk with a [`PeerRequest::Chunk`] on a unidirectional
 //!   stream of its own; the holder answers on a new unidirectional stream that starts with a
 //!   [`ChunkHeader`] frame followed by exactly `len` raw chunk bytes. One stream per chunk keeps
-//!   chunks independent: a lost or slow chunk never blocks the others.
+//!   chunks independent: a lost or slow chunk never blocks the others. To learn what a holder
+//!   has, the downloader sends one [`PeerRequest::Observe`] on a bidirectional stream and
+//!   keeps it open: a complete holder answers [`Availability::All`]; a holder still downloading
+//!   (a partial holder, which serves every chunk it has verified and written) answers with its
+//!   bitfield, then [`Availability::Have`] batches, at most [`HAVES_PER_SEC`] a second, as
+//!   chunks land, and `All` once it has them all. A chunk is announced only after it is
+//!   verified and written, so a holder that refuses a chunk it announced is lying.
 //!
 //! A frame is a big-endian `u32` length followed by that many bytes of bincode (standard config).
 //! The length is checked against the frame's limit before anything is allocated, the body buffer
@@ -204,7 +210,46 @@ pub enum PeerRequest {
         /// The chunk's index.
         index: u32,
     },
+    /// Tell me which chunks of this file you have, and then each one you verify (bidirectional
+    /// stream, answered by a run of [`Availability`] frames). Added after `Chunk`, so earlier
+    /// tags keep their bytes.
+    Observe {
+        /// The file.
+        id: FileId,
+    },
 }
+
+/// What a holder has of a file, sent on an `Observe` stream: first `All` or a `Bitfield`, then
+/// (from a holder still downloading) `Have` batches as chunks are verified and written, at most
+/// [`HAVES_PER_SEC`] a second, until `All` says the holder has finished, or the stream ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Availability {
+    /// Every chunk: a complete holder (one short message, then the stream ends).
+    All,
+    /// The chunks the holder had verified when asked: chunk `i` is bit `i % 8` of byte `i / 8`;
+    /// exactly `count.div_ceil(8)` bytes (checked by the reader against the manifest).
+    Bitfield {
+        /// Chunks in the file.
+        count: u32,
+        /// One bit per chunk.
+        bits: Vec<u8>,
+    },
+    /// Chunks verified since the last message, at most [`MAX_HAVE_BATCH`].
+    Have(Vec<u32>),
+    /// Refused, with a one-line reason.
+    Error(#[serde(deserialize_with = "printable_reason")] String),
+}
+
+/// Most `Have` messages a holder sends per second on one `Observe` stream: batching keeps the
+/// cost of a chunk's news to a few bytes even when chunks land by the hundred per second.
+pub const HAVES_PER_SEC: u32 = 4;
+/// Most chunk indices in one `Have` message; a holder with more news sends a `Bitfield`-worth
+/// in several batches (or `All`).
+pub const MAX_HAVE_BATCH: usize = 4096;
+/// Limit of one [`Availability`] frame: the largest bitfield or `Have` batch, and some room.
+pub const MAX_AVAILABILITY_FRAME: usize = 32 << 10;
+/// Most bitfield bytes: one bit per chunk of the largest manifest.
+pub const MAX_BITFIELD_BYTES: usize = (crate::content::manifest::MAX_CHUNKS as usize).div_ceil(8);
 
 /// A holder's answer to [`PeerRequest::Manifest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

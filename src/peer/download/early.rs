@@ -1,5 +1,7 @@
-//! Early chunks: on a fresh download, the first holder's first window of chunks is asked for
-//! together with the manifest, so data starts a round trip sooner.
+//! Early chunks: on a fresh download, a first window of chunks is asked of the first holder
+//! together with the manifest, so data starts a round trip sooner. They are picked at random,
+//! so a crowd that starts together does not all ask the seeder for the same chunks, and kept
+//! only for the chunks the holder then says it has (a partial holder may not).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,12 +9,15 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tracing::Span;
 
-use super::{ChunkResult, Step};
+use super::swarm::{ChunkResult, Step};
 use crate::content::manifest::Manifest;
 use crate::net::task;
 use crate::peer::holder::{FetchError, HolderLink, Pieces};
 use crate::peer::scheduler::Scheduler;
 use crate::protocol::FileInfo;
+
+/// Most chunks asked for before the manifest is in (1 MiB at the default chunk size).
+const EARLY_CHUNKS: u64 = 4;
 
 /// Chunks asked of the first holder together with the manifest on a fresh download, so the
 /// first bytes arrive a round trip sooner. Their lengths come from the size the tracker
@@ -33,8 +38,12 @@ impl Early {
     pub(super) fn start(link: &Arc<HolderLink>, file: &FileInfo) -> Early {
         let chunk_size = crate::content::manifest::chunk_size_for(file.size);
         let count = crate::content::manifest::chunk_count(file.size, chunk_size);
-        let first = (link.window(chunk_size.into()) as u64).min(count) as u32;
-        let fetches = (0..first)
+        // A few chunks fill the pipe for the round trip the manifest takes; a whole window of
+        // them, asked of one seeder by every member of a crowd before anyone knows what the
+        // others fetch, would be the duplicates rarest-first is there to avoid.
+        let first = (link.window(chunk_size.into()) as u64).min(count).min(EARLY_CHUNKS) as u32;
+        let fetches = random_chunks(count as u32, first)
+            .into_iter()
             .map(|index| {
                 let offset = u64::from(index) * u64::from(chunk_size);
                 let len = (file.size - offset).min(chunk_size.into());
@@ -53,10 +62,9 @@ impl Early {
         self
     }
 
-    /// Hands the fetches to the download as holder 0's first chunks: the plan picks at random,
-    /// so each is claimed by index.
+    /// Hands the fetches to the download as holder 0's, for the chunks it says it has and the
+    /// plan still needs; the others are dropped (so never held against the holder).
     pub(super) fn adopt(mut self, plan: &mut Scheduler, tasks: &mut JoinSet<ChunkResult>) {
-        plan.set_window(0, self.fetches.len());
         for (index, started, fetch) in self.fetches.drain(..) {
             if !plan.claim(0, index) {
                 fetch.abort();
@@ -68,6 +76,26 @@ impl Early {
             });
         }
     }
+}
+
+/// `n` distinct chunk indices below `count`, at random (a seed from the clock is enough: it
+/// only has to differ between peers starting together).
+fn random_chunks(count: u32, n: u32) -> Vec<u32> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut state = nanos ^ u64::from(std::process::id()).rotate_left(32) ^ (&nanos as *const u64 as u64);
+    let mut picked = Vec::with_capacity(n as usize);
+    while picked.len() < n.min(count) as usize {
+        // SplitMix64.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let index = ((z ^ (z >> 31)) % u64::from(count)) as u32;
+        if !picked.contains(&index) {
+            picked.push(index);
+        }
+    }
+    picked
 }
 
 impl Drop for Early {
