@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use p2pq::content::manifest::Manifest;
 use p2pq::net::tls::{self, Identity};
 use p2pq::protocol::{
-    self, ChunkHeader, FileInfo, FileMatch, Fingerprint, Holder, MAX_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest,
-    TRACKER_ALPN, TrackerRequest, TrackerResponse,
+    self, Availability, ChunkHeader, FileInfo, FileMatch, Fingerprint, Holder, MAX_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION,
+    PeerRequest, TRACKER_ALPN, TrackerRequest, TrackerResponse,
 };
 use quinn::{Connection, Endpoint};
 use tokio::io::AsyncReadExt;
@@ -241,6 +241,12 @@ pub enum HolderAnswer {
     Serve(Arc<Vec<u8>>),
     /// An error with this reason.
     Refuse(String),
+    /// The real manifest, and a bitfield claiming every chunk; then every chunk refused.
+    Lie(Arc<Vec<u8>>),
+    /// The real manifest and chunks, and on every `Observe` an endless flood of `Have`
+    /// messages, as fast as the stream takes them; the count of frames written goes to the
+    /// counter.
+    Flood(Arc<Vec<u8>>, Arc<std::sync::atomic::AtomicU64>),
 }
 
 /// A fake holder on 127.0.0.1 with its own certificate; returns it as a [`Holder`] to report.
@@ -266,21 +272,18 @@ pub fn fake_holder(answer: HolderAnswer) -> (Holder, Endpoint, tempfile::TempDir
 
 async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
     let content = match &answer {
-        HolderAnswer::Serve(data) => Some((data.clone(), Manifest::from_bytes(data).1)),
+        HolderAnswer::Serve(data) | HolderAnswer::Lie(data) | HolderAnswer::Flood(data, _) => {
+            Some((data.clone(), Manifest::from_bytes(data).1))
+        }
         HolderAnswer::Refuse(_) => None,
     };
     loop {
         tokio::select! {
             bi = conn.accept_bi() => {
-                let (mut send, mut recv) = bi?;
-                let _req: PeerRequest = protocol::read_frame(&mut recv, MAX_FRAME).await?;
-                let reply = match (&answer, &content) {
-                    (HolderAnswer::Refuse(reason), _) => ManifestReply::Error(reason.clone()),
-                    (_, Some((_, manifest))) => ManifestReply::Manifest(manifest.clone()),
-                    _ => bail!("nothing to serve"),
-                };
-                protocol::write_frame(&mut send, &reply).await?;
-                send.finish()?;
+                let (send, mut recv) = bi?;
+                let req: PeerRequest = protocol::read_frame(&mut recv, MAX_FRAME).await?;
+                let (answer, content) = (answer.clone(), content.clone());
+                tokio::spawn(async move { let _ = answer_fake(send, req, &answer, content.as_ref().map(|c| &c.1)).await; });
             }
             uni = conn.accept_uni() => {
                 let mut recv = uni?;
@@ -288,6 +291,12 @@ async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
                 let Some((data, manifest)) = &content else { continue };
                 let (offset, len) = (manifest.offset(index) as usize, manifest.len_of(index) as usize);
                 let mut out = conn.open_uni().await?;
+                if let HolderAnswer::Lie(_) = answer {
+                    let refusal = ChunkHeader { id, index, result: Err(format!("chunk {index} is not verified here yet")) };
+                    protocol::write_frame(&mut out, &refusal).await?;
+                    out.finish()?;
+                    continue;
+                }
                 protocol::write_frame(&mut out, &ChunkHeader { id, index, result: Ok(len as u32) }).await?;
                 out.write_all(&data[offset..offset + len]).await?;
                 out.finish()?;
@@ -296,9 +305,100 @@ async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
     }
 }
 
+/// The fake's answer on a bidirectional stream: a manifest, or what it has.
+async fn answer_fake(mut send: quinn::SendStream, req: PeerRequest, answer: &HolderAnswer, manifest: Option<&Manifest>) -> Result<()> {
+    match (req, answer, manifest) {
+        (PeerRequest::Observe { .. }, HolderAnswer::Refuse(reason), _) => {
+            protocol::write_frame(&mut send, &Availability::Error(reason.clone())).await?;
+        }
+        (PeerRequest::Observe { .. }, HolderAnswer::Lie(_), Some(m)) => {
+            let bits = vec![0xff; (m.count() as usize).div_ceil(8)];
+            protocol::write_frame(&mut send, &Availability::Bitfield { count: m.count(), bits }).await?;
+        }
+        (PeerRequest::Observe { .. }, HolderAnswer::Flood(_, written), Some(m)) => {
+            protocol::write_frame(&mut send, &Availability::Bitfield { count: m.count(), bits: vec![0; (m.count() as usize).div_ceil(8)] })
+                .await?;
+            // Bounded: a test lasts seconds; this stops after at most a million frames.
+            for n in 0..1_000_000u32 {
+                let have: Vec<u32> = (0..64).map(|i| (n * 64 + i) % m.count()).collect();
+                protocol::write_frame(&mut send, &Availability::Have(have)).await?;
+                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        (PeerRequest::Observe { .. }, _, _) => protocol::write_frame(&mut send, &Availability::All).await?,
+        (_, HolderAnswer::Refuse(reason), _) => protocol::write_frame(&mut send, &ManifestReply::Error(reason.clone())).await?,
+        (_, _, Some(m)) => protocol::write_frame(&mut send, &ManifestReply::Manifest(m.clone())).await?,
+        _ => bail!("nothing to serve"),
+    }
+    send.finish()?;
+    Ok(())
+}
+
 /// Reads a whole stream into memory, at most `limit` bytes (for raw answers).
 pub async fn read_all(recv: &mut quinn::RecvStream, limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     recv.take(limit as u64).read_to_end(&mut out).await?;
     Ok(out)
+}
+
+/// A fake holder registered with a real tracker from its own endpoint (so the tracker hands
+/// out the address it serves on), heartbeating every second until dropped.
+pub struct RegisteredFake {
+    /// The fake as the tracker lists it.
+    pub holder: Holder,
+    _endpoint: Endpoint,
+    _tracker: Connection,
+    beating: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RegisteredFake {
+    fn drop(&mut self) {
+        self.beating.abort();
+    }
+}
+
+/// Starts a fake holder answering with `answer`, registers it as `id` with the tracker at
+/// `tracker` (pinned to `tracker_fp`) announcing `file`.
+pub async fn registered_fake(
+    tracker: SocketAddr,
+    tracker_fp: Fingerprint,
+    id: &str,
+    answer: HolderAnswer,
+    file: FileInfo,
+) -> Result<RegisteredFake> {
+    let dir = tempfile::tempdir()?;
+    let identity = Identity::load_or_create(dir.path(), "holder")?;
+    let endpoint = tls::endpoint(&identity, tls::server_config(&identity, PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
+    let holder = Holder { peer_id: id.into(), addr: endpoint.local_addr()?, fingerprint: identity.fingerprint };
+    let accepting = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                if let Ok(conn) = incoming.await {
+                    let _ = serve_fake(conn, answer).await;
+                }
+            });
+        }
+    });
+    let config = tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?;
+    let conn =
+        tokio::time::timeout(STEP, endpoint.connect_with(config, tracker, tls::SERVER_NAME)?).await.context("tracker handshake")??;
+    let register = TrackerRequest::Register { version: PROTOCOL_VERSION, peer_id: id.into(), files: vec![file] };
+    match request(&conn, &register).await? {
+        TrackerResponse::Registered { .. } => {}
+        other => bail!("the tracker did not register the fake: {other:?}"),
+    }
+    let beat = conn.clone();
+    let beating = tokio::spawn(async move {
+        // Bounded by the test: aborted on drop; at most an hour of beats anyway.
+        for _ in 0..3600 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if request(&beat, &TrackerRequest::Alive).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(RegisteredFake { holder, _endpoint: endpoint, _tracker: conn, beating, _dir: dir })
 }

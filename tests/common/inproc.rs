@@ -95,6 +95,20 @@ impl Net {
         self.peers.iter().find(|h| h.peer.id() == peer.id()).map(|h| h.stats.clone())
     }
 
+    /// Peer `id` leaves (the tracker hears `exit`), and is forgotten here: it can be started
+    /// again with [`Net::add_peer`] on the same home folder.
+    pub async fn leave(&mut self, id: &str) {
+        if let Some(at) = self.peers.iter().position(|h| h.peer.id() == id) {
+            let host = self.peers.remove(at);
+            host.peer.exit().await;
+        }
+    }
+
+    /// The tracker's address and certificate fingerprint (for a fake holder to register).
+    pub fn tracker(&self) -> Option<(std::net::SocketAddr, p2pq::protocol::Fingerprint)> {
+        self.tracker.as_ref().map(|t| (t.addr, t.fingerprint))
+    }
+
     /// Every peer leaves (at once, so a peer on a cut link costs its grace time only once),
     /// then the tracker stops.
     pub async fn stop(mut self) {
