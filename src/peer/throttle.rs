@@ -44,7 +44,8 @@ impl Throttle {
     pub fn new(bytes_per_sec: u64) -> Throttle {
         let rate = bytes_per_sec.max(1) as f64;
         let burst = (rate / 4.0).max(SLICE as f64);
-        Throttle { rate, burst, state: Mutex::new((burst, Instant::now())), senders: AtomicUsize::new(0) }
+        let now = tokio::time::Instant::now().into_std();
+        Throttle { rate, burst, state: Mutex::new((burst, now)), senders: AtomicUsize::new(0) }
     }
 
     /// Counts a stream as sending until the guard is dropped.
@@ -73,9 +74,11 @@ impl Throttle {
         if *tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-*tokens / self.rate) }
     }
 
-    /// Waits until `n` more bytes may be sent.
+    /// Waits until `n` more bytes may be sent. A reservation made later is paid off no
+    /// sooner, so waiters go first come, first served.
     pub async fn take(&self, n: usize) {
-        let wait = self.reserve(n, Instant::now());
+        // tokio's clock is the system's, except in tests that pause it.
+        let wait = self.reserve(n, tokio::time::Instant::now().into_std());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -145,5 +148,26 @@ mod tests {
         assert!((wait.as_secs_f64() - 1.0).abs() < 0.01, "{wait:?}");
         // Time that passes pays the debt back.
         assert_eq!(t.reserve(0, start + Duration::from_secs(2)), Duration::ZERO);
+    }
+
+    #[test]
+    fn reservations_are_paid_off_in_the_order_they_were_made() {
+        let t = Throttle::new(1 << 20);
+        let start = Instant::now();
+        assert_eq!(t.reserve(256 << 10, start), Duration::ZERO);
+        // Each reservation, a little later than the one before, is paid off after it: when all
+        // the bytes reserved so far have been paid.
+        let mut reserved = 0u64;
+        let mut paid_before = start;
+        for k in 1..=20u32 {
+            let at = start + Duration::from_millis(k.into());
+            let n = SLICE >> (k % 3);
+            reserved += n as u64;
+            let paid = at + t.reserve(n, at);
+            assert!(paid >= paid_before, "reservation {k} paid at {paid:?}, before the one ahead of it");
+            let want = start + t.time_for(reserved);
+            assert!(paid.max(want) - paid.min(want) < Duration::from_micros(10), "reservation {k}: {paid:?}, not {want:?}");
+            paid_before = paid;
+        }
     }
 }
