@@ -83,7 +83,7 @@ impl fmt::Display for Link {
     }
 }
 
-/// What a simulated link did, counted in datagrams.
+/// What a simulated link did, counted in datagrams (and the bytes it carried).
 #[derive(Debug, Default)]
 pub struct LinkStats {
     /// Datagrams that crossed the link.
@@ -92,6 +92,8 @@ pub struct LinkStats {
     pub lost: AtomicU64,
     /// Datagrams dropped because the queue was full.
     pub overflowed: AtomicU64,
+    /// UDP payload bytes of the datagrams that crossed the link: what a host uploaded.
+    pub bytes: AtomicU64,
 }
 
 impl LinkStats {
@@ -174,6 +176,7 @@ async fn deliver(socket: tokio::net::UdpSocket, mut rx: mpsc::UnboundedReceiver<
         // A full kernel buffer drops the datagram, as a real link would.
         if socket.send_to(&packet.data, packet.to).await.is_ok() {
             stats.sent.fetch_add(1, Ordering::Relaxed);
+            stats.bytes.fetch_add(packet.data.len() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -318,6 +321,24 @@ mod tests {
         let kept = fates.iter().filter(|f| matches!(f, Fate::Arrives(_))).count();
         assert!((19..=22).contains(&kept), "kept {kept}");
         assert_eq!(fates.last(), Some(&Fate::Overflowed));
+    }
+
+    #[tokio::test]
+    async fn the_link_counts_the_datagrams_and_bytes_that_crossed_it() -> io::Result<()> {
+        let receiver = tokio::net::UdpSocket::bind(("127.0.0.1", 0)).await?;
+        let sim = socket(([127, 0, 0, 1], 0).into(), Link::default())?;
+        let contents = [7u8; 3000];
+        // Three datagrams (1200, 1200 and 600 bytes), as quinn hands over a segmented transmit.
+        let transmit =
+            Transmit { destination: receiver.local_addr()?, ecn: None, contents: &contents, segment_size: Some(1200), src_ip: None };
+        sim.socket.try_send(&transmit)?;
+        let mut buf = [0u8; 2048];
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(5), receiver.recv(&mut buf)).await.map_err(io::Error::other)??;
+        }
+        assert_eq!(sim.stats.snapshot(), (3, 0, 0));
+        assert_eq!(sim.stats.bytes.load(Ordering::Relaxed), 3000);
+        Ok(())
     }
 
     #[test]

@@ -47,10 +47,10 @@ pub struct Serving {
 
 impl Serving {
     /// Longest a chunk answer may take: [`STREAM_TIMEOUT`], plus, with an upload limit, the
-    /// time the limit needs to send all the chunks one peer may have at once (they share it).
+    /// time one peer's share of the limit needs to send all the chunks it may have at once.
     fn chunk_timeout(&self) -> Duration {
         let share = (SENDS_PER_PEER * crate::content::manifest::DEFAULT_CHUNK_SIZE as usize) as u64;
-        STREAM_TIMEOUT + self.throttle.as_ref().map_or(Duration::ZERO, |t| t.time_for(share))
+        STREAM_TIMEOUT + self.throttle.as_ref().map_or(Duration::ZERO, |t| t.time_for_share(share))
     }
 }
 
@@ -223,7 +223,7 @@ async fn send_chunk(conn: Connection, serving: Serving, id: FileId, index: u32) 
     protocol::write_frame(&mut out, &header).await?;
     let sent = result.as_ref().map(Buffer::len).ok();
     if let Ok(data) = result {
-        send_paced(&mut out, data, serving.throttle.as_deref()).await?;
+        send_paced(&mut out, data, serving.throttle.as_deref(), &conn).await?;
     }
     out.finish()?;
     if let Some(bytes) = sent {
@@ -259,19 +259,20 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Buffer> 
     data
 }
 
-/// Writes `data`, pacing it through the upload limit if there is one.
+/// Writes `data` to the downloader at the other end of `conn`, pacing it through the upload
+/// limit if there is one; the limit is shared equally by the downloaders (by certificate, as
+/// the gate admitted them), whatever their number of streams.
 /// Unpaced, the buffer is handed to quinn as it is, with no copy, and returns to the pool once
 /// the downloader has acknowledged it.
-async fn send_paced(out: &mut quinn::SendStream, data: Buffer, throttle: Option<&Throttle>) -> Result<()> {
+async fn send_paced(out: &mut quinn::SendStream, data: Buffer, throttle: Option<&Throttle>, conn: &Connection) -> Result<()> {
     let Some(throttle) = throttle else {
         out.write_chunk(data.into_bytes()).await?;
         return Ok(());
     };
-    let _sending = throttle.sending();
+    let sending = throttle.sending(crate::net::tls::remote_fingerprint(conn)?);
     let mut rest = data.as_slice();
     while !rest.is_empty() {
-        let (slice, after) = rest.split_at(throttle.slice().min(rest.len()));
-        throttle.take(slice.len()).await;
+        let (slice, after) = rest.split_at(sending.take(rest.len()).await);
         out.write_all(slice).await?;
         rest = after;
     }
