@@ -20,6 +20,7 @@ mod pieces;
 pub mod scheduler;
 pub mod serve;
 mod sharing;
+mod superseed;
 pub mod throttle;
 pub mod window;
 
@@ -189,7 +190,7 @@ impl Peer {
             tracing::info_span!("serve", me),
             serve::run(
                 inner.endpoint.clone(),
-                serve::Serving { shares: inner.shares.clone(), throttle: inner.throttle.clone() },
+                serve::Serving { shares: inner.shares.clone(), throttle: inner.throttle.clone(), crowds: Arc::default() },
                 gate,
                 inner.shutdown.clone(),
             ),

@@ -1,7 +1,8 @@
 //! The holder side of `Observe`: telling a downloader which chunks of a file we have, and
 //! then each one we verify.
 //!
-//! A complete file gets one `All` and the stream ends. A download under way (a partial share)
+//! A complete file gets one `All` and the stream ends, unless another downloader observes it
+//! at the same time: then it gets offers, a few chunks at a time (see [`super::superseed`]). A download under way (a partial share)
 //! gets its bitfield, then `Have` batches as its chunks are verified and written: the partial
 //! file wakes us ([`Partial::watch`]), we wait out the rest of the batch interval
 //! (1 / [`HAVES_PER_SEC`]), and send every chunk that landed meanwhile in one message. When
@@ -9,6 +10,7 @@
 //! (BEP 3's rule), so a downloader never asks for one we cannot read.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -16,6 +18,7 @@ use quinn::SendStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::superseed::{Crowds, FIRST_OFFER, OFFER_EVERY};
 use crate::protocol::{self, Availability, FileId, HAVES_PER_SEC, MAX_HAVE_BATCH};
 use crate::store::partial::{Bitfield, Partial};
 use crate::store::shares::Shares;
@@ -26,12 +29,22 @@ pub const MAX_OBSERVES_PER_CONNECTION: usize = 8;
 
 /// Answers an `Observe` for `id` on `send` until the file is complete here, the downloader
 /// stops reading, or `shutdown`.
-pub async fn answer(mut send: SendStream, id: FileId, shares: &Shares, shutdown: &CancellationToken) -> Result<()> {
-    let Some(file) = shares.get(&id) else {
+pub async fn answer(mut send: SendStream, id: FileId, serving: &Watched<'_>, shutdown: &CancellationToken) -> Result<()> {
+    let Some(file) = serving.shares.get(&id) else {
         let refusal = Availability::Error(format!("file {} is not shared here", id.short()));
         return finish(&mut send, &refusal).await;
     };
-    let Some(partial) = file.download().cloned() else { return finish(&mut send, &Availability::All).await };
+    let Some(partial) = file.download().cloned() else {
+        let observer = serving.crowds.join(id, file.manifest.count());
+        if !observer.crowded {
+            return finish(&mut send, &Availability::All).await;
+        }
+        let offering = offer(&mut send, serving, id, Bitfield::empty(file.manifest.size, file.manifest.count()));
+        return tokio::select! {
+            offered = offering => offered,
+            _ = shutdown.cancelled() => Ok(()),
+        };
+    };
     drop(file);
     // A downloader that stops reading fails the next write; one that goes away ends the
     // connection, and with it this task (the connection's streams are aborted).
@@ -65,6 +78,37 @@ async fn tell(send: &mut SendStream, partial: &Arc<Partial>) -> Result<()> {
         told = now;
     }
     finish(send, &Availability::All).await
+}
+
+/// What an observe answer needs from serving: the files, the crowds they are offered to, and
+/// how many chunks went out on this connection (what a downloader took of its offers).
+pub struct Watched<'a> {
+    /// The files this peer shares.
+    pub shares: &'a Shares,
+    /// Super-seeding state of the complete files.
+    pub crowds: &'a Arc<Crowds>,
+    /// Chunks sent on this connection so far.
+    pub served: &'a AtomicU64,
+}
+
+/// Offers a downloader of a complete file in a crowd a few chunks at a time (see
+/// [`superseed`](super::superseed)), then `All` once it has been offered every chunk.
+async fn offer(send: &mut SendStream, serving: &Watched<'_>, id: FileId, mut mine: Bitfield) -> Result<()> {
+    let count = mine.count();
+    let (mut n, mut seen) = (FIRST_OFFER, serving.served.load(Ordering::Relaxed));
+    loop {
+        let batch = serving.crowds.offer(&id, &mut mine, n.min(MAX_HAVE_BATCH));
+        if !batch.is_empty() {
+            protocol::write_frame(send, &Availability::Offer(batch)).await?;
+        }
+        if mine.count_ones() == count {
+            return finish(send, &Availability::All).await;
+        }
+        tokio::time::sleep(OFFER_EVERY).await;
+        let now = serving.served.load(Ordering::Relaxed);
+        n = (2 * now.saturating_sub(seen) as usize).max(1);
+        seen = now;
+    }
 }
 
 /// Chunks in `now` that were not in `before`.

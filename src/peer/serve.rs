@@ -7,6 +7,7 @@
 //! [`ChunkHeader`] then the chunk's bytes. A bad request ends its stream only.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate::{Gate, SENDS_PER_PEER};
 use super::observe;
+use super::superseed::Crowds;
 use super::throttle::Throttle;
 use crate::net::task;
 use crate::protocol::{self, Availability, ChunkHeader, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
@@ -43,6 +45,8 @@ pub struct Serving {
     pub shares: Shares,
     /// The upload limit, if any.
     pub throttle: Option<Arc<Throttle>>,
+    /// Which chunks of each complete file were offered to how many downloaders.
+    pub crowds: Arc<Crowds>,
 }
 
 impl Serving {
@@ -92,6 +96,7 @@ pub async fn run(endpoint: quinn::Endpoint, serving: Serving, gate: Arc<Gate>, s
 async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semaphore>, shutdown: CancellationToken) {
     let mut streams = JoinSet::new();
     let observes = Arc::new(Semaphore::new(observe::MAX_OBSERVES_PER_CONNECTION));
+    let served = Arc::new(AtomicU64::new(0));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -102,18 +107,21 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     let (serving, sends, observes, shutdown) = (serving.clone(), sends.clone(), observes.clone(), shutdown.clone());
+                    let served = served.clone();
                     task::spawn_in(&mut streams, tracing::debug_span!("control request"), async move {
-                        answer_control(send, recv, serving.shares, sends, observes, shutdown).await;
+                        answer_control(send, recv, (serving, served), sends, observes, shutdown).await;
                     });
                 }
                 Err(_) => break,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
-                    let (conn, serving, sends) = (conn.clone(), serving.clone(), sends.clone());
+                    let (conn, serving, sends, served) = (conn.clone(), serving.clone(), sends.clone(), served.clone());
                     task::spawn_in(&mut streams, tracing::debug_span!("chunk request"), async move {
                         if let Err(err) = answer_chunk(conn, recv, serving, sends).await {
                             tracing::debug!("chunk request failed: {err:#}");
+                        } else {
+                            served.fetch_add(1, Ordering::Relaxed);
                         }
                     });
                 }
@@ -135,11 +143,12 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
 async fn answer_control(
     send: SendStream,
     mut recv: RecvStream,
-    shares: Shares,
+    (serving, served): (Serving, Arc<AtomicU64>),
     sends: Arc<Semaphore>,
     observes: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
+    let shares = serving.shares.clone();
     let request = read_request(&mut recv).await;
     if let Ok(PeerRequest::Observe { id }) = request {
         // Like a manifest, news of what we have goes ahead of chunks queued on the connection:
@@ -152,7 +161,8 @@ async fn answer_control(
             }
             return;
         };
-        if let Err(err) = observe::answer(send, id, &shares, &shutdown).await {
+        let watched = observe::Watched { shares: &shares, crowds: &serving.crowds, served: &served };
+        if let Err(err) = observe::answer(send, id, &watched, &shutdown).await {
             tracing::debug!("observe stream ended: {err:#}");
         }
         return;

@@ -238,6 +238,11 @@ pub enum Availability {
     Have(Vec<u32>),
     /// Refused, with a one-line reason.
     Error(#[serde(deserialize_with = "printable_reason")] String),
+    /// From a complete holder serving a crowd (super-seeding, as BEP 16): it has every chunk,
+    /// and asks for these for now, offered to few others, so the crowd fetches distinct
+    /// chunks from it and the rest from each other. More offers follow; `All` ends them.
+    /// At most [`MAX_HAVE_BATCH`] indices. (Last, so the variants before keep their tags.)
+    Offer(Vec<u32>),
 }
 
 /// Most `Have` messages a holder sends per second on one `Observe` stream: batching keeps the

@@ -28,6 +28,8 @@ pub(crate) enum News {
     All,
     /// These chunks (from its bitfield or a `Have`).
     Chunks(Vec<u32>),
+    /// A complete holder asks for these for now (super-seeding): it has them all.
+    Offer(Vec<u32>),
     /// It does not share the file (any more).
     Refused(String),
     /// It broke the protocol: a bitfield of the wrong size, an index past the end, a batch
@@ -55,7 +57,7 @@ pub(crate) async fn watch(link: Arc<HolderLink>, holder: usize, id: FileId, coun
             Err(err) => News::Broken(format!("bad availability frame: {err}")),
         };
         next_read = Instant::now() + MIN_GAP;
-        let last = !matches!(news, News::Chunks(_));
+        let last = !matches!(news, News::Chunks(_) | News::Offer(_));
         if out.send((holder, news)).await.is_err() || last {
             return;
         }
@@ -73,17 +75,25 @@ fn check(frame: Availability, count: u32) -> News {
             let ones = (0..count).filter(|&i| bits[i as usize / 8] & (1 << (i % 8)) != 0).collect();
             News::Chunks(ones)
         }
-        Availability::Have(indices) => {
-            if indices.len() > MAX_HAVE_BATCH {
-                return News::Broken(format!("a have batch of {} chunks, over the {MAX_HAVE_BATCH} limit", indices.len()));
-            }
-            if let Some(bad) = indices.iter().find(|&&i| i >= count) {
-                return News::Broken(format!("a have for chunk {bad}; the file has {count}"));
-            }
-            News::Chunks(indices)
-        }
+        Availability::Have(indices) => match in_range(&indices, count) {
+            Some(broken) => broken,
+            None => News::Chunks(indices),
+        },
         Availability::Error(reason) => News::Refused(reason),
+        Availability::Offer(indices) => match in_range(&indices, count) {
+            Some(broken) => broken,
+            None => News::Offer(indices),
+        },
     }
+}
+
+/// Why a batch of indices breaks the rules (too many, one past the end), if it does.
+fn in_range(indices: &[u32], count: u32) -> Option<News> {
+    if indices.len() > MAX_HAVE_BATCH {
+        return Some(News::Broken(format!("a batch of {} chunks, over the {MAX_HAVE_BATCH} limit", indices.len())));
+    }
+    let bad = indices.iter().find(|&&i| i >= count)?;
+    Some(News::Broken(format!("news of chunk {bad}; the file has {count}")))
 }
 
 #[cfg(test)]
@@ -100,5 +110,7 @@ mod tests {
         assert!(matches!(check(Availability::Have(vec![5]), 5), News::Broken(_)));
         assert!(matches!(check(Availability::Have(vec![0; MAX_HAVE_BATCH + 1]), 5), News::Broken(_)));
         assert!(matches!(check(Availability::Error("no".into()), 5), News::Refused(_)));
+        assert_eq!(check(Availability::Offer(vec![3]), 5), News::Offer(vec![3]));
+        assert!(matches!(check(Availability::Offer(vec![9]), 5), News::Broken(_)));
     }
 }

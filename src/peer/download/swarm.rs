@@ -173,6 +173,13 @@ impl<'c, 'a> Swarm<'c, 'a> {
             News::Chunks(indices) => indices.into_iter().for_each(|i| {
                 self.plan.holder_has(holder, i);
             }),
+            News::Offer(indices) => {
+                // A complete holder steering a crowd: it has them all, and asks for these.
+                h.complete = true;
+                indices.into_iter().for_each(|i| {
+                    self.plan.holder_has(holder, i);
+                });
+            }
             News::Refused(why) => self.drop_holder(holder, &format!("it does not share the file ({why})"), true),
             News::Broken(why) => self.drop_holder(holder, &why, false),
         }
