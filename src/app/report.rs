@@ -60,11 +60,14 @@ pub fn got_line(got: &Got) -> String {
     if got.from.is_empty() && got.resumed == 0 {
         return printable(&format!("already have {} at {} (id {})", info.name, got.path.display(), info.id.short()));
     }
-    let mut from: Vec<String> = got.from.iter().map(|(peer, n)| format!("{peer}: {n}")).collect();
+    // Holders tried that sent nothing (a crowd's partial holders that had nothing new, a liar)
+    // are left out: the line says where the file came from.
+    let sent: Vec<&(String, u32)> = got.from.iter().filter(|(_, n)| *n > 0).collect();
+    let mut from: Vec<String> = sent.iter().map(|(peer, n)| format!("{peer}: {n}")).collect();
     if got.resumed > 0 {
         from.push(format!("{} already here from an earlier attempt", got.resumed));
     }
-    let peers = if got.from.len() == 1 { "peer" } else { "peers" };
+    let peers = if sent.len() == 1 { "peer" } else { "peers" };
     printable(&format!(
         "downloaded {} ({}) in {} at {}; chunks from {peers} {}; verified id {}; saved to {}",
         info.name,

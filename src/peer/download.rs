@@ -28,13 +28,12 @@ use crate::protocol::{FileId, FileMatch, Holder, PEER_ALPN};
 use crate::store::partial::Partial;
 use crate::store::shares::{SharedFile, Shares};
 use crate::store::{StoreError, buffers};
+use quinn::RecvStream;
 use tracing::Span;
 
 mod availability;
 mod checkpoints;
-mod early;
 mod swarm;
-use early::Early;
 
 /// How often the resume state is brought up to date while chunks land.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -127,7 +126,7 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     // Before anything is fetched: is there room for what is still missing?
     let (dir, id, name, size) = (ctx.download_dir.to_path_buf(), file.id, file.name.clone(), file.size);
     tokio::task::spawn_blocking(move || Partial::check_space(&dir, &id, &name, size)).await??;
-    let (links, manifest, early) = tokio::select! {
+    let (links, manifest, observing) = tokio::select! {
         prepared = prepare(ctx, target) => prepared?,
         _ = ctx.cancel.cancelled() => bail!("cancelled"),
     };
@@ -139,8 +138,7 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
     }
     let _ = ctx.events.send(Progress::Start { name: job.name.clone(), size: manifest.size, holders: links.len() });
     let (resumed, resumed_bytes) = announce_resumed(ctx, &job, &have);
-    let early = early.keep_if(&manifest);
-    let swarmed = swarm::Swarm::new(ctx, &job, links, &have, early).run().await;
+    let swarmed = swarm::Swarm::new(ctx, &job, links.into_iter().zip(observing).collect(), &have).run().await;
     let from = match swarmed {
         Ok(from) => from,
         Err(err) => {
@@ -194,14 +192,23 @@ async fn resume(partial: &Arc<Partial>, manifest: &Arc<Manifest>, claimed: Vec<u
     .await?)
 }
 
-/// Connects to the holders and fetches the manifest; on a fresh download, the first chunks are
-/// asked for at the same time.
-async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<HolderLink>>, Manifest, Early)> {
+/// Connects to the holders, fetches the manifest, and asks each holder what it has (in the
+/// same round trip): the links, the manifest and each link's `Observe` stream.
+async fn prepare(ctx: &Context<'_>, target: &FileMatch) -> Result<(Vec<Arc<HolderLink>>, Manifest, Vec<Option<RecvStream>>)> {
     let links = connect_all(ctx, &target.holders).await?;
-    let fresh = !Partial::exists(ctx.download_dir, &target.file.id);
-    let early = if fresh { Early::start(&links[0], &target.file) } else { Early::default() };
+    let mut asking = JoinSet::new();
+    for (at, link) in links.iter().enumerate() {
+        let (link, id) = (link.clone(), target.file.id);
+        task::spawn_in(&mut asking, Span::current(), async move { (at, link.observe(id).await) });
+    }
     let manifest = first_manifest(&links, target.file.id).await?;
-    Ok((links, manifest, early))
+    let mut observing: Vec<Option<RecvStream>> = links.iter().map(|_| None).collect();
+    while let Some(asked) = asking.join_next().await {
+        if let Ok((at, Ok(stream))) = asked {
+            observing[at] = Some(stream);
+        }
+    }
+    Ok((links, manifest, observing))
 }
 
 /// Reports the chunks already on disk to the progress bar; returns how many there are and

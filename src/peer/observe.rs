@@ -18,7 +18,7 @@ use quinn::SendStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::superseed::{Crowds, FIRST_OFFER, OFFER_EVERY};
+use super::superseed::{Crowds, FIRST_OFFER, OFFER_EVERY, Observer, Pace};
 use crate::protocol::{self, Availability, FileId, HAVES_PER_SEC, MAX_HAVE_BATCH};
 use crate::store::partial::{Bitfield, Partial};
 use crate::store::shares::Shares;
@@ -36,7 +36,11 @@ pub async fn answer(mut send: SendStream, id: FileId, serving: &Watched<'_>, shu
     };
     let Some(partial) = file.download().cloned() else {
         let observer = serving.crowds.join(id, file.manifest.count());
-        if !observer.crowded {
+        let crowded = observer.crowded;
+        // The downloader counts as one of the file's crowd for as long as it is connected, not
+        // only while this stream lasts (an `All` ends it at once).
+        serving.keep.lock().unwrap_or_else(|p| p.into_inner()).push(observer);
+        if !crowded {
             return finish(&mut send, &Availability::All).await;
         }
         let offering = offer(&mut send, serving, id, Bitfield::empty(file.manifest.size, file.manifest.count()));
@@ -89,15 +93,19 @@ pub struct Watched<'a> {
     pub crowds: &'a Arc<Crowds>,
     /// Chunks sent on this connection so far.
     pub served: &'a AtomicU64,
+    /// This connection's place in each file's crowd, given up when the connection ends.
+    pub keep: &'a std::sync::Mutex<Vec<Observer>>,
 }
 
 /// Offers a downloader of a complete file in a crowd a few chunks at a time (see
 /// [`superseed`](super::superseed)), then `All` once it has been offered every chunk.
 async fn offer(send: &mut SendStream, serving: &Watched<'_>, id: FileId, mut mine: Bitfield) -> Result<()> {
     let count = mine.count();
-    let (mut n, mut seen) = (FIRST_OFFER, serving.served.load(Ordering::Relaxed));
+    let mut pace = Pace::new(serving.served.load(Ordering::Relaxed));
+    let mut n = FIRST_OFFER;
     loop {
         let batch = serving.crowds.offer(&id, &mut mine, n.min(MAX_HAVE_BATCH));
+        pace.offered += batch.len() as u64;
         if !batch.is_empty() {
             protocol::write_frame(send, &Availability::Offer(batch)).await?;
         }
@@ -105,9 +113,7 @@ async fn offer(send: &mut SendStream, serving: &Watched<'_>, id: FileId, mut min
             return finish(send, &Availability::All).await;
         }
         tokio::time::sleep(OFFER_EVERY).await;
-        let now = serving.served.load(Ordering::Relaxed);
-        n = (2 * now.saturating_sub(seen) as usize).max(1);
-        seen = now;
+        n = pace.next(serving.served.load(Ordering::Relaxed));
     }
 }
 

@@ -36,6 +36,9 @@ use rng::Rng;
 /// An empty slot in [`Scheduler::slots`], and "nobody" in [`Scheduler::failed_by`].
 const FREE: u32 = u32::MAX;
 
+/// Second copies a holder may be fetching at once in the endgame.
+const ENDGAME_RACES: usize = 1;
+
 /// Failures after which a holder gets no more work in this download.
 pub const MAX_STRIKES: u32 = 3;
 
@@ -78,6 +81,8 @@ struct HolderState {
     dropped: bool,
     delivered: u32,
     holdings: Holdings,
+    /// A complete holder to be spared: it gets only chunks no partial holder has.
+    spare: bool,
     /// Set when a pick in this phase found nothing; cleared when the holder might get
     /// something (a have, a chunk it has going back to needed), so that asking again costs
     /// nothing until then.
@@ -191,6 +196,17 @@ impl Scheduler {
         indices.into_iter().filter(|&index| self.holder_has(holder, index)).count()
     }
 
+    /// From now on `holder` (a complete one) gets only chunks no partial holder is known to
+    /// have, and in the endgame races: a seeder steering a crowd (it offers chunks rather than
+    /// saying "all") has one uplink for the whole crowd, and a chunk another leecher holds is
+    /// better fetched there.
+    pub fn spare(&mut self, holder: usize) {
+        if let Some(h) = self.holders.get_mut(holder) {
+            h.spare = true;
+            h.starved = None;
+        }
+    }
+
     /// Whether `holder` is known to have chunk `index` (false once it is dropped).
     pub fn holder_might_have(&self, holder: usize, index: u32) -> bool {
         (index as usize) < self.chunks.len() && self.holders.get(holder).is_some_and(|h| h.holdings.has(index))
@@ -218,7 +234,9 @@ impl Scheduler {
             return None;
         }
         let phase = self.phase();
-        if h.starved == Some(phase) {
+        // In the endgame a holder races one chunk at a time: a whole window of second copies
+        // would send a small file twice (4 holders, 8 MiB, 4 MiB windows: it did).
+        if h.starved == Some(phase) || (phase == Phase::Endgame && h.receiving >= ENDGAME_RACES) {
             return None;
         }
         let pick = match phase {

@@ -97,6 +97,8 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
     let mut streams = JoinSet::new();
     let observes = Arc::new(Semaphore::new(observe::MAX_OBSERVES_PER_CONNECTION));
     let served = Arc::new(AtomicU64::new(0));
+    // The crowds this downloader is in, while it is connected.
+    let joined = Arc::new(std::sync::Mutex::new(Vec::new()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -107,9 +109,9 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     let (serving, sends, observes, shutdown) = (serving.clone(), sends.clone(), observes.clone(), shutdown.clone());
-                    let served = served.clone();
+                    let (served, joined) = (served.clone(), joined.clone());
                     task::spawn_in(&mut streams, tracing::debug_span!("control request"), async move {
-                        answer_control(send, recv, (serving, served), sends, observes, shutdown).await;
+                        answer_control(send, recv, (serving, served, joined), sends, observes, shutdown).await;
                     });
                 }
                 Err(_) => break,
@@ -143,7 +145,7 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
 async fn answer_control(
     send: SendStream,
     mut recv: RecvStream,
-    (serving, served): (Serving, Arc<AtomicU64>),
+    (serving, served, keep): (Serving, Arc<AtomicU64>, Arc<std::sync::Mutex<Vec<super::superseed::Observer>>>),
     sends: Arc<Semaphore>,
     observes: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -161,7 +163,7 @@ async fn answer_control(
             }
             return;
         };
-        let watched = observe::Watched { shares: &shares, crowds: &serving.crowds, served: &served };
+        let watched = observe::Watched { shares: &shares, crowds: &serving.crowds, served: &served, keep: &keep };
         if let Err(err) = observe::answer(send, id, &watched, &shutdown).await {
             tracing::debug!("observe stream ended: {err:#}");
         }
@@ -220,6 +222,9 @@ async fn answer_chunk(conn: Connection, mut recv: RecvStream, serving: Serving, 
         PeerRequest::Chunk { id, index } => (id, index),
         PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } => bail!("control request on a chunk stream"),
     };
+    // Counted as taken when asked for, not when sent: a crowd's offers then pass over a chunk
+    // already on its way to someone.
+    serving.crowds.sent(&id, index);
     let _permit = sends.acquire().await?;
     let limit = serving.chunk_timeout();
     tokio::time::timeout(limit, send_chunk(conn, serving, id, index)).await.context("downloader too slow to take the chunk")?

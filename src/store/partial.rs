@@ -272,7 +272,8 @@ pub(crate) fn paths(download_dir: &Path, id: &FileId) -> (PathBuf, PathBuf) {
 /// the hidden folder of `download_dir` if nothing else is in it.
 pub(crate) fn remove_all(download_dir: &Path, path: &Path) {
     let bits = path.with_extension("bits");
-    for file in [path.to_path_buf(), tmp_of(&bits), bits, path.with_extension("manifest")] {
+    let manifest = [path.with_extension("manifest"), path.with_extension("manifest.tmp")];
+    for file in [path.to_path_buf(), tmp_of(&bits), bits].into_iter().chain(manifest) {
         let _ = fs::remove_file(file);
     }
     // Fails, as it should, while the folder holds another download.

@@ -106,11 +106,12 @@ pub fn find(all: Vec<Unfinished>, query: &str) -> Result<Unfinished, String> {
     }
 }
 
-/// Deletes the partial file of `id` and its resume state, then the hidden folder if it is
-/// left empty.
+/// Deletes the partial file of `id`, its resume state and kept manifest, then the hidden
+/// folder if it is left empty.
 pub fn discard(download_dir: &Path, id: &FileId) -> Result<(), StoreError> {
     let (part, bits) = paths(download_dir, id);
-    for file in [part, bits.with_extension("bits.tmp"), bits] {
+    let kept = [part.with_extension("manifest"), part.with_extension("manifest.tmp")];
+    for file in [part, bits.with_extension("bits.tmp"), bits].into_iter().chain(kept) {
         match fs::remove_file(&file) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(format!("cannot delete {}", file.display()))(e)),
             _ => {}

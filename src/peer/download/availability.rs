@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use quinn::RecvStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -37,10 +38,21 @@ pub(crate) enum News {
     Broken(String),
 }
 
-/// Reads what `link` has of `id` (a file of `count` chunks) and sends it to `out` as holder
-/// `holder`'s news, until the holder says it has everything, the stream ends, or `out` closes.
-pub(crate) async fn watch(link: Arc<HolderLink>, holder: usize, id: FileId, count: u32, out: mpsc::Sender<(usize, News)>) {
-    let mut stream = match link.observe(id).await {
+/// Reads what `link` has of `id` (a file of `count` chunks), on its `Observe` stream if one is
+/// open already, and sends it to `out` as holder `holder`'s news, until the holder says it
+/// has everything, the stream ends, or `out` closes.
+pub(crate) async fn watch(
+    (link, open): (Arc<HolderLink>, Option<RecvStream>),
+    holder: usize,
+    id: FileId,
+    count: u32,
+    out: mpsc::Sender<(usize, News)>,
+) {
+    let opened = match open {
+        Some(stream) => Ok(stream),
+        None => link.observe(id).await,
+    };
+    let mut stream = match opened {
         Ok(stream) => stream,
         Err(err) => {
             tracing::debug!(peer = %link.peer_id, "cannot ask what the holder has: {err:#}");

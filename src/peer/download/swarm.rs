@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
+use quinn::RecvStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Span;
 
 use super::availability::{self, News};
 use super::checkpoints::Checkpoints;
-use super::early::Early;
 use super::{Context, Job};
 use crate::logbook::{ChunkRecord, now_ms};
 use crate::net::task;
@@ -32,12 +32,17 @@ const NEWS_QUEUE: usize = 256;
 
 /// Where one chunk's fetch is: its bytes arrived (or not), then it was verified and stored.
 pub(super) enum Step {
+    /// The bytes arrived, or the fetch failed.
     Fetched(Result<Pieces, FetchError>),
+    /// The chunk was verified and written, or not.
     Stored(Result<(), FetchError>),
 }
 
 /// A chunk task's end: holder, chunk, when it was asked for, and what became of it.
 pub(super) type ChunkResult = (usize, u32, Instant, Step);
+
+/// News from holder number `.0`.
+type Heard = (usize, News);
 
 /// One holder in use.
 struct InUse {
@@ -56,19 +61,19 @@ pub(super) struct Swarm<'c, 'a> {
     holders: Vec<InUse>,
     tasks: JoinSet<ChunkResult>,
     watchers: JoinSet<()>,
-    news: (mpsc::Sender<(usize, News)>, mpsc::Receiver<(usize, News)>),
+    news: (mpsc::Sender<Heard>, mpsc::Receiver<Heard>),
     finder: Finder,
     checkpoints: Checkpoints,
-    early: Early,
     /// Since when nothing has been in flight while every holder has said what it has.
     stalled: Option<Instant>,
 }
 
 impl<'c, 'a> Swarm<'c, 'a> {
-    /// A swarm over `links` for `job`, with the chunks already `have`.
-    pub(super) fn new(ctx: &'c Context<'a>, job: &'c Job, links: Vec<Arc<HolderLink>>, have: &[bool], early: Early) -> Self {
+    /// A swarm over `links` (each with its `Observe` stream if one is open) for `job`, with
+    /// the chunks already `have`.
+    pub(super) fn new(ctx: &'c Context<'a>, job: &'c Job, links: Vec<(Arc<HolderLink>, Option<RecvStream>)>, have: &[bool]) -> Self {
         let plan = Scheduler::new(job.manifest.count(), 1, |i| have[i as usize]);
-        let finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|l| l.fingerprint));
+        let finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|(l, _)| l.fingerprint));
         let mut swarm = Swarm {
             ctx,
             job,
@@ -79,10 +84,9 @@ impl<'c, 'a> Swarm<'c, 'a> {
             news: mpsc::channel(NEWS_QUEUE),
             finder,
             checkpoints: Checkpoints::default(),
-            early,
             stalled: None,
         };
-        links.into_iter().for_each(|link| swarm.add(link));
+        links.into_iter().for_each(|(link, observing)| swarm.add(link, observing));
         swarm
     }
 
@@ -105,7 +109,19 @@ impl<'c, 'a> Swarm<'c, 'a> {
         }
         self.checkpoints.settle().await;
         let _ = self.ctx.events.send(Progress::Done);
-        Ok(self.holders.iter().enumerate().map(|(i, h)| (h.link.peer_id.clone(), self.plan.delivered(i))).collect())
+        Ok(self.per_peer())
+    }
+
+    /// Chunks each peer delivered, once per peer however often it was dropped and found again.
+    fn per_peer(&self) -> Vec<(String, u32)> {
+        let mut from: Vec<(String, u32)> = Vec::new();
+        for (i, h) in self.holders.iter().enumerate() {
+            match from.iter_mut().find(|(peer, _)| *peer == h.link.peer_id) {
+                Some((_, n)) => *n += self.plan.delivered(i),
+                None => from.push((h.link.peer_id.clone(), self.plan.delivered(i))),
+            }
+        }
+        from
     }
 
     /// Starts the stall clock when nothing is in flight and nobody has news to come; fails
@@ -143,10 +159,10 @@ impl<'c, 'a> Swarm<'c, 'a> {
     }
 
     /// A holder joins: it gets a place in the plan and an `Observe` stream.
-    fn add(&mut self, link: Arc<HolderLink>) {
+    fn add(&mut self, link: Arc<HolderLink>, observing: Option<RecvStream>) {
         let holder = self.plan.add_holder(link.window(self.job.manifest.chunk_size.into()));
         let (id, count, out) = (self.job.id, self.job.manifest.count(), self.news.0.clone());
-        let watching = availability::watch(link.clone(), holder, id, count, out);
+        let watching = availability::watch((link.clone(), observing), holder, id, count, out);
         task::spawn_in(&mut self.watchers, Span::current(), watching);
         self.holders.push(InUse { link, heard: false, complete: false });
     }
@@ -157,7 +173,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             let note = format!("found peer {} for {}; going on", link.peer_id, self.job.name);
             let _ = self.ctx.events.send(Progress::Note(note));
         }
-        self.add(link);
+        self.add(link, None);
         let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
     }
 
@@ -174,17 +190,16 @@ impl<'c, 'a> Swarm<'c, 'a> {
                 self.plan.holder_has(holder, i);
             }),
             News::Offer(indices) => {
-                // A complete holder steering a crowd: it has them all, and asks for these.
+                // A complete holder steering a crowd: it has them all, and asks for these, and
+                // for no chunk another leecher has (its uplink serves the whole crowd).
                 h.complete = true;
+                self.plan.spare(holder);
                 indices.into_iter().for_each(|i| {
                     self.plan.holder_has(holder, i);
                 });
             }
             News::Refused(why) => self.drop_holder(holder, &format!("it does not share the file ({why})"), true),
             News::Broken(why) => self.drop_holder(holder, &why, false),
-        }
-        if holder == 0 {
-            std::mem::take(&mut self.early).adopt(&mut self.plan, &mut self.tasks);
         }
     }
 

@@ -29,7 +29,7 @@ impl Scheduler {
         if self.holders[holder].holdings.is_partial() {
             return self.pick_random_partial(holder);
         }
-        let span = self.needed.len();
+        let span = self.reach(holder);
         if span == 0 {
             return None;
         }
@@ -43,6 +43,14 @@ impl Scheduler {
         pick
     }
 
+    /// How far into the needed chunks (rarest first) a complete holder may pick: all of them,
+    /// or for a spare one (a seeder steering a crowd) only those no partial holder has
+    /// (bucket 0; a spare holder still being offered chunks is a partial one, see
+    /// [`Scheduler::pick_rarest`]).
+    fn reach(&self, holder: usize) -> usize {
+        if self.holders[holder].spare { self.needed.bucket_len(0) } else { self.needed.len() }
+    }
+
     /// A partial holder's random pick: a bucket in proportion to the needed chunks it has
     /// there, then one of those.
     fn pick_random_partial(&mut self, holder: usize) -> Option<u32> {
@@ -50,11 +58,19 @@ impl Scheduler {
         if holdings.wanted() == 0 {
             return None;
         }
-        let mut left = self.rng.below(holdings.wanted() as usize) as u32;
-        let mut k = 1;
-        while left >= holdings.in_bucket(k) {
-            left -= holdings.in_bucket(k);
-            k += 1;
+        let k = if self.holders[holder].spare {
+            1
+        } else {
+            let mut left = self.rng.below(holdings.wanted() as usize) as u32;
+            let mut k = 1;
+            while left >= holdings.in_bucket(k) {
+                left -= holdings.in_bucket(k);
+                k += 1;
+            }
+            k
+        };
+        if self.holders[holder].holdings.in_bucket(k) == 0 {
+            return None;
         }
         let draw = self.draw(holder, k);
         self.count_looked(draw.looked);
@@ -65,7 +81,7 @@ impl Scheduler {
     /// it failed (a live holder failed fewer than [`MAX_STRIKES`](super::MAX_STRIKES)), or
     /// one of those if that is all there is.
     fn pick_first(&mut self, holder: usize) -> Option<u32> {
-        let order = self.needed.order();
+        let order = &self.needed.order()[..self.reach(holder)];
         let fresh = order.iter().position(|&chunk| self.failed_by[chunk as usize] != holder as u32);
         let (pick, looked) = match fresh {
             Some(at) => (order[at], at + 1),
@@ -79,7 +95,14 @@ impl Scheduler {
     /// (its counts say which), at random, past those it failed unless they are all it has.
     fn pick_rarest(&mut self, holder: usize) -> Option<u32> {
         let (mut retry, mut looked) = (None, 0);
-        for k in 1..self.holders[holder].holdings.buckets() {
+        // A spare holder (a seeder offering chunks to a crowd) only for chunks no other
+        // partial holder has: bucket 1 counts the holder itself.
+        let top = if self.holders[holder].spare {
+            2.min(self.holders[holder].holdings.buckets())
+        } else {
+            self.holders[holder].holdings.buckets()
+        };
+        for k in 1..top {
             if self.holders[holder].holdings.in_bucket(k) == 0 {
                 continue;
             }
