@@ -301,8 +301,13 @@ async fn serve_lies(conn: quinn::Connection, data: Arc<Vec<u8>>, manifest: Arc<M
         tokio::select! {
             bi = conn.accept_bi() => {
                 let (mut send, mut recv) = bi?;
-                let _: PeerRequest = protocol::read_frame(&mut recv, protocol::MAX_FRAME).await?;
-                protocol::write_frame(&mut send, &ManifestReply::Manifest((*manifest).clone())).await?;
+                let request: PeerRequest = protocol::read_frame(&mut recv, protocol::MAX_FRAME).await?;
+                // It claims every chunk, and lies about their bytes.
+                if let PeerRequest::Observe { .. } = request {
+                    protocol::write_frame(&mut send, &protocol::Availability::All).await?;
+                } else {
+                    protocol::write_frame(&mut send, &ManifestReply::Manifest((*manifest).clone())).await?;
+                }
                 send.finish()?;
             }
             uni = conn.accept_uni() => {

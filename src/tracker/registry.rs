@@ -123,8 +123,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Records that `id` holds `file`.
-    pub fn share(&mut self, id: &str, session: u64, file: &FileInfo, now: Instant) -> Result<(), RegistryError> {
+    /// Records that `id` holds `file`; returns whether that is news (not a repeat of a listing
+    /// it has, under the same name).
+    pub fn share(&mut self, id: &str, session: u64, file: &FileInfo, now: Instant) -> Result<bool, RegistryError> {
         if let Some(entry) = self.files.get(&file.id)
             && entry.size != file.size
         {
@@ -142,8 +143,8 @@ impl Registry {
         peer.files.insert(file.id);
         peer.last_alive = now;
         let entry = self.files.entry(file.id).or_insert_with(|| FileEntry { size: file.size, holders: BTreeMap::new() });
-        entry.holders.insert(id.to_string(), file.name.clone());
-        Ok(())
+        let renamed = entry.holders.insert(id.to_string(), file.name.clone()).is_none_or(|was| was != file.name);
+        Ok(new || renamed)
     }
 
     /// Stops listing `id` as a holder of `file`; returns the name it shared it under.

@@ -113,7 +113,7 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
 /// Records one file a registering peer already shares, if its name is usable.
 fn share_on_register(tracker: &Tracker, session: &Session, file: &protocol::FileInfo) -> Result<(), String> {
     protocol::check_name(&file.name)?;
-    tracker.registry().share(&session.peer, session.id, file, Instant::now()).map_err(|e| e.to_string())
+    tracker.registry().share(&session.peer, session.id, file, Instant::now()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Answers a refused registration with its reason, then closes the connection.
@@ -182,9 +182,12 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
 
 fn share(tracker: &Tracker, peer: &str, session: u64, file: protocol::FileInfo) -> Result<TrackerResponse, String> {
     protocol::check_name(&file.name)?;
-    tracker.registry().share(peer, session, &file, Instant::now()).map_err(|e| e.to_string())?;
-    let detail = format!("{} bytes", file.size);
-    tracker.record(Event::now(EventKind::Share, peer, detail).with_file(&file.name, Some(file.id.to_hex())));
+    // A peer that shares a file it already holds (a download announced from its first chunk,
+    // then again once complete) is one event, not two.
+    if tracker.registry().share(peer, session, &file, Instant::now()).map_err(|e| e.to_string())? {
+        let detail = format!("{} bytes", file.size);
+        tracker.record(Event::now(EventKind::Share, peer, detail).with_file(&file.name, Some(file.id.to_hex())));
+    }
     Ok(TrackerResponse::Ok)
 }
 
