@@ -207,6 +207,15 @@ impl Scheduler {
         }
     }
 
+    /// `holder` is no longer spared (see [`Scheduler::spare`]): the download needs it for
+    /// chunks it did not offer. Returns whether it was spared until now.
+    pub fn unspare(&mut self, holder: usize) -> bool {
+        let Some(h) = self.holders.get_mut(holder).filter(|h| h.spare && !h.dropped) else { return false };
+        h.spare = false;
+        h.starved = None;
+        true
+    }
+
     /// Whether `holder` is known to have chunk `index` (false once it is dropped).
     pub fn holder_might_have(&self, holder: usize, index: u32) -> bool {
         (index as usize) < self.chunks.len() && self.holders.get(holder).is_some_and(|h| h.holdings.has(index))

@@ -128,6 +128,11 @@ impl<'c, 'a> Swarm<'c, 'a> {
     /// once it has run for the stall timeout.
     fn check_stalled(&mut self) -> Result<()> {
         let quiet = self.tasks.is_empty() && self.holders.iter().enumerate().all(|(i, h)| h.heard || self.plan.is_dropped(i));
+        if quiet && self.stalled.is_none() && self.take_from_seeders() {
+            // Not stalled after all: the seeders that offered chunks have the rest too.
+            self.refill();
+            return Ok(());
+        }
         if !quiet {
             self.stalled = None;
         } else if self.stalled.is_none() {
@@ -142,6 +147,20 @@ impl<'c, 'a> Swarm<'c, 'a> {
             bail!("no holder answered for {waited}; {kept} of {count} chunks verified and kept, get it again to resume");
         }
         Ok(())
+    }
+
+    /// With nothing to fetch from anyone, a seeder that offered chunks (it has them all) is
+    /// asked for the others too: it offered what few others had, and the missing chunks may be
+    /// ones it has not offered us yet (a crowd's last chunks). Returns whether one was.
+    fn take_from_seeders(&mut self) -> bool {
+        let mut any = false;
+        for (i, h) in self.holders.iter().enumerate() {
+            if h.complete && self.plan.unspare(i) {
+                self.plan.holder_has_all(i);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Says that the download waits: for a holder, or for its holders to get what is missing.
