@@ -34,6 +34,9 @@
 
 #[path = "common/raw.rs"]
 mod raw;
+#[path = "common/sizes.rs"]
+mod sizes;
+use sizes::mib;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -836,16 +839,6 @@ fn mb(rate: f64) -> String {
 
 fn seconds(time: Option<Duration>) -> String {
     time.map_or("never".to_string(), |t| format!("{:.2} s", t.as_secs_f64()))
-}
-
-/// A size as `128MiB`, `2.5MiB`, `512KiB`.
-fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        let mib = bytes as f64 / (1u64 << 20) as f64;
-        if mib.fract() == 0.0 { format!("{mib}MiB") } else { format!("{mib:.1}MiB") }
-    } else {
-        format!("{}KiB", bytes >> 10)
-    }
 }
 
 fn loopback() -> std::net::SocketAddr {

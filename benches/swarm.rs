@@ -23,6 +23,9 @@
 //! as `8,16` runs each), `P2PQ_SWARM_MBIT` (R in Mbit/s, default 20), `P2PQ_SWARM_MIB` (file
 //! size, default 16; the swarm's target is stated for 64).
 
+#[path = "common/sizes.rs"]
+mod sizes;
+use sizes::mib;
 #[path = "../tests/common/inproc.rs"]
 #[allow(dead_code)]
 mod inproc;
@@ -252,16 +255,6 @@ async fn multi_source(settings: &Settings) -> Result<()> {
 /// Chunks by source, as `seeder 40, l3 24`.
 fn sources(got: &Got) -> String {
     got.from.iter().map(|(id, n)| format!("{id} {n}")).collect::<Vec<_>>().join(", ")
-}
-
-/// A size as `16MiB`, `2.5MiB`, `512KiB`.
-fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        let mib = bytes as f64 / (1u64 << 20) as f64;
-        if mib.fract() == 0.0 { format!("{mib}MiB") } else { format!("{mib:.1}MiB") }
-    } else {
-        format!("{}KiB", bytes >> 10)
-    }
 }
 
 /// `len` pseudo-random (incompressible, reproducible) bytes.

@@ -146,7 +146,7 @@ pub async fn download(ctx: &Context<'_>, target: &FileMatch) -> Result<Outcome> 
             let partial = job.partial.clone();
             let _ = tokio::task::spawn_blocking(move || partial.remove_if_empty()).await;
             // What was verified stays served; a download with nothing leaves no share.
-            if job.partial.bitfield().count_ones() == 0 {
+            if job.partial.verified() == 0 {
                 ctx.shares.remove_partial(&job.id);
             }
             return Err(err);

@@ -234,7 +234,7 @@ impl Shares {
                 origin: f.source.0,
                 restored: f.source.1,
                 serving: f.serving_now(Instant::now()),
-                partial: f.partial.as_ref().map(|p| (p.bitfield().count_ones(), f.manifest.count())),
+                partial: f.partial.as_ref().map(|p| (p.verified(), f.manifest.count())),
             })
             .collect();
         all.sort_by(|a, b| a.info.name.cmp(&b.info.name));

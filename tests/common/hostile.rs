@@ -256,6 +256,12 @@ pub fn fake_holder(answer: HolderAnswer) -> (Holder, Endpoint, tempfile::TempDir
     let server = tls::server_config(&identity, PEER_ALPN).expect("server config");
     let endpoint = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).expect("fake holder endpoint");
     let holder = Holder { peer_id: "fake".into(), addr: endpoint.local_addr().unwrap(), fingerprint: identity.fingerprint };
+    accept_fakes(&endpoint, answer);
+    (holder, endpoint, dir)
+}
+
+/// Serves every connection `endpoint` accepts as a fake holder answering with `answer`.
+fn accept_fakes(endpoint: &Endpoint, answer: HolderAnswer) {
     let accepting = endpoint.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accepting.accept().await {
@@ -267,7 +273,6 @@ pub fn fake_holder(answer: HolderAnswer) -> (Holder, Endpoint, tempfile::TempDir
             });
         }
     });
-    (holder, endpoint, dir)
 }
 
 async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
@@ -371,17 +376,7 @@ pub async fn registered_fake(
     let identity = Identity::load_or_create(dir.path(), "holder")?;
     let endpoint = tls::endpoint(&identity, tls::server_config(&identity, PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
     let holder = Holder { peer_id: id.into(), addr: endpoint.local_addr()?, fingerprint: identity.fingerprint };
-    let accepting = endpoint.clone();
-    tokio::spawn(async move {
-        while let Some(incoming) = accepting.accept().await {
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                if let Ok(conn) = incoming.await {
-                    let _ = serve_fake(conn, answer).await;
-                }
-            });
-        }
-    });
+    accept_fakes(&endpoint, answer);
     let config = tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?;
     let conn =
         tokio::time::timeout(STEP, endpoint.connect_with(config, tracker, tls::SERVER_NAME)?).await.context("tracker handshake")??;
@@ -392,9 +387,10 @@ pub async fn registered_fake(
     }
     let beat = conn.clone();
     let beating = tokio::spawn(async move {
-        // Bounded by the test: aborted on drop; at most an hour of beats anyway.
+        // A heartbeat every second, as a peer sends them; aborted on drop, an hour at most.
+        let mut every = tokio::time::interval(Duration::from_secs(1));
         for _ in 0..3600 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            every.tick().await;
             if request(&beat, &TrackerRequest::Alive).await.is_err() {
                 return;
             }
