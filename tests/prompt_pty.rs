@@ -71,10 +71,19 @@ fn pty_peer(dir: &std::path::Path, id: &str, tracker: &str) -> OsSession {
     pty
 }
 
-/// What the pty printed up to and including `text`.
+/// What the pty printed up to and including `text`; on a timeout, fails showing what it did print.
 fn upto(pty: &mut OsSession, text: &str) -> String {
-    let found = pty.expect(text).unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"));
-    format!("{}{}", String::from_utf8_lossy(found.before()), String::from_utf8_lossy(found.as_bytes()))
+    match pty.expect(text) {
+        Ok(found) => format!("{}{}", String::from_utf8_lossy(found.before()), String::from_utf8_lossy(found.as_bytes())),
+        Err(err) => {
+            let mut printed = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pty.try_read(&mut buf) {
+                printed.extend_from_slice(&buf[..n]);
+            }
+            panic!("waiting for {text:?}: {err}; printed instead: {:?}", String::from_utf8_lossy(&printed))
+        }
+    }
 }
 
 #[test]
@@ -124,15 +133,15 @@ fn the_prompt_shows_at_once_and_every_line_typed_ahead_runs_in_order() {
     let before = upto(&mut pty, "peer 2> ");
     assert!(before.contains(&format!("connecting to the tracker at {addr}…")), "{before:?}");
     assert!(!before.contains("unreachable"), "the prompt waited for the tracker: {before:?}");
-    pty.expect("example: get").unwrap();
-    pty.expect("example: status").unwrap();
+    upto(&mut pty, "example: get");
+    upto(&mut pty, "example: status");
     // Lines pasted in one go while the editor waits at the prompt all run too.
     upto(&mut pty, "peer 2> ");
     pty.send("help share\rhelp logs\r").unwrap();
-    pty.expect("example: share").unwrap();
-    pty.expect("example: logs").unwrap();
+    upto(&mut pty, "example: share");
+    upto(&mut pty, "example: logs");
     // Still usable while the link keeps trying, and the notice says how it went.
-    pty.expect("tracker unreachable").unwrap();
+    upto(&mut pty, "tracker unreachable");
     pty.send("exit\r").unwrap();
     pty.expect(Eof).unwrap();
 }

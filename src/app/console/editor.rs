@@ -3,7 +3,7 @@
 //!
 //! It runs on a thread of its own, one `readline` per request from the async side. Output from
 //! elsewhere reaches the terminal through the editor's external printer (see `screen`), which
-//! clears the line being typed, prints, and redraws it. The terminal mode is saved first and
+//! clears the line being typed, prints, and redraws it; `gate` keeps that output in order. The terminal mode is saved first and
 //! restored on [`close`], so leaving while a `readline` waits never leaves the terminal raw.
 
 use std::borrow::Cow;
@@ -18,10 +18,11 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
-use rustyline::validate::Validator;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, ExternalPrinter};
 use tokio::sync::mpsc;
 
+use super::gate::{self, Gate, Phases};
 use super::screen::{self, Stream, Style};
 use super::{Complete, Input, Setup};
 
@@ -39,6 +40,8 @@ struct Helper {
     complete: Option<Arc<dyn Complete>>,
     /// The line as last drawn: what Ctrl-C dropped, so the screen can account for it.
     typed: Mutex<String>,
+    /// Told when the prompt is drawn and when a line is accepted.
+    phases: Arc<Phases>,
 }
 
 impl Completer for Helper {
@@ -55,7 +58,12 @@ impl Hinter for Helper {
     type Hint = String;
 }
 
-impl Validator for Helper {}
+impl Validator for Helper {
+    fn validate(&self, _: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        self.phases.accepted();
+        Ok(ValidationResult::Valid(None))
+    }
+}
 
 impl rustyline::Helper for Helper {}
 
@@ -66,6 +74,9 @@ impl Highlighter for Helper {
     }
 
     fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _: bool) -> Cow<'b, str> {
+        if self.phases.prompt_drawn() {
+            screen::resume();
+        }
         Cow::Owned(screen::paint(Stream::Out, Style::Prompt, prompt))
     }
 
@@ -78,6 +89,7 @@ impl Highlighter for Helper {
 /// A line editor ready to run on its own thread.
 pub(super) struct Reader {
     editor: Editor<Helper, FileHistory>,
+    phases: Arc<Phases>,
     prompt: String,
     history: Option<PathBuf>,
 }
@@ -96,14 +108,15 @@ impl Reader {
             .color_mode(ColorMode::Forced)
             .build();
         let mut editor = Editor::with_config(config)?;
-        editor.set_helper(Some(Helper { complete: setup.complete.clone(), typed: Mutex::default() }));
+        let phases = Arc::new(Phases::default());
+        let printer = Gate::new(Rusty(Box::new(editor.create_external_printer()?)), phases.clone());
+        editor.set_helper(Some(Helper { complete: setup.complete.clone(), typed: Mutex::default(), phases: phases.clone() }));
         if let Some(path) = &setup.history {
             let _ = editor.load_history(path);
         }
         save_mode();
-        let printer = editor.create_external_printer()?;
         screen::attach(Box::new(ToPrinter(printer)));
-        Ok(Reader { editor, prompt: setup.prompt.clone(), history: setup.history.clone() })
+        Ok(Reader { editor, phases, prompt: setup.prompt.clone(), history: setup.history.clone() })
     }
 
     /// Reads one line per `ready` until end of input or until nobody listens.
@@ -130,7 +143,9 @@ impl Reader {
 
     fn read_line(&mut self) -> Input {
         READING.store(true, Ordering::SeqCst);
+        self.phases.starting();
         let read = self.editor.readline(&self.prompt);
+        self.phases.stopped();
         READING.store(false, Ordering::SeqCst);
         match read {
             Ok(line) => {
@@ -198,11 +213,33 @@ fn typed_ahead() -> Option<String> {
 #[cfg(unix)]
 const TYPED_AHEAD_MAX: usize = 4096;
 
-struct ToPrinter<P>(P);
+/// rustyline's external printer.
+struct Rusty(Box<dyn ExternalPrinter + Send>);
 
-impl<P: ExternalPrinter + Send> screen::Printer for ToPrinter<P> {
+impl gate::Print for Rusty {
     fn print(&mut self, text: String) {
         let _ = self.0.print(text);
+    }
+}
+
+/// What the screen's writer prints through.
+struct ToPrinter(Gate<Rusty>);
+
+impl screen::Printer for ToPrinter {
+    fn print(&mut self, text: String) {
+        self.0.print(text);
+    }
+
+    fn due(&mut self) -> Option<std::time::Duration> {
+        self.0.due()
+    }
+
+    fn flush(&mut self) {
+        self.0.flush();
+    }
+
+    fn resume(&mut self) {
+        self.0.resume();
     }
 }
 

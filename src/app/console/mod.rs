@@ -9,6 +9,7 @@
 
 mod diagnostics;
 mod editor;
+mod gate;
 pub mod screen;
 mod signals;
 mod style;

@@ -56,6 +56,14 @@ fn write_flush(out: &mut impl Write, text: &str) -> std::io::Result<()> {
 pub trait Printer: Send {
     /// Prints `text`; the editor clears and redraws its line around it.
     fn print(&mut self, text: String);
+    /// How long until text held back must be written; `None` when none is held.
+    fn due(&mut self) -> Option<Duration> {
+        None
+    }
+    /// Writes the text held back.
+    fn flush(&mut self) {}
+    /// The editor drew its prompt: text held back may go to it.
+    fn resume(&mut self) {}
 }
 
 /// What the editor's writer thread is asked to do, in order.
@@ -66,6 +74,8 @@ enum Op {
     Status(Vec<String>),
     /// Clear the screen, then redraw the status area at its top.
     Clear,
+    /// The editor drew its prompt.
+    Resume,
     /// A line was entered: `rows` rows of echo sit between the status area and the cursor.
     Entered { echo: String, rows: usize, ack: std_mpsc::Sender<()> },
     /// Erase the status area and stop; `direct` when the editor still waits for a line, so
@@ -256,6 +266,13 @@ pub(super) fn entered(prompt: &str, line: &str) {
     }
 }
 
+/// Tells the writer the editor drew its prompt (never waits: the editor's thread calls it).
+pub(super) fn resume() {
+    if let Mode::Editor(ops) = &screen().mode {
+        let _ = ops.send(Op::Resume);
+    }
+}
+
 /// Takes the terminal back from the editor: erases the status area (and the prompt, if the
 /// editor still waits for a line), waits for pending output.
 pub(super) fn detach(direct: bool) {
@@ -272,7 +289,22 @@ pub(super) fn detach(direct: bool) {
 /// The editor's writer: applies ops in order, keeping count of the status lines it drew.
 fn write_loop(mut printer: Box<dyn Printer>, ops: std_mpsc::Receiver<Op>) {
     let (mut status, mut drawn) = (Vec::<String>::new(), 0usize);
-    while let Ok(op) = ops.recv() {
+    loop {
+        let next = match printer.due() {
+            Some(wait) => ops.recv_timeout(wait),
+            None => ops.recv().map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+        };
+        let op = match next {
+            Ok(op) => op,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                printer.flush();
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                printer.flush();
+                return;
+            }
+        };
         match op {
             Op::Text(text) => {
                 printer.print(format!("{}{text}{}", erase(drawn), lines(&status)));
@@ -288,6 +320,7 @@ fn write_loop(mut printer: Box<dyn Printer>, ops: std_mpsc::Receiver<Op>) {
                 printer.print(format!("{CLEAR}{}", lines(&status)));
                 drawn = status.len();
             }
+            Op::Resume => printer.resume(),
             Op::Entered { echo, rows, ack } => {
                 if drawn > 0 {
                     // The editor is not running: this goes straight to the terminal.
@@ -296,6 +329,7 @@ fn write_loop(mut printer: Box<dyn Printer>, ops: std_mpsc::Receiver<Op>) {
                 let _ = ack.send(());
             }
             Op::Close { direct, ack } => {
+                printer.flush();
                 if direct {
                     let clear = if drawn > 0 { erase(drawn) } else { "\x1b[K".to_string() };
                     Stream::Out.write(&format!("\r{clear}"));
