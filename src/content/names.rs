@@ -98,8 +98,7 @@ pub fn check_peer_id(id: &str) -> Result<(), String> {
 }
 
 /// Whether `name` is one of Windows' reserved device names (with or without an extension).
-#[cfg(windows)]
-fn is_windows_device(name: &str) -> bool {
+pub(crate) fn is_windows_device(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or(name).trim_end().to_ascii_uppercase();
     matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
         || (stem.len() == 4 && (stem.starts_with("COM") || stem.starts_with("LPT")) && stem.as_bytes()[3].is_ascii_digit())

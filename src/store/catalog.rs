@@ -152,6 +152,21 @@ impl Catalog {
         self.save(&mut entries, next)
     }
 
+    /// Adds many entries at once (a folder's files), writing the list once.
+    pub fn record_all(&self, batch: &[(Entry, std::sync::Arc<Manifest>)]) -> Result<(), StoreError> {
+        let mut entries = self.lock();
+        for (entry, manifest) in batch {
+            let bytes: Vec<u8> = manifest.chunks.iter().flatten().copied().collect();
+            write_atomically(&self.sidecar(&entry.id), &bytes)?;
+        }
+        let (ids, paths): (std::collections::HashSet<&str>, std::collections::HashSet<&Path>) =
+            batch.iter().map(|(e, _)| (e.id.as_str(), e.path.as_path())).unzip();
+        let mut next: Vec<Entry> =
+            entries.iter().filter(|e| !ids.contains(e.id.as_str()) && !paths.contains(e.path.as_path())).cloned().collect();
+        next.extend(batch.iter().map(|(e, _)| e.clone()));
+        self.save(&mut entries, next)
+    }
+
     /// Drops the entry with id `id` and its sidecar; `false` if there was none.
     pub fn forget(&self, id: &str) -> Result<bool, StoreError> {
         let mut entries = self.lock();

@@ -15,6 +15,7 @@ pub mod partial;
 pub mod resume;
 pub mod shares;
 pub mod space;
+pub mod tree;
 pub mod unfinished;
 
 use std::fs::{self, File};
@@ -35,8 +36,8 @@ pub enum StoreError {
     /// No name given.
     #[error("a file name is missing: share NAME, a path inside the data folder")]
     NoName,
-    /// A folder.
-    #[error("{0:?} is a folder; folders are not shared yet (share the files in it)")]
+    /// A folder, where a file was wanted.
+    #[error("{0:?} is a folder")]
     Folder(String),
     /// A special file (device, socket, pipe).
     #[error("{0:?} is not a regular file")]
@@ -89,6 +90,29 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Store
 /// refused. Returns the file's real path and the name it is shared under (the typed path's last
 /// component).
 pub fn resolve_share(data_dir: &Path, name: &str) -> Result<(PathBuf, String), StoreError> {
+    let (real, label) = resolve(data_dir, name)?;
+    if real.is_dir() {
+        return Err(StoreError::Folder(name.to_string()));
+    }
+    if !real.is_file() {
+        return Err(StoreError::NotAFile(name.to_string()));
+    }
+    check_name(&label).map_err(StoreError::BadName)?;
+    Ok((real, label))
+}
+
+/// Like [`resolve_share`], for a folder: its real path and the name it is shared under.
+pub fn resolve_folder(data_dir: &Path, name: &str) -> Result<(PathBuf, String), StoreError> {
+    let (real, label) = resolve(data_dir, name)?;
+    if !real.is_dir() {
+        return Err(StoreError::NotAFile(name.to_string()));
+    }
+    check_name(&label).map_err(StoreError::BadName)?;
+    Ok((real, label))
+}
+
+/// Where `name` really is inside `data_dir`, and the last name it ends on.
+fn resolve(data_dir: &Path, name: &str) -> Result<(PathBuf, String), StoreError> {
     let (climbs_out, label) = lexical(Path::new(name));
     if name.trim().is_empty() {
         return Err(StoreError::NoName);
@@ -107,13 +131,6 @@ pub fn resolve_share(data_dir: &Path, name: &str) -> Result<(PathBuf, String), S
     if !real.starts_with(&root) {
         return Err(StoreError::Outside(name.to_string()));
     }
-    if real.is_dir() {
-        return Err(StoreError::Folder(name.to_string()));
-    }
-    if !real.is_file() {
-        return Err(StoreError::NotAFile(name.to_string()));
-    }
-    check_name(&label).map_err(StoreError::BadName)?;
     Ok((real, label))
 }
 
