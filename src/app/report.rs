@@ -11,11 +11,29 @@ use crate::peer::{Got, Peer, Shared, Unshared};
 use crate::store::shares::Uploads;
 use crate::units;
 
-/// `shared NAME (SIZE, N chunks) id HEX12`.
+/// Left-out paths of a folder named in its summary line (the count says how many in all).
+const SKIPPED_SHOWN: usize = 5;
+
+/// `shared NAME (size, chunks) id …`, or for a folder `shared folder NAME (files, size) id …`
+/// and what was left out of it.
 pub fn shared_line(shared: &Shared) -> String {
     let info = &shared.info;
     let chunks = if shared.chunks == 1 { "1 chunk".to_string() } else { format!("{} chunks", shared.chunks) };
-    let mut line = format!("shared {} ({}, {chunks}) id {}", info.name, units::bytes(info.size), info.id.short());
+    let mut line = match &shared.folder {
+        None => format!("shared {} ({}, {chunks}) id {}", info.name, units::bytes(info.size), info.id.short()),
+        Some(folder) => {
+            let files = if folder.files == 1 { "1 file".to_string() } else { format!("{} files", folder.files) };
+            format!("shared folder {} ({files}, {}) id {}", info.name, units::bytes(folder.bytes), info.id.short())
+        }
+    };
+    if let Some(skipped) = shared.folder.as_ref().map(|f| &f.skipped).filter(|s| !s.is_empty()) {
+        let shown: Vec<String> = skipped.iter().take(SKIPPED_SHOWN).map(|(path, why)| format!("{path} ({why})")).collect();
+        let more = skipped.len().saturating_sub(SKIPPED_SHOWN);
+        line.push_str(&format!("; left out {}: {}", skipped.len(), shown.join(", ")));
+        if more > 0 {
+            line.push_str(&format!(" and {more} more"));
+        }
+    }
     if let Some(reason) = &shared.pending {
         line.push_str(&format!("; the tracker will hear of it once reachable ({reason})"));
     }

@@ -9,7 +9,9 @@
 mod config;
 pub mod download;
 pub mod events;
+pub use folders::FolderShared;
 mod finder;
+mod folders;
 mod gate;
 mod getting;
 mod holder;
@@ -92,6 +94,8 @@ pub struct Shared {
     pub chunks: u32,
     /// Why the tracker has not heard of it yet, if it has not.
     pub pending: Option<String>,
+    /// For a folder: its files, and what was left out.
+    pub folder: Option<folders::FolderShared>,
 }
 
 /// A finished `get`.

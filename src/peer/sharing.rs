@@ -42,7 +42,7 @@ pub struct Unshared {
 
 /// The peer's sharing state: its share list, its hashers, its notices.
 pub(super) struct Sharing {
-    catalog: Arc<Catalog>,
+    pub(super) catalog: Arc<Catalog>,
     /// One permit per file hashing at once.
     hashers: Arc<Semaphore>,
     /// The files hashing or waiting to, for `status`.
@@ -102,13 +102,25 @@ impl Sharing {
 
 /// Sends hashing events to the caller, if it listens.
 #[derive(Clone)]
-struct Reporter(Option<UnboundedSender<Hashing>>);
+pub(super) struct Reporter {
+    to: Option<UnboundedSender<Hashing>>,
+    /// Only [`Hashing::Hashed`]: one file of a folder, whose bar is the folder's.
+    bytes_only: bool,
+}
 
 impl Reporter {
-    fn send(&self, event: Hashing) {
-        if let Some(events) = &self.0 {
+    pub(super) fn send(&self, event: Hashing) {
+        if self.bytes_only && !matches!(event, Hashing::Hashed { .. }) {
+            return;
+        }
+        if let Some(events) = &self.to {
             let _ = events.send(event);
         }
+    }
+
+    /// The same listener, told only of bytes hashed.
+    pub(super) fn bytes_only(&self) -> Reporter {
+        Reporter { to: self.to.clone(), bytes_only: true }
     }
 }
 
@@ -123,17 +135,25 @@ impl Peer {
     /// hasher first (as many files hash at once as there are cores).
     pub async fn share_with(&self, name: &str, events: Option<UnboundedSender<Hashing>>, cancel: &CancellationToken) -> Result<Shared> {
         let (data_dir, typed) = (self.inner.config.data_dir.clone(), name.to_string());
-        let (path, label) = tokio::task::spawn_blocking(move || store::resolve_share(&data_dir, &typed)).await??;
-        let manifest = self.hash(path.clone(), &label, Reporter(events), cancel).await?;
+        let resolved = tokio::task::spawn_blocking(move || match store::resolve_share(&data_dir, &typed) {
+            Err(store::StoreError::Folder(_)) => store::resolve_folder(&data_dir, &typed).map(|(path, label)| (path, label, true)),
+            other => other.map(|(path, label)| (path, label, false)),
+        });
+        let (path, label, folder) = resolved.await??;
+        let report = Reporter { to: events, bytes_only: false };
+        if folder {
+            return self.share_folder(path, label, report, cancel).await;
+        }
+        let manifest = self.hash(path.clone(), &label, report, cancel).await?;
         let info = FileInfo { id: manifest.root(), name: label, size: manifest.size };
         let chunks = manifest.count();
         let pending = self.serve_as(info.clone(), path, Arc::new(manifest), Origin::Shared, false).await?;
-        Ok(Shared { info, chunks, pending })
+        Ok(Shared { info, chunks, pending, folder: None })
     }
 
     /// Hashes the file at `path` on a blocking thread once a hasher is free, reporting to
     /// `report`; stops when `cancel` fires or this future is dropped.
-    async fn hash(&self, path: PathBuf, label: &str, report: Reporter, cancel: &CancellationToken) -> Result<Manifest> {
+    pub(super) async fn hash(&self, path: PathBuf, label: &str, report: Reporter, cancel: &CancellationToken) -> Result<Manifest> {
         let size = tokio::fs::metadata(&path).await.with_context(|| format!("cannot read {}", path.display()))?.len();
         let entry = self.inner.sharing.hashings.add(label, size);
         let hashers = self.inner.sharing.hashers.clone();
@@ -341,7 +361,7 @@ impl Peer {
 
     /// Hashes a file that changed since the last run and serves it under its new id.
     async fn hash_again(&self, entry: Entry) {
-        let hashed = self.hash(entry.path.clone(), &entry.name, Reporter(None), &self.inner.shutdown).await;
+        let hashed = self.hash(entry.path.clone(), &entry.name, Reporter { to: None, bytes_only: false }, &self.inner.shutdown).await;
         let _ = self.inner.sharing.catalog.forget(&entry.id);
         let line = match hashed {
             Err(_) if self.inner.shutdown.is_cancelled() => return,

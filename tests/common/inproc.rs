@@ -83,9 +83,13 @@ impl Net {
         Ok((peer, control))
     }
 
-    /// Writes `bytes` as `name` in `peer`'s data folder; returns the path.
+    /// Writes `bytes` as `name` (a path, its folders made) in `peer`'s data folder; returns
+    /// the path.
     pub fn write_data(&self, peer: &Peer, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.home(peer.id()).join("data").join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).with_context(|| format!("cannot make {}", folder.display()))?;
+        }
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }

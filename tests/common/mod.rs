@@ -272,6 +272,9 @@ impl Swarm {
     /// Writes a file into the shared data folder.
     pub fn write_data(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.path().join("data").join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).expect("make the data file's folder");
+        }
         std::fs::write(&path, bytes).expect("write data file");
         path
     }

@@ -1,0 +1,149 @@
+//! Sharing a folder: walk it, hash each file (as many at once as there are cores), serve each
+//! as a file of its own (so it can be fetched alone, and serves anyone who wants that file),
+//! then serve the folder's listing under the folder's name: its id is the folder's id.
+//!
+//! A file that changes while it is hashed (its size or modification time differ after) is left
+//! out and reported, as are symlinks and names no listing may hold (see [`store::tree`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::events::Hashing;
+use super::sharing::Reporter;
+use super::{Peer, Shared};
+use crate::content::folder::{Entry, Kind, Listing};
+use crate::content::manifest::Manifest;
+use crate::protocol::FileInfo;
+use crate::store;
+use crate::store::catalog::{self, Origin};
+use crate::store::tree::{Found, Stamp, Tree};
+
+/// Folder in the state folder where the listings of shared folders are kept.
+const LISTINGS: &str = "folders";
+/// Announcements of a folder's files to the tracker in flight at once.
+const ANNOUNCING: usize = 16;
+
+/// What sharing a folder found, beside the listing itself.
+#[derive(Clone, Debug, Default)]
+pub struct FolderShared {
+    /// Files in the listing.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// What was left out, and why (paths relative to the folder).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// A file of the folder, hashed.
+struct Hashed {
+    found: Found,
+    manifest: Manifest,
+}
+
+impl Peer {
+    /// Shares the folder at `root` under `label`: every file in it, then its listing.
+    pub(super) async fn share_folder(&self, root: PathBuf, label: String, report: Reporter, cancel: &CancellationToken) -> Result<Shared> {
+        let walked = root.clone();
+        let tree = tokio::task::spawn_blocking(move || store::tree::walk(&walked)).await??;
+        report.send(Hashing::Start { name: label.clone(), size: tree.bytes() });
+        let hashed = self.hash_tree(&tree, &report, cancel).await;
+        report.send(Hashing::Done);
+        let (hashed, mut skipped) = hashed?;
+        skipped.extend(tree.skipped);
+        let mut entries: Vec<Entry> = tree.empty_folders.into_iter().map(|path| Entry { path, kind: Kind::EmptyFolder }).collect();
+        entries.extend(
+            hashed.iter().map(|h| Entry { path: h.found.path.clone(), kind: Kind::File { size: h.manifest.size, id: h.manifest.root() } }),
+        );
+        let listing = Listing::new(entries).with_context(|| format!("cannot share {label}"))?;
+        self.serve_files(hashed).await?;
+        let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped };
+        self.serve_listing(&listing, label, summary).await
+    }
+
+    /// Hashes every file of `tree`; returns those that hashed and did not change meanwhile, and
+    /// what was left out. Fails only when cancelled.
+    async fn hash_tree(&self, tree: &Tree, report: &Reporter, cancel: &CancellationToken) -> Result<(Vec<Hashed>, Vec<(String, String)>)> {
+        let mut hashing = JoinSet::new();
+        for found in tree.files.iter().cloned() {
+            let (peer, report, cancel) = (self.clone(), report.bytes_only(), cancel.clone());
+            hashing.spawn(async move {
+                let manifest = peer.hash(found.real.clone(), &found.path, report, &cancel).await;
+                (found, manifest)
+            });
+        }
+        let (mut hashed, mut skipped) = (Vec::new(), Vec::new());
+        while let Some(joined) = hashing.join_next().await {
+            let (found, manifest) = joined?;
+            match manifest {
+                Err(_) if cancel.is_cancelled() => bail!("share cancelled"),
+                Err(err) => skipped.push((found.path, format!("{err:#}"))),
+                Ok(_) if !unchanged(&found) => skipped.push((found.path, "changed while it was hashed".into())),
+                Ok(manifest) => hashed.push(Hashed { found, manifest }),
+            }
+        }
+        Ok((hashed, skipped))
+    }
+
+    /// Serves each file at once, keeps them in the share list (written once) and tells the
+    /// tracker (a few at a time).
+    async fn serve_files(&self, hashed: Vec<Hashed>) -> Result<()> {
+        let mut batch = Vec::new();
+        let mut infos = Vec::new();
+        for Hashed { found, manifest } in hashed {
+            let name = found.path.rsplit('/').next().unwrap_or(&found.path).to_string();
+            let info = FileInfo { id: manifest.root(), name, size: manifest.size };
+            let manifest = Arc::new(manifest);
+            self.serve_now(info.clone(), found.real.clone(), manifest.clone(), Origin::Shared, false)?;
+            if let Some(entry) = catalog::Entry::new(&info, &found.real, &manifest, Origin::Shared) {
+                batch.push((entry, manifest));
+            }
+            infos.push(info);
+        }
+        let catalog = self.inner.sharing.catalog.clone();
+        match tokio::task::spawn_blocking(move || catalog.record_all(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("the folder is shared now but will not be after a restart: {err:#}"),
+            Err(err) => tracing::warn!("the folder is shared now but will not be after a restart: {err}"),
+        }
+        self.announce_all(infos).await;
+        Ok(())
+    }
+
+    /// Tells the tracker of each file, [`ANNOUNCING`] at a time.
+    async fn announce_all(&self, infos: Vec<FileInfo>) {
+        let mut announcing = JoinSet::new();
+        for info in infos {
+            while announcing.len() >= ANNOUNCING {
+                announcing.join_next().await;
+            }
+            let peer = self.clone();
+            announcing.spawn(async move { peer.announce_one(info).await });
+        }
+        while announcing.join_next().await.is_some() {}
+    }
+
+    /// Writes the listing to the state folder and serves it as the folder.
+    async fn serve_listing(&self, listing: &Listing, label: String, summary: FolderShared) -> Result<Shared> {
+        let (id, bytes) = (listing.id(), listing.encode());
+        let path = self.inner.config.state_dir.join(LISTINGS).join(id.to_hex());
+        let written = path.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            catalog::write_atomically(&written, &bytes)?;
+            anyhow::Ok(Manifest::from_bytes(&bytes).1)
+        })
+        .await??;
+        let info = FileInfo { id, name: label, size: manifest.size };
+        let chunks = manifest.count();
+        let pending = self.serve_as(info.clone(), path, Arc::new(manifest), Origin::Shared, false).await?;
+        Ok(Shared { info, chunks, pending, folder: Some(summary) })
+    }
+}
+
+/// Whether the file is as it was when the walk found it.
+fn unchanged(found: &Found) -> bool {
+    Stamp::of(&found.real).is_ok_and(|now| now == found.stamp)
+}

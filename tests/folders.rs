@@ -1,0 +1,144 @@
+//! Sharing folders: one id for a tree (the b3sum of its listing), each file in it still a file
+//! of its own that downloads alone and matches `b3sum`; symlinks and changing files left out.
+
+mod common;
+
+use std::path::Path;
+
+use common::inproc::{Net, get};
+use common::{Swarm, b3sum, bytes};
+use p2pq::content::folder::{Entry, Kind, Listing};
+use p2pq::content::id::Digest;
+use p2pq::net::linksim::Link;
+
+/// The tree shared in these tests: (path, content).
+fn album() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("album/cover.jpg", bytes(300_000, "cover")),
+        ("album/2024/été à Nice.jpg", bytes(70_000, "nice")),
+        ("album/2024/deeper/still/notes.txt", b"notes\n".to_vec()),
+        ("album/empty.txt", Vec::new()),
+    ]
+}
+
+/// The listing a person would write by hand with `b3sum` over each file of [`album`].
+fn expected_listing() -> Listing {
+    let mut entries: Vec<Entry> = album()
+        .into_iter()
+        .map(|(path, data)| {
+            let id = Digest::from(blake3::hash(&data));
+            Entry { path: path.trim_start_matches("album/").into(), kind: Kind::File { size: data.len() as u64, id } }
+        })
+        .collect();
+    entries.push(Entry { path: "nothing here".into(), kind: Kind::EmptyFolder });
+    Listing::new(entries).unwrap()
+}
+
+fn symlink(target: &Path, link: &Path) {
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_folder_has_the_id_of_its_listing_and_each_file_downloads_alone() {
+    let mut net = Net::start().await.unwrap();
+    let (holder, _) = net.add_peer("1", Link::default()).await.unwrap();
+    let (getter, _) = net.add_peer("2", Link::default()).await.unwrap();
+    for (path, data) in album() {
+        net.write_data(&holder, path, &data).unwrap();
+    }
+    let cover = net.write_data(&holder, "album/cover.jpg", &album()[0].1).unwrap();
+    let album_dir = cover.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(album_dir.join("nothing here")).unwrap();
+    let secret = net.write_data(&holder, "secret.txt", b"outside the folder").unwrap();
+    symlink(&secret, &album_dir.join("link-out"));
+
+    let shared = holder.share("album").await.unwrap();
+    let folder = shared.folder.as_ref().expect("a folder summary");
+    let listing = expected_listing();
+    assert_eq!(shared.info.id, listing.id(), "the folder id is the b3sum of its listing");
+    assert_eq!(shared.info.id.to_hex(), b3sum(&listing.encode()));
+    assert_eq!((shared.info.name.as_str(), folder.files, folder.bytes), ("album", 4, listing.total_size()));
+    assert!(folder.skipped.iter().any(|(path, why)| path == "link-out" && why.contains("symlink")), "{:?}", folder.skipped);
+    assert!(shared.pending.is_none(), "{:?}", shared.pending);
+    // The same tree shared again is the same folder.
+    assert_eq!(holder.share("album").await.unwrap().info.id, listing.id());
+
+    // A file in the folder is a file of its own: fetched by its id, it matches b3sum.
+    let (_, nice) = &album()[1];
+    let got = get(&getter, &b3sum(nice)).await.unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), *nice);
+    assert_eq!(got.path.file_name().unwrap(), "été à Nice.jpg");
+    // What the symlink points to was never shared.
+    let Err(refused) = get(&getter, &b3sum(b"outside the folder")).await else { panic!("the symlink's target was shared") };
+    assert!(format!("{refused:#}").contains("no"), "{refused:#}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_folder_and_a_folder_of_many_small_files_share() {
+    let mut net = Net::start().await.unwrap();
+    let (holder, _) = net.add_peer("1", Link::default()).await.unwrap();
+    let marker = net.write_data(&holder, "marker", b"").unwrap();
+    std::fs::create_dir_all(marker.with_file_name("void")).unwrap();
+    let shared = holder.share("void").await.unwrap();
+    assert_eq!(shared.info.id.to_hex(), b3sum(b"p2pq folder v1\n"));
+    assert_eq!(shared.folder.as_ref().map(|f| f.files), Some(0));
+
+    for i in 0..500 {
+        net.write_data(&holder, &format!("many/{:03}/{i}.txt", i % 7), format!("file {i}").as_bytes()).unwrap();
+    }
+    let shared = holder.share("many").await.unwrap();
+    assert_eq!(shared.folder.as_ref().map(|f| f.files), Some(500));
+    net.stop().await;
+}
+
+#[cfg(unix)]
+#[test]
+fn share_at_the_prompt_says_what_a_folder_holds_and_what_was_left_out() {
+    let swarm = Swarm::start("15");
+    std::fs::write(swarm.path().join("secret.txt"), b"outside the data folder").unwrap();
+    swarm.write_data("trip/day 1.txt", b"sun");
+    swarm.write_data("trip/day 2.txt", b"rain");
+    std::os::unix::fs::symlink(swarm.path().join("secret.txt"), swarm.path().join("data/trip/escape")).unwrap();
+    let mut peer = swarm.peer("1");
+    let out = peer.command("share trip", "shared ");
+    let line = out.last().unwrap();
+    assert!(line.starts_with("shared folder trip (2 files, 7 B) id "), "{line}");
+    assert!(line.contains("left out 1: escape (a symlink (not followed))"), "{line}");
+    // The folder and its two files reach the tracker; the link's target never does.
+    let mut tracker = swarm.tracker;
+    let files = tracker.command("files", " file");
+    assert!(files.iter().any(|l| l.contains("day 1.txt")) && files.iter().any(|l| l.contains("trip")), "{files:?}");
+    assert!(!files.iter().any(|l| l.contains("secret")), "{files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changes_while_it_is_hashed_is_left_out_and_said_so() {
+    use p2pq::peer::events::Hashing;
+    let mut net = Net::start().await.unwrap();
+    let (holder, _) = net.add_peer("1", Link::default()).await.unwrap();
+    net.write_data(&holder, "logs/steady.txt", b"steady").unwrap();
+    // Sparse: big enough to be caught in the middle of hashing, yet it takes no disk.
+    let growing = net.write_data(&holder, "logs/growing.log", b"").unwrap();
+    std::fs::File::options().write(true).open(&growing).unwrap().set_len(1 << 30).unwrap();
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let sharing = tokio::spawn({
+        let holder = holder.clone();
+        async move { holder.share_with("logs", Some(events), &Default::default()).await }
+    });
+    let first = tokio::time::timeout(common::TIMEOUT, seen.recv()).await.unwrap();
+    assert!(matches!(first, Some(Hashing::Start { ref name, size }) if name == "logs" && size == (1 << 30) + 6), "{first:?}");
+    while !matches!(tokio::time::timeout(common::TIMEOUT, seen.recv()).await.unwrap(), Some(Hashing::Hashed { .. })) {}
+    // Written to while it is read, as a log file is.
+    std::io::Write::write_all(&mut std::fs::File::options().append(true).open(&growing).unwrap(), b"one more line\n").unwrap();
+    let shared = tokio::time::timeout(common::TIMEOUT, sharing).await.unwrap().unwrap().unwrap();
+    let folder = shared.folder.unwrap();
+    assert_eq!(folder.files, 1, "{:?}", folder.skipped);
+    assert!(
+        folder.skipped.iter().any(|(path, why)| path == "growing.log" && why.contains("changed while it was hashed")),
+        "{:?}",
+        folder.skipped
+    );
+    net.stop().await;
+}
