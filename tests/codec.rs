@@ -6,7 +6,7 @@ use p2pq::protocol::{
 };
 
 fn info() -> FileInfo {
-    FileInfo { id: Digest([7; 32]), name: "résumé.pdf".into(), size: 10 * 1024 * 1024 + 17 }
+    FileInfo { id: Digest([7; 32]), name: "résumé.pdf".into(), size: 10 * 1024 * 1024 + 17, folder: None }
 }
 
 async fn roundtrip<T>(msg: T, limit: usize)

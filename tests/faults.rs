@@ -273,7 +273,7 @@ async fn liar(dir: &Path, tracker: SocketAddr, data: Arc<Vec<u8>>, name: &str, h
     let endpoint = tls::endpoint(&id, tls::server_config(&id, protocol::PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
     let conn = endpoint.connect_with(tls::client_config(&id, protocol::TRACKER_ALPN, pinned)?, tracker, tls::SERVER_NAME)?.await?;
     let (file_id, manifest) = Manifest::from_bytes(&data);
-    let file = FileInfo { id: file_id, name: name.into(), size: data.len() as u64 };
+    let file = FileInfo { id: file_id, name: name.into(), size: data.len() as u64, folder: None };
     let register = TrackerRequest::Register { version: protocol::PROTOCOL_VERSION, peer_id: "liar".into(), files: vec![file] };
     let (mut send, mut recv) = conn.open_bi().await?;
     protocol::write_frame(&mut send, &register).await?;

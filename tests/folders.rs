@@ -142,3 +142,109 @@ async fn a_file_that_changes_while_it_is_hashed_is_left_out_and_said_so() {
     );
     net.stop().await;
 }
+
+/// Every file and folder under `root`, relative, with the bytes of each file.
+fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(path);
+                seen.insert(rel, None);
+            } else {
+                seen.insert(rel, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_downloads_whole_from_every_holder_and_appears_only_when_complete() {
+    let mut net = Net::start().await.unwrap();
+    let mut homes = Vec::new();
+    for id in ["1", "2"] {
+        let (holder, _) = net.add_peer(id, Link::default()).await.unwrap();
+        for (path, data) in album() {
+            net.write_data(&holder, path, &data).unwrap();
+        }
+        let cover = net.write_data(&holder, "album/cover.jpg", &album()[0].1).unwrap();
+        std::fs::create_dir_all(cover.with_file_name("nothing here")).unwrap();
+        let shared = holder.share("album").await.unwrap();
+        assert_eq!(shared.info.id, expected_listing().id());
+        homes.push((holder, cover.parent().unwrap().to_path_buf()));
+    }
+    let (getter, _) = net.add_peer("3", Link::default()).await.unwrap();
+    let got = get(&getter, "album").await.unwrap();
+    assert_eq!(got.path.file_name().unwrap(), "album");
+    assert_eq!(snapshot(&got.path), snapshot(&homes[0].1), "the tree arrived byte for byte");
+    assert!(got.from.iter().filter(|(_, n)| *n > 0).count() == 2, "chunks came from both holders: {:?}", got.from);
+    let downloads = got.path.parent().unwrap();
+    let debris: Vec<_> = std::fs::read_dir(downloads).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "album").collect();
+    assert!(debris.is_empty(), "left in the download folder: {debris:?}");
+    // The getter now holds the folder too: a fourth peer gets it from all three.
+    let (fourth, _) = net.add_peer("4", Link::default()).await.unwrap();
+    let again = get(&fourth, &expected_listing().id().to_hex()).await.unwrap();
+    assert_eq!(snapshot(&again.path), snapshot(&got.path));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_of_a_thousand_small_files_arrives_whole() {
+    let mut net = Net::start().await.unwrap();
+    let (holder, _) = net.add_peer("1", Link::default()).await.unwrap();
+    let mut root = None;
+    for i in 0..1000 {
+        let path = net.write_data(&holder, &format!("small/{:02}/{i}.txt", i % 10), &bytes(1000 + i * 7, &i.to_string())).unwrap();
+        root.get_or_insert(path.parent().unwrap().parent().unwrap().to_path_buf());
+    }
+    assert_eq!(holder.share("small").await.unwrap().folder.unwrap().files, 1000);
+    let (getter, _) = net.add_peer("2", Link::default()).await.unwrap();
+    let got = get(&getter, "small").await.unwrap();
+    assert_eq!(snapshot(&got.path), snapshot(&root.unwrap()));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_folder_get_keeps_what_it_verified_and_the_next_one_finishes() {
+    use p2pq::peer::events::Progress;
+    let mut net = Net::start().await.unwrap();
+    // 16 Mbit/s: the 8 MiB tree takes seconds, long enough to stop it in the middle.
+    let (holder, _) = net.add_peer("1", Link::default().rate_mbit(16.0)).await.unwrap();
+    let mut root = None;
+    for i in 0..8 {
+        let path = net.write_data(&holder, &format!("big/part {i}.bin"), &bytes(1 << 20, &format!("part {i}"))).unwrap();
+        root.get_or_insert(path.parent().unwrap().to_path_buf());
+    }
+    holder.share("big").await.unwrap();
+    let (getter, _) = net.add_peer("2", Link::default()).await.unwrap();
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let first = tokio::spawn({
+        let (getter, cancel) = (getter.clone(), cancel.clone());
+        async move { getter.get_with("big", Some(events), &cancel).await }
+    });
+    // Stop once a few MiB are verified.
+    let mut verified = 0;
+    while verified < 3 << 20 {
+        match tokio::time::timeout(common::TIMEOUT, seen.recv()).await.unwrap() {
+            Some(Progress::Chunk { bytes }) => verified += bytes,
+            Some(_) => {}
+            None => panic!("the get ended before it was stopped"),
+        }
+    }
+    cancel.cancel();
+    assert!(tokio::time::timeout(common::TIMEOUT, first).await.unwrap().unwrap().is_err());
+    // Not under its name until complete; what was verified waits in a hidden folder.
+    let downloads = getter.state_dir().parent().unwrap().join("downloads");
+    assert!(!downloads.join("big").exists());
+    let hidden: Vec<_> = std::fs::read_dir(&downloads).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(hidden.len() == 1 && hidden[0].starts_with(".p2pq-folder-"), "{hidden:?}");
+    let again = get(&getter, "big").await.unwrap();
+    assert_eq!(snapshot(&again.path), snapshot(&root.unwrap()));
+    assert!(again.moved < 8 << 20, "the second get fetched everything again: {} bytes", again.moved);
+    net.stop().await;
+}

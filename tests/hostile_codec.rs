@@ -20,7 +20,7 @@ fn digest() -> impl Strategy<Value = Digest> {
 }
 
 fn file() -> impl Strategy<Value = FileInfo> {
-    (digest(), text(), any::<u64>()).prop_map(|(id, name, size)| FileInfo { id, name, size })
+    (digest(), text(), any::<u64>()).prop_map(|(id, name, size)| FileInfo { id, name, size, folder: None })
 }
 
 /// An address as the wire carries it: IPv6 flow info and scope id are not sent.

@@ -61,7 +61,7 @@ async fn request_flood(conn: Connection, request: TrackerRequest) -> usize {
 fn file_of(n: u32) -> FileInfo {
     let mut id = [0u8; 32];
     id[..4].copy_from_slice(&n.to_be_bytes());
-    FileInfo { id: Digest(id), name: format!("flood-{n}"), size: 1 }
+    FileInfo { id: Digest(id), name: format!("flood-{n}"), size: 1, folder: None }
 }
 
 #[test]

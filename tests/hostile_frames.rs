@@ -128,7 +128,8 @@ fn hostile_frames_and_datagrams_end_their_stream_and_cost_under_16_mib() {
     // One honest-looking exchange first, so both processes have warmed up their allocations.
     rt.block_on(async {
         let h = Hostile::new();
-        let (_t, _) = h.register(&swarm, "warm", vec![FileInfo { id: Digest([1; 32]), name: "w".into(), size: 1 }]).await.unwrap();
+        let (_t, _) =
+            h.register(&swarm, "warm", vec![FileInfo { id: Digest([1; 32]), name: "w".into(), size: 1, folder: None }]).await.unwrap();
         let conn = h.connect_peer(&swarm, &holder, "1").await.unwrap();
         hostile::manifest(&conn, id, PROTOCOL_VERSION).await.unwrap();
     });

@@ -29,7 +29,7 @@ fn nobody_registers_beats_or_leaves_for_a_live_peer() {
         for first in [
             TrackerRequest::Alive,
             TrackerRequest::Exit,
-            TrackerRequest::Share(FileInfo { id: Digest([1; 32]), name: "x".into(), size: 1 }),
+            TrackerRequest::Share(FileInfo { id: Digest([1; 32]), name: "x".into(), size: 1, folder: None }),
         ] {
             let addr = hostile::tracker_addr(&swarm);
             let conn = mallory.connect(addr, p2pq::protocol::TRACKER_ALPN, hostile::tracker_fp(swarm.path())).await.unwrap();
@@ -99,7 +99,9 @@ fn a_holder_with_another_certificate_than_reported_is_refused() {
     let size = content.len() as u64;
     let tracker = FakeTracker::start(
         &dir.path().join("certs"),
-        Arc::new(move |_: &str| vec![FileMatch { file: FileInfo { id, name: "i.bin".into(), size }, holders: vec![reported.clone()] }]),
+        Arc::new(move |_: &str| {
+            vec![FileMatch { file: FileInfo { id, name: "i.bin".into(), size, folder: None }, holders: vec![reported.clone()] }]
+        }),
     );
     let addr = tracker.addr.to_string();
     let args = ["peer", "2", "--tracker", &addr, "--listen", "127.0.0.1:0"];

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::hostile::{self, FakeTracker, HolderAnswer, Hostile};
@@ -43,13 +41,16 @@ fn the_tracker_refuses_names_that_are_paths_controls_or_too_long() {
     let evil = evil_names();
     let _session = rt.block_on(async {
         let h = Hostile::new();
-        let mut files: Vec<FileInfo> =
-            evil.iter().enumerate().map(|(i, name)| FileInfo { id: Digest([i as u8 + 1; 32]), name: name.clone(), size: 10 }).collect();
-        files.push(FileInfo { id: Digest([0xee; 32]), name: "fine.txt".into(), size: 10 });
+        let mut files: Vec<FileInfo> = evil
+            .iter()
+            .enumerate()
+            .map(|(i, name)| FileInfo { id: Digest([i as u8 + 1; 32]), name: name.clone(), size: 10, folder: None })
+            .collect();
+        files.push(FileInfo { id: Digest([0xee; 32]), name: "fine.txt".into(), size: 10, folder: None });
         let (conn, answer) = h.register(&swarm, "namer", files).await.unwrap();
         assert!(matches!(answer, TrackerResponse::Registered { .. }), "{answer:?}");
         for (i, name) in evil.iter().enumerate() {
-            let share = TrackerRequest::Share(FileInfo { id: Digest([0x80 + i as u8; 32]), name: name.clone(), size: 5 });
+            let share = TrackerRequest::Share(FileInfo { id: Digest([0x80 + i as u8; 32]), name: name.clone(), size: 5, folder: None });
             // Refused by the name check, or (4 KiB) by the request size limit before it.
             let short = &name[..name.len().min(40)];
             let answer = hostile::request(&conn, &share).await.unwrap();
@@ -77,25 +78,6 @@ fn the_tracker_refuses_names_that_are_paths_controls_or_too_long() {
     assert!(swarm.tracker.seen.iter().all(|(_, l)| no_raw_controls(l)), "{}", swarm.tracker.transcript());
 }
 
-/// Every file under `root` except inside `skip` folders, for a before/after comparison.
-fn tree(root: &Path, skip: &[PathBuf]) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if skip.iter().any(|s| path.starts_with(s)) {
-                continue;
-            }
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(path.clone());
-            }
-            out.insert(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_peer_told_a_hostile_name_writes_nothing_outside_its_download_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,16 +94,16 @@ fn a_peer_told_a_hostile_name_writes_nothing_outside_its_download_folder() {
     let table = evil.clone();
     let answer = Arc::new(move |query: &str| -> Vec<FileMatch> {
         if query == "escape-reason" {
-            let file = FileInfo { id, name: "ok.bin".into(), size: content.len() as u64 };
+            let file = FileInfo { id, name: "ok.bin".into(), size: content.len() as u64, folder: None };
             return vec![FileMatch { file, holders: vec![liar.clone()] }];
         }
         let n: usize = query.strip_prefix("evil-").and_then(|n| n.parse().ok()).unwrap_or(0);
-        let file = FileInfo { id, name: table[n].clone(), size: content.len() as u64 };
+        let file = FileInfo { id, name: table[n].clone(), size: content.len() as u64, folder: None };
         vec![FileMatch { file, holders: vec![holder.clone()] }]
     });
     let tracker = FakeTracker::start(&root.join("certs"), answer);
     let skip = [root.join("data/peer-victim"), root.join(".p2pq"), root.join("certs")];
-    let files_before = tree(root, &skip);
+    let files_before = common::paths_under(root, &skip);
     let addr = tracker.addr.to_string();
     let args = ["peer", "victim", "--tracker", &addr, "--listen", "127.0.0.1:0", "--heartbeat", "0.5"];
     let mut peer = Proc::spawn("victim", root, &args);
@@ -138,10 +120,10 @@ fn a_peer_told_a_hostile_name_writes_nothing_outside_its_download_folder() {
     peer.send("exit");
     peer.wait_exit(common::TIMEOUT);
     assert!(peer.seen.iter().all(|(_, l)| no_raw_controls(l)), "{}", peer.transcript());
-    assert_eq!(tree(root, &skip), files_before, "files appeared outside the download folder");
+    assert_eq!(common::paths_under(root, &skip), files_before, "files appeared outside the download folder");
     let outside = std::env::temp_dir().join(format!("p2pq-hostile-{}", std::process::id()));
     assert!(!outside.exists(), "{} was created", outside.display());
     // Inside the download folder: nothing but (at most) partial state.
-    let inside = tree(&root.join("data/peer-victim"), &[root.join("data/peer-victim/.p2pq-partial")]);
+    let inside = common::paths_under(&root.join("data/peer-victim"), &[root.join("data/peer-victim/.p2pq-partial")]);
     assert!(inside.iter().all(|p| p.ends_with(".p2pq-partial")), "{inside:?}");
 }

@@ -178,7 +178,12 @@ async fn a_holder_that_claims_chunks_it_does_not_have_is_left() -> Result<()> {
     let data = bytes(2 * MIB, "liar");
     net.seeder("seeder", link(16.0, 5), "f.bin", &data).await?;
     let (tracker, tracker_fp) = net.tracker().context("no tracker")?;
-    let file = FileInfo { id: p2pq::content::manifest::Manifest::from_bytes(&data).0, name: "f.bin".into(), size: data.len() as u64 };
+    let file = FileInfo {
+        id: p2pq::content::manifest::Manifest::from_bytes(&data).0,
+        name: "f.bin".into(),
+        size: data.len() as u64,
+        folder: None,
+    };
     let _liar = hostile::registered_fake(tracker, tracker_fp, "liar", HolderAnswer::Lie(Arc::new(data.clone())), file).await?;
     let (getter, _) = net.add_peer("getter", Link::default()).await?;
     let got = get(&getter, "f.bin").await?;
@@ -196,7 +201,12 @@ async fn a_flood_of_have_messages_costs_the_downloader_nothing() -> Result<()> {
     let mut net = Net::start().await?;
     let data = bytes(2 * MIB, "flood");
     let (tracker, tracker_fp) = net.tracker().context("no tracker")?;
-    let file = FileInfo { id: p2pq::content::manifest::Manifest::from_bytes(&data).0, name: "f.bin".into(), size: data.len() as u64 };
+    let file = FileInfo {
+        id: p2pq::content::manifest::Manifest::from_bytes(&data).0,
+        name: "f.bin".into(),
+        size: data.len() as u64,
+        folder: None,
+    };
     let written = Arc::new(AtomicU64::new(0));
     let answer = HolderAnswer::Flood(Arc::new(data.clone()), written.clone());
     let _flooder = hostile::registered_fake(tracker, tracker_fp, "flooder", answer, file).await?;

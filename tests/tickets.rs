@@ -102,7 +102,7 @@ fn get_json_with_the_tracker_down_ends_with_one_error_event_per_file() {
     let ticket = p2pq::discovery::ticket::Ticket {
         trackers: vec![silent.local_addr().unwrap().to_string()],
         tracker_fingerprint: blake3::hash(b"some tracker").into(),
-        file: p2pq::protocol::FileInfo { id: blake3::hash(b"f").into(), name: "f.bin".into(), size: 1 },
+        file: p2pq::protocol::FileInfo { id: blake3::hash(b"f").into(), name: "f.bin".into(), size: 1, folder: None },
     };
     let dir = elsewhere();
     let mut get = Proc::spawn("get", dir.path(), &["get", &ticket.to_string(), "--json"]);

@@ -86,10 +86,12 @@ pub fn got_line(got: &Got) -> String {
         from.push(format!("{} already here from an earlier attempt", got.resumed));
     }
     let peers = if sent.len() == 1 { "peer" } else { "peers" };
+    let what = match info.folder {
+        Some(folder) => format!("folder {} ({} files, {})", info.name, folder.files, units::bytes(folder.bytes)),
+        None => format!("{} ({})", info.name, units::bytes(info.size)),
+    };
     printable(&format!(
-        "downloaded {} ({}) in {} at {}; chunks from {peers} {}; verified id {}; saved to {}",
-        info.name,
-        units::bytes(info.size),
+        "downloaded {what} in {} at {}; chunks from {peers} {}; verified id {}; saved to {}",
         units::duration(got.elapsed),
         units::rate(got.moved, got.elapsed),
         from.join(", "),

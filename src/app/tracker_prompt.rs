@@ -245,7 +245,11 @@ fn files(tracker: &Tracker) -> String {
     for found in tracker.files() {
         let holders: Vec<String> = found.holders.iter().map(|h| h.peer_id.clone()).collect();
         let f = found.file;
-        table.row(vec![f.name, f.id.short(), crate::units::bytes(f.size), holders.join(",")]);
+        let (name, size) = match f.folder {
+            Some(folder) => (format!("{}/", f.name), format!("{} in {} files", crate::units::bytes(folder.bytes), folder.files)),
+            None => (f.name, crate::units::bytes(f.size)),
+        };
+        table.row(vec![name, f.id.short(), size, holders.join(",")]);
     }
     table.render("file")
 }
@@ -256,7 +260,11 @@ fn files_json(tracker: &Tracker) -> Value {
         .into_iter()
         .map(|m| {
             let holders: Vec<&str> = m.holders.iter().map(|h| h.peer_id.as_str()).collect();
-            json!({"name": m.file.name, "id": m.file.id.to_hex(), "size": m.file.size, "holders": holders})
+            let mut file = json!({"name": m.file.name, "id": m.file.id.to_hex(), "size": m.file.size, "holders": holders});
+            if let Some(folder) = m.file.folder {
+                file["folder"] = json!({"files": folder.files, "bytes": folder.bytes});
+            }
+            file
         })
         .collect();
     Value::Array(files)

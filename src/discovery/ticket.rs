@@ -147,7 +147,7 @@ mod tests {
         Ticket {
             trackers: vec!["192.168.1.5:6771".into(), "tracker.example:6771".into()],
             tracker_fingerprint: blake3::hash(b"cert").into(),
-            file: FileInfo { id: blake3::hash(b"file").into(), name: "holiday photos.zip".into(), size: 43_200_000 },
+            file: FileInfo { id: blake3::hash(b"file").into(), name: "holiday photos.zip".into(), size: 43_200_000, folder: None },
         }
     }
 

@@ -17,7 +17,7 @@ use super::sharing::Reporter;
 use super::{Peer, Shared};
 use crate::content::folder::{Entry, Kind, Listing};
 use crate::content::manifest::Manifest;
-use crate::protocol::FileInfo;
+use crate::protocol::{FileInfo, FolderSize};
 use crate::store;
 use crate::store::catalog::{self, Origin};
 use crate::store::tree::{Found, Stamp, Tree};
@@ -59,7 +59,8 @@ impl Peer {
             hashed.iter().map(|h| Entry { path: h.found.path.clone(), kind: Kind::File { size: h.manifest.size, id: h.manifest.root() } }),
         );
         let listing = Listing::new(entries).with_context(|| format!("cannot share {label}"))?;
-        self.serve_files(hashed).await?;
+        let files = hashed.into_iter().map(|h| (h.found.real, file_info(&h.found.path, &h.manifest), Arc::new(h.manifest))).collect();
+        self.serve_files(files, Origin::Shared).await?;
         let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped };
         self.serve_listing(&listing, label, summary).await
     }
@@ -88,17 +89,14 @@ impl Peer {
         Ok((hashed, skipped))
     }
 
-    /// Serves each file at once, keeps them in the share list (written once) and tells the
-    /// tracker (a few at a time).
-    async fn serve_files(&self, hashed: Vec<Hashed>) -> Result<()> {
+    /// Serves each file of a folder (where it is, what it is) at once, keeps them in the share
+    /// list (written once) and tells the tracker (a few at a time).
+    pub(super) async fn serve_files(&self, files: Vec<(PathBuf, FileInfo, Arc<Manifest>)>, origin: Origin) -> Result<()> {
         let mut batch = Vec::new();
         let mut infos = Vec::new();
-        for Hashed { found, manifest } in hashed {
-            let name = found.path.rsplit('/').next().unwrap_or(&found.path).to_string();
-            let info = FileInfo { id: manifest.root(), name, size: manifest.size };
-            let manifest = Arc::new(manifest);
-            self.serve_now(info.clone(), found.real.clone(), manifest.clone(), Origin::Shared, false)?;
-            if let Some(entry) = catalog::Entry::new(&info, &found.real, &manifest, Origin::Shared) {
+        for (path, info, manifest) in files {
+            self.serve_now(info.clone(), path.clone(), manifest.clone(), origin, false)?;
+            if let Some(entry) = catalog::Entry::new(&info, &path, &manifest, origin) {
                 batch.push((entry, manifest));
             }
             infos.push(info);
@@ -136,11 +134,18 @@ impl Peer {
             anyhow::Ok(Manifest::from_bytes(&bytes).1)
         })
         .await??;
-        let info = FileInfo { id, name: label, size: manifest.size };
+        let folder = Some(FolderSize { files: summary.files as u64, bytes: summary.bytes });
+        let info = FileInfo { id, name: label, size: manifest.size, folder };
         let chunks = manifest.count();
         let pending = self.serve_as(info.clone(), path, Arc::new(manifest), Origin::Shared, false).await?;
         Ok(Shared { info, chunks, pending, folder: Some(summary) })
     }
+}
+
+/// A folder's file as the tracker hears of it: under its own name (the last component).
+fn file_info(path: &str, manifest: &Manifest) -> FileInfo {
+    let name = path.rsplit('/').next().unwrap_or(path).to_string();
+    FileInfo { id: manifest.root(), name, size: manifest.size, folder: None }
 }
 
 /// Whether the file is as it was when the walk found it.

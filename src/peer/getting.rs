@@ -57,6 +57,14 @@ impl Peer {
             _ = cancel.cancelled() => bail!("get {query} cancelled"),
         };
         let info = target.file.clone();
+        if info.folder.is_some() {
+            let mut target = target;
+            target.holders.retain(|h| h.peer_id != self.inner.config.id);
+            if target.holders.is_empty() {
+                bail!("no live peer other than this one holds {}", info.name);
+            }
+            return self.get_folder(target, events, cancel, started).await;
+        }
         if let Some(path) = self.already_have(&info).await? {
             return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0, moved: 0 });
         }

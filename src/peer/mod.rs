@@ -11,6 +11,7 @@ pub mod download;
 pub mod events;
 pub use folders::FolderShared;
 mod finder;
+mod folder_get;
 mod folders;
 mod gate;
 mod getting;
@@ -347,7 +348,7 @@ impl Peer {
     pub fn discard(&self, query: &str) -> Result<store::unfinished::Unfinished> {
         let dir = &self.inner.config.download_dir;
         let found = store::unfinished::find(store::unfinished::list(dir), query).map_err(anyhow::Error::msg)?;
-        let info = FileInfo { id: found.id, name: found.label(), size: found.size };
+        let info = FileInfo { id: found.id, name: found.label(), size: found.size, folder: None };
         // Held while deleting, so no get of this file starts meanwhile.
         let Ok(_claim) = self.inner.downloading.take(&info) else {
             bail!("{} is downloading now; cancel it (Ctrl-C) or let it finish, then discard it", found.label());

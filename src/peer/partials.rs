@@ -74,7 +74,7 @@ impl Peer {
             if kept == 0 {
                 continue;
             }
-            let info = FileInfo { id: manifest.root(), name: partial.name().to_string(), size: manifest.size };
+            let info = FileInfo { id: manifest.root(), name: partial.name().to_string(), size: manifest.size, folder: None };
             self.serve_partial(&info, Arc::new(partial), Arc::new(manifest));
         }
     }

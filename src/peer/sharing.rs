@@ -145,7 +145,7 @@ impl Peer {
             return self.share_folder(path, label, report, cancel).await;
         }
         let manifest = self.hash(path.clone(), &label, report, cancel).await?;
-        let info = FileInfo { id: manifest.root(), name: label, size: manifest.size };
+        let info = FileInfo { id: manifest.root(), name: label, size: manifest.size, folder: None };
         let chunks = manifest.count();
         let pending = self.serve_as(info.clone(), path, Arc::new(manifest), Origin::Shared, false).await?;
         Ok(Shared { info, chunks, pending, folder: None })
@@ -341,7 +341,7 @@ impl Peer {
         match (check, manifest) {
             (Check::Gone, _) => self.drop_entry(&entry, "is gone since the last run"),
             (Check::Unchanged, Some(manifest)) => {
-                let info = FileInfo { id, name: entry.name.clone(), size: entry.size };
+                let info = FileInfo { id, name: entry.name.clone(), size: entry.size, folder: entry.folder };
                 match SharedFile::open(info.clone(), entry.path.clone(), Arc::new(manifest)) {
                     Ok(file) => {
                         self.inner.shares.insert(file.with_origin(entry.origin, true));
@@ -371,7 +371,8 @@ impl Peer {
                 entry.path.display()
             ),
             Ok(manifest) => {
-                let info = FileInfo { id: manifest.root(), name: entry.name.clone(), size: manifest.size };
+                // A listing that changed is no longer that folder's: shared again as a file.
+                let info = FileInfo { id: manifest.root(), name: entry.name.clone(), size: manifest.size, folder: None };
                 let short = info.id.short();
                 match self.serve_as(info.clone(), entry.path.clone(), Arc::new(manifest), entry.origin, true).await {
                     Ok(pending) => {

@@ -87,8 +87,19 @@ pub struct FileInfo {
     pub id: FileId,
     /// The name it is shared under (a label; files are keyed by id).
     pub name: String,
-    /// Size in bytes.
+    /// Size in bytes (of the listing, for a folder).
     pub size: u64,
+    /// Set when this is a folder's listing: what the folder holds.
+    pub folder: Option<FolderSize>,
+}
+
+/// What a shared folder holds (see [`crate::content::folder`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderSize {
+    /// Files in it.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// A peer that holds a file, as the tracker saw it.

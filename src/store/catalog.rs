@@ -62,6 +62,9 @@ pub struct Entry {
     pub chunk_size: u32,
     /// How it came to be shared.
     pub origin: Origin,
+    /// Set for a folder's listing: what the folder holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<crate::protocol::FolderSize>,
 }
 
 /// What a file on disk looks like now, next to its entry.
@@ -87,6 +90,7 @@ impl Entry {
             id: info.id.to_hex(),
             chunk_size: manifest.chunk_size,
             origin,
+            folder: info.folder,
         };
         Some(entry)
     }
@@ -246,7 +250,7 @@ mod tests {
         let path = dir.join(name);
         fs::write(&path, bytes).unwrap();
         let (id, manifest) = Manifest::from_file(&path).unwrap();
-        let info = FileInfo { id, name: name.into(), size: bytes.len() as u64 };
+        let info = FileInfo { id, name: name.into(), size: bytes.len() as u64, folder: None };
         (Entry::new(&info, &path, &manifest, Origin::Shared).unwrap(), manifest)
     }
 

@@ -44,7 +44,7 @@ mod tests {
     #[test]
     fn a_file_is_claimed_once_until_its_download_ends() {
         let claims = Claims::default();
-        let info = FileInfo { id: Digest([3; 32]), name: "f".into(), size: 1 };
+        let info = FileInfo { id: Digest([3; 32]), name: "f".into(), size: 1, folder: None };
         let first = claims.take(&info).unwrap();
         assert!(claims.take(&info).is_err());
         drop(first);

@@ -43,6 +43,7 @@ pub struct PeerEntry {
 #[derive(Clone, Debug)]
 struct FileEntry {
     size: u64,
+    folder: Option<crate::protocol::FolderSize>,
     holders: BTreeMap<String, String>,
 }
 
@@ -142,7 +143,8 @@ impl Registry {
         }
         peer.files.insert(file.id);
         peer.last_alive = now;
-        let entry = self.files.entry(file.id).or_insert_with(|| FileEntry { size: file.size, holders: BTreeMap::new() });
+        let entry =
+            self.files.entry(file.id).or_insert_with(|| FileEntry { size: file.size, folder: file.folder, holders: BTreeMap::new() });
         let renamed = entry.holders.insert(id.to_string(), file.name.clone()).is_none_or(|was| was != file.name);
         Ok(new || renamed)
     }
@@ -221,7 +223,7 @@ impl Registry {
             .filter_map(|pid| self.peers.get(pid).map(|p| (pid, p)))
             .map(|(pid, p)| Holder { peer_id: pid.clone(), addr: p.addr, fingerprint: p.fingerprint })
             .collect();
-        FileMatch { file: FileInfo { id: *id, name, size: entry.size }, holders }
+        FileMatch { file: FileInfo { id: *id, name, size: entry.size, folder: entry.folder }, holders }
     }
 
     /// The id of the live peer whose certificate has `fingerprint`, if any (a holder asks before
@@ -247,7 +249,7 @@ mod tests {
     }
 
     fn file(n: u8, name: &str) -> FileInfo {
-        FileInfo { id: crate::protocol::Digest([n; 32]), name: name.into(), size: 10 }
+        FileInfo { id: crate::protocol::Digest([n; 32]), name: name.into(), size: 10, folder: None }
     }
 
     fn addr() -> SocketAddr {
@@ -339,7 +341,7 @@ mod tests {
         for n in 0..MAX_FILES_PER_PEER as u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_be_bytes());
-            r.share("1", 1, &FileInfo { id: crate::protocol::Digest(id), name: "f".into(), size: 1 }, t).unwrap();
+            r.share("1", 1, &FileInfo { id: crate::protocol::Digest(id), name: "f".into(), size: 1, folder: None }, t).unwrap();
         }
         assert_eq!(r.share("1", 1, &file(0xff, "one more"), t), Err(RegistryError::TooManyFiles));
     }

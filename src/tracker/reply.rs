@@ -45,7 +45,7 @@ mod tests {
         let name = format!("{n:0>200}");
         let holder =
             |h: usize| Holder { peer_id: format!("peer-{h}"), addr: ([10, 0, 0, 1], h as u16).into(), fingerprint: Digest([7; 32]) };
-        FileMatch { file: FileInfo { id: Digest(id), name, size: 1 }, holders: (0..holders).map(holder).collect() }
+        FileMatch { file: FileInfo { id: Digest(id), name, size: 1, folder: None }, holders: (0..holders).map(holder).collect() }
     }
 
     #[test]

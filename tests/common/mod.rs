@@ -336,3 +336,23 @@ pub fn wait_until(timeout: Duration, ready: impl Fn() -> bool) {
         std::thread::sleep(POLL_INTERVAL / 5); // poll: no output line announces this
     }
 }
+
+/// Every path under `root` (files and folders, never following a symlink), but those under
+/// `skip`: what a test compares before and after to see that nothing was written.
+pub fn paths_under(root: &std::path::Path, skip: &[PathBuf]) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if skip.iter().any(|s| path.starts_with(s)) {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(path.clone());
+            }
+            out.insert(path);
+        }
+    }
+    out
+}

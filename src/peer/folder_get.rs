@@ -1,0 +1,309 @@
+//! Getting a folder: its listing first, then every file in it from every holder, many at once,
+//! into a hidden folder that takes the folder's name only when every file is verified.
+//!
+//! The layout while it runs, all inside the download folder:
+//! ```text
+//! .p2pq-folder-ID/listing      the listing, verified against the folder id
+//! .p2pq-folder-ID/tree/...     the tree; each file downloads beside where it will be
+//! ```
+//! Nothing is created before the listing passed every rule of [`crate::content::folder`], and
+//! each folder on the way is made one component at a time, never through a symlink. A get
+//! run again after a crash finds what the last one verified (whole files by their id, partial
+//! ones by their resume state) and fetches only the rest.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{self, Progress};
+use super::{Got, Peer, download};
+use crate::content::folder::{self, Kind, Listing};
+use crate::content::manifest::Manifest;
+use crate::protocol::{FileId, FileInfo, FileMatch};
+use crate::store::catalog::Origin;
+
+/// Files of one folder downloading at once: enough that small files do not wait on one round
+/// trip each, few enough that a big folder does not open thousands of streams.
+const FILES_AT_ONCE: usize = 32;
+/// The hidden folder a folder downloads into, before its rename.
+const STAGING: &str = ".p2pq-folder-";
+
+/// A file of the folder still to fetch.
+struct Wanted {
+    path: String,
+    info: FileInfo,
+}
+
+/// A file of the folder in place (in the hidden tree), with its manifest.
+struct Fetched {
+    path: String,
+    info: FileInfo,
+    manifest: Arc<Manifest>,
+    from: Vec<(String, u32)>,
+    resumed: u32,
+    resumed_bytes: u64,
+}
+
+impl Peer {
+    /// Downloads the folder `target` into `DOWNLOAD_DIR/NAME`.
+    pub(super) async fn get_folder(
+        &self,
+        target: FileMatch,
+        ui: Option<UnboundedSender<Progress>>,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<Got> {
+        let info = target.file.clone();
+        let dest = self.inner.config.download_dir.join(&info.name);
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            bail!("{} already exists; not overwritten", dest.display());
+        }
+        let _claim = self.inner.downloading.take(&info)?;
+        let staging = self.inner.config.download_dir.join(format!("{STAGING}{}", info.id.to_hex()));
+        make_staging(&staging)?;
+        if let Some(ui) = &ui {
+            let _ = ui.send(Progress::Found(info.clone()));
+        }
+        let (events, forwarding) = events::forward(&self.inner.transfers, &info, ui);
+        let listing = match self.fetch_listing(&target, &staging, cancel).await {
+            Ok(listing) => listing,
+            Err(err) => {
+                // A listing that breaks the rules is worth nothing: nothing of it stays.
+                if err.downcast_ref::<folder::ListingError>().is_some() {
+                    let _ = std::fs::remove_dir_all(&staging);
+                }
+                return Err(err.context(format!("cannot get the listing of {}", info.name)));
+            }
+        };
+        let root = staging.join("tree");
+        let wanted = tokio::task::spawn_blocking({
+            let (root, listing) = (root.clone(), listing.clone());
+            move || lay_out(&root, &listing)
+        })
+        .await??;
+        let holders = target.holders.len();
+        let _ = events.send(Progress::Start { name: info.name.clone(), size: listing.total_size(), holders });
+        let left: u64 = wanted.iter().map(|w| w.info.size).sum();
+        if listing.total_size() > left {
+            let _ = events.send(Progress::Resumed { bytes: listing.total_size() - left });
+        }
+        let fetched = self.fetch_files(&target, &root, wanted, &events, cancel).await;
+        let fetched = fetched.with_context(|| format!("download of {} failed", info.name))?;
+        std::fs::rename(&root, &dest).with_context(|| format!("cannot move the folder into place at {}", dest.display()))?;
+        let _ = events.send(Progress::Done);
+        drop(events);
+        let _ = forwarding.await;
+        let elapsed = started.elapsed();
+        let got = self.settle(&info, &dest, &staging, &listing, fetched).await?;
+        Ok(Got { elapsed, ..got })
+    }
+
+    /// The listing: the one an earlier attempt left (if it still hashes to the id), or fetched
+    /// now like any file; then checked against every rule.
+    async fn fetch_listing(&self, target: &FileMatch, staging: &Path, cancel: &CancellationToken) -> Result<Listing> {
+        let path = staging.join("listing");
+        let (id, there) = (target.file.id, path.clone());
+        if !tokio::task::spawn_blocking(move || has_file(&there, &id)).await? {
+            let file = FileInfo { name: "listing".into(), folder: None, ..target.file.clone() };
+            if file.size > folder::MAX_LISTING_BYTES as u64 {
+                bail!("the listing is {} bytes, over the limit", file.size);
+            }
+            let (quiet, _) = mpsc::unbounded_channel();
+            let ctx = self.context(staging, quiet, cancel);
+            download::download(&ctx, &FileMatch { file, holders: target.holders.clone() }).await?;
+        }
+        let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
+        let listing = Listing::parse(&bytes)?;
+        let probe = staging.to_path_buf();
+        if tokio::task::spawn_blocking(move || folds_case(&probe)).await? {
+            listing.check_case()?;
+        }
+        Ok(listing)
+    }
+
+    /// A download context for one file of the folder, into `dir`.
+    fn context<'a>(&'a self, dir: &'a Path, events: UnboundedSender<Progress>, cancel: &CancellationToken) -> download::Context<'a> {
+        download::Context {
+            shares: self.inner.shares.clone(),
+            has_chunk: std::sync::Mutex::new(None),
+            seek: self.inner.seek.clone(),
+            stall_timeout: self.inner.config.stall_timeout,
+            download_dir: dir,
+            log: &self.inner.log,
+            events,
+            cancel: cancel.clone(),
+        }
+    }
+
+    /// Fetches every wanted file, [`FILES_AT_ONCE`] at a time, from the folder's holders (and
+    /// whoever else the finder turns up for each file); the first failure stops the rest.
+    async fn fetch_files(
+        &self,
+        target: &FileMatch,
+        root: &Path,
+        wanted: Vec<Wanted>,
+        events: &UnboundedSender<Progress>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Fetched>> {
+        let stop = cancel.child_token();
+        let mut running = JoinSet::new();
+        let mut fetched = Vec::new();
+        let mut queue = wanted.into_iter();
+        loop {
+            while running.len() < FILES_AT_ONCE
+                && let Some(file) = queue.next()
+            {
+                let (peer, holders, root, events, stop) =
+                    (self.clone(), target.holders.clone(), root.to_path_buf(), events.clone(), stop.clone());
+                running.spawn(async move { peer.fetch_one(file, holders, &root, events, &stop).await });
+            }
+            let Some(done) = running.join_next().await else { break };
+            match done? {
+                Ok(file) => fetched.push(file),
+                Err(err) => {
+                    stop.cancel();
+                    while running.join_next().await.is_some() {}
+                    return Err(err);
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Fetches one file of the folder into its place in `root`, reporting its bytes.
+    async fn fetch_one(
+        &self,
+        file: Wanted,
+        holders: Vec<crate::protocol::Holder>,
+        root: &Path,
+        events: UnboundedSender<Progress>,
+        stop: &CancellationToken,
+    ) -> Result<Fetched> {
+        let dir = parent_in(root, &file.path);
+        let (mine, mut heard) = mpsc::unbounded_channel();
+        let relay = tokio::spawn(async move {
+            while let Some(event) = heard.recv().await {
+                if matches!(event, Progress::Chunk { .. } | Progress::Resumed { .. } | Progress::Note(_)) {
+                    let _ = events.send(event);
+                }
+            }
+        });
+        let ctx = self.context(&dir, mine, stop);
+        let target = FileMatch { file: file.info.clone(), holders };
+        let outcome = download::download(&ctx, &target).await;
+        drop(ctx);
+        let _ = relay.await;
+        let outcome = outcome.with_context(|| file.path.clone())?;
+        let (from, resumed, resumed_bytes) = (outcome.from, outcome.resumed, outcome.resumed_bytes);
+        Ok(Fetched { path: file.path, info: file.info, manifest: outcome.manifest, from, resumed, resumed_bytes })
+    }
+
+    /// The folder is in place: serve its files and its listing, clear the hidden folder, and
+    /// sum up where the chunks came from.
+    async fn settle(&self, info: &FileInfo, dest: &Path, staging: &Path, listing: &Listing, fetched: Vec<Fetched>) -> Result<Got> {
+        let (mut from, mut resumed, mut moved) = (std::collections::BTreeMap::<String, u32>::new(), 0, 0);
+        let mut files = Vec::new();
+        for file in fetched {
+            for (peer, n) in &file.from {
+                *from.entry(peer.clone()).or_default() += n;
+            }
+            resumed += file.resumed;
+            moved += file.info.size - file.resumed_bytes.min(file.info.size);
+            files.push((dest.join(&file.path), file.info, file.manifest));
+        }
+        let kept = self.inner.config.state_dir.join("folders").join(info.id.to_hex());
+        if let Some(dir) = kept.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+        }
+        std::fs::rename(staging.join("listing"), &kept).with_context(|| format!("cannot keep the listing at {}", kept.display()))?;
+        let _ = std::fs::remove_dir_all(staging);
+        self.serve_files(files, Origin::Downloaded).await?;
+        let manifest = Arc::new(Manifest::from_bytes(&listing.encode()).1);
+        let _ = self.serve_as(info.clone(), kept, manifest, Origin::Downloaded, false).await;
+        let from = from.into_iter().collect();
+        Ok(Got { info: info.clone(), path: dest.to_path_buf(), elapsed: Default::default(), from, resumed, moved })
+    }
+}
+
+/// Makes the hidden folder (or finds the one an earlier attempt left); refuses anything there
+/// that is not a real folder.
+fn make_staging(staging: &Path) -> Result<()> {
+    if let Some(parent) = staging.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot make {}", parent.display()))?;
+    }
+    match std::fs::symlink_metadata(staging) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!("{} is in the way (not a folder); not touched", staging.display()),
+        Err(_) => std::fs::create_dir(staging).with_context(|| format!("cannot make {}", staging.display())),
+    }
+}
+
+/// Makes the tree's folders and empty files under `root`, each folder one component at a time
+/// and never through a symlink; returns the files still to fetch (those an earlier attempt
+/// finished are kept when they still hash to their id).
+fn lay_out(root: &Path, listing: &Listing) -> Result<Vec<Wanted>> {
+    make_dir(root)?;
+    let mut wanted = Vec::new();
+    for entry in listing.entries() {
+        let components: Vec<&str> = entry.path.split('/').collect();
+        let (folders, name) = match entry.kind {
+            Kind::EmptyFolder => (&components[..], None),
+            Kind::File { .. } => (&components[..components.len() - 1], components.last().copied()),
+        };
+        let mut dir = root.to_path_buf();
+        for folder in folders {
+            dir.push(folder);
+            make_dir(&dir)?;
+        }
+        let (Kind::File { size, id }, Some(name)) = (entry.kind, name) else { continue };
+        let path = dir.join(name);
+        if has_file(&path, &id) {
+            continue;
+        }
+        if size == 0 {
+            if id != FileId::from(blake3::hash(b"")) {
+                bail!("the listing gives the empty file {} an id that is not the empty file's", entry.path);
+            }
+            std::fs::File::create_new(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            continue;
+        }
+        wanted.push(Wanted { path: entry.path.clone(), info: FileInfo { id, name: name.to_string(), size, folder: None } });
+    }
+    Ok(wanted)
+}
+
+/// Makes the folder `dir` if it is not there; refuses a symlink or a file in its place.
+fn make_dir(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!("{} is in the way (not a folder); not followed", dir.display()),
+        Err(_) => std::fs::create_dir(dir).with_context(|| format!("cannot make {}", dir.display())),
+    }
+}
+
+/// Whether a regular file at `path` has the content `id` (never following a symlink).
+fn has_file(path: &Path, id: &FileId) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) && Manifest::from_file(path).is_ok_and(|(have, _)| have == *id)
+}
+
+/// The folder `path` (relative, checked) goes in, under `root`.
+fn parent_in(root: &Path, path: &str) -> PathBuf {
+    match path.rsplit_once('/') {
+        Some((dir, _)) => root.join(dir),
+        None => root.to_path_buf(),
+    }
+}
+
+/// Whether the file system under `dir` folds case (a name written in lower case is found in
+/// upper case).
+fn folds_case(dir: &Path) -> bool {
+    let probe = dir.join(".p2pq-case-probe");
+    let folded = std::fs::write(&probe, b"").is_ok() && std::fs::symlink_metadata(dir.join(".P2PQ-CASE-PROBE")).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    folded
+}
