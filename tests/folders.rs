@@ -248,3 +248,37 @@ async fn an_interrupted_folder_get_keeps_what_it_verified_and_the_next_one_finis
     assert!(again.moved < 8 << 20, "the second get fetched everything again: {} bytes", again.moved);
     net.stop().await;
 }
+
+/// Files under `dir` (at any depth) that are complete copies of one of `wanted`.
+fn complete_copies(dir: &Path, wanted: &[Vec<u8>]) -> usize {
+    let all = common::paths_under(dir, &[]);
+    all.iter().filter(|p| std::fs::read(p).is_ok_and(|bytes| wanted.contains(&bytes))).count()
+}
+
+#[test]
+fn a_folder_get_killed_in_the_middle_resumes_at_the_next_start() {
+    let swarm = Swarm::start("15");
+    let parts: Vec<Vec<u8>> = (0..6).map(|i| bytes(512 << 10, &format!("trip {i}"))).collect();
+    for (i, data) in parts.iter().enumerate() {
+        swarm.write_data(&format!("trip/day {i}.raw"), data);
+    }
+    // 1 MiB/s: the 3 MiB folder takes about three seconds.
+    let mut holder = swarm.peer_with("1", &["--upload-limit", "1M"]);
+    holder.command("share trip", "shared folder trip");
+    let mut getter = swarm.peer("2");
+    getter.send("get trip");
+    let downloads = swarm.downloaded("2", "trip").parent().unwrap().to_path_buf();
+    // Killed once a file or two are whole in the hidden folder.
+    common::wait_until(common::TIMEOUT, || complete_copies(&downloads, &parts) >= 1);
+    getter.signal("KILL");
+    getter.wait_exit(common::TIMEOUT);
+    assert!(!downloads.join("trip").exists(), "the folder appeared before it was complete");
+    let mut again = swarm.peer("2");
+    let done = again.command("get trip", "downloaded folder trip");
+    assert!(done.last().unwrap().contains("(6 files, 3.0 MiB)"), "{done:?}");
+    for (i, data) in parts.iter().enumerate() {
+        assert!(std::fs::read(downloads.join(format!("trip/day {i}.raw"))).unwrap() == *data, "day {i} differs");
+    }
+    let left: Vec<_> = std::fs::read_dir(&downloads).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "trip").collect();
+    assert!(left.is_empty(), "left in the download folder: {left:?}");
+}

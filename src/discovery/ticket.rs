@@ -42,6 +42,32 @@ pub struct Ticket {
     pub file: FileInfo,
 }
 
+/// What a `p2pq1` ticket holds, byte for byte: the file without its folder mark (a ticket
+/// names an id; the tracker says whether it is a folder), so tickets stay as they always were.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    trackers: Vec<String>,
+    tracker_fingerprint: Fingerprint,
+    file: (FileId, String, u64),
+}
+
+impl From<&Ticket> for Wire {
+    fn from(t: &Ticket) -> Wire {
+        Wire {
+            trackers: t.trackers.clone(),
+            tracker_fingerprint: t.tracker_fingerprint,
+            file: (t.file.id, t.file.name.clone(), t.file.size),
+        }
+    }
+}
+
+impl From<Wire> for Ticket {
+    fn from(w: Wire) -> Ticket {
+        let (id, name, size) = w.file;
+        Ticket { trackers: w.trackers, tracker_fingerprint: w.tracker_fingerprint, file: FileInfo { id, name, size, folder: None } }
+    }
+}
+
 /// Why a text is not a usable ticket.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TicketError {
@@ -87,11 +113,12 @@ impl Ticket {
             return Err(TicketError::Damaged("checksum mismatch"));
         }
         let config = bincode::config::standard().with_limit::<MAX_TEXT>();
-        let (ticket, used): (Ticket, usize) =
+        let (wire, used): (Wire, usize) =
             bincode::serde::decode_from_slice(body, config).map_err(|_| TicketError::Damaged("unreadable"))?;
         if used != body.len() {
             return Err(TicketError::Damaged("trailing bytes"));
         }
+        let ticket = Ticket::from(wire);
         ticket.check()?;
         Ok(ticket)
     }
@@ -132,7 +159,7 @@ pub fn usable_address(addr: &str) -> bool {
 
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut body = bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|_| fmt::Error)?;
+        let mut body = bincode::serde::encode_to_vec(Wire::from(self), bincode::config::standard()).map_err(|_| fmt::Error)?;
         let sum = blake3::hash(&body);
         body.extend_from_slice(&sum.as_bytes()[..CHECKSUM]);
         write!(f, "{PREFIX}{}", BASE32_NOPAD.encode(&body).to_ascii_lowercase())
