@@ -132,11 +132,24 @@ struct View {
     resumed: u64,
     size: u64,
     started: Instant,
+    /// Holders working, and for a folder its files in place of all: the bar's message.
+    holders: usize,
+    files: Option<(u64, u64)>,
 }
 
 impl View {
     fn new(show: Show, file: &FileInfo) -> View {
-        View { show, file: file.clone(), bar: None, last_json: None, bytes: 0, resumed: 0, size: file.size, started: Instant::now() }
+        let (bar, last_json, files) = (None, None, None);
+        View { show, file: file.clone(), bar, last_json, bytes: 0, resumed: 0, size: file.size, started: Instant::now(), holders: 0, files }
+    }
+
+    /// The bar's message: `3/120 files, 2 peers`, or the peers alone.
+    fn label(&self) {
+        let Some(bar) = &self.bar else { return };
+        match self.files {
+            Some((done, total)) => bar.set_message(format!("{done}/{total} files, {}", holders_text(self.holders))),
+            None => bar.set_message(holders_text(self.holders)),
+        }
     }
 
     fn show(&mut self, event: &Progress) {
@@ -151,6 +164,7 @@ impl View {
             (Show::Json, _) => self.json(event),
             (_, Progress::Note(note)) => console::warn(note),
             (Show::Bars, Progress::Start { size, holders, .. }) => {
+                self.holders = *holders;
                 self.bar = Some(new_bar(&self.file.name, *size, &holders_text(*holders)));
             }
             (Show::Bars, Progress::Chunk { bytes }) => {
@@ -166,9 +180,12 @@ impl View {
                 }
             }
             (Show::Bars, Progress::Holders(n)) => {
-                if let Some(bar) = &self.bar {
-                    bar.set_message(holders_text(*n));
-                }
+                self.holders = *n;
+                self.label();
+            }
+            (Show::Bars, Progress::Files { done, total }) => {
+                self.files = Some((*done, *total));
+                self.label();
             }
             (Show::Bars, Progress::Done) => self.end(),
             (Show::Lines, _) | (Show::Bars, Progress::Found(_)) => {}
@@ -191,6 +208,7 @@ impl View {
             }
             Progress::Note(note) => json!({"event": "warning", "name": name, "id": id, "message": note}),
             Progress::Holders(n) => json!({"event": "holders", "name": name, "id": id, "holders": n}),
+            Progress::Files { done, total } => json!({"event": "files", "name": name, "id": id, "done": done, "total": total}),
             Progress::Found(_) | Progress::Done | Progress::Resumed { .. } => return,
         };
         console::out(&line.to_string());

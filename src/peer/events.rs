@@ -43,6 +43,13 @@ pub enum Progress {
     Note(String),
     /// The number of holders working for the download changed (0: waiting for one).
     Holders(usize),
+    /// A folder: how many of its files are in place, of how many.
+    Files {
+        /// Files verified and in place.
+        done: u64,
+        /// Files in the folder.
+        total: u64,
+    },
     /// Every chunk is in.
     Done,
 }
@@ -129,7 +136,7 @@ impl Listing {
             Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
             Progress::Chunk { bytes } | Progress::Resumed { bytes } => t.bytes += bytes,
             Progress::Holders(n) => t.holders = *n,
-            Progress::Found(_) | Progress::Note(_) | Progress::Done => {}
+            Progress::Found(_) | Progress::Note(_) | Progress::Files { .. } | Progress::Done => {}
         }
         Some(t.clone())
     }

@@ -70,30 +70,9 @@ impl Peer {
             let _ = ui.send(Progress::Found(info.clone()));
         }
         let (events, forwarding) = events::forward(&self.inner.transfers, &info, ui);
-        let listing = match self.fetch_listing(&target, &staging, cancel).await {
-            Ok(listing) => listing,
-            Err(err) => {
-                // A listing that breaks the rules is worth nothing: nothing of it stays.
-                if err.downcast_ref::<folder::ListingError>().is_some() {
-                    let _ = std::fs::remove_dir_all(&staging);
-                }
-                return Err(err.context(format!("cannot get the listing of {}", info.name)));
-            }
-        };
+        let listing = self.checked_listing(&target, &staging, cancel).await?;
         let root = staging.join("tree");
-        let wanted = tokio::task::spawn_blocking({
-            let (root, listing) = (root.clone(), listing.clone());
-            move || lay_out(&root, &listing)
-        })
-        .await??;
-        let holders = target.holders.len();
-        let _ = events.send(Progress::Start { name: info.name.clone(), size: listing.total_size(), holders });
-        let left: u64 = wanted.iter().map(|w| w.info.size).sum();
-        if listing.total_size() > left {
-            let _ = events.send(Progress::Resumed { bytes: listing.total_size() - left });
-        }
-        let fetched = self.fetch_files(&target, &root, wanted, &events, cancel).await;
-        let fetched = fetched.with_context(|| format!("download of {} failed", info.name))?;
+        let fetched = self.fetch_tree(&target, &root, &listing, &events, cancel).await?;
         std::fs::rename(&root, &dest).with_context(|| format!("cannot move the folder into place at {}", dest.display()))?;
         let _ = events.send(Progress::Done);
         drop(events);
@@ -101,6 +80,39 @@ impl Peer {
         let elapsed = started.elapsed();
         let got = self.settle(&info, &dest, &staging, &listing, fetched).await?;
         Ok(Got { elapsed, ..got })
+    }
+
+    /// [`Peer::fetch_listing`]; a listing that breaks the rules is worth nothing, so nothing
+    /// of it stays.
+    async fn checked_listing(&self, target: &FileMatch, staging: &Path, cancel: &CancellationToken) -> Result<Listing> {
+        match self.fetch_listing(target, staging, cancel).await {
+            Ok(listing) => Ok(listing),
+            Err(err) => {
+                if err.downcast_ref::<folder::ListingError>().is_some() {
+                    let _ = std::fs::remove_dir_all(staging);
+                }
+                Err(err.context(format!("cannot get the listing of {}", target.file.name)))
+            }
+        }
+    }
+
+    /// Lays the tree out under `root`, then fetches what is not there yet, reporting bytes and
+    /// files to `events`.
+    async fn fetch_tree(&self, target: &FileMatch, root: &Path, listing: &Listing, events: &UnboundedSender<Progress>, cancel: &CancellationToken) -> Result<Vec<Fetched>> {
+        let wanted = tokio::task::spawn_blocking({
+            let (root, listing) = (root.to_path_buf(), listing.clone());
+            move || lay_out(&root, &listing)
+        })
+        .await??;
+        let (size, total) = (listing.total_size(), listing.file_count());
+        let _ = events.send(Progress::Start { name: target.file.name.clone(), size, holders: target.holders.len() });
+        let left: u64 = wanted.iter().map(|w| w.info.size).sum();
+        if size > left {
+            let _ = events.send(Progress::Resumed { bytes: size - left });
+        }
+        let _ = events.send(Progress::Files { done: (total - wanted.len()) as u64, total: total as u64 });
+        let fetched = self.fetch_files(target, root, wanted, total, events, cancel).await;
+        fetched.with_context(|| format!("download of {} failed", target.file.name))
     }
 
     /// The listing: the one an earlier attempt left (if it still hashes to the id), or fetched
@@ -147,12 +159,14 @@ impl Peer {
         target: &FileMatch,
         root: &Path,
         wanted: Vec<Wanted>,
+        in_folder: usize,
         events: &UnboundedSender<Progress>,
         cancel: &CancellationToken,
     ) -> Result<Vec<Fetched>> {
         let stop = cancel.child_token();
         let mut running = JoinSet::new();
         let mut fetched = Vec::new();
+        let done_before = in_folder - wanted.len().min(in_folder);
         let mut queue = wanted.into_iter();
         loop {
             while running.len() < FILES_AT_ONCE
@@ -164,7 +178,10 @@ impl Peer {
             }
             let Some(done) = running.join_next().await else { break };
             match done? {
-                Ok(file) => fetched.push(file),
+                Ok(file) => {
+                    fetched.push(file);
+                    let _ = events.send(Progress::Files { done: (done_before + fetched.len()) as u64, total: in_folder as u64 });
+                }
                 Err(err) => {
                     stop.cancel();
                     while running.join_next().await.is_some() {}
