@@ -144,7 +144,11 @@ pub fn status(peer: &Peer) -> String {
         let from = origin(&up);
         let serving = crate::logbook::count(up.serving, "peer");
         let f = up.info;
-        shared.row(vec![f.name, f.id.short(), units::bytes(f.size), from, serving, units::bytes(up.bytes), up.chunks.to_string()]);
+        let (name, size) = match f.folder {
+            Some(folder) => (format!("{}/", f.name), format!("{} in {} files", units::bytes(folder.bytes), folder.files)),
+            None => (f.name, units::bytes(f.size)),
+        };
+        shared.row(vec![name, f.id.short(), size, from, serving, units::bytes(up.bytes), up.chunks.to_string()]);
     }
     text.push_str(&shared.render("shared file"));
     text
@@ -208,6 +212,7 @@ pub fn status_json(peer: &Peer) -> Value {
                 "restored": u.restored,
                 "serving_peers": u.serving,
                 "partial": u.partial.map(|(done, all)| json!({"verified_chunks": done, "chunks": all})),
+                "folder": u.info.folder.map(|f| json!({"files": f.files, "bytes": f.bytes})),
                 "uploaded_bytes": u.bytes,
                 "uploaded_chunks": u.chunks,
             })

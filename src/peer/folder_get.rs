@@ -98,7 +98,14 @@ impl Peer {
 
     /// Lays the tree out under `root`, then fetches what is not there yet, reporting bytes and
     /// files to `events`.
-    async fn fetch_tree(&self, target: &FileMatch, root: &Path, listing: &Listing, events: &UnboundedSender<Progress>, cancel: &CancellationToken) -> Result<Vec<Fetched>> {
+    async fn fetch_tree(
+        &self,
+        target: &FileMatch,
+        root: &Path,
+        listing: &Listing,
+        events: &UnboundedSender<Progress>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Fetched>> {
         let wanted = tokio::task::spawn_blocking({
             let (root, listing) = (root.to_path_buf(), listing.clone());
             move || lay_out(&root, &listing)
@@ -239,7 +246,16 @@ impl Peer {
         }
         std::fs::rename(staging.join("listing"), &kept).with_context(|| format!("cannot keep the listing at {}", kept.display()))?;
         let _ = std::fs::remove_dir_all(staging);
-        self.serve_files(files, Origin::Downloaded).await?;
+        let infos = self.serve_files(files, Origin::Downloaded).await?;
+        // The tracker hears in the background: the folder is in place, and a slow or absent
+        // tracker must not hold up the summary.
+        let peer = self.clone();
+        let span = tracing::info_span!("announce folder", me = %self.inner.config.id, folder = %info.id.short());
+        crate::net::task::spawn_until(&self.inner.shutdown, span, async move {
+            if let Some(reason) = peer.announce_many(infos).await {
+                tracing::debug!("a folder's files are served; the tracker hears of them at the next registration: {reason}");
+            }
+        });
         let manifest = Arc::new(Manifest::from_bytes(&listing.encode()).1);
         let _ = self.serve_as(info.clone(), kept, manifest, Origin::Downloaded, false).await;
         let from = from.into_iter().collect();

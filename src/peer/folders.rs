@@ -24,8 +24,6 @@ use crate::store::tree::{Found, Stamp, Tree};
 
 /// Folder in the state folder where the listings of shared folders are kept.
 const LISTINGS: &str = "folders";
-/// Announcements of a folder's files to the tracker in flight at once.
-const ANNOUNCING: usize = 16;
 
 /// What sharing a folder found, beside the listing itself.
 #[derive(Clone, Debug, Default)]
@@ -60,7 +58,10 @@ impl Peer {
         );
         let listing = Listing::new(entries).with_context(|| format!("cannot share {label}"))?;
         let files = hashed.into_iter().map(|h| (h.found.real, file_info(&h.found.path, &h.manifest), Arc::new(h.manifest))).collect();
-        self.serve_files(files, Origin::Shared).await?;
+        let infos = self.serve_files(files, Origin::Shared).await?;
+        if let Some(reason) = self.announce_many(infos).await {
+            tracing::debug!("a folder's files are served; the tracker hears of them at the next registration: {reason}");
+        }
         let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped };
         self.serve_listing(&listing, label, summary).await
     }
@@ -89,9 +90,9 @@ impl Peer {
         Ok((hashed, skipped))
     }
 
-    /// Serves each file of a folder (where it is, what it is) at once, keeps them in the share
-    /// list (written once) and tells the tracker (a few at a time).
-    pub(super) async fn serve_files(&self, files: Vec<(PathBuf, FileInfo, Arc<Manifest>)>, origin: Origin) -> Result<()> {
+    /// Serves each file of a folder (where it is, what it is) at once and keeps them in the
+    /// share list (written once); returns them, for the tracker.
+    pub(super) async fn serve_files(&self, files: Vec<(PathBuf, FileInfo, Arc<Manifest>)>, origin: Origin) -> Result<Vec<FileInfo>> {
         let mut batch = Vec::new();
         let mut infos = Vec::new();
         for (path, info, manifest) in files {
@@ -107,21 +108,7 @@ impl Peer {
             Ok(Err(err)) => tracing::warn!("the folder is shared now but will not be after a restart: {err:#}"),
             Err(err) => tracing::warn!("the folder is shared now but will not be after a restart: {err}"),
         }
-        self.announce_all(infos).await;
-        Ok(())
-    }
-
-    /// Tells the tracker of each file, [`ANNOUNCING`] at a time.
-    async fn announce_all(&self, infos: Vec<FileInfo>) {
-        let mut announcing = JoinSet::new();
-        for info in infos {
-            while announcing.len() >= ANNOUNCING {
-                announcing.join_next().await;
-            }
-            let peer = self.clone();
-            announcing.spawn(async move { peer.announce_one(info).await });
-        }
-        while announcing.join_next().await.is_some() {}
+        Ok(infos)
     }
 
     /// Writes the listing to the state folder and serves it as the folder.

@@ -161,8 +161,11 @@ pub enum TrackerRequest {
     Contact,
     /// The live holders of this file now: asked again by a running download to find holders
     /// that appeared since it began. Answered like a `Lookup` of the full id, but not logged
-    /// as a `get` (the user asked once). (Last.)
+    /// as a `get` (the user asked once). (After `Unshare`.)
     Holders(FileId),
+    /// Several `Share`s in one request (a folder's files), as many as fit one request frame;
+    /// answered `Ok` when every one was taken, else with the first refusal. (Last.)
+    ShareMany(Vec<FileInfo>),
 }
 
 /// The tracker's answer to one [`TrackerRequest`].

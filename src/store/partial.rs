@@ -36,6 +36,9 @@ use crate::store::{StoreError, direct_aligned, io_err, open_direct, read_at, spa
 
 /// Folder inside the download folder that holds unfinished downloads.
 pub const PARTIAL_DIR: &str = ".p2pq-partial";
+/// Times a partial file is created again when its hidden folder vanished under it (removed by
+/// another download of the same folder that just ended).
+const CREATE_RETRIES: usize = 3;
 pub use crate::store::resume::Bitfield;
 
 /// An unfinished download: a file of the final size written chunk by chunk.
@@ -78,7 +81,16 @@ impl Partial {
         let (path, bits_path) = paths(download_dir, id);
         let existing = fs::metadata(&path).map(|m| m.len() == manifest.size).unwrap_or(false);
         let claimed = if existing { claims(&bits_path, manifest) } else { Vec::new() };
-        let opened = Partial::create(download_dir, path.clone(), bits_path, name, manifest, existing);
+        let mut opened = Partial::create(download_dir, path.clone(), bits_path.clone(), name, manifest, existing);
+        // Another download in this folder that just ended removes the hidden folder when it
+        // looks empty, which it is until this one's file is in it: make it again and retry.
+        for _ in 0..CREATE_RETRIES {
+            if !matches!(&opened, Err(StoreError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound) {
+                break;
+            }
+            fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+            opened = Partial::create(download_dir, path.clone(), bits_path.clone(), name, manifest, existing);
+        }
         if opened.is_err() && !existing {
             remove_all(download_dir, &path);
         }

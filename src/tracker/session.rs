@@ -161,6 +161,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
             TrackerResponse::Ok
         }),
         TrackerRequest::Share(file) => share(tracker, peer, session, file),
+        TrackerRequest::ShareMany(files) => files.into_iter().try_fold(TrackerResponse::Ok, |_, file| share(tracker, peer, session, file)),
         TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
         TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.registry().files(), tracker.turn()))),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
