@@ -199,7 +199,11 @@ impl TrackerLink {
             Ok(conn) => conn,
             Err(err) => return Ended::Lost(format!("{err:#}")),
         };
-        let register = TrackerRequest::Register { version: PROTOCOL_VERSION, peer_id: id.to_string(), files: shares.list() };
+        // What fits the registration frame goes in it; the rest follows in ShareMany requests.
+        let mut runs = crate::protocol::fitting(shares.list(), crate::protocol::REGISTER_FILES_BYTES).into_iter();
+        let files = runs.next().unwrap_or_default();
+        let rest = runs.flatten().collect::<Vec<_>>();
+        let register = TrackerRequest::Register { version: PROTOCOL_VERSION, peer_id: id.to_string(), files };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, &register)).await {
             Ok(Ok(TrackerResponse::Registered { observed })) => {
                 tracing::debug!(%observed, "registered");
@@ -217,7 +221,7 @@ impl TrackerLink {
         self.set(Some(conn.clone()));
         *was_up = true;
         self.notify(format!("connected to tracker {} as peer {id}", self.shown()));
-        let reason = heartbeats(&conn, heartbeat).await;
+        let (reason, ()) = tokio::join!(heartbeats(&conn, heartbeat), share_rest(&conn, rest));
         self.set(None);
         conn.close(close::DONE, b"reconnecting");
         Ended::Lost(reason)
@@ -312,5 +316,18 @@ impl Discovery for TrackerLink {
                 _ => bail!("unexpected answer from the tracker"),
             }
         })
+    }
+}
+
+/// Announces the shares that did not fit the registration, a request frame at a time; stops
+/// at the first failure (the next registration lists them again).
+async fn share_rest(conn: &Connection, rest: Vec<crate::protocol::FileInfo>) {
+    for batch in crate::protocol::fitting(rest, crate::protocol::SHARE_MANY_BYTES) {
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange(conn, &TrackerRequest::ShareMany(batch))).await {
+            Ok(Ok(TrackerResponse::Ok)) => {}
+            Ok(Ok(other)) => return tracing::debug!("the tracker did not take every share: {other:?}"),
+            Ok(Err(err)) => return tracing::debug!("shares not announced: {err:#}"),
+            Err(_) => return tracing::debug!("shares not announced: timed out"),
+        }
     }
 }

@@ -223,6 +223,9 @@ impl Peer {
         drop(ctx);
         let _ = relay.await;
         let outcome = outcome.with_context(|| file.path.clone())?;
+        // Served again once the folder is in place (its path changes then); until then the
+        // finished partial would hold a descriptor per file, thousands for a big folder.
+        self.inner.shares.remove_partial(&file.info.id);
         let (from, resumed, resumed_bytes) = (outcome.from, outcome.resumed, outcome.resumed_bytes);
         Ok(Fetched { path: file.path, info: file.info, manifest: outcome.manifest, from, resumed, resumed_bytes })
     }

@@ -428,25 +428,9 @@ fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
-/// Room for the files of one `ShareMany` in a request frame (the rest is the tag and the count).
-const BATCH_BYTES: usize = crate::protocol::MAX_REQUEST_FRAME - 64;
-
 /// `files` cut into runs that each fit one request frame.
 fn batches(files: Vec<FileInfo>) -> Vec<Vec<FileInfo>> {
-    let mut out: Vec<Vec<FileInfo>> = Vec::new();
-    let mut used = usize::MAX;
-    for file in files {
-        let size = crate::protocol::encode(&file).map_or(BATCH_BYTES, |bytes| bytes.len());
-        if used.saturating_add(size) > BATCH_BYTES {
-            out.push(Vec::new());
-            used = 0;
-        }
-        used += size;
-        if let Some(last) = out.last_mut() {
-            last.push(file);
-        }
-    }
-    out
+    crate::protocol::fitting(files, crate::protocol::SHARE_MANY_BYTES)
 }
 
 #[cfg(test)]

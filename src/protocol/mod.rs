@@ -93,6 +93,30 @@ pub struct FileInfo {
     pub folder: Option<FolderSize>,
 }
 
+/// `files` cut into runs whose encoded size each stays within `budget` bytes, in order: a
+/// registration holds what fits one frame, and `ShareMany` requests carry the rest.
+pub fn fitting(files: Vec<FileInfo>, budget: usize) -> Vec<Vec<FileInfo>> {
+    let mut out: Vec<Vec<FileInfo>> = Vec::new();
+    let mut used = usize::MAX;
+    for file in files {
+        let size = encode(&file).map_or(budget, |bytes| bytes.len());
+        if used.saturating_add(size) > budget {
+            out.push(Vec::new());
+            used = 0;
+        }
+        used += size;
+        if let Some(last) = out.last_mut() {
+            last.push(file);
+        }
+    }
+    out
+}
+
+/// Room for the files of one `ShareMany` in a request frame (the rest is the tag and count).
+pub const SHARE_MANY_BYTES: usize = MAX_REQUEST_FRAME - 64;
+/// Room for the files of a registration in its frame.
+pub const REGISTER_FILES_BYTES: usize = MAX_FRAME - (4 << 10);
+
 /// What a shared folder holds (see [`crate::content::folder`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderSize {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,9 @@ pub struct SharedFile {
     pub path: PathBuf,
     /// Its chunks' hashes.
     pub manifest: Arc<Manifest>,
-    file: Arc<File>,
+    /// The open file, kept while fewer than [`MAX_OPEN`] are (a folder of 10,000 files must
+    /// not hold 10,000 descriptors: the usual limit is 1,024); opened per read otherwise.
+    file: Mutex<Option<Arc<File>>>,
     stamp: Stamp,
     /// Chunks and bytes sent to downloaders since it was shared.
     sent: (AtomicU64, AtomicU64),
@@ -73,14 +75,37 @@ fn stamp(file: &File) -> std::io::Result<Stamp> {
     Ok((meta.len(), meta.modified().ok()))
 }
 
+/// Shared files kept open at once, across the process; the rest are opened for each read.
+pub const MAX_OPEN: usize = 256;
+/// Shared files open now (kept in a [`SharedFile`]).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// `file`, if one more may be kept open.
+fn keep(file: Arc<File>) -> Option<Arc<File>> {
+    if OPEN.fetch_add(1, Ordering::SeqCst) < MAX_OPEN {
+        Some(file)
+    } else {
+        OPEN.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        if self.file.get_mut().unwrap_or_else(|p| p.into_inner()).is_some() {
+            OPEN.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 impl SharedFile {
     /// Opens `path` to serve it under `info`, with a manifest already computed from it.
     pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
-        let file = File::open(&path)?;
+        let file = Arc::new(File::open(&path)?);
         let stamp = stamp(&file)?;
         let (sent, manifest_frame, source) = (Default::default(), OnceLock::new(), (Origin::Shared, false));
-        let served = Mutex::default();
-        Ok(SharedFile { info, path, manifest, file: Arc::new(file), stamp, sent, manifest_frame, source, served, partial: None })
+        let (served, file) = (Mutex::default(), Mutex::new(keep(file)));
+        Ok(SharedFile { info, path, manifest, file, stamp, sent, manifest_frame, source, served, partial: None })
     }
 
     /// Serves the chunks of a download under way as they are verified (its partial file,
@@ -121,19 +146,38 @@ impl SharedFile {
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
     /// it was shared (blocking).
     pub fn read(&self, offset: u64, len: usize) -> Result<Buffer> {
-        self.check_unchanged()?;
+        let file = self.handle().with_context(|| format!("cannot open {}", self.path.display()))?;
+        self.check_unchanged(&file)?;
         let mut buffer = buffers::take(len);
-        crate::store::read_exact_at(&self.file, buffer.as_mut_slice(), offset)
+        crate::store::read_exact_at(&file, buffer.as_mut_slice(), offset)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
         Ok(buffer)
+    }
+
+    /// The open file: the one kept, or opened now (and kept, if there is room).
+    fn handle(&self) -> std::io::Result<Arc<File>> {
+        let mut kept = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = kept.as_ref() {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(File::open(&self.path)?);
+        *kept = keep(file.clone());
+        Ok(file)
+    }
+
+    /// The file, if it is kept open.
+    fn kept(&self) -> Option<Arc<File>> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Like [`SharedFile::read`], but only if the bytes are in the page cache, so it never
     /// waits for the disk; `None` if they are not (read on a blocking thread instead).
     pub fn read_cached(&self, offset: u64, len: usize) -> Option<Result<Buffer>> {
+        // Opening a file may wait for the disk: one not kept open is read on a blocking thread.
+        let file = self.kept()?;
         let mut buffer = buffers::take(len);
-        match crate::store::read_cached(&self.file, buffer.as_mut_slice(), offset)? {
-            Ok(()) => Some(self.check_unchanged().map(|()| buffer)),
+        match crate::store::read_cached(&file, buffer.as_mut_slice(), offset)? {
+            Ok(()) => Some(self.check_unchanged(&file).map(|()| buffer)),
             Err(err) => Some(Err(err).with_context(|| format!("cannot read {}", self.path.display()))),
         }
     }
@@ -149,8 +193,8 @@ impl SharedFile {
 
     /// Fails if the file's size or modification time changed since it was shared (a partial
     /// file changes as chunks land: its chunks are checked one by one instead).
-    fn check_unchanged(&self) -> Result<()> {
-        if self.partial.is_none() && stamp(&self.file).ok() != Some(self.stamp) {
+    fn check_unchanged(&self, file: &File) -> Result<()> {
+        if self.partial.is_none() && stamp(file).ok() != Some(self.stamp) {
             bail!("{} changed on disk since it was shared; no longer serving it", self.info.name);
         }
         Ok(())
@@ -268,5 +312,42 @@ impl Shares {
         let mut all: Vec<FileInfo> = self.lock().values().map(|f| f.info.clone()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Descriptors this process has open now.
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn sharing_thousands_of_files_keeps_few_open_and_serves_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = open_fds();
+        let files: Vec<SharedFile> = (0..MAX_OPEN * 3)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.txt"));
+                let data = format!("file {i}").into_bytes();
+                std::fs::write(&path, &data).unwrap();
+                let (id, manifest) = Manifest::from_bytes(&data);
+                let info = FileInfo { id, name: format!("{i}.txt"), size: data.len() as u64, folder: None };
+                SharedFile::open(info, path, Arc::new(manifest)).unwrap()
+            })
+            .collect();
+        // Slack for what tests running beside this one open meanwhile; one descriptor a file
+        // would be MAX_OPEN * 3.
+        let slack = 128;
+        assert!(open_fds() <= before + MAX_OPEN + slack, "{} descriptors open for {} shares", open_fds() - before, files.len());
+        for (i, file) in files.iter().enumerate() {
+            let want = format!("file {i}");
+            assert_eq!(file.read(0, want.len()).unwrap().as_slice(), want.as_bytes());
+        }
+        drop(files);
+        assert!(open_fds() <= before + slack);
     }
 }

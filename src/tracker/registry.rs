@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use crate::protocol::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
 
 /// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded
-/// (about 300 bytes each: at most a few MiB per peer).
-pub const MAX_FILES_PER_PEER: usize = 10_000;
+/// (about 300 bytes each: at most 30 MiB per peer). A folder's files count one each, so this
+/// is the largest folder a peer can share (less its other files).
+pub const MAX_FILES_PER_PEER: usize = 100_000;
 /// Peer ids one certificate may hold at once: a person runs a few peers, and one key must not
 /// fill the registry with thousands.
 pub const MAX_IDS_PER_CERT: usize = 8;
