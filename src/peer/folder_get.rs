@@ -30,6 +30,8 @@ use crate::store::catalog::Origin;
 /// Files of one folder downloading at once: enough that small files do not wait on one round
 /// trip each, few enough that a big folder does not open thousands of streams.
 const FILES_AT_ONCE: usize = 32;
+mod small;
+
 /// The hidden folder a folder downloads into, before its rename.
 const STAGING: &str = ".p2pq-folder-";
 
@@ -181,7 +183,7 @@ impl Peer {
             {
                 let (peer, holders, root, events, stop) =
                     (self.clone(), target.holders.clone(), root.to_path_buf(), events.clone(), stop.clone());
-                running.spawn(async move { peer.fetch_one(file, holders, &root, events, &stop).await });
+                running.spawn(async move { peer.fetch_one_of(file, holders, &root, events, &stop).await });
             }
             let Some(done) = running.join_next().await else { break };
             match done? {
@@ -197,6 +199,27 @@ impl Peer {
             }
         }
         Ok(fetched)
+    }
+
+    /// Fetches one file of the folder: whole from one holder if it is one chunk, with the
+    /// swarm download otherwise.
+    async fn fetch_one_of(
+        &self,
+        file: Wanted,
+        holders: Vec<crate::protocol::Holder>,
+        root: &Path,
+        events: UnboundedSender<Progress>,
+        stop: &CancellationToken,
+    ) -> Result<Fetched> {
+        if small::is_small(file.info.size) {
+            let path = parent_in(root, &file.path).join(&file.info.name);
+            let fetched = tokio::select! {
+                fetched = self.fetch_small(&file, &holders, &path, &events) => fetched,
+                _ = stop.cancelled() => bail!("cancelled"),
+            };
+            return fetched.map_err(|e| e.context(file.path.clone()));
+        }
+        self.fetch_one(file, holders, root, events, stop).await
     }
 
     /// Fetches one file of the folder into its place in `root`, reporting its bytes.
@@ -250,15 +273,7 @@ impl Peer {
         std::fs::rename(staging.join("listing"), &kept).with_context(|| format!("cannot keep the listing at {}", kept.display()))?;
         let _ = std::fs::remove_dir_all(staging);
         let infos = self.serve_files(files, Origin::Downloaded).await?;
-        // The tracker hears in the background: the folder is in place, and a slow or absent
-        // tracker must not hold up the summary.
-        let peer = self.clone();
-        let span = tracing::info_span!("announce folder", me = %self.inner.config.id, folder = %info.id.short());
-        crate::net::task::spawn_until(&self.inner.shutdown, span, async move {
-            if let Some(reason) = peer.announce_many(infos).await {
-                tracing::debug!("a folder's files are served; the tracker hears of them at the next registration: {reason}");
-            }
-        });
+        self.announce_in_background(infos, &info.name);
         let manifest = Arc::new(Manifest::from_bytes(&listing.encode()).1);
         let _ = self.serve_as(info.clone(), kept, manifest, Origin::Downloaded, false).await;
         let from = from.into_iter().collect();

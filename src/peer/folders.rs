@@ -59,6 +59,7 @@ impl Peer {
         let listing = Listing::new(entries).with_context(|| format!("cannot share {label}"))?;
         let files = hashed.into_iter().map(|h| (h.found.real, file_info(&h.found.path, &h.manifest), Arc::new(h.manifest))).collect();
         let infos = self.serve_files(files, Origin::Shared).await?;
+        // Awaited: "shared" means the tracker can name each file to whoever wants one alone.
         if let Some(reason) = self.announce_many(infos).await {
             tracing::debug!("a folder's files are served; the tracker hears of them at the next registration: {reason}");
         }
@@ -109,6 +110,20 @@ impl Peer {
             Err(err) => tracing::warn!("the folder is shared now but will not be after a restart: {err}"),
         }
         Ok(infos)
+    }
+
+    /// Tells the tracker of a downloaded folder's files in the background: they are served
+    /// already, and a slow or absent tracker must not hold up the summary (downloaders of the
+    /// folder ask its holders for them directly; the tracker matters to those who want one
+    /// file alone).
+    pub(super) fn announce_in_background(&self, infos: Vec<FileInfo>, folder: &str) {
+        let peer = self.clone();
+        let span = tracing::info_span!("announce folder", me = %self.inner.config.id, folder = %crate::content::names::printable(folder));
+        crate::net::task::spawn_until(&self.inner.shutdown, span, async move {
+            if let Some(reason) = peer.announce_many(infos).await {
+                tracing::debug!("a folder's files are served; the tracker hears of them at the next registration: {reason}");
+            }
+        });
     }
 
     /// Writes the listing to the state folder and serves it as the folder.

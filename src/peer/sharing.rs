@@ -28,6 +28,9 @@ use crate::store::shares::SharedFile;
 /// Bytes hashed between two [`Hashing::Hashed`] events: often enough for a smooth bar, rare
 /// enough that a fast disk does not flood the channel.
 const REPORT_EVERY: u64 = 4 << 20;
+/// Files of the last run's list no longer there named one by one at start; the rest are
+/// counted in one line.
+const DROPPED_SHOWN: usize = 5;
 /// Notices kept for a slow listener before the oldest are dropped; a restart with many changed
 /// files says one line each before the prompt may be listening.
 const NOTICES: usize = 1024;
@@ -309,15 +312,23 @@ impl Peer {
         if entries.is_empty() {
             return;
         }
-        let (mut served, mut changed) = (Vec::new(), Vec::new());
+        let (mut served, mut changed, mut dropped) = (Vec::new(), Vec::new(), 0usize);
         for entry in entries {
             let peer = self.clone();
             match tokio::task::spawn_blocking(move || peer.look_again(entry)).await {
                 Ok(Again::Served(info)) => served.push(info),
                 Ok(Again::Changed(entry)) => changed.push(entry),
-                Ok(Again::Dropped(line)) => sharing.notify(line),
+                // One line each for a few; a deleted folder of thousands is one line in all.
+                Ok(Again::Dropped(line)) if dropped < DROPPED_SHOWN => {
+                    dropped += 1;
+                    sharing.notify(line);
+                }
+                Ok(Again::Dropped(_)) => dropped += 1,
                 Err(err) => tracing::warn!("restoring a share failed: {err}"),
             }
+        }
+        if dropped > DROPPED_SHOWN {
+            sharing.notify(format!("{} more from the last run are gone or changed; no longer shared", dropped - DROPPED_SHOWN));
         }
         let mut line = format!("sharing {} from the last run", plural(served.len(), "file"));
         if !changed.is_empty() {
