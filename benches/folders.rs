@@ -1,0 +1,189 @@
+//! Folders against single files, in process on loopback, side by side in one run:
+//!
+//! - **small files**: a tree of many files of 4–64 KiB, fetched with one `get`, against one
+//!   file of the same total size (target: ≥ 0.8× the single file's rate);
+//! - **big files**: a tree of 100 files of 10 MiB against one file of their total size
+//!   (target: ≥ 0.95×);
+//! - **hashing**: `share DIR` of the small-file tree against `b3sum` over the same files
+//!   (the `b3sum` in PATH if there is one, `cargo install b3sum`; otherwise the blake3 crate
+//!   reading each file, one thread per core), target ≥ 0.9×.
+//!
+//! Each get runs on a fresh peer (so nothing is "already here"), alternating folder and file,
+//! [`ROUNDS`] times; the medians are compared. The holder and getters are in-process peers
+//! on perfect links (`tests/common/inproc.rs`).
+//!
+//! Run: `cargo bench --bench folders`. Knobs: `P2PQ_FOLDER_SMALL` (small files, default
+//! 10000), `P2PQ_FOLDER_BIG` (big files, default 100), `P2PQ_FOLDER_BIG_MIB` (each, default
+//! 10). It checks free space first and needs about 3× the two trees.
+
+#[path = "common/sizes.rs"]
+mod sizes;
+use sizes::mib;
+#[path = "../tests/common/inproc.rs"]
+#[allow(dead_code)]
+mod inproc;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use inproc::Net;
+use p2pq::net::linksim::Link;
+use p2pq::peer::Peer;
+
+/// Gets of each kind per comparison.
+const ROUNDS: usize = 3;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(err) = rt.block_on(run()) {
+        println!("folders: cannot run: {err:#}");
+    }
+}
+
+fn env_or(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(text) => text.trim().parse().map_err(|_| anyhow!("{name}={text:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+async fn run() -> Result<()> {
+    let small = env_or("P2PQ_FOLDER_SMALL", 10_000)? as usize;
+    let big = env_or("P2PQ_FOLDER_BIG", 100)? as usize;
+    let big_size = env_or("P2PQ_FOLDER_BIG_MIB", 10)? << 20;
+    let mut net = Net::start().await?;
+    let (holder, _) = net.add_peer("holder", Link::default()).await?;
+    let small_sizes: Vec<u64> = (0..small as u64).map(|i| (4 << 10) + (i * 7919 % 61) * 1024).collect();
+    let big_sizes = vec![big_size; big];
+    let total: u64 = small_sizes.iter().sum::<u64>() + big_sizes.iter().sum::<u64>();
+    let data = net.write_data(&holder, "probe", b"")?.parent().context("data folder")?.to_path_buf();
+    let free = p2pq::store::space::free_bytes(&data).unwrap_or(0);
+    ensure!(free > total * (2 + 2 * ROUNDS as u64), "needs {} free, {} free", mib(total * (2 + 2 * ROUNDS as u64)), mib(free));
+    write_tree(&data.join("small"), &small_sizes)?;
+    write_tree(&data.join("big"), &big_sizes)?;
+    write_file(&data.join("small.bin"), small_sizes.iter().sum(), 1)?;
+    write_file(&data.join("big.bin"), big_sizes.iter().sum(), 2)?;
+    hashing(&holder, &data.join("small"), small).await?;
+    for name in ["small.bin", "big", "big.bin"] {
+        holder.share(name).await.with_context(|| format!("cannot share {name}"))?;
+    }
+    let mut getters = 0;
+    for (folder, file, target) in [("small", "small.bin", 0.8), ("big", "big.bin", 0.95)] {
+        let (mut folder_times, mut file_times) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            for (name, times) in [(folder, &mut folder_times), (file, &mut file_times)] {
+                getters += 1;
+                let id = format!("getter{getters}");
+                let (getter, _) = net.add_peer(&id, Link::default()).await?;
+                let started = Instant::now();
+                let got = inproc::get(&getter, name).await?;
+                times.push(started.elapsed());
+                std::fs::remove_dir_all(&got.path).or_else(|_| std::fs::remove_file(&got.path)).ok();
+                net.leave(&id).await;
+            }
+        }
+        let size = if folder == "small" { small_sizes.iter().sum::<u64>() } else { big_sizes.iter().sum() };
+        let (tree, one) = (median(&mut folder_times), median(&mut file_times));
+        let ratio = one.as_secs_f64() / tree.as_secs_f64();
+        let files = if folder == "small" { small } else { big };
+        println!(
+            "{folder}: {files} files, {}: folder {:.2} s ({:.0} MB/s), one file {:.2} s ({:.0} MB/s): {ratio:.2}x (target {target}x)",
+            mib(size),
+            tree.as_secs_f64(),
+            size as f64 / tree.as_secs_f64() / 1e6,
+            one.as_secs_f64(),
+            size as f64 / one.as_secs_f64() / 1e6,
+        );
+    }
+    net.stop().await;
+    Ok(())
+}
+
+/// Shares the tree and hashes it with b3sum, alternating, [`ROUNDS`] times each.
+async fn hashing(holder: &Peer, tree: &Path, files: usize) -> Result<()> {
+    let paths = files_under(tree);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut baseline = "";
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let shared = holder.share("small").await?;
+        ensure!(shared.folder.map(|f| f.files) == Some(files), "not every file was shared");
+        ours.push(started.elapsed());
+        let started = Instant::now();
+        baseline = b3sum(&paths)?;
+        theirs.push(started.elapsed());
+    }
+    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "hashing {files} small files: share {:.2} s, {baseline} {:.2} s: {:.2}x (target 0.9x)",
+        ours.as_secs_f64(),
+        theirs.as_secs_f64(),
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Hashes every file, as `b3sum` would; returns what did it.
+fn b3sum(paths: &[PathBuf]) -> Result<&'static str> {
+    if let Ok(status) = std::process::Command::new("b3sum").args(paths).stdout(std::process::Stdio::null()).status() {
+        ensure!(status.success(), "b3sum failed");
+        return Ok("b3sum");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for part in paths.chunks(paths.len().div_ceil(cores).max(1)) {
+            scope.spawn(move || {
+                for path in part {
+                    let _ = std::fs::read(path).map(|bytes| blake3::hash(&bytes));
+                }
+            });
+        }
+    });
+    Ok("blake3 (no b3sum in PATH)")
+}
+
+fn write_tree(root: &Path, sizes: &[u64]) -> Result<()> {
+    for (i, &size) in sizes.iter().enumerate() {
+        let dir = root.join(format!("{:03}", i % 100));
+        std::fs::create_dir_all(&dir)?;
+        write_file(&dir.join(format!("{i}.bin")), size, i as u64 + 10)?;
+    }
+    Ok(())
+}
+
+/// A file of `size` bytes of seeded noise (so no two files are alike).
+fn write_file(path: &Path, size: u64, seed: u64) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut left = size;
+    while left > 0 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let n = left.min(8) as usize;
+        std::io::Write::write_all(&mut out, &state.to_le_bytes()[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
