@@ -6,6 +6,7 @@
 //! [`Peer::get_with`] and friends, and [`Peer::exit`] leaves cleanly. The engine never prints:
 //! downloads report through [`events`].
 
+mod announce;
 mod config;
 pub mod download;
 pub mod events;
@@ -20,6 +21,7 @@ mod liveness;
 mod observe;
 mod partials;
 mod pieces;
+mod restore;
 pub mod scheduler;
 pub mod serve;
 mod sharing;

@@ -2,10 +2,8 @@
 //! many at once as there are cores), `unshare`, and the share list kept across runs.
 //!
 //! Every file served is recorded in the peer's [`Catalog`] (state folder), whether `share`
-//! named it or a download brought it. At start, [`Peer::restore_shares`] serves again in the
-//! background what the list holds: unchanged files at once from their saved manifests, changed
-//! ones after hashing them again; files that are gone are dropped. What it did reaches a person
-//! as notices (one line per changed or dropped file, one summary line).
+//! named it or a download brought it; at start `restore` serves again what the list holds,
+//! and `announce` tells the tracker. What they do reaches a person as notices.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{Semaphore, broadcast};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::events::Hashing;
@@ -22,15 +19,12 @@ use crate::content::manifest::Manifest;
 use crate::net::task;
 use crate::protocol::{FileInfo, TrackerRequest};
 use crate::store;
-use crate::store::catalog::{Catalog, Check, Entry, Origin};
+use crate::store::catalog::{Catalog, Entry, Origin};
 use crate::store::shares::SharedFile;
 
 /// Bytes hashed between two [`Hashing::Hashed`] events: often enough for a smooth bar, rare
 /// enough that a fast disk does not flood the channel.
 const REPORT_EVERY: u64 = 4 << 20;
-/// Files of the last run's list no longer there named one by one at start; the rest are
-/// counted in one line.
-const DROPPED_SHOWN: usize = 5;
 /// Notices kept for a slow listener before the oldest are dropped; a restart with many changed
 /// files says one line each before the prompt may be listening.
 const NOTICES: usize = 1024;
@@ -54,7 +48,7 @@ pub(super) struct Sharing {
     /// The first listener, made at start so nothing said before the front end listens is lost.
     first: Mutex<Option<broadcast::Receiver<String>>>,
     /// Why the last run's list could not be read, if it could not.
-    load_error: Option<String>,
+    pub(super) load_error: Option<String>,
 }
 
 impl Sharing {
@@ -73,7 +67,7 @@ impl Sharing {
         }
     }
 
-    fn notify(&self, text: String) {
+    pub(super) fn notify(&self, text: String) {
         // Nobody listening (a library user, a test) is fine: the notice is just dropped.
         let _ = self.notices.send(text);
     }
@@ -119,6 +113,11 @@ impl Reporter {
         if let Some(events) = &self.to {
             let _ = events.send(event);
         }
+    }
+
+    /// Nobody listening.
+    pub(super) fn none() -> Reporter {
+        Reporter { to: None, bytes_only: false }
     }
 
     /// The same listener, told only of bytes hashed.
@@ -256,14 +255,6 @@ impl Peer {
         }
     }
 
-    /// Tells the tracker this peer shares `info`; returns why it did not hear, if it did not.
-    pub(super) async fn announce_one(&self, info: FileInfo) -> Option<String> {
-        match self.inner.link.request(&TrackerRequest::Share(info)).await {
-            Ok(_) => None,
-            Err(err) => Some(format!("{err:#}")),
-        }
-    }
-
     /// Files being hashed for `share` now (or waiting for a hasher), oldest first.
     pub fn hashing(&self) -> Vec<super::events::HashingNow> {
         self.inner.sharing.hashings.list()
@@ -289,181 +280,5 @@ impl Peer {
         }
         let pending = self.inner.link.request(&TrackerRequest::Unshare(info.id)).await.err().map(|e| format!("{e:#}"));
         Ok(Unshared { info, pending })
-    }
-
-    /// Serves again, in the background, what the share list of the last run holds.
-    pub(super) fn restore_shares(&self) {
-        let (peer, shutdown) = (self.clone(), self.inner.shutdown.clone());
-        let restoring = task::spawn(tracing::info_span!("restore shares", me = %self.inner.config.id), async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                () = peer.restore() => {}
-            }
-        });
-        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(restoring);
-    }
-
-    async fn restore(&self) {
-        let sharing = &self.inner.sharing;
-        if let Some(err) = &sharing.load_error {
-            sharing.notify(format!("{err}; nothing is shared from the last run"));
-        }
-        let entries = sharing.catalog.entries();
-        if entries.is_empty() {
-            return;
-        }
-        let (mut served, mut changed, mut dropped) = (Vec::new(), Vec::new(), 0usize);
-        for entry in entries {
-            let peer = self.clone();
-            match tokio::task::spawn_blocking(move || peer.look_again(entry)).await {
-                Ok(Again::Served(info)) => served.push(info),
-                Ok(Again::Changed(entry)) => changed.push(entry),
-                // One line each for a few; a deleted folder of thousands is one line in all.
-                Ok(Again::Dropped(line)) if dropped < DROPPED_SHOWN => {
-                    dropped += 1;
-                    sharing.notify(line);
-                }
-                Ok(Again::Dropped(_)) => dropped += 1,
-                Err(err) => tracing::warn!("restoring a share failed: {err}"),
-            }
-        }
-        if dropped > DROPPED_SHOWN {
-            sharing.notify(format!("{} more from the last run are gone or changed; no longer shared", dropped - DROPPED_SHOWN));
-        }
-        let mut line = format!("sharing {} from the last run", plural(served.len(), "file"));
-        if !changed.is_empty() {
-            line.push_str(&format!("; hashing {} again (changed since)", plural(changed.len(), "file")));
-        }
-        sharing.notify(line);
-        let mut hashing = JoinSet::new();
-        for entry in changed {
-            let peer = self.clone();
-            hashing.spawn(async move { peer.hash_again(entry).await });
-        }
-        self.announce(served).await;
-        while hashing.join_next().await.is_some() {}
-    }
-
-    /// Looks at one file of the last run's list and serves it if unchanged (blocking).
-    fn look_again(&self, entry: Entry) -> Again {
-        let check = entry.check();
-        let manifest = if check == Check::Unchanged { self.inner.sharing.catalog.manifest(&entry) } else { None };
-        let Some(id) = entry.file_id() else { return self.drop_entry(&entry, "has a damaged entry in the share list") };
-        match (check, manifest) {
-            (Check::Gone, _) => self.drop_entry(&entry, "is gone since the last run"),
-            (Check::Unchanged, Some(manifest)) => {
-                let info = FileInfo { id, name: entry.name.clone(), size: entry.size, folder: entry.folder };
-                match SharedFile::open(info.clone(), entry.path.clone(), Arc::new(manifest)) {
-                    Ok(file) => {
-                        self.inner.shares.insert(file.with_origin(entry.origin, true));
-                        Again::Served(info)
-                    }
-                    Err(err) => self.drop_entry(&entry, &format!("cannot be opened ({err})")),
-                }
-            }
-            _ => Again::Changed(entry),
-        }
-    }
-
-    fn drop_entry(&self, entry: &Entry, why: &str) -> Again {
-        let _ = self.inner.sharing.catalog.forget(&entry.id);
-        Again::Dropped(format!("{} ({}) {why}; no longer shared", entry.name, entry.path.display()))
-    }
-
-    /// Hashes a file that changed since the last run and serves it under its new id.
-    async fn hash_again(&self, entry: Entry) {
-        let hashed = self.hash(entry.path.clone(), &entry.name, Reporter { to: None, bytes_only: false }, &self.inner.shutdown).await;
-        let _ = self.inner.sharing.catalog.forget(&entry.id);
-        let line = match hashed {
-            Err(_) if self.inner.shutdown.is_cancelled() => return,
-            Err(err) => format!(
-                "{} ({}) changed since the last run and cannot be read: {err:#}; no longer shared",
-                entry.name,
-                entry.path.display()
-            ),
-            Ok(manifest) => {
-                // A listing that changed is no longer that folder's: shared again as a file.
-                let info = FileInfo { id: manifest.root(), name: entry.name.clone(), size: manifest.size, folder: None };
-                let short = info.id.short();
-                match self.serve_as(info.clone(), entry.path.clone(), Arc::new(manifest), entry.origin, true).await {
-                    Ok(pending) => {
-                        self.inner.sharing.notify(format!("{} changed since the last run; hashed again, now id {short}", entry.name));
-                        if pending.is_some() {
-                            self.announce(vec![info]).await;
-                        }
-                        return;
-                    }
-                    Err(err) => format!("{} changed since the last run and cannot be served: {err:#}", entry.name),
-                }
-            }
-        };
-        self.inner.sharing.notify(line);
-    }
-
-    /// Tells the tracker of files served again, once registered: a registration whose file
-    /// list was made just before they were served, and whose connection came up just after
-    /// their announcement failed, does not list them.
-    async fn announce(&self, files: Vec<FileInfo>) {
-        if files.is_empty() {
-            return;
-        }
-        self.inner.link.wait_up().await;
-        if let Some(err) = self.announce_many(files).await {
-            tracing::debug!("files restored; the tracker hears of them at the next registration: {err}");
-        }
-    }
-
-    /// Tells the tracker of many files in as few requests as fit (the tracker takes a hundred
-    /// requests a second from a peer: one each, 10,000 files would take 100 s); returns why it
-    /// did not hear of some, if it did not.
-    pub(super) async fn announce_many(&self, files: Vec<FileInfo>) -> Option<String> {
-        let mut failed = None;
-        for batch in batches(files) {
-            let request = if batch.len() == 1 { TrackerRequest::Share(batch[0].clone()) } else { TrackerRequest::ShareMany(batch) };
-            if let Err(err) = self.inner.link.request(&request).await {
-                failed.get_or_insert(format!("{err:#}"));
-            }
-        }
-        failed
-    }
-}
-
-/// What became of one file of the last run's list.
-enum Again {
-    Served(FileInfo),
-    Changed(Entry),
-    Dropped(String),
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
-}
-
-/// `files` cut into runs that each fit one request frame.
-fn batches(files: Vec<FileInfo>) -> Vec<Vec<FileInfo>> {
-    crate::protocol::fitting(files, crate::protocol::SHARE_MANY_BYTES)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_fit_a_request_frame_and_keep_every_file_in_order() {
-        let files: Vec<FileInfo> = (0..1000u32)
-            .map(|i| FileInfo {
-                id: crate::protocol::Digest([i as u8; 32]),
-                name: format!("{}{i}", "n".repeat(i as usize % 200)),
-                size: 1,
-                folder: None,
-            })
-            .collect();
-        let cut = batches(files.clone());
-        assert!(cut.len() > 10, "{}", cut.len());
-        for batch in &cut {
-            let frame = crate::protocol::encode(&TrackerRequest::ShareMany(batch.clone())).unwrap();
-            assert!(frame.len() <= crate::protocol::MAX_REQUEST_FRAME, "{} bytes", frame.len());
-        }
-        assert_eq!(cut.concat(), files);
     }
 }
