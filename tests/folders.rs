@@ -290,3 +290,28 @@ fn a_folder_get_killed_in_the_middle_resumes_at_the_next_start() {
     let left: Vec<_> = std::fs::read_dir(&downloads).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "trip").collect();
     assert!(left.is_empty(), "left in the download folder: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_of_a_folder_downloads_alone_under_its_own_name() {
+    let mut net = Net::start().await.unwrap();
+    let (holder, _) = net.add_peer("1", Link::default()).await.unwrap();
+    let mut album_dir = None;
+    for (path, data) in album() {
+        album_dir = Some(net.write_data(&holder, path, &data).unwrap().parent().unwrap().to_path_buf());
+    }
+    holder.share("album").await.unwrap();
+    let (getter, _) = net.add_peer("2", Link::default()).await.unwrap();
+    let got = get(&getter, "album/2024").await.unwrap();
+    assert_eq!(got.path.file_name().unwrap(), "2024");
+    let source = album_dir.unwrap().parent().unwrap().join("album/2024");
+    assert_eq!(snapshot(&got.path), snapshot(&source));
+    assert_eq!(got.info.folder.map(|f| f.files), Some(2));
+    for (query, words) in [("album/cover.jpg", "is a file in album"), ("album/nope", "has no folder nope"), ("album/../x", "not a file")] {
+        let Err(err) = get(&getter, query).await else { panic!("{query} was fetched") };
+        assert!(format!("{err:#}").contains(words), "{query}: {err:#}");
+    }
+    let debris: Vec<_> =
+        std::fs::read_dir(got.path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "2024").collect();
+    assert!(debris.is_empty(), "left in the download folder: {debris:?}");
+    net.stop().await;
+}

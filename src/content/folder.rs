@@ -119,6 +119,23 @@ impl Listing {
         rules::check_case(&self.entries)
     }
 
+    /// The part of the folder under `sub` (a folder's path in it), its paths relative to
+    /// `sub`; `None` if nothing is under it. A part is a folder of its own, with its own id.
+    pub fn part(&self, sub: &str) -> Option<Listing> {
+        let prefix = format!("{}/", sub.trim_end_matches('/'));
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.path.strip_prefix(&prefix).map(|rest| Entry { path: rest.to_string(), kind: e.kind }))
+            .collect();
+        (!entries.is_empty()).then_some(Listing { entries })
+    }
+
+    /// The file at `path`, if the listing has one there.
+    pub fn file(&self, path: &str) -> Option<(u64, FileId)> {
+        self.files().find(|(p, _, _)| *p == path).map(|(_, size, id)| (size, id))
+    }
+
     /// The entries, in canonical order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries

@@ -22,15 +22,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Progress};
 use super::{Got, Peer, download};
-use crate::content::folder::{self, Kind, Listing};
+use crate::content::folder::{self, Listing};
+use crate::content::id::Digest;
 use crate::content::manifest::Manifest;
-use crate::protocol::{FileId, FileInfo, FileMatch};
+use crate::protocol::{FileInfo, FileMatch, FolderSize};
 use crate::store::catalog::Origin;
 
 /// Files of one folder downloading at once: enough that small files do not wait on one round
 /// trip each, few enough that a big folder does not open thousands of streams.
 const FILES_AT_ONCE: usize = 32;
+mod disk;
 mod small;
+
+use disk::{folds_case, has_file, lay_out, make_staging, parent_in};
 
 /// The hidden folder a folder downloads into, before its rename.
 const STAGING: &str = ".p2pq-folder-";
@@ -52,35 +56,53 @@ struct Fetched {
 }
 
 impl Peer {
-    /// Downloads the folder `target` into `DOWNLOAD_DIR/NAME`.
+    /// Downloads the folder `target` into `DOWNLOAD_DIR/NAME`, or only its folder `part` (a
+    /// path in it) into `DOWNLOAD_DIR/LAST-COMPONENT`.
     pub(super) async fn get_folder(
         &self,
         target: FileMatch,
+        part: Option<&str>,
         ui: Option<UnboundedSender<Progress>>,
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<Got> {
         let info = target.file.clone();
-        let dest = self.inner.config.download_dir.join(&info.name);
+        let name = part.map_or(info.name.as_str(), |sub| sub.rsplit('/').next().unwrap_or(sub)).to_string();
+        let dest = self.inner.config.download_dir.join(&name);
         if std::fs::symlink_metadata(&dest).is_ok() {
             bail!("{} already exists; not overwritten", dest.display());
         }
         let _claim = self.inner.downloading.take(&info)?;
-        let staging = self.inner.config.download_dir.join(format!("{STAGING}{}", info.id.to_hex()));
+        let tag = part.map(|sub| format!("-{}", Digest::from(blake3::hash(sub.as_bytes())).short())).unwrap_or_default();
+        let staging = self.inner.config.download_dir.join(format!("{STAGING}{}{tag}", info.id.to_hex()));
         make_staging(&staging)?;
         if let Some(ui) = &ui {
-            let _ = ui.send(Progress::Found(info.clone()));
+            let _ = ui.send(Progress::Found(FileInfo { name: name.clone(), ..info.clone() }));
         }
         let (events, forwarding) = events::forward(&self.inner.transfers, &info, ui);
-        let listing = self.checked_listing(&target, &staging, cancel).await?;
+        let whole = self.checked_listing(&target, &staging, cancel).await?;
+        let listing = match part {
+            None => whole,
+            Some(sub) => select(&whole, &info.name, sub).inspect_err(|_| {
+                // Asked for what is not there: nothing of this attempt is worth keeping.
+                let _ = std::fs::remove_dir_all(&staging);
+            })?,
+        };
         let root = staging.join("tree");
-        let fetched = self.fetch_tree(&target, &root, &listing, &events, cancel).await?;
+        let fetched = self.fetch_tree(&target, &name, &root, &listing, &events, cancel).await?;
         std::fs::rename(&root, &dest).with_context(|| format!("cannot move the folder into place at {}", dest.display()))?;
         let _ = events.send(Progress::Done);
         drop(events);
         let _ = forwarding.await;
         let elapsed = started.elapsed();
-        let got = self.settle(&info, &dest, &staging, &listing, fetched).await?;
+        let got = match part {
+            None => self.settle(&info, &dest, &staging, &listing, fetched).await?,
+            Some(_) => {
+                let size = FolderSize { files: listing.file_count() as u64, bytes: listing.total_size() };
+                let shown = FileInfo { id: listing.id(), name, size: listing.encode().len() as u64, folder: Some(size) };
+                self.settle_part(&shown, &dest, &staging, fetched).await?
+            }
+        };
         Ok(Got { elapsed, ..got })
     }
 
@@ -103,6 +125,7 @@ impl Peer {
     async fn fetch_tree(
         &self,
         target: &FileMatch,
+        name: &str,
         root: &Path,
         listing: &Listing,
         events: &UnboundedSender<Progress>,
@@ -114,7 +137,7 @@ impl Peer {
         })
         .await??;
         let (size, total) = (listing.total_size(), listing.file_count());
-        let _ = events.send(Progress::Start { name: target.file.name.clone(), size, holders: target.holders.len() });
+        let _ = events.send(Progress::Start { name: name.to_string(), size, holders: target.holders.len() });
         let left: u64 = wanted.iter().map(|w| w.info.size).sum();
         if size > left {
             let _ = events.send(Progress::Resumed { bytes: size - left });
@@ -137,6 +160,9 @@ impl Peer {
             let (quiet, _) = mpsc::unbounded_channel();
             let ctx = self.context(staging, quiet, cancel);
             download::download(&ctx, &FileMatch { file, holders: target.holders.clone() }).await?;
+            // Served as the folder once the folder is in place; until then its partial (in this
+            // hidden folder, which may go) must not linger among the shares.
+            self.inner.shares.remove_partial(&id);
         }
         let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
         let listing = Listing::parse(&bytes)?;
@@ -256,16 +282,7 @@ impl Peer {
     /// The folder is in place: serve its files and its listing, clear the hidden folder, and
     /// sum up where the chunks came from.
     async fn settle(&self, info: &FileInfo, dest: &Path, staging: &Path, listing: &Listing, fetched: Vec<Fetched>) -> Result<Got> {
-        let (mut from, mut resumed, mut moved) = (std::collections::BTreeMap::<String, u32>::new(), 0, 0);
-        let mut files = Vec::new();
-        for file in fetched {
-            for (peer, n) in &file.from {
-                *from.entry(peer.clone()).or_default() += n;
-            }
-            resumed += file.resumed;
-            moved += file.info.size - file.resumed_bytes.min(file.info.size);
-            files.push((dest.join(&file.path), file.info, file.manifest));
-        }
+        let (files, got) = tally(info, dest, fetched);
         let kept = self.inner.config.state_dir.join("folders").join(info.id.to_hex());
         if let Some(dir) = kept.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
@@ -276,85 +293,40 @@ impl Peer {
         self.announce_in_background(infos, &info.name);
         let manifest = Arc::new(Manifest::from_bytes(&listing.encode()).1);
         let _ = self.serve_as(info.clone(), kept, manifest, Origin::Downloaded, false).await;
-        let from = from.into_iter().collect();
-        Ok(Got { info: info.clone(), path: dest.to_path_buf(), elapsed: Default::default(), from, resumed, moved })
+        Ok(got)
+    }
+
+    /// A part of a folder is in place: serve its files (not the folder: this peer does not
+    /// hold all of it) and clear the hidden folder.
+    async fn settle_part(&self, info: &FileInfo, dest: &Path, staging: &Path, fetched: Vec<Fetched>) -> Result<Got> {
+        let (files, got) = tally(info, dest, fetched);
+        let _ = std::fs::remove_dir_all(staging);
+        let infos = self.serve_files(files, Origin::Downloaded).await?;
+        self.announce_in_background(infos, &info.name);
+        Ok(got)
     }
 }
 
-/// Makes the hidden folder (or finds the one an earlier attempt left); refuses anything there
-/// that is not a real folder.
-fn make_staging(staging: &Path) -> Result<()> {
-    if let Some(parent) = staging.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot make {}", parent.display()))?;
-    }
-    match std::fs::symlink_metadata(staging) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => bail!("{} is in the way (not a folder); not touched", staging.display()),
-        Err(_) => std::fs::create_dir(staging).with_context(|| format!("cannot make {}", staging.display())),
-    }
-}
-
-/// Makes the tree's folders and empty files under `root`, each folder one component at a time
-/// and never through a symlink; returns the files still to fetch (those an earlier attempt
-/// finished are kept when they still hash to their id).
-fn lay_out(root: &Path, listing: &Listing) -> Result<Vec<Wanted>> {
-    make_dir(root)?;
-    let mut wanted = Vec::new();
-    for entry in listing.entries() {
-        let components: Vec<&str> = entry.path.split('/').collect();
-        let (folders, name) = match entry.kind {
-            Kind::EmptyFolder => (&components[..], None),
-            Kind::File { .. } => (&components[..components.len() - 1], components.last().copied()),
-        };
-        let mut dir = root.to_path_buf();
-        for folder in folders {
-            dir.push(folder);
-            make_dir(&dir)?;
+/// The files fetched, where they now are, and the summary of the get (its time set later).
+fn tally(info: &FileInfo, dest: &Path, fetched: Vec<Fetched>) -> (Vec<(PathBuf, FileInfo, Arc<Manifest>)>, Got) {
+    let (mut from, mut resumed, mut moved) = (std::collections::BTreeMap::<String, u32>::new(), 0, 0);
+    let mut files = Vec::new();
+    for file in fetched {
+        for (peer, n) in &file.from {
+            *from.entry(peer.clone()).or_default() += n;
         }
-        let (Kind::File { size, id }, Some(name)) = (entry.kind, name) else { continue };
-        let path = dir.join(name);
-        if has_file(&path, &id) {
-            continue;
-        }
-        if size == 0 {
-            if id != FileId::from(blake3::hash(b"")) {
-                bail!("the listing gives the empty file {} an id that is not the empty file's", entry.path);
-            }
-            std::fs::File::create_new(&path).with_context(|| format!("cannot create {}", path.display()))?;
-            continue;
-        }
-        wanted.push(Wanted { path: entry.path.clone(), info: FileInfo { id, name: name.to_string(), size, folder: None } });
+        resumed += file.resumed;
+        moved += file.info.size - file.resumed_bytes.min(file.info.size);
+        files.push((dest.join(&file.path), file.info, file.manifest));
     }
-    Ok(wanted)
+    let from = from.into_iter().collect();
+    (files, Got { info: info.clone(), path: dest.to_path_buf(), elapsed: Default::default(), from, resumed, moved })
 }
 
-/// Makes the folder `dir` if it is not there; refuses a symlink or a file in its place.
-fn make_dir(dir: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => bail!("{} is in the way (not a folder); not followed", dir.display()),
-        Err(_) => std::fs::create_dir(dir).with_context(|| format!("cannot make {}", dir.display())),
+/// The part of `whole` (the folder `name`) under `sub`; a file there is pointed to by its id.
+fn select(whole: &Listing, name: &str, sub: &str) -> Result<Listing> {
+    if let Some((_, id)) = whole.file(sub) {
+        bail!("{sub} is a file in {name}, not a folder: get {id} fetches it alone");
     }
-}
-
-/// Whether a regular file at `path` has the content `id` (never following a symlink).
-fn has_file(path: &Path, id: &FileId) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) && Manifest::from_file(path).is_ok_and(|(have, _)| have == *id)
-}
-
-/// The folder `path` (relative, checked) goes in, under `root`.
-fn parent_in(root: &Path, path: &str) -> PathBuf {
-    match path.rsplit_once('/') {
-        Some((dir, _)) => root.join(dir),
-        None => root.to_path_buf(),
-    }
-}
-
-/// Whether the file system under `dir` folds case (a name written in lower case is found in
-/// upper case).
-fn folds_case(dir: &Path) -> bool {
-    let probe = dir.join(".p2pq-case-probe");
-    let folded = std::fs::write(&probe, b"").is_ok() && std::fs::symlink_metadata(dir.join(".P2PQ-CASE-PROBE")).is_ok();
-    let _ = std::fs::remove_file(&probe);
-    folded
+    whole.part(sub).ok_or_else(|| anyhow::anyhow!("{name} has no folder {sub}"))
 }

@@ -51,6 +51,11 @@ impl Peer {
         cancel: &CancellationToken,
     ) -> Result<Got> {
         let started = Instant::now();
+        // A name never holds a `/`: NAME/PATH is a part of the folder NAME.
+        if let Some((folder, sub)) = query.split_once('/') {
+            crate::content::folder::rules::check_path(sub).map_err(|why| anyhow::anyhow!("cannot get {query}: {why}"))?;
+            return self.get_part(folder, sub, events, cancel, started).await;
+        }
         let query = &self.query_of(query)?;
         let target = tokio::select! {
             target = self.lookup(query) => target?,
@@ -63,7 +68,7 @@ impl Peer {
             if target.holders.is_empty() {
                 bail!("no live peer other than this one holds {}", info.name);
             }
-            return self.get_folder(target, events, cancel, started).await;
+            return self.get_folder(target, None, events, cancel, started).await;
         }
         if let Some(path) = self.already_have(&info).await? {
             return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0, moved: 0 });
@@ -101,6 +106,29 @@ impl Peer {
         let moved = info.size - outcome.resumed_bytes.min(info.size);
         self.serve_in_background(info.clone(), outcome.path.clone(), outcome.manifest).await?;
         Ok(Got { info, path: outcome.path, elapsed, from: outcome.from, resumed: outcome.resumed, moved })
+    }
+
+    /// Downloads the part `sub` of the folder `folder` (a name or an id prefix).
+    async fn get_part(
+        &self,
+        folder: &str,
+        sub: &str,
+        events: Option<UnboundedSender<events::Progress>>,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<Got> {
+        let mut target = tokio::select! {
+            target = self.lookup(folder) => target?,
+            _ = cancel.cancelled() => bail!("get {folder}/{sub} cancelled"),
+        };
+        if target.file.folder.is_none() {
+            bail!("{folder} is a file, not a folder");
+        }
+        target.holders.retain(|h| h.peer_id != self.inner.config.id);
+        if target.holders.is_empty() {
+            bail!("no live peer other than this one holds {folder}");
+        }
+        self.get_folder(target, Some(sub), events, cancel, started).await
     }
 
     /// What to ask the tracker for: a ticket becomes its file's full id, if it names this

@@ -160,3 +160,15 @@ fn listings_made_here_follow_the_same_rules() {
     assert!(matches!(Listing::new(vec![file("a", b"1"), file("a", b"2")]), Err(ListingError::Duplicate(_))));
     assert!(matches!(Listing::new(vec![file("../x", b"1")]), Err(ListingError::Path { .. })));
 }
+
+#[test]
+fn a_part_of_a_folder_is_a_folder_of_its_own() {
+    let listing = Listing::new(tree()).unwrap();
+    let part = listing.part("photos/2024").unwrap();
+    let paths: Vec<&str> = part.entries().iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["z.txt", "été à Nice.jpg"]);
+    assert_eq!(Listing::parse(&part.encode()).unwrap(), part);
+    assert!(listing.part("photos/20").is_none(), "a prefix of a name is not a folder");
+    assert!(listing.part("README").is_none());
+    assert_eq!(listing.file("README").map(|(size, _)| size), Some(6));
+}
