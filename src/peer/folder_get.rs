@@ -209,7 +209,7 @@ impl Peer {
             {
                 let (peer, holders, root, events, stop) =
                     (self.clone(), target.holders.clone(), root.to_path_buf(), events.clone(), stop.clone());
-                running.spawn(async move { peer.fetch_one_of(file, holders, &root, events, &stop).await });
+                running.spawn(async move { peer.fetch_one(file, holders, &root, events, &stop).await });
             }
             let Some(done) = running.join_next().await else { break };
             match done? {
@@ -227,9 +227,9 @@ impl Peer {
         Ok(fetched)
     }
 
-    /// Fetches one file of the folder: whole from one holder if it is one chunk, with the
-    /// swarm download otherwise.
-    async fn fetch_one_of(
+    /// Fetches one file of the folder into its place in `root`, reporting its bytes: whole
+    /// from one holder if it is one chunk, with the swarm download otherwise.
+    async fn fetch_one(
         &self,
         file: Wanted,
         holders: Vec<crate::protocol::Holder>,
@@ -245,18 +245,6 @@ impl Peer {
             };
             return fetched.map_err(|e| e.context(file.path.clone()));
         }
-        self.fetch_one(file, holders, root, events, stop).await
-    }
-
-    /// Fetches one file of the folder into its place in `root`, reporting its bytes.
-    async fn fetch_one(
-        &self,
-        file: Wanted,
-        holders: Vec<crate::protocol::Holder>,
-        root: &Path,
-        events: UnboundedSender<Progress>,
-        stop: &CancellationToken,
-    ) -> Result<Fetched> {
         let dir = parent_in(root, &file.path);
         let (mine, mut heard) = mpsc::unbounded_channel();
         let relay = tokio::spawn(async move {

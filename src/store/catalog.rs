@@ -226,23 +226,20 @@ fn read_list(path: &Path) -> Result<Vec<Entry>, StoreError> {
 
 /// Writes `bytes` to `path` through `PATH.tmp` and a rename, syncing nothing.
 fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let what = format!("cannot write {}", path.display());
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err(&what))?;
-    }
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    let temp = PathBuf::from(temp);
-    if let Err(e) = fs::write(&temp, bytes).and_then(|()| fs::rename(&temp, path)) {
-        let _ = fs::remove_file(&temp);
-        return Err(io_err(what)(e));
-    }
-    Ok(())
+    write_through_temp(path, bytes, false)
 }
 
 /// Writes `bytes` to `path` through `PATH.tmp` and a rename; the temporary file is removed if
 /// anything fails.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_through_temp(path, bytes, true)?;
+    super::sync_dir(path.parent());
+    Ok(())
+}
+
+/// Writes `bytes` to `PATH.tmp` (synced first if `sync`), then renames it to `path`; the
+/// temporary file is removed if anything fails.
+fn write_through_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     let what = format!("cannot write {}", path.display());
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io_err(&what))?;
@@ -252,13 +249,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let temp = PathBuf::from(temp);
     let written = fs::File::create(&temp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()
+        if sync { f.sync_all() } else { Ok(()) }
     });
     if let Err(e) = written.and_then(|()| fs::rename(&temp, path)) {
         let _ = fs::remove_file(&temp);
         return Err(io_err(what)(e));
     }
-    super::sync_dir(path.parent());
     Ok(())
 }
 
