@@ -121,8 +121,24 @@ impl Manifest {
     pub fn from_file_watched(path: &Path, watch: &mut dyn FnMut(u64) -> bool) -> std::io::Result<(FileId, Manifest)> {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
+        Manifest::from_open(&mut file, size, &mut Vec::new(), watch)
+    }
+
+    /// Hashes the first `size` bytes of an open file, reading through `buf` (grown to one
+    /// chunk, or the whole file if it is smaller, and kept for the next file: a folder of
+    /// thousands of small files is hashed without an allocation each); `watch` as in
+    /// [`Manifest::from_file_watched`].
+    pub fn from_open(
+        file: &mut impl Read,
+        size: u64,
+        buf: &mut Vec<u8>,
+        watch: &mut dyn FnMut(u64) -> bool,
+    ) -> std::io::Result<(FileId, Manifest)> {
         let chunk_size = chunk_size_for(size);
-        let mut buf = vec![0u8; chunk_size as usize];
+        let need = size.min(chunk_size as u64) as usize;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
         let count = chunk_count(size, chunk_size);
         let mut chunks = Vec::with_capacity(count as usize);
         for index in 0..count {
@@ -135,6 +151,18 @@ impl Manifest {
         }
         let manifest = Manifest { size, chunk_size, chunks };
         Ok((manifest.root(), manifest))
+    }
+
+    /// The manifest of a file of one chunk (at most [`DEFAULT_CHUNK_SIZE`] bytes): its one
+    /// chunk hash is its id, so nothing needs to be kept to rebuild it. `None` for a size of
+    /// more than one chunk.
+    pub fn of_one_chunk(id: &FileId, size: u64) -> Option<Manifest> {
+        let chunk_size = chunk_size_for(size);
+        match chunk_count(size, chunk_size) {
+            0 => Some(Manifest { size, chunk_size, chunks: Vec::new() }),
+            1 => Some(Manifest { size, chunk_size, chunks: vec![id.0] }),
+            _ => None,
+        }
     }
 
     /// The file id this manifest stands for.
@@ -208,6 +236,26 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_one_chunk_manifest_is_rebuilt_from_its_id_alone() {
+        for size in [0usize, 1, 1000, DEFAULT_CHUNK_SIZE as usize] {
+            let (id, manifest) = Manifest::from_bytes(&data(size));
+            assert_eq!(Manifest::of_one_chunk(&id, size as u64), Some(manifest), "size {size}");
+        }
+        let (id, _) = Manifest::from_bytes(&data(DEFAULT_CHUNK_SIZE as usize + 1));
+        assert_eq!(Manifest::of_one_chunk(&id, DEFAULT_CHUNK_SIZE as u64 + 1), None);
+    }
+
+    #[test]
+    fn hashing_through_a_kept_buffer_equals_hashing_each_file_afresh() {
+        let mut buf = Vec::new();
+        for size in [3 * DEFAULT_CHUNK_SIZE as usize + 5, 10, 0, DEFAULT_CHUNK_SIZE as usize] {
+            let bytes = data(size);
+            let got = Manifest::from_open(&mut &bytes[..], size as u64, &mut buf, &mut |_| true).unwrap();
+            assert_eq!(got, Manifest::from_bytes(&bytes), "size {size}");
+        }
     }
 
     #[test]

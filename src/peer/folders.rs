@@ -8,8 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use tokio::task::JoinSet;
+use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::events::Hashing;
@@ -20,7 +19,6 @@ use crate::content::manifest::Manifest;
 use crate::protocol::{FileInfo, FolderSize};
 use crate::store;
 use crate::store::catalog::{self, Origin};
-use crate::store::tree::{Found, Stamp, Tree};
 
 /// Folder in the state folder where the listings of shared folders are kept.
 const LISTINGS: &str = "folders";
@@ -36,19 +34,13 @@ pub struct FolderShared {
     pub skipped: Vec<(String, String)>,
 }
 
-/// A file of the folder, hashed.
-struct Hashed {
-    found: Found,
-    manifest: Manifest,
-}
-
 impl Peer {
     /// Shares the folder at `root` under `label`: every file in it, then its listing.
     pub(super) async fn share_folder(&self, root: PathBuf, label: String, report: Reporter, cancel: &CancellationToken) -> Result<Shared> {
         let walked = root.clone();
         let tree = tokio::task::spawn_blocking(move || store::tree::walk(&walked)).await??;
         report.send(Hashing::Start { name: label.clone(), size: tree.bytes() });
-        let hashed = self.hash_tree(&tree, &report, cancel).await;
+        let hashed = self.hash_tree(&label, &tree, &report, cancel).await;
         report.send(Hashing::Done);
         let (hashed, mut skipped) = hashed?;
         skipped.extend(tree.skipped);
@@ -65,30 +57,6 @@ impl Peer {
         }
         let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped };
         self.serve_listing(&listing, label, summary).await
-    }
-
-    /// Hashes every file of `tree`; returns those that hashed and did not change meanwhile, and
-    /// what was left out. Fails only when cancelled.
-    async fn hash_tree(&self, tree: &Tree, report: &Reporter, cancel: &CancellationToken) -> Result<(Vec<Hashed>, Vec<(String, String)>)> {
-        let mut hashing = JoinSet::new();
-        for found in tree.files.iter().cloned() {
-            let (peer, report, cancel) = (self.clone(), report.bytes_only(), cancel.clone());
-            hashing.spawn(async move {
-                let manifest = peer.hash(found.real.clone(), &found.path, report, &cancel).await;
-                (found, manifest)
-            });
-        }
-        let (mut hashed, mut skipped) = (Vec::new(), Vec::new());
-        while let Some(joined) = hashing.join_next().await {
-            let (found, manifest) = joined?;
-            match manifest {
-                Err(_) if cancel.is_cancelled() => bail!("share cancelled"),
-                Err(err) => skipped.push((found.path, format!("{err:#}"))),
-                Ok(_) if !unchanged(&found) => skipped.push((found.path, "changed while it was hashed".into())),
-                Ok(manifest) => hashed.push(Hashed { found, manifest }),
-            }
-        }
-        Ok((hashed, skipped))
     }
 
     /// Serves each file of a folder (where it is, what it is) at once and keeps them in the
@@ -148,9 +116,4 @@ impl Peer {
 fn file_info(path: &str, manifest: &Manifest) -> FileInfo {
     let name = path.rsplit('/').next().unwrap_or(path).to_string();
     FileInfo { id: manifest.root(), name, size: manifest.size, folder: None }
-}
-
-/// Whether the file is as it was when the walk found it.
-fn unchanged(found: &Found) -> bool {
-    Stamp::of(&found.real).is_ok_and(|now| now == found.stamp)
 }

@@ -27,6 +27,7 @@ pub mod serve;
 mod sharing;
 mod superseed;
 pub mod throttle;
+mod tree_hash;
 pub mod window;
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::events::Hashing;
@@ -24,7 +24,7 @@ use crate::store::shares::SharedFile;
 
 /// Bytes hashed between two [`Hashing::Hashed`] events: often enough for a smooth bar, rare
 /// enough that a fast disk does not flood the channel.
-const REPORT_EVERY: u64 = 4 << 20;
+pub(super) const REPORT_EVERY: u64 = 4 << 20;
 /// Notices kept for a slow listener before the oldest are dropped; a restart with many changed
 /// files says one line each before the prompt may be listening.
 const NOTICES: usize = 1024;
@@ -43,7 +43,7 @@ pub(super) struct Sharing {
     /// One permit per file hashing at once.
     hashers: Arc<Semaphore>,
     /// The files hashing or waiting to, for `status`.
-    hashings: super::events::Hashings,
+    pub(super) hashings: super::events::Hashings,
     notices: broadcast::Sender<String>,
     /// The first listener, made at start so nothing said before the front end listens is lost.
     first: Mutex<Option<broadcast::Receiver<String>>>,
@@ -101,15 +101,10 @@ impl Sharing {
 #[derive(Clone)]
 pub(super) struct Reporter {
     to: Option<UnboundedSender<Hashing>>,
-    /// Only [`Hashing::Hashed`]: one file of a folder, whose bar is the folder's.
-    bytes_only: bool,
 }
 
 impl Reporter {
     pub(super) fn send(&self, event: Hashing) {
-        if self.bytes_only && !matches!(event, Hashing::Hashed { .. }) {
-            return;
-        }
         if let Some(events) = &self.to {
             let _ = events.send(event);
         }
@@ -117,12 +112,7 @@ impl Reporter {
 
     /// Nobody listening.
     pub(super) fn none() -> Reporter {
-        Reporter { to: None, bytes_only: false }
-    }
-
-    /// The same listener, told only of bytes hashed.
-    pub(super) fn bytes_only(&self) -> Reporter {
-        Reporter { to: self.to.clone(), bytes_only: true }
+        Reporter { to: None }
     }
 }
 
@@ -142,7 +132,7 @@ impl Peer {
             other => other.map(|(path, label)| (path, label, false)),
         });
         let (path, label, folder) = resolved.await??;
-        let report = Reporter { to: events, bytes_only: false };
+        let report = Reporter { to: events };
         if folder {
             return self.share_folder(path, label, report, cancel).await;
         }
@@ -158,25 +148,12 @@ impl Peer {
     pub(super) async fn hash(&self, path: PathBuf, label: &str, report: Reporter, cancel: &CancellationToken) -> Result<Manifest> {
         let size = tokio::fs::metadata(&path).await.with_context(|| format!("cannot read {}", path.display()))?.len();
         let entry = self.inner.sharing.hashings.add(label, size);
-        let hashers = self.inner.sharing.hashers.clone();
-        let permit = match hashers.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                report.send(Hashing::Queued { name: label.to_string(), size });
-                tokio::select! {
-                    permit = hashers.acquire_owned() => permit?,
-                    _ = cancel.cancelled() => {
-                        report.send(Hashing::Done);
-                        bail!("share {label} cancelled");
-                    }
-                }
-            }
-        };
+        let permits = self.hashers(1, label, size, &report, cancel).await?;
         let stop = cancel.child_token();
         let _stop_if_dropped = stop.clone().drop_guard();
         let (name, file) = (label.to_string(), path.clone());
         let hashed = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _permits = permits;
             report.send(Hashing::Start { name, size });
             entry.started();
             let mut unsent = 0;
@@ -200,6 +177,40 @@ impl Peer {
             Err((_, true)) => bail!("share {label} cancelled"),
             Err((err, false)) => Err(err).with_context(|| format!("cannot read {}", path.display())),
         }
+    }
+
+    /// Up to `want` hashers (at least one, waited for, saying so, unless cancelled first; the
+    /// rest only if free now).
+    pub(super) async fn hashers(
+        &self,
+        want: usize,
+        label: &str,
+        size: u64,
+        report: &Reporter,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<OwnedSemaphorePermit>> {
+        let hashers = self.inner.sharing.hashers.clone();
+        let first = match hashers.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                report.send(Hashing::Queued { name: label.to_string(), size });
+                tokio::select! {
+                    permit = hashers.clone().acquire_owned() => permit?,
+                    _ = cancel.cancelled() => {
+                        report.send(Hashing::Done);
+                        bail!("share {label} cancelled");
+                    }
+                }
+            }
+        };
+        let mut permits = vec![first];
+        while permits.len() < want {
+            match hashers.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        Ok(permits)
     }
 
     /// Starts serving a file, records it in the share list and announces it; returns why the

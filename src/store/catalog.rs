@@ -2,7 +2,8 @@
 //!
 //! `STATE/shares.json` lists every shared or downloaded file: path, name, size, modification
 //! time, id and where it came from. Next to it, `STATE/manifests/ID` holds the file's chunk
-//! hashes (32 bytes each, in order), so a file whose size and modification time are unchanged
+//! hashes (32 bytes each, in order; none for a file of one chunk, whose id is its one chunk
+//! hash), so a file whose size and modification time are unchanged
 //! is served again without reading it: the manifest is rebuilt from the sidecar and checked
 //! against the id (a damaged sidecar only costs a re-hash). Every write goes to a temporary
 //! file that is then renamed over the old one, so a crash leaves the old list or the new one,
@@ -148,9 +149,10 @@ impl Catalog {
 
     /// Adds `entry` (replacing any entry with its id or path) with its manifest's sidecar.
     pub fn record(&self, entry: Entry, manifest: &Manifest) -> Result<(), StoreError> {
-        let bytes: Vec<u8> = manifest.chunks.iter().flatten().copied().collect();
         let mut entries = self.lock();
-        write_atomically(&self.sidecar(&entry.id), &bytes)?;
+        if let Some(bytes) = sidecar_bytes(manifest) {
+            write_atomically(&self.sidecar(&entry.id), &bytes)?;
+        }
         let mut next: Vec<Entry> = entries.iter().filter(|e| e.id != entry.id && e.path != entry.path).cloned().collect();
         next.push(entry);
         self.save(&mut entries, next)
@@ -163,8 +165,9 @@ impl Catalog {
         // a sidecar lost in a crash is checked against its id at the next start, and the file
         // hashed again.
         for (entry, manifest) in batch {
-            let bytes: Vec<u8> = manifest.chunks.iter().flatten().copied().collect();
-            write_unsynced(&self.sidecar(&entry.id), &bytes)?;
+            if let Some(bytes) = sidecar_bytes(manifest) {
+                write_unsynced(&self.sidecar(&entry.id), &bytes)?;
+            }
         }
         super::sync_dir(Some(&self.dir.join(MANIFESTS)));
         let (ids, paths): (std::collections::HashSet<&str>, std::collections::HashSet<&Path>) =
@@ -191,6 +194,9 @@ impl Catalog {
     /// if the sidecar is missing or does not match (hash the file again then).
     pub fn manifest(&self, entry: &Entry) -> Option<Manifest> {
         let id = entry.file_id()?;
+        if let Some(manifest) = Manifest::of_one_chunk(&id, entry.size) {
+            return (manifest.chunk_size == entry.chunk_size).then_some(manifest);
+        }
         let want = chunk_count(entry.size, entry.chunk_size).checked_mul(32)?;
         let meta = fs::metadata(self.sidecar(&entry.id)).ok()?;
         if meta.len() != want {
@@ -222,6 +228,12 @@ fn read_list(path: &Path) -> Result<Vec<Entry>, StoreError> {
         Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
     };
     serde_json::from_slice(&text).map_err(|e| io_err(format!("cannot read {}", path.display()))(io::Error::other(e)))
+}
+
+/// What the sidecar of `manifest` holds: its chunk hashes; `None` for a file of one chunk (or
+/// none), whose manifest its id alone rebuilds (most files of a folder of small files).
+fn sidecar_bytes(manifest: &Manifest) -> Option<Vec<u8>> {
+    (manifest.chunks.len() > 1).then(|| manifest.chunks.iter().flatten().copied().collect())
 }
 
 /// Writes `bytes` to `path` through `PATH.tmp` and a rename, syncing nothing.
@@ -301,8 +313,24 @@ mod tests {
         assert_eq!(a.check(), Check::Changed);
         fs::remove_file(&a.path).unwrap();
         assert_eq!(a.check(), Check::Gone);
-        fs::write(catalog.sidecar(&a.id), [7u8; 32]).unwrap();
-        assert_eq!(catalog.manifest(&a), None);
+        let big: Vec<u8> = (0..700_000u32).map(|i| (i % 13) as u8).collect();
+        let (b, manifest) = shared(dir.path(), "b.bin", &big);
+        catalog.record(b.clone(), &manifest).unwrap();
+        assert_eq!(catalog.manifest(&b), Some(manifest));
+        fs::write(catalog.sidecar(&b.id), [7u8; 32 * 3]).unwrap();
+        assert_eq!(catalog.manifest(&b), None);
+    }
+
+    #[test]
+    fn a_file_of_one_chunk_needs_no_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, manifest) = shared(dir.path(), "a.txt", b"one chunk");
+        let (catalog, _) = Catalog::open(&dir.path().join("state"));
+        catalog.record_all(&[(a.clone(), std::sync::Arc::new(manifest.clone()))]).unwrap();
+        assert!(!catalog.sidecar(&a.id).exists());
+        assert_eq!(Catalog::open(&dir.path().join("state")).0.manifest(&a), Some(manifest.clone()));
+        let wrong = Entry { chunk_size: manifest.chunk_size * 2, ..a };
+        assert_eq!(catalog.manifest(&wrong), None, "a chunk size that does not fit its size");
     }
 
     #[test]
