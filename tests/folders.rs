@@ -113,6 +113,37 @@ fn share_at_the_prompt_says_what_a_folder_holds_and_what_was_left_out() {
     assert!(!files.iter().any(|l| l.contains("secret")), "{files:?}");
 }
 
+#[test]
+fn a_folder_deleted_between_runs_is_dropped_in_a_few_lines_and_forgotten() {
+    let swarm = Swarm::start("15");
+    for i in 0..40 {
+        swarm.write_data(&format!("trip/day {i}.txt"), format!("day {i}").as_bytes());
+    }
+    swarm.write_data("kept.txt", b"still here");
+    let mut peer = swarm.peer("1");
+    peer.command("share trip", "shared folder trip (40 files");
+    peer.command("share kept.txt", "shared kept.txt");
+    peer.command("exit", "bye");
+    peer.wait_exit(common::TIMEOUT);
+    std::fs::remove_dir_all(swarm.path().join("data/trip")).unwrap();
+
+    let mut peer = swarm.peer("1");
+    peer.command("status", "shared file");
+    let said: Vec<&str> = peer.seen.iter().map(|(_, l)| l.as_str()).filter(|l| l.contains("last run")).collect();
+    // One line for the folder, none for each of its files.
+    assert_eq!(
+        said,
+        [
+            "folder trip: 40 of its 40 files are gone or changed since the last run; no longer shared as a folder (share it again)",
+            "sharing 1 file from the last run"
+        ],
+    );
+    let status = peer.command("status", "shared file");
+    assert!(status.last().unwrap().contains("1 shared file"), "{status:?}");
+    let list = std::fs::read_to_string(swarm.path().join(".p2pq/peer-1/shares.json")).unwrap_or_default();
+    assert!(list.contains("kept.txt") && !list.contains("day 1"), "the share list forgets the folder: {list}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_changes_while_it_is_hashed_is_left_out_and_said_so() {
     use p2pq::peer::events::Hashing;

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use super::Peer;
 use super::sharing::Reporter;
+use crate::content::folder::Listing;
 use crate::net::task;
-use crate::protocol::FileInfo;
+use crate::protocol::{FileId, FileInfo};
 use crate::store::catalog::{Check, Entry};
 use crate::store::shares::SharedFile;
+use std::collections::HashSet;
 use tokio::task::JoinSet;
 
 /// Files of the last run's list no longer there named one by one at start; the rest are
@@ -38,24 +40,30 @@ impl Peer {
         if entries.is_empty() {
             return;
         }
-        let (mut served, mut changed, mut dropped) = (Vec::new(), Vec::new(), 0usize);
-        for entry in entries {
-            let peer = self.clone();
-            match tokio::task::spawn_blocking(move || peer.look_again(entry)).await {
-                Ok(Again::Served(info)) => served.push(info),
-                Ok(Again::Changed(entry)) => changed.push(entry),
+        let peer = self.clone();
+        let looked = match tokio::task::spawn_blocking(move || peer.look_again_all(entries)).await {
+            Ok(looked) => looked,
+            Err(err) => return tracing::warn!("restoring the shares failed: {err}"),
+        };
+        let (mut served, mut changed, mut dropped, mut dropped_quietly) = (Vec::new(), Vec::new(), 0usize, 0usize);
+        for again in looked {
+            match again {
+                Again::Served(info) => served.push(info),
+                Again::Changed(entry) => changed.push(entry),
                 // One line each for a few; a deleted folder of thousands is one line in all.
-                Ok(Again::Dropped(line)) if dropped < DROPPED_SHOWN => {
+                Again::DroppedWithFolder => dropped_quietly += 1,
+                Again::Dropped(line) if dropped < DROPPED_SHOWN => {
                     dropped += 1;
                     sharing.notify(line);
                 }
-                Ok(Again::Dropped(_)) => dropped += 1,
-                Err(err) => tracing::warn!("restoring a share failed: {err}"),
+                Again::Dropped(_) => dropped += 1,
+                Again::FolderDropped(line) => sharing.notify(line),
             }
         }
         if dropped > DROPPED_SHOWN {
             sharing.notify(format!("{} more from the last run are gone or changed; no longer shared", dropped - DROPPED_SHOWN));
         }
+        tracing::debug!("{dropped_quietly} files of folders no longer shared were dropped from the share list");
         let mut line = format!("sharing {} from the last run", plural(served.len(), "file"));
         if !changed.is_empty() {
             line.push_str(&format!("; hashing {} again (changed since)", plural(changed.len(), "file")));
@@ -70,13 +78,55 @@ impl Peer {
         while hashing.join_next().await.is_some() {}
     }
 
-    /// Looks at one file of the last run's list and serves it if unchanged (blocking).
-    fn look_again(&self, entry: Entry) -> Again {
+    /// Looks at every file of the last run's list, serves those unchanged and drops those
+    /// gone from the list (written once) (blocking).
+    fn look_again_all(&self, entries: Vec<Entry>) -> Vec<Again> {
+        let mut gone = Vec::new();
+        let mut looked: Vec<(Entry, Again)> = entries
+            .into_iter()
+            .map(|entry| {
+                let again = self.look_again(&entry, &mut gone);
+                (entry, again)
+            })
+            .collect();
+        self.drop_incomplete_folders(&mut looked, &mut gone);
+        let looked = looked.into_iter().map(|(_, again)| again).collect();
+        let ids: Vec<&str> = gone.iter().map(String::as_str).collect();
+        if let Err(err) = self.inner.sharing.catalog.forget_all(&ids) {
+            tracing::warn!("files gone since the last run stay in the share list: {err:#}");
+        }
+        looked
+    }
+
+    /// Serves a folder again only if every file in it is, as it was: drops the others (adding
+    /// them to `gone`), and counts, not names, their files that are gone (the folder's line
+    /// says it).
+    fn drop_incomplete_folders(&self, looked: &mut [(Entry, Again)], gone: &mut Vec<String>) {
+        let mut in_dropped_folders = HashSet::new();
+        for (entry, again) in looked.iter_mut().filter(|(entry, _)| entry.folder.is_some()) {
+            let Again::Served(info) = &*again else { continue };
+            if let Some((line, missing)) = self.folder_incomplete(entry) {
+                self.inner.shares.remove(&info.id);
+                gone.push(entry.id.clone());
+                in_dropped_folders.extend(missing);
+                *again = Again::FolderDropped(line);
+            }
+        }
+        for (entry, again) in looked.iter_mut() {
+            if matches!(again, Again::Dropped(_)) && entry.file_id().is_some_and(|id| in_dropped_folders.contains(&id)) {
+                *again = Again::DroppedWithFolder;
+            }
+        }
+    }
+
+    /// Looks at one file of the last run's list and serves it if unchanged; adds its id to
+    /// `gone` if it is to be dropped.
+    fn look_again(&self, entry: &Entry, gone: &mut Vec<String>) -> Again {
         let check = entry.check();
-        let manifest = if check == Check::Unchanged { self.inner.sharing.catalog.manifest(&entry) } else { None };
-        let Some(id) = entry.file_id() else { return self.drop_entry(&entry, "has a damaged entry in the share list") };
+        let manifest = if check == Check::Unchanged { self.inner.sharing.catalog.manifest(entry) } else { None };
+        let Some(id) = entry.file_id() else { return drop_entry(entry, "has a damaged entry in the share list", gone) };
         match (check, manifest) {
-            (Check::Gone, _) => self.drop_entry(&entry, "is gone since the last run"),
+            (Check::Gone, _) => drop_entry(entry, "is gone since the last run", gone),
             (Check::Unchanged, Some(manifest)) => {
                 let info = FileInfo { id, name: entry.name.clone(), size: entry.size, folder: entry.folder };
                 match SharedFile::open(info.clone(), entry.path.clone(), Arc::new(manifest)) {
@@ -84,16 +134,11 @@ impl Peer {
                         self.inner.shares.insert(file.with_origin(entry.origin, true));
                         Again::Served(info)
                     }
-                    Err(err) => self.drop_entry(&entry, &format!("cannot be opened ({err})")),
+                    Err(err) => drop_entry(entry, &format!("cannot be opened ({err})"), gone),
                 }
             }
-            _ => Again::Changed(entry),
+            _ => Again::Changed(entry.clone()),
         }
-    }
-
-    fn drop_entry(&self, entry: &Entry, why: &str) -> Again {
-        let _ = self.inner.sharing.catalog.forget(&entry.id);
-        Again::Dropped(format!("{} ({}) {why}; no longer shared", entry.name, entry.path.display()))
     }
 
     /// Hashes a file that changed since the last run and serves it under its new id.
@@ -140,11 +185,51 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Why the folder whose listing `entry` is cannot be served again, if it cannot (as a line
+    /// to show, with the ids of its files not served): a file of it is gone or changed since
+    /// the last run (and served under another id, if at all).
+    fn folder_incomplete(&self, entry: &Entry) -> Option<(String, HashSet<FileId>)> {
+        let listing = match std::fs::read(&entry.path).map(|bytes| Listing::parse(&bytes)) {
+            Ok(Ok(listing)) => listing,
+            Ok(Err(err)) => {
+                return Some((format!("folder {}: its saved listing is damaged ({err}); no longer shared", entry.name), HashSet::new()));
+            }
+            Err(err) => {
+                return Some((
+                    format!("folder {}: its saved listing cannot be read ({err}); no longer shared", entry.name),
+                    HashSet::new(),
+                ));
+            }
+        };
+        let missing: HashSet<FileId> = listing.files().map(|(_, _, id)| id).filter(|id| self.inner.shares.complete(id).is_none()).collect();
+        (!missing.is_empty()).then(|| {
+            let line = format!(
+                "folder {}: {} of its {} files are gone or changed since the last run; no longer shared as a folder (share it again)",
+                entry.name,
+                missing.len(),
+                listing.file_count()
+            );
+            (line, missing)
+        })
+    }
+}
+
+/// `entry`, to be dropped from the list because of `why`.
+fn drop_entry(entry: &Entry, why: &str, gone: &mut Vec<String>) -> Again {
+    gone.push(entry.id.clone());
+    Again::Dropped(format!("{} ({}) {why}; no longer shared", entry.name, entry.path.display()))
+}
+
 /// What became of one file of the last run's list.
 enum Again {
     Served(FileInfo),
     Changed(Entry),
     Dropped(String),
+    /// A folder some of whose files are gone or changed: always said.
+    FolderDropped(String),
+    /// A file gone with the folder it was in (counted, not said).
+    DroppedWithFolder,
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -180,14 +180,24 @@ impl Catalog {
 
     /// Drops the entry with id `id` and its sidecar; `false` if there was none.
     pub fn forget(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.forget_all(&[id])? == 1)
+    }
+
+    /// Drops the entries with these ids and their sidecars, writing the list once (a deleted
+    /// folder of thousands of files is one write, not thousands); returns how many there were.
+    pub fn forget_all(&self, ids: &[&str]) -> Result<usize, StoreError> {
+        let gone: std::collections::HashSet<&str> = ids.iter().copied().collect();
         let mut entries = self.lock();
-        let next: Vec<Entry> = entries.iter().filter(|e| e.id != id).cloned().collect();
-        if next.len() == entries.len() {
-            return Ok(false);
+        let next: Vec<Entry> = entries.iter().filter(|e| !gone.contains(e.id.as_str())).cloned().collect();
+        let dropped = entries.len() - next.len();
+        if dropped == 0 {
+            return Ok(0);
         }
         self.save(&mut entries, next)?;
-        let _ = fs::remove_file(self.sidecar(id));
-        Ok(true)
+        for id in gone {
+            let _ = fs::remove_file(self.sidecar(id));
+        }
+        Ok(dropped)
     }
 
     /// The manifest of `entry`, rebuilt from its sidecar and checked against the id; `None`
