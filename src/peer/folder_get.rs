@@ -277,10 +277,10 @@ impl Peer {
         }
         std::fs::rename(staging.join("listing"), &kept).with_context(|| format!("cannot keep the listing at {}", kept.display()))?;
         let _ = std::fs::remove_dir_all(staging);
+        let mut files = files;
+        files.push((kept, info.clone(), Arc::new(Manifest::from_bytes(&listing.encode()).1)));
         let infos = self.serve_files(files, Origin::Downloaded).await?;
         self.announce_in_background(infos, &info.name);
-        let manifest = Arc::new(Manifest::from_bytes(&listing.encode()).1);
-        let _ = self.serve_as(info.clone(), kept, manifest, Origin::Downloaded, false).await;
         Ok(got)
     }
 

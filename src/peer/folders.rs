@@ -35,7 +35,7 @@ pub struct FolderShared {
 }
 
 impl Peer {
-    /// Shares the folder at `root` under `label`: every file in it, then its listing.
+    /// Shares the folder at `root` under `label`: every file in it, and its listing.
     pub(super) async fn share_folder(&self, root: PathBuf, label: String, report: Reporter, cancel: &CancellationToken) -> Result<Shared> {
         let walked = root.clone();
         let tree = tokio::task::spawn_blocking(move || store::tree::walk(&walked)).await??;
@@ -49,14 +49,17 @@ impl Peer {
             hashed.iter().map(|h| Entry { path: h.found.path.clone(), kind: Kind::File { size: h.manifest.size, id: h.manifest.root() } }),
         );
         let listing = Listing::new(entries).with_context(|| format!("cannot share {label}"))?;
-        let files = hashed.into_iter().map(|h| (h.found.real, file_info(&h.found.path, &h.manifest), Arc::new(h.manifest))).collect();
-        let infos = self.serve_files(files, Origin::Shared).await?;
-        // Awaited: "shared" means the tracker can name each file to whoever wants one alone.
-        if let Some(reason) = self.announce_many(infos).await {
-            tracing::debug!("a folder's files are served; the tracker hears of them at the next registration: {reason}");
-        }
         let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped };
-        self.serve_listing(&listing, label, summary).await
+        let mut files: Vec<_> =
+            hashed.into_iter().map(|h| (h.found.real, file_info(&h.found.path, &h.manifest), Arc::new(h.manifest))).collect();
+        let kept = self.keep_listing(&listing, label, &summary).await?;
+        let (info, chunks) = (kept.1.clone(), kept.2.count());
+        files.push(kept);
+        let infos = self.serve_files(files, Origin::Shared).await?;
+        // Awaited: "shared" means the tracker can name the folder, and each file to whoever
+        // wants one alone.
+        let pending = self.announce_many(infos).await;
+        Ok(Shared { info, chunks, pending, folder: Some(summary) })
     }
 
     /// Serves each file of a folder (where it is, what it is) at once and keeps them in the
@@ -94,8 +97,9 @@ impl Peer {
         });
     }
 
-    /// Writes the listing to the state folder and serves it as the folder.
-    async fn serve_listing(&self, listing: &Listing, label: String, summary: FolderShared) -> Result<Shared> {
+    /// Writes the listing to the state folder, to be served as the folder `label`; returns it
+    /// as [`Peer::serve_files`] takes it.
+    async fn keep_listing(&self, listing: &Listing, label: String, summary: &FolderShared) -> Result<(PathBuf, FileInfo, Arc<Manifest>)> {
         let (id, bytes) = (listing.id(), listing.encode());
         let path = self.inner.config.state_dir.join(LISTINGS).join(id.to_hex());
         let written = path.clone();
@@ -106,9 +110,7 @@ impl Peer {
         .await??;
         let folder = Some(FolderSize { files: summary.files as u64, bytes: summary.bytes });
         let info = FileInfo { id, name: label, size: manifest.size, folder };
-        let chunks = manifest.count();
-        let pending = self.serve_as(info.clone(), path, Arc::new(manifest), Origin::Shared, false).await?;
-        Ok(Shared { info, chunks, pending, folder: Some(summary) })
+        Ok((path, info, Arc::new(manifest)))
     }
 }
 

@@ -224,11 +224,23 @@ impl Catalog {
 
     /// Writes `next` as the list, then keeps it as the entries.
     fn save(&self, entries: &mut Vec<Entry>, next: Vec<Entry>) -> Result<(), StoreError> {
-        let text = serde_json::to_vec_pretty(&next).map_err(|e| io_err("cannot encode the share list")(io::Error::other(e)))?;
+        let text = encode_list(&next).map_err(|e| io_err("cannot encode the share list")(io::Error::other(e)))?;
         write_atomically(&self.dir.join(LIST_FILE), &text)?;
         *entries = next;
         Ok(())
     }
+}
+
+/// The list as JSON, one entry a line: readable, and a third the size of pretty JSON (a
+/// folder of 10,000 files makes a list of 10,000 entries, written at every change).
+fn encode_list(entries: &[Entry]) -> serde_json::Result<Vec<u8>> {
+    let mut text = b"[".to_vec();
+    for (i, entry) in entries.iter().enumerate() {
+        text.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        serde_json::to_writer(&mut text, entry)?;
+    }
+    text.extend_from_slice(b"\n]\n");
+    Ok(text)
 }
 
 fn read_list(path: &Path) -> Result<Vec<Entry>, StoreError> {
