@@ -30,8 +30,9 @@ use registry::{PeerEntry, Registry};
 /// under way. The registry refuses a peer past a limit with a reason it shows; only a flood
 /// of connections beyond these (that never register) meets QUIC's silent refusal.
 const PENDING_CONNECTIONS: usize = 1024;
-/// The same beyond the per-address limit, for one IP address: an unregistered connection
-/// holds its slot until the registration timeout, so one host cannot hold many.
+/// Connections from one IP address not registered yet: an unregistered connection holds its
+/// slot until the registration timeout, so one host cannot hold many; registered ones are
+/// capped by the per-address peer limit (plus these, in all).
 const PENDING_PER_IP: usize = 16;
 /// Silence after which a peer is dropped unless told otherwise (the CLI's default too).
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -160,6 +161,7 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
     let (max_peers, per_ip) = tracker.connection_caps();
     let limit = Arc::new(Semaphore::new(max_peers.min(Semaphore::MAX_PERMITS)));
     let per_ip = Quota::new(per_ip);
+    let pending = Quota::new(PENDING_PER_IP);
     let mut sessions = JoinSet::new();
     let mut sweep = tokio::time::interval(sweep_period(tracker.inner.peer_timeout));
     loop {
@@ -169,7 +171,8 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
             Some(_) = sessions.join_next() => {}
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let (Ok(permit), Some(slot)) = (limit.clone().try_acquire_owned(), per_ip.take(incoming.remote_address().ip())) else {
+                let ip = incoming.remote_address().ip();
+                let (Ok(permit), Some(slot), Some(unregistered)) = (limit.clone().try_acquire_owned(), per_ip.take(ip), pending.take(ip)) else {
                     tracing::debug!(addr = %incoming.remote_address(), "connection refused: too many");
                     incoming.refuse();
                     continue;
@@ -179,7 +182,7 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
                 crate::net::task::spawn_in(&mut sessions, span, async move {
                     let _held = (permit, slot);
                     match incoming.await {
-                        Ok(conn) => session::serve(conn, tracker, shutdown).await,
+                        Ok(conn) => session::serve(conn, tracker, shutdown, unregistered).await,
                         Err(err) => tracing::debug!("handshake failed: {err}"),
                     }
                 });

@@ -10,6 +10,7 @@
 //! [`REQUESTS_PER_SECOND`]. Past that the session simply stops accepting streams for a while, so
 //! QUIC's stream credit slows the sender down; an honest peer, far below the rate, never notices.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{MAX_PAGE, RegistryError};
 use super::{Tracker, reply};
 use crate::logbook::{Event, EventKind};
-use crate::net::limits::RateLimit;
+use crate::net::limits::{RateLimit, Slot};
 use crate::net::tls::remote_fingerprint;
 use crate::protocol::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
@@ -40,9 +41,12 @@ struct Session {
     id: u64,
 }
 
-/// Serves one connection until it closes or the tracker shuts down.
-pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationToken) {
-    let session = match register(&conn, &tracker).await {
+/// Serves one connection until it closes or the tracker shuts down; `unregistered` is its
+/// place among the connections of its address still registering, given back once it has.
+pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationToken, unregistered: Slot<IpAddr>) {
+    let registered = register(&conn, &tracker).await;
+    drop(unregistered);
+    let session = match registered {
         Ok(session) => session,
         Err(err) => {
             tracing::debug!(addr = %conn.remote_address(), "registration failed: {err:#}");
