@@ -64,6 +64,7 @@ fn a_long_listing_is_complete_across_pages_and_files_still_answers_one_frame() {
         assert_eq!(listed, want, "every file once, in name order");
         let TrackerResponse::Matches(first) = hostile::request(&conn, &TrackerRequest::Files).await.unwrap() else { panic!() };
         assert_eq!(first.first().map(|m| m.file.name.as_str()), Some("file-00000.bin"));
+        assert_eq!(first.len(), 2500, "Files still answers all that fits one frame");
         (h, conn)
     });
     // The operator's `files` reads every page too.

@@ -34,6 +34,9 @@ const PENDING_CONNECTIONS: usize = 1024;
 /// slot until the registration timeout, so one host cannot hold many; registered ones are
 /// capped by the per-address peer limit (plus these, in all).
 const PENDING_PER_IP: usize = 16;
+/// Files read for a `Files` reply before it is cut to one frame: more than a frame holds
+/// (about 8,000 files with one holder each).
+const FILES_REPLY_MOST: usize = 10_000;
 /// Silence after which a peer is dropped unless told otherwise (the CLI's default too).
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long shutdown waits for connections to close cleanly.
@@ -113,15 +116,28 @@ impl Tracker {
     /// Known files with their holders, by name: read a page at a time, so the lock is never
     /// held for the whole listing.
     pub fn files(&self) -> Vec<FileMatch> {
+        self.first_files(usize::MAX)
+    }
+
+    /// The first `most` files (and a page more at most) with their holders, by name, read a
+    /// page at a time.
+    fn first_files(&self, most: usize) -> Vec<FileMatch> {
         let mut all: Vec<FileMatch> = Vec::new();
         loop {
             let after = all.last().map(|m| (m.file.name.clone(), m.file.id));
             let (page, more) = self.files_page(after.as_ref().map(|(name, id)| (name.as_str(), id)), registry::MAX_PAGE);
+            let empty = page.is_empty();
             all.extend(page);
-            if !more {
+            if !more || empty || all.len() >= most {
                 return all;
             }
         }
+    }
+
+    /// The answer to `Files`: the first files by name, more than one reply frame holds (it is
+    /// cut to fit), so it keeps answering as it did before pages.
+    fn files_for_reply(&self) -> Vec<FileMatch> {
+        self.first_files(FILES_REPLY_MOST)
     }
 
     /// Up to `limit` files after the one listed as `after` (name, id), and whether more follow.

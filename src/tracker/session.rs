@@ -184,7 +184,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Share(file) => share(tracker, peer, session, file),
         TrackerRequest::ShareMany(files) => files.into_iter().try_fold(TrackerResponse::Ok, |_, file| share(tracker, peer, session, file)),
         TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
-        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.files_page(None, MAX_PAGE).0, tracker.turn()))),
+        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.files_for_reply(), tracker.turn()))),
         TrackerRequest::FilesPage { after, limit } => Ok(files_page(tracker, after, limit)),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
