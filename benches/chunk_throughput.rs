@@ -221,6 +221,7 @@ impl Swarm {
             state_dir: dir.path().join("tracker"),
             peer_timeout: Duration::from_secs(15),
             advertise: Vec::new(),
+            limits: tracker::Limits::default(),
         };
         let tracker = tracker::start(&config).await?;
         let sharer = start_peer(dir.path(), "a", &tracker, None).await?;

@@ -368,6 +368,7 @@ impl Swarm {
             state_dir: dir.path().join("tracker"),
             peer_timeout: Duration::from_secs(15),
             advertise: Vec::new(),
+            limits: tracker::Limits::default(),
         };
         let tracker = tracker::start_on(&config, linksim::socket(loopback(), Link::default())?.socket).await?;
         let link = linksim::socket(loopback(), profile.sending_link())?;

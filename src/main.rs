@@ -13,7 +13,7 @@ use clap_complete::Shell;
 use p2pq::app::oneshot::{self, Access};
 use p2pq::app::target::resolve_or_default;
 use p2pq::peer::PeerConfig;
-use p2pq::tracker::TrackerConfig;
+use p2pq::tracker::{Limits, TrackerConfig};
 
 /// Peer-to-peer file sharing with a tracker, over QUIC.
 #[derive(Parser)]
@@ -49,6 +49,19 @@ enum Command {
         /// (repeat for several) [default: every interface's address when listening on all].
         #[arg(long, value_name = "HOST[:PORT]")]
         advertise: Vec<String>,
+        /// Most live peers; past it a newcomer is told "tracker full" and when to try again.
+        #[arg(long, default_value = "200000", value_parser = clap::value_parser!(u32).range(1..))]
+        max_peers: u32,
+        /// Most live peers from one IP address (a room behind one NAT fits).
+        #[arg(long, default_value = "256", value_parser = clap::value_parser!(u32).range(1..))]
+        max_peers_per_ip: u32,
+        /// Most peer ids one certificate may register at once.
+        #[arg(long, default_value = "8", value_parser = clap::value_parser!(u32).range(1..))]
+        max_peers_per_cert: u32,
+        /// Seconds a peer turned away at one of these limits waits before trying again (it
+        /// spreads them over 2/3 to 4/3 of this).
+        #[arg(long, default_value = "45", value_parser = seconds)]
+        busy_retry: Duration,
     },
     /// Run a peer (prompt: share FILE, get FILE, logs request, status, exit).
     Peer {
@@ -249,8 +262,24 @@ async fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());
             Ok(())
         }
-        Command::Tracker { listen, certs, peer_timeout, state_dir, advertise } => {
-            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout, advertise }).await
+        Command::Tracker {
+            listen,
+            certs,
+            peer_timeout,
+            state_dir,
+            advertise,
+            max_peers,
+            max_peers_per_ip,
+            max_peers_per_cert,
+            busy_retry,
+        } => {
+            let limits = Limits {
+                max_peers: max_peers as usize,
+                max_peers_per_ip: max_peers_per_ip as usize,
+                max_ids_per_cert: max_peers_per_cert as usize,
+                busy_retry,
+            };
+            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout, advertise, limits }).await
         }
         Command::Demo { size_mib } => exit_code(p2pq::app::demo::run(size_mib).await),
         peer => match peer_config(peer).await {

@@ -32,12 +32,24 @@ async fn every_message_round_trips() {
     roundtrip(TrackerResponse::Matches(vec![FileMatch { file: info(), holders: vec![holder] }]), limit).await;
     roundtrip(TrackerResponse::Error("no".into()), limit).await;
     roundtrip(TrackerResponse::Refused { retry: true, reason: "full for now".into() }, limit).await;
+    roundtrip(TrackerResponse::RetryLater { reason: "tracker full (2 peers); retry later".into(), after_ms: 45_000 }, limit).await;
+    let after = Some(protocol::PageAfter { name: "a.txt".into(), id: Digest([3; 32]) });
+    roundtrip(TrackerRequest::FilesPage { after, limit: 1000 }, protocol::MAX_REQUEST_FRAME).await;
+    roundtrip(TrackerResponse::FilesPage { files: vec![FileMatch { file: info(), holders: vec![] }], more: true }, limit).await;
     roundtrip(PeerRequest::Manifest { version: 1, id: Digest([1; 32]) }, limit).await;
     roundtrip(PeerRequest::Chunk { id: Digest([1; 32]), index: u32::MAX }, limit).await;
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Ok(262_144) }, limit).await;
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Err("gone".into()) }, limit).await;
     let (_, manifest) = Manifest::from_bytes(&vec![5u8; 3 * 1024 * 1024]);
     roundtrip(ManifestReply::Manifest(manifest), protocol::MAX_MANIFEST_FRAME).await;
+}
+
+#[tokio::test]
+async fn a_retry_later_reason_reaches_the_screen_printable() {
+    let frame = protocol::encode(&TrackerResponse::RetryLater { reason: "full\u{1b}[2J".into(), after_ms: 1 }).unwrap();
+    let back: TrackerResponse = protocol::read_frame(&mut frame.as_slice(), protocol::MAX_FRAME).await.unwrap();
+    let TrackerResponse::RetryLater { reason, after_ms: 1 } = back else { panic!("{back:?}") };
+    assert!(reason.starts_with("full") && !reason.contains('\u{1b}'), "{reason:?}");
 }
 
 #[tokio::test]

@@ -45,6 +45,10 @@ fn tracker_request() -> impl Strategy<Value = TrackerRequest> {
         Just(TrackerRequest::Files),
         Just(TrackerRequest::Exit),
         digest().prop_map(|fingerprint| TrackerRequest::Verify { fingerprint }),
+        (proptest::option::of((text(), digest())), any::<u32>()).prop_map(|(after, limit)| TrackerRequest::FilesPage {
+            after: after.map(|(name, id)| p2pq::protocol::PageAfter { name, id }),
+            limit
+        }),
     ]
 }
 
@@ -55,6 +59,7 @@ fn tracker_response() -> impl Strategy<Value = TrackerResponse> {
         vec((file(), vec(holder(), 0..3)).prop_map(|(file, holders)| FileMatch { file, holders }), 0..4).prop_map(TrackerResponse::Matches),
         text().prop_map(TrackerResponse::Error),
         proptest::option::of(text()).prop_map(|peer_id| TrackerResponse::Verified { peer_id }),
+        (text(), any::<u32>()).prop_map(|(reason, after_ms)| TrackerResponse::RetryLater { reason, after_ms }),
     ]
 }
 

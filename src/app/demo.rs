@@ -86,6 +86,7 @@ async fn run_in(dir: &Path, size: u64, stop: &CancellationToken) -> Result<()> {
         state_dir: dir.join("tracker"),
         peer_timeout: Duration::from_secs(15),
         advertise: Vec::new(),
+        limits: tracker::Limits::default(),
     };
     let tracker = until(stop, tracker::start(&tracker_config)).await?;
     say(&format!("tracker on {} (fingerprint {})", tracker.addr, tracker.fingerprint.short()));

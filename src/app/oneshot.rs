@@ -132,6 +132,7 @@ pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf, own_tra
         state_dir: home.path.join("tracker"),
         peer_timeout: crate::tracker::DEFAULT_PEER_TIMEOUT,
         advertise: Vec::new(),
+        limits: crate::tracker::Limits::default(),
     };
     let running = crate::tracker::start(&config).await?;
     console::say(&format!("tracker for this seed listening on {}", running.addr));

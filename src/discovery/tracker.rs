@@ -24,6 +24,9 @@ use crate::store::shares::Shares;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a peer waits before registering again with a tracker that turned it away for now
+/// without saying for how long (an older tracker, full); spread by [`jittered`].
+const BUSY_WAIT: Duration = Duration::from_secs(45);
 /// How long one request to the tracker may take, connection set-up included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,6 +39,21 @@ enum Ended {
     Refused(String),
     /// Lost or never made: try again later.
     Lost(String),
+    /// Turned away for now (the tracker is at a limit): try again after `wait`.
+    Busy { reason: String, wait: Duration, told: Duration },
+}
+
+/// What the reconnecting loop remembers from one attempt to the next.
+#[derive(Default)]
+struct Attempts {
+    /// Wait before the next attempt after a loss.
+    backoff: Duration,
+    /// Whether the last attempt got a registered connection up.
+    was_up: bool,
+    /// Whether "unreachable" was said already.
+    warned: bool,
+    /// The last "turned away" reason said.
+    busy_shown: Option<String>,
 }
 
 /// The current connection to the tracker, if any.
@@ -129,7 +147,9 @@ impl TrackerLink {
     pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
         let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.shown()))?;
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, request)).await {
-            Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => bail!("tracker refused: {reason}"),
+            Ok(Ok(
+                TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. } | TrackerResponse::RetryLater { reason, .. },
+            )) => bail!("tracker refused: {reason}"),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => Err(err.context(format!("tracker at {} did not answer", self.shown()))),
             Err(_) => bail!("tracker at {} did not answer within {:?}", self.shown(), REQUEST_TIMEOUT),
@@ -154,43 +174,63 @@ impl TrackerLink {
         heartbeat: Duration,
         shutdown: CancellationToken,
     ) -> Option<String> {
-        let mut backoff = MIN_BACKOFF;
-        let mut was_up = false;
-        let mut warned = false;
+        let mut attempts = Attempts { backoff: MIN_BACKOFF, ..Attempts::default() };
         loop {
             let ended = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return None,
-                ended = self.session(&endpoint, &id, &shares, heartbeat, &mut was_up) => ended,
+                ended = self.session(&endpoint, &id, &shares, heartbeat, &mut attempts.was_up) => ended,
             };
-            let (Ended::Lost(reason) | Ended::Refused(reason)) = &ended;
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-            match ended {
-                Ended::Refused(reason) => {
-                    self.set(None);
+            let wait = match self.ended(ended, &mut attempts) {
+                Ok(wait) => wait,
+                Err(reason) => {
                     shutdown.cancel();
                     return Some(reason);
                 }
-                Ended::Lost(reason) if was_up => {
-                    self.notify(format!("lost the tracker at {}: {reason}; reconnecting", self.shown()));
-                    was_up = false;
-                    backoff = MIN_BACKOFF;
-                }
-                Ended::Lost(reason) if !warned => {
-                    self.set(None);
-                    self.notify(format!("tracker unreachable at {}: {reason}; retrying", self.shown()));
-                    warned = true;
-                }
-                Ended::Lost(_) => {}
-            }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             // Never wait longer than a heartbeat, so a restarted tracker hears from us again
             // within two heartbeats.
-            backoff = (backoff * 2).min(MAX_BACKOFF.min(heartbeat)).max(MIN_BACKOFF);
+            attempts.backoff = (attempts.backoff * 2).min(MAX_BACKOFF.min(heartbeat)).max(MIN_BACKOFF);
         }
+    }
+
+    /// Tells a person what an attempt's end means (each thing once, not at every retry) and
+    /// returns how long to wait before the next; a final refusal is returned as the error.
+    fn ended(&self, ended: Ended, attempts: &mut Attempts) -> Result<Duration, String> {
+        let (Ended::Lost(reason) | Ended::Refused(reason) | Ended::Busy { reason, .. }) = &ended;
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        match ended {
+            Ended::Refused(reason) => {
+                self.set(None);
+                return Err(reason);
+            }
+            Ended::Lost(reason) if attempts.was_up => {
+                self.notify(format!("lost the tracker at {}: {reason}; reconnecting", self.shown()));
+                attempts.was_up = false;
+                attempts.busy_shown = None;
+                attempts.backoff = MIN_BACKOFF;
+            }
+            Ended::Lost(reason) if !attempts.warned => {
+                self.set(None);
+                self.notify(format!("tracker unreachable at {}: {reason}; retrying", self.shown()));
+                attempts.warned = true;
+            }
+            Ended::Lost(_) => {}
+            Ended::Busy { reason, wait, told } => {
+                self.set(None);
+                if attempts.busy_shown.as_deref() != Some(reason.as_str()) {
+                    let every = told.as_secs_f64().round();
+                    self.notify(format!("tracker at {} turned us away: {reason}; trying again every ~{every} s", self.shown()));
+                    attempts.busy_shown = Some(reason);
+                }
+                return Ok(wait);
+            }
+        }
+        Ok(attempts.backoff)
     }
 
     /// One connection's life: connect, register, heartbeat until it fails.
@@ -208,9 +248,10 @@ impl TrackerLink {
             Ok(Ok(TrackerResponse::Registered { observed })) => {
                 tracing::debug!(%observed, "registered");
             }
-            // A refusal is final unless the tracker says a retry can help (it is full for now);
-            // an older tracker's plain Error is final as it always was.
-            Ok(Ok(TrackerResponse::Refused { retry: true, reason })) => return Ended::Lost(format!("tracker busy: {reason}")),
+            // A refusal is final unless the tracker says a retry can help (it is at a limit for
+            // now); an older tracker's plain Error is final as it always was.
+            Ok(Ok(TrackerResponse::RetryLater { reason, after_ms })) => return busy(reason, Duration::from_millis(after_ms.into())),
+            Ok(Ok(TrackerResponse::Refused { retry: true, reason })) => return busy(reason, BUSY_WAIT),
             Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => {
                 return Ended::Refused(format!("tracker refused peer {id}: {reason}"));
             }
@@ -264,6 +305,22 @@ impl TrackerLink {
     }
 }
 
+/// A registration turned away for now, to try again after about `told` (at least a moment,
+/// at most [`protocol::MAX_RETRY_AFTER_MS`]), jittered.
+fn busy(reason: String, told: Duration) -> Ended {
+    let told = told.clamp(MIN_BACKOFF, Duration::from_millis(protocol::MAX_RETRY_AFTER_MS.into()));
+    Ended::Busy { reason, wait: jittered(told), told }
+}
+
+/// `wait` spread over ⅔ to 4⁄3 of itself (45 s: 30–60 s), so peers turned away together
+/// do not all come back together.
+fn jittered(wait: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    // A fresh RandomState is randomly keyed: random enough for spreading retries.
+    let spread = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now()) % 1000;
+    wait.mul_f64(2.0 / 3.0 + spread as f64 / 1500.0)
+}
+
 /// Sends `alive` every `period` until the connection fails or the tracker forgets us.
 async fn heartbeats(conn: &Connection, period: Duration) -> String {
     let mut tick = tokio::time::interval(period);
@@ -276,7 +333,9 @@ async fn heartbeats(conn: &Connection, period: Duration) -> String {
         }
         match tokio::time::timeout(alive_timeout(period), exchange(conn, &TrackerRequest::Alive)).await {
             Ok(Ok(TrackerResponse::Ok)) => {}
-            Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => return format!("tracker says: {reason}"),
+            Ok(Ok(
+                TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. } | TrackerResponse::RetryLater { reason, .. },
+            )) => return format!("tracker says: {reason}"),
             Ok(Ok(_)) => return "unexpected answer to alive".into(),
             Ok(Err(err)) => return format!("{err:#}"),
             Err(_) => return "heartbeat timed out".into(),
@@ -329,5 +388,21 @@ async fn share_rest(conn: &Connection, rest: Vec<crate::protocol::FileInfo>) {
             Ok(Err(err)) => return tracing::debug!("shares not announced: {err:#}"),
             Err(_) => return tracing::debug!("shares not announced: timed out"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turned_away_peer_waits_about_what_it_is_told_within_bounds() {
+        let waits = |told: Duration| (0..50).map(move |_| jittered(told));
+        assert!(waits(BUSY_WAIT).all(|w| w >= Duration::from_secs(30) && w <= Duration::from_secs(60)));
+        assert!(waits(BUSY_WAIT).collect::<std::collections::HashSet<_>>().len() > 1, "spread, not all the same");
+        let Ended::Busy { told, .. } = busy("full".into(), Duration::ZERO) else { panic!() };
+        assert_eq!(told, MIN_BACKOFF, "never at once");
+        let Ended::Busy { told, .. } = busy("full".into(), Duration::from_secs(86_400)) else { panic!() };
+        assert_eq!(told, Duration::from_millis(protocol::MAX_RETRY_AFTER_MS.into()), "never for good");
     }
 }

@@ -5,8 +5,9 @@
 //! * **tracker** (`p2pq-tracker/1`): a peer opens one connection to the tracker and sends one
 //!   [`TrackerRequest`] per bidirectional stream, reading one [`TrackerResponse`] back. The first
 //!   request must be [`TrackerRequest::Register`], which carries [`PROTOCOL_VERSION`] so a later
-//!   version can refuse cleanly. `Alive` heartbeats, `Share`, `Lookup`, `Files`, `Verify` and
-//!   `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
+//!   version can refuse cleanly, and a tracker at one of its limits answers it `RetryLater`
+//!   with a reason and a wait. `Alive` heartbeats, `Share`, `Lookup`, `Files` (or the listing
+//!   page by page with `FilesPage`), `Verify` and `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
 //!   live registered peer before it serves that downloader.
 //! * **peer** (`p2pq-peer/1`): a downloader connects to a holder. It asks for a file's
 //!   [`Manifest`](crate::content::manifest::Manifest) on a bidirectional stream (one [`PeerRequest::Manifest`], one
@@ -188,8 +189,27 @@ pub enum TrackerRequest {
     /// as a `get` (the user asked once). (After `Unshare`.)
     Holders(FileId),
     /// Several `Share`s in one request (a folder's files), as many as fit one request frame;
-    /// answered `Ok` when every one was taken, else with the first refusal. (Last.)
+    /// answered `Ok` when every one was taken, else with the first refusal. (After `Holders`.)
     ShareMany(Vec<FileInfo>),
+    /// One page of the listing `Files` starts: up to `limit` files (the tracker caps it, and
+    /// stops where its reply frame is full) in order of name then id, after the file `after`
+    /// names (the last one of the previous page). Answered with [`TrackerResponse::FilesPage`].
+    /// A file present through the whole walk is listed exactly once. (Last.)
+    FilesPage {
+        /// Where the previous page ended; `None` for the first page.
+        after: Option<PageAfter>,
+        /// Most files wanted.
+        limit: u32,
+    },
+}
+
+/// The last file of a `Files` page, as it was listed: the next page starts after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageAfter {
+    /// The name it was listed under.
+    pub name: String,
+    /// Its id.
+    pub id: FileId,
 }
 
 /// The tracker's answer to one [`TrackerRequest`].
@@ -222,9 +242,31 @@ pub enum TrackerResponse {
         reason: String,
     },
     /// Answer to `Contact`: the tracker's addresses as `host:port`, most useful first, at most
-    /// [`MAX_CONTACT_ADDRESSES`] of at most [`MAX_CONTACT_LEN`] bytes each. (Last.)
+    /// [`MAX_CONTACT_ADDRESSES`] of at most [`MAX_CONTACT_LEN`] bytes each. (After `Refused`.)
     Contact(Vec<String>),
+    /// A registration refused for now because the tracker is at a limit (full, or too many
+    /// peers from one address): try again in about `after_ms` milliseconds, spread with some
+    /// jitter so refused peers do not all come back at once. A peer waits at least a moment and
+    /// at most [`MAX_RETRY_AFTER_MS`], whatever it is told. (After `Contact`.)
+    RetryLater {
+        /// One line for a person, shown once.
+        #[serde(deserialize_with = "printable_reason")]
+        reason: String,
+        /// How long to wait before trying again.
+        after_ms: u32,
+    },
+    /// Answer to `FilesPage`: files in order, and whether more follow the last one. (Last.)
+    FilesPage {
+        /// Up to the page's limit, as many as fit one frame.
+        files: Vec<FileMatch>,
+        /// Whether files follow the last one here.
+        more: bool,
+    },
 }
+
+/// Longest wait a `RetryLater` can impose on a peer (10 minutes): a hostile or misconfigured
+/// tracker cannot park its peers for good.
+pub const MAX_RETRY_AFTER_MS: u32 = 600_000;
 
 /// Most addresses a `Contact` answer (and so a ticket) carries.
 pub const MAX_CONTACT_ADDRESSES: usize = 8;

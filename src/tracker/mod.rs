@@ -22,15 +22,21 @@ use tokio_util::sync::CancellationToken;
 use crate::logbook::{Event, EventKind, Logbook};
 use crate::net::limits::Quota;
 use crate::net::tls::{self, Identity};
-use crate::protocol::{FileMatch, Fingerprint, TRACKER_ALPN, close};
+use crate::protocol::{FileId, FileMatch, Fingerprint, TRACKER_ALPN, close};
+pub use registry::Limits;
 use registry::{PeerEntry, Registry};
 
-/// Most peer connections served at once; past it new connections are refused.
-const MAX_CONNECTIONS: usize = 4096;
-/// Most connections from one IP address, so one host cannot take every slot (registered or
-/// not: an unregistered connection holds its slot until the registration timeout). High enough
-/// for a room of peers behind one NAT.
-const MAX_CONNECTIONS_PER_IP: usize = 64;
+/// Connections beyond the peer limit served at once: handshakes, registrations and refusals
+/// under way. The registry refuses a peer past a limit with a reason it shows; only a flood
+/// of connections beyond these (that never register) meets QUIC's silent refusal.
+const PENDING_CONNECTIONS: usize = 1024;
+/// Connections from one IP address not registered yet: an unregistered connection holds its
+/// slot until the registration timeout, so one host cannot hold many; registered ones are
+/// capped by the per-address peer limit (plus these, in all).
+const PENDING_PER_IP: usize = 16;
+/// Files read for a `Files` reply before it is cut to one frame: more than a frame holds
+/// (about 8,000 files with one holder each).
+const FILES_REPLY_MOST: usize = 10_000;
 /// Silence after which a peer is dropped unless told otherwise (the CLI's default too).
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long shutdown waits for connections to close cleanly.
@@ -49,6 +55,8 @@ pub struct TrackerConfig {
     pub peer_timeout: Duration,
     /// Addresses (`host[:port]`) to put in tickets, instead of the interfaces' own.
     pub advertise: Vec<String>,
+    /// How many peers it admits, and how long it tells the others to wait.
+    pub limits: Limits,
 }
 
 /// A handle on the tracker's state, shared by sessions and the prompt.
@@ -61,6 +69,8 @@ struct Inner {
     registry: Mutex<Registry>,
     log: Logbook<Event>,
     peer_timeout: Duration,
+    /// How many peers it admits, and how long it tells the others to wait.
+    limits: Limits,
     /// Replies so far; rotates which holders a reply names when there are too many.
     turns: std::sync::atomic::AtomicU64,
     /// Where others can reach this tracker, for tickets ([`contact`]).
@@ -68,12 +78,13 @@ struct Inner {
 }
 
 impl Tracker {
-    /// A tracker with an empty registry that logs to `state_dir/events.jsonl` and tells peers
-    /// it can be reached at `contact`.
-    pub fn new(state_dir: &std::path::Path, peer_timeout: Duration, contact: Vec<String>) -> Result<Tracker> {
+    /// A tracker with an empty registry that admits peers up to `limits`, logs to
+    /// `state_dir/events.jsonl` and tells peers it can be reached at `contact`.
+    pub fn new(state_dir: &std::path::Path, peer_timeout: Duration, limits: Limits, contact: Vec<String>) -> Result<Tracker> {
         let path = state_dir.join("events.jsonl");
         let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
-        let inner = Inner { registry: Mutex::new(Registry::default()), log, peer_timeout, turns: Default::default(), contact };
+        let registry = Mutex::new(Registry::new(limits.clone()));
+        let inner = Inner { registry, log, peer_timeout, limits, turns: Default::default(), contact };
         Ok(Tracker { inner: Arc::new(inner) })
     }
 
@@ -102,14 +113,53 @@ impl Tracker {
         self.registry().peers()
     }
 
-    /// Known files with their holders.
+    /// Known files with their holders, by name: read a page at a time, so the lock is never
+    /// held for the whole listing.
     pub fn files(&self) -> Vec<FileMatch> {
-        self.registry().files()
+        self.first_files(usize::MAX)
+    }
+
+    /// The first `most` files (and a page more at most) with their holders, by name, read a
+    /// page at a time.
+    fn first_files(&self, most: usize) -> Vec<FileMatch> {
+        let mut all: Vec<FileMatch> = Vec::new();
+        loop {
+            let after = all.last().map(|m| (m.file.name.clone(), m.file.id));
+            let (page, more) = self.files_page(after.as_ref().map(|(name, id)| (name.as_str(), id)), registry::MAX_PAGE);
+            let empty = page.is_empty();
+            all.extend(page);
+            if !more || empty || all.len() >= most {
+                return all;
+            }
+        }
+    }
+
+    /// The answer to `Files`: the first files by name, more than one reply frame holds (it is
+    /// cut to fit), so it keeps answering as it did before pages.
+    fn files_for_reply(&self) -> Vec<FileMatch> {
+        self.first_files(FILES_REPLY_MOST)
+    }
+
+    /// Up to `limit` files after the one listed as `after` (name, id), and whether more follow.
+    pub fn files_page(&self, after: Option<(&str, &FileId)>, limit: usize) -> (Vec<FileMatch>, bool) {
+        self.registry().files_page(after, limit)
     }
 
     /// Every logged event, oldest first.
     pub fn events(&self) -> std::io::Result<Vec<Event>> {
         self.inner.log.read_all()
+    }
+
+    /// How long a peer refused at a limit is told to wait before trying again.
+    fn busy_retry(&self) -> Duration {
+        self.inner.limits.busy_retry
+    }
+
+    /// Connections served at once, in all and from one address: the peer limits, and room
+    /// for connections being admitted or refused.
+    fn connection_caps(&self) -> (usize, usize) {
+        let limits = &self.inner.limits;
+        (limits.max_peers.saturating_add(PENDING_CONNECTIONS), limits.max_peers_per_ip.saturating_add(PENDING_PER_IP))
     }
 
     /// Drops silent peers and logs each.
@@ -124,8 +174,10 @@ impl Tracker {
 
 /// Serves peers on `endpoint` until `shutdown` is cancelled.
 pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Quota::new(MAX_CONNECTIONS_PER_IP);
+    let (max_peers, per_ip) = tracker.connection_caps();
+    let limit = Arc::new(Semaphore::new(max_peers.min(Semaphore::MAX_PERMITS)));
+    let per_ip = Quota::new(per_ip);
+    let pending = Quota::new(PENDING_PER_IP);
     let mut sessions = JoinSet::new();
     let mut sweep = tokio::time::interval(sweep_period(tracker.inner.peer_timeout));
     loop {
@@ -135,7 +187,8 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
             Some(_) = sessions.join_next() => {}
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let (Ok(permit), Some(slot)) = (limit.clone().try_acquire_owned(), per_ip.take(incoming.remote_address().ip())) else {
+                let ip = incoming.remote_address().ip();
+                let (Ok(permit), Some(slot), Some(unregistered)) = (limit.clone().try_acquire_owned(), per_ip.take(ip), pending.take(ip)) else {
                     tracing::debug!(addr = %incoming.remote_address(), "connection refused: too many");
                     incoming.refuse();
                     continue;
@@ -145,7 +198,7 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
                 crate::net::task::spawn_in(&mut sessions, span, async move {
                     let _held = (permit, slot);
                     match incoming.await {
-                        Ok(conn) => session::serve(conn, tracker, shutdown).await,
+                        Ok(conn) => session::serve(conn, tracker, shutdown, unregistered).await,
                         Err(err) => tracing::debug!("handshake failed: {err}"),
                     }
                 });
@@ -202,7 +255,7 @@ async fn start_with(
     let server = tls::server_config(&identity, TRACKER_ALPN)?;
     let endpoint = bind(&identity, server)?;
     let contact = contact::addresses(endpoint.local_addr()?, &config.advertise, &contact::interfaces());
-    let tracker = Tracker::new(&config.state_dir, config.peer_timeout, contact)?;
+    let tracker = Tracker::new(&config.state_dir, config.peer_timeout, config.limits.clone(), contact)?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
     let addr = endpoint.local_addr()?;

@@ -10,6 +10,7 @@
 //! [`REQUESTS_PER_SECOND`]. Past that the session simply stops accepting streams for a while, so
 //! QUIC's stream credit slows the sender down; an honest peer, far below the rate, never notices.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,9 +18,10 @@ use quinn::{Connection, ConnectionError, RecvStream, SendStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::registry::{MAX_PAGE, RegistryError};
 use super::{Tracker, reply};
 use crate::logbook::{Event, EventKind};
-use crate::net::limits::RateLimit;
+use crate::net::limits::{RateLimit, Slot};
 use crate::net::tls::remote_fingerprint;
 use crate::protocol::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 
@@ -39,9 +41,12 @@ struct Session {
     id: u64,
 }
 
-/// Serves one connection until it closes or the tracker shuts down.
-pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationToken) {
-    let session = match register(&conn, &tracker).await {
+/// Serves one connection until it closes or the tracker shuts down; `unregistered` is its
+/// place among the connections of its address still registering, given back once it has.
+pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationToken, unregistered: Slot<IpAddr>) {
+    let registered = register(&conn, &tracker).await;
+    drop(unregistered);
+    let session = match registered {
         Ok(session) => session,
         Err(err) => {
             tracing::debug!(addr = %conn.remote_address(), "registration failed: {err:#}");
@@ -83,22 +88,22 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
     let (version, peer_id, files) = match request {
         Ok(TrackerRequest::Register { version, peer_id, files }) => (version, peer_id, files),
-        Ok(_) => return refuse(conn, &mut send, "the first request must be Register", false).await,
-        Err(err) => return refuse(conn, &mut send, &format!("bad registration: {err}"), false).await,
+        Ok(_) => return refuse(conn, &mut send, for_good("the first request must be Register")).await,
+        Err(err) => return refuse(conn, &mut send, for_good(&format!("bad registration: {err}"))).await,
     };
     if version != PROTOCOL_VERSION {
         let msg = format!("protocol version {version} is not supported (this tracker speaks {PROTOCOL_VERSION})");
-        return refuse(conn, &mut send, &msg, false).await;
+        return refuse(conn, &mut send, for_good(&msg)).await;
     }
     if let Err(msg) = protocol::check_peer_id(&peer_id) {
-        return refuse(conn, &mut send, &msg, false).await;
+        return refuse(conn, &mut send, for_good(&msg)).await;
     }
     let addr = conn.remote_address();
     let session = Session { peer: peer_id, id: conn.stable_id() as u64 };
     let registered = tracker.registry().register(&session.peer, fingerprint, addr, session.id, Instant::now());
     if let Err(err) = registered {
         tracker.record(Event::now(EventKind::Refused, &session.peer, err.to_string()));
-        return refuse(conn, &mut send, &err.to_string(), err.retry_can_help()).await;
+        return refuse(conn, &mut send, refusal(tracker, &err)).await;
     }
     tracker.record(Event::now(EventKind::Register, &session.peer, format!("from {addr}")));
     let refused = files.iter().filter(|file| share_on_register(tracker, &session, file).is_err()).count();
@@ -116,10 +121,25 @@ fn share_on_register(tracker: &Tracker, session: &Session, file: &protocol::File
     tracker.registry().share(&session.peer, session.id, file, Instant::now()).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Answers a refused registration with its reason, then closes the connection.
-/// Refuses a registration for good (`retry` false) or for now, and closes the connection.
-async fn refuse<T>(conn: &Connection, send: &mut SendStream, reason: &str, retry: bool) -> Result<T> {
-    let _ = respond(send, &TrackerResponse::Refused { retry, reason: reason.to_string() }).await;
+/// A registration refused for good, with its reason.
+fn for_good(reason: &str) -> (TrackerResponse, String) {
+    (TrackerResponse::Refused { retry: false, reason: reason.to_string() }, reason.to_string())
+}
+
+/// The answer to a registration the registry refused: for now, with the wait the tracker
+/// asks for, when someone's leaving can free a place; for good otherwise.
+fn refusal(tracker: &Tracker, err: &RegistryError) -> (TrackerResponse, String) {
+    let reason = err.to_string();
+    if !err.retry_can_help() {
+        return for_good(&reason);
+    }
+    let after_ms = u32::try_from(tracker.busy_retry().as_millis()).unwrap_or(u32::MAX).min(protocol::MAX_RETRY_AFTER_MS);
+    (TrackerResponse::RetryLater { reason: reason.clone(), after_ms }, reason)
+}
+
+/// Answers a refused registration (`answer`, and its reason), then closes the connection.
+async fn refuse<T>(conn: &Connection, send: &mut SendStream, (answer, reason): (TrackerResponse, String)) -> Result<T> {
+    let _ = respond(send, &answer).await;
     let _ = send.stopped().await;
     conn.close(close::REFUSED, reason.as_bytes());
     bail!("{reason}")
@@ -147,6 +167,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         request,
         TrackerRequest::Lookup { .. }
             | TrackerRequest::Files
+            | TrackerRequest::FilesPage { .. }
             | TrackerRequest::Verify { .. }
             | TrackerRequest::Holders(_)
             | TrackerRequest::Contact
@@ -163,12 +184,13 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Share(file) => share(tracker, peer, session, file),
         TrackerRequest::ShareMany(files) => files.into_iter().try_fold(TrackerResponse::Ok, |_, file| share(tracker, peer, session, file)),
         TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
-        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.registry().files(), tracker.turn()))),
+        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.files_for_reply(), tracker.turn()))),
+        TrackerRequest::FilesPage { after, limit } => Ok(files_page(tracker, after, limit)),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
         TrackerRequest::Contact => Ok(TrackerResponse::Contact(tracker.contact().to_vec())),
         TrackerRequest::Holders(id) => {
-            let found: Vec<_> = tracker.registry().lookup(&id.to_hex()).into_iter().filter(|m| m.file.id == id).collect();
+            let found = tracker.registry().holders(&id).into_iter().collect();
             Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
         }
         TrackerRequest::Exit => {
@@ -190,6 +212,16 @@ fn share(tracker: &Tracker, peer: &str, session: u64, file: protocol::FileInfo) 
         tracker.record(Event::now(EventKind::Share, peer, detail).with_file(&file.name, Some(file.id.to_hex())));
     }
     Ok(TrackerResponse::Ok)
+}
+
+/// One page of the listing, cut to one frame: `more` also when the frame cut it short.
+fn files_page(tracker: &Tracker, after: Option<protocol::PageAfter>, limit: u32) -> TrackerResponse {
+    let after = after.as_ref().map(|a| (a.name.as_str(), &a.id));
+    let (page, more) = tracker.files_page(after, usize::try_from(limit).unwrap_or(MAX_PAGE));
+    let wanted = page.len();
+    let files = reply::fit(page, tracker.turn());
+    let more = more || files.len() < wanted;
+    TrackerResponse::FilesPage { files, more }
 }
 
 /// Files matching `query`; a query that could not be a file name or an id prefix is refused, so

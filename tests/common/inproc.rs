@@ -52,6 +52,7 @@ impl Net {
             state_dir: dir.path().join("tracker"),
             peer_timeout: PEER_TIMEOUT,
             advertise: Vec::new(),
+            limits: tracker::Limits::default(),
         };
         let sim = linksim::socket(config.listen, Link::default()).context("cannot bind the tracker's socket")?;
         let tracker = tracker::start_on(&config, sim.socket).await.context("cannot start the tracker")?;

@@ -229,9 +229,15 @@ pub struct Swarm {
 impl Swarm {
     /// Starts a tracker on an OS-chosen port with the given `--peer-timeout`.
     pub fn start(peer_timeout: &str) -> Swarm {
+        Swarm::start_with(&["--peer-timeout", peer_timeout])
+    }
+
+    /// Starts a tracker on an OS-chosen port with these flags too.
+    pub fn start_with(flags: &[&str]) -> Swarm {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-        let args = ["tracker", "--listen", "127.0.0.1:0", "--peer-timeout", peer_timeout];
+        let mut args = vec!["tracker", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
         let mut tracker = Proc::spawn("tracker", dir.path(), &args);
         let line = tracker.expect("tracker listening on ");
         let addr = line.split_whitespace().nth(3).expect("address").to_string();

@@ -1,0 +1,104 @@
+//! The live peers, with the counts the registry's limits need kept as they change: ids per
+//! certificate, peers per IP address, and the peers in order of their last sign of life, so
+//! admitting a peer never counts and the expiry sweep looks only at the silent ones.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::PeerEntry;
+use crate::protocol::{FileId, Fingerprint};
+
+/// Peers by id, certificate, address and silence.
+#[derive(Default)]
+pub(super) struct PeerTable {
+    by_id: HashMap<String, PeerEntry>,
+    /// The ids each certificate holds (a few: they are capped).
+    by_cert: HashMap<Fingerprint, Vec<String>>,
+    /// How many peers each IP address holds.
+    by_ip: HashMap<IpAddr, usize>,
+    /// (last sign of life, id) of every peer, oldest first.
+    by_alive: BTreeSet<(Instant, String)>,
+}
+
+impl PeerTable {
+    /// The peer `id`, if it is live.
+    pub fn get(&self, id: &str) -> Option<&PeerEntry> {
+        self.by_id.get(id)
+    }
+
+    /// Live peers.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Every live peer, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &PeerEntry)> {
+        self.by_id.iter()
+    }
+
+    /// The ids registered with this certificate.
+    pub fn ids_of(&self, fingerprint: &Fingerprint) -> &[String] {
+        self.by_cert.get(fingerprint).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many live peers connect from `ip`.
+    pub fn at_ip(&self, ip: IpAddr) -> usize {
+        self.by_ip.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Adds a peer (its id must not be live).
+    pub fn insert(&mut self, id: &str, entry: PeerEntry) {
+        self.by_cert.entry(entry.fingerprint).or_default().push(id.to_string());
+        *self.by_ip.entry(entry.addr.ip()).or_insert(0) += 1;
+        self.by_alive.insert((entry.last_alive, id.to_string()));
+        self.by_id.insert(id.to_string(), entry);
+    }
+
+    /// Drops a peer; returns its entry.
+    pub fn remove(&mut self, id: &str) -> Option<PeerEntry> {
+        let entry = self.by_id.remove(id)?;
+        if let Some(ids) = self.by_cert.get_mut(&entry.fingerprint) {
+            ids.retain(|other| other != id);
+            if ids.is_empty() {
+                self.by_cert.remove(&entry.fingerprint);
+            }
+        }
+        if let Some(count) = self.by_ip.get_mut(&entry.addr.ip()) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_ip.remove(&entry.addr.ip());
+            }
+        }
+        self.by_alive.remove(&(entry.last_alive, id.to_string()));
+        Some(entry)
+    }
+
+    /// Whether `id` is live and registered on connection `session`.
+    pub fn on_session(&self, id: &str, session: u64) -> bool {
+        self.by_id.get(id).is_some_and(|p| p.session == session)
+    }
+
+    /// The files of `id` if it is registered on `session`.
+    pub fn files_mut(&mut self, id: &str, session: u64) -> Option<&mut BTreeSet<FileId>> {
+        self.by_id.get_mut(id).filter(|p| p.session == session).map(|p| &mut p.files)
+    }
+
+    /// Records a sign of life from `id` at `now`.
+    pub fn touch(&mut self, id: &str, now: Instant) {
+        let Some(peer) = self.by_id.get_mut(id) else { return };
+        if peer.last_alive == now {
+            return;
+        }
+        self.by_alive.remove(&(peer.last_alive, id.to_string()));
+        self.by_alive.insert((now, id.to_string()));
+        peer.last_alive = now;
+    }
+
+    /// Ids of the peers silent for longer than `timeout` at `now`, oldest first; looks at
+    /// those only.
+    pub fn silent(&self, now: Instant, timeout: Duration) -> Vec<String> {
+        let Some(cutoff) = now.checked_sub(timeout) else { return Vec::new() };
+        self.by_alive.range(..(cutoff, String::new())).map(|(_, id)| id.clone()).collect()
+    }
+}

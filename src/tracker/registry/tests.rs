@@ -1,0 +1,172 @@
+//! The registry's unit tests: one behaviour each.
+
+use super::*;
+
+fn fp(n: u8) -> Fingerprint {
+    crate::protocol::Digest([n; 32])
+}
+
+fn file(n: u8, name: &str) -> FileInfo {
+    FileInfo { id: crate::protocol::Digest([n; 32]), name: name.into(), size: 10, folder: None }
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:9".parse().unwrap()
+}
+
+/// A registry with peers "1" to `n`, peer `i` on session `i` with certificate `fp(i)`.
+fn with_peers(n: u8) -> (Registry, Instant) {
+    let (mut r, t) = (Registry::default(), Instant::now());
+    for i in 1..=n {
+        r.register(&i.to_string(), fp(i), addr(), u64::from(i), t).unwrap();
+    }
+    (r, t)
+}
+
+#[test]
+fn a_taken_id_is_refused_and_a_reconnect_replaces() {
+    let (mut r, t) = with_peers(1);
+    assert_eq!(r.register("1", fp(2), addr(), 2, t), Err(RegistryError::Taken("1".into())));
+    r.register("1", fp(1), addr(), 3, t).unwrap();
+    assert_eq!(r.alive("1", 1, t), Err(RegistryError::NotRegistered));
+    assert!(r.alive("1", 3, t).is_ok());
+}
+
+#[test]
+fn one_certificate_holds_a_few_ids_and_a_reconnect_still_works() {
+    let mut r = Registry::default();
+    let t = Instant::now();
+    for n in 0..Limits::default().max_ids_per_cert {
+        r.register(&n.to_string(), fp(1), addr(), n as u64, t).unwrap();
+    }
+    assert_eq!(r.register("one-more", fp(1), addr(), 99, t), Err(RegistryError::TooManyIds(8)));
+    r.register("0", fp(1), addr(), 100, t).unwrap();
+    r.register("other", fp(2), addr(), 101, t).unwrap();
+}
+
+#[test]
+fn holders_are_found_by_name_and_id_prefix_and_vanish_with_their_peer() {
+    let (mut r, t) = with_peers(2);
+    r.share("1", 1, &file(0xab, "a.txt"), t).unwrap();
+    r.share("2", 2, &file(0xab, "copy.txt"), t).unwrap();
+    assert_eq!(r.lookup("a.txt")[0].holders.len(), 2);
+    assert_eq!(r.lookup("copy.txt")[0].file.name, "copy.txt");
+    assert_eq!(r.lookup("abab").len(), 1);
+    assert!(r.lookup("ab").is_empty());
+    assert!(r.leave("1", 1));
+    assert_eq!(r.lookup("a.txt").len(), 0);
+    assert_eq!(r.lookup("copy.txt")[0].holders[0].peer_id, "2");
+}
+
+#[test]
+fn an_unshared_file_loses_only_that_holder() {
+    let (mut r, t) = with_peers(2);
+    r.share("1", 1, &file(5, "f"), t).unwrap();
+    r.share("2", 2, &file(5, "f"), t).unwrap();
+    assert_eq!(r.unshare("1", 1, &file(5, "f").id), Ok(Some("f".into())));
+    assert_eq!(r.lookup("f")[0].holders.len(), 1);
+    assert!(r.unshare("2", 1, &file(5, "f").id).is_err(), "only on one's own session");
+    assert_eq!(r.unshare("2", 2, &file(5, "f").id), Ok(Some("f".into())));
+    assert!(r.lookup("f").is_empty());
+}
+
+#[test]
+fn silent_peers_expire() {
+    let (mut r, t) = with_peers(2);
+    r.alive("2", 2, t + Duration::from_secs(10)).unwrap();
+    assert_eq!(r.expire(t + Duration::from_secs(16), Duration::from_secs(15)), vec!["1".to_string()]);
+    assert_eq!(r.peers().len(), 1);
+}
+
+#[test]
+fn a_fingerprint_is_known_only_while_its_peer_is_live() {
+    let (mut r, _) = with_peers(1);
+    assert_eq!(r.peer_with(&fp(1)), Some("1".to_string()));
+    assert_eq!(r.peer_with(&fp(2)), None);
+    assert!(r.leave("1", 1));
+    assert_eq!(r.peer_with(&fp(1)), None);
+}
+
+#[test]
+fn a_peer_cannot_announce_more_than_its_share_of_files() {
+    let (mut r, t) = with_peers(1);
+    for n in 0..MAX_FILES_PER_PEER as u32 {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        r.share("1", 1, &FileInfo { id: crate::protocol::Digest(id), name: "f".into(), size: 1, folder: None }, t).unwrap();
+    }
+    assert_eq!(r.share("1", 1, &file(0xff, "one more"), t), Err(RegistryError::TooManyFiles));
+}
+
+#[test]
+fn no_peer_acts_for_another() {
+    let (mut r, t) = with_peers(2);
+    assert!(!r.leave("1", 2));
+    assert!(r.share("1", 2, &file(1, "x"), t).is_err());
+    assert_eq!(r.peers().len(), 2);
+}
+
+#[test]
+fn only_a_full_tracker_is_worth_retrying() {
+    assert!(RegistryError::Full.retry_can_help());
+    assert!(!RegistryError::Taken("a".into()).retry_can_help());
+    assert!(!RegistryError::TooManyIds(8).retry_can_help());
+    assert!(!RegistryError::TooManyFiles.retry_can_help());
+}
+
+#[test]
+fn a_full_tracker_or_address_refuses_for_now_and_admits_once_someone_leaves() {
+    let mut r = Registry::new(Limits { max_peers: 2, max_peers_per_ip: 1, ..Limits::default() });
+    let t = Instant::now();
+    let at = |ip: u8| SocketAddr::from(([10, 0, 0, ip], 9));
+    r.register("1", fp(1), at(1), 1, t).unwrap();
+    let crowded = r.register("2", fp(2), at(1), 2, t).unwrap_err();
+    assert_eq!(crowded.to_string(), "too many peers from 10.0.0.1 (1); retry later");
+    r.register("2", fp(2), at(2), 2, t).unwrap();
+    let full = r.register("3", fp(3), at(3), 3, t).unwrap_err();
+    assert_eq!(full.to_string(), "tracker full (2 peers); retry later");
+    assert!(full.retry_can_help() && crowded.retry_can_help());
+    r.register("1", fp(1), at(1), 4, t).unwrap();
+    assert!(r.leave("2", 2));
+    r.register("3", fp(3), at(3), 5, t).unwrap();
+    assert_eq!(r.counts().0, 2);
+}
+
+#[test]
+fn counts_follow_every_change_and_the_sweep_takes_only_the_silent() {
+    let (mut r, t) = with_peers(2);
+    for n in 1..=3 {
+        r.share("1", 1, &file(n, "f"), t).unwrap();
+    }
+    r.share("2", 2, &file(1, "g"), t).unwrap();
+    assert_eq!(r.counts(), (2, 3, 4));
+    r.unshare("1", 1, &file(2, "f").id).unwrap();
+    assert_eq!(r.counts(), (2, 2, 3));
+    r.alive("2", 2, t + Duration::from_secs(20)).unwrap();
+    assert_eq!(r.expire(t + Duration::from_secs(20), Duration::from_secs(15)), ["1"]);
+    assert_eq!(r.counts(), (1, 1, 1));
+    assert_eq!(r.lookup("f").len(), 0);
+    assert_eq!(r.lookup("g")[0].holders[0].peer_id, "2");
+}
+
+#[test]
+fn a_long_listing_is_complete_across_pages() {
+    let (mut r, t) = with_peers(1);
+    for n in 0..=255u8 {
+        r.share("1", 1, &file(n, &format!("{:03}", 255 - n)), t).unwrap();
+    }
+    let (first, more) = r.files_page(None, 100);
+    assert_eq!((first.len(), more, first[0].file.name.as_str()), (100, true, "000"));
+    let last = first.last().unwrap();
+    let (second, _) = r.files_page(Some((&last.file.name, &last.file.id)), MAX_PAGE * 2);
+    assert_eq!((second.len(), second[0].file.name.as_str()), (156, "100"));
+    assert_eq!(r.files_page(None, 0).0.len(), 1, "a page holds at least one file");
+}
+
+#[test]
+fn holders_of_one_id_are_found_without_a_lookup() {
+    let (mut r, t) = with_peers(1);
+    r.share("1", 1, &file(7, "seven"), t).unwrap();
+    assert_eq!(r.holders(&file(7, "").id).map(|m| m.file.name), Some("seven".into()));
+    assert!(r.holders(&file(8, "").id).is_none());
+}
