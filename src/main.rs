@@ -102,6 +102,10 @@ enum Command {
         /// File names, or id prefixes (as `b3sum` prints ids).
         #[arg(required = true, value_name = "NAME|ID")]
         names: Vec<String>,
+        /// For a folder: only the paths this glob keeps (`*.jpg` at any depth, `2024/summer`
+        /// from the folder's top); repeatable.
+        #[arg(long, value_name = "PATTERN")]
+        only: Vec<String>,
         #[command(flatten)]
         link: LinkArgs,
         /// Folder the files land in.
@@ -253,9 +257,9 @@ async fn main() -> ExitCode {
     p2pq::app::console::install_signals();
     p2pq::app::console::set_quiet(cli.quiet);
     let result = match cli.command {
-        Command::Get { names, link, download_dir, json, stall_timeout, download_limit } => {
+        Command::Get { names, only, link, download_dir, json, stall_timeout, download_limit } => {
             let access = Access { stall_timeout, download_limit, ..link.into() };
-            exit_code(oneshot::get(access, names, download_dir, json).await)
+            exit_code(oneshot::get(access, names, only, download_dir, json).await)
         }
         Command::Seed { files, link, data_dir, with_tracker } => exit_code(oneshot::seed(link.into(), files, data_dir, with_tracker).await),
         Command::Completions { shell } => {

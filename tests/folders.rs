@@ -346,3 +346,55 @@ async fn part_of_a_folder_downloads_alone_under_its_own_name() {
     assert!(debris.is_empty(), "left in the download folder: {debris:?}");
     net.stop().await;
 }
+
+fn holder_dir(net: &Net, holder: &p2pq::peer::Peer) -> std::path::PathBuf {
+    net.write_data(holder, "probe", b"").unwrap().parent().unwrap().to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_paths_a_pattern_keeps_download_and_a_pattern_that_keeps_none_leaves_nothing() {
+    use p2pq::content::folder::only::Only;
+    let mut net = Net::start().await.unwrap();
+    let (holder, _) = net.add_peer("1", Link::default()).await.unwrap();
+    for (path, data) in album() {
+        net.write_data(&holder, path, &data).unwrap();
+    }
+    net.write_data(&holder, "single.txt", b"one file").unwrap();
+    std::fs::create_dir_all(holder_dir(&net, &holder).join("album/nothing here")).unwrap();
+    holder.share("album").await.unwrap();
+    holder.share("single.txt").await.unwrap();
+    let (getter, _) = net.add_peer("2", Link::default()).await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let jpegs = Only::new(&["*.jpg".to_string()]).unwrap();
+    let got = getter.get_only("album", Some(&jpegs), None, &cancel).await.unwrap();
+    let mut want = std::collections::BTreeMap::new();
+    for (path, data) in album().into_iter().filter(|(p, _)| p.ends_with(".jpg")) {
+        want.insert(path.trim_start_matches("album/").to_string(), Some(data));
+    }
+    want.insert("2024".into(), None);
+    assert_eq!(snapshot(&got.path), want, "the JPEGs, at their paths, and nothing else");
+    assert_eq!(got.info.folder.map(|f| f.files), Some(2));
+    // A second pattern adds to the folder; the whole then fills in the rest.
+    let texts = Only::new(&["2024/**/*.txt".to_string()]).unwrap();
+    let got = getter.get_only("album", Some(&texts), None, &cancel).await.unwrap();
+    assert!(got.path.join("2024/deeper/still/notes.txt").is_file() && got.path.join("cover.jpg").is_file());
+    assert_eq!((got.moved, got.info.folder.map(|f| f.files)), (6, Some(1)), "only notes.txt moved");
+    let got = getter.get_only("album", None, None, &cancel).await.unwrap();
+    let source = holder_dir(&net, &holder).join("album");
+    assert_eq!(snapshot(&got.path), snapshot(&source), "the whole folder, as shared");
+    // A file there that differs is never overwritten.
+    std::fs::remove_file(got.path.join("empty.txt")).unwrap();
+    std::fs::write(got.path.join("cover.jpg"), b"edited here").unwrap();
+    let Err(err) = getter.get_only("album", None, None, &cancel).await else { panic!("fetched over an edited file") };
+    assert!(format!("{err:#}").contains("cover.jpg is there already and differs from the folder's; not overwritten"), "{err:#}");
+    assert_eq!(std::fs::read(got.path.join("cover.jpg")).unwrap(), b"edited here");
+    for (query, pattern, words) in [("album", "*.png", "nothing in album matches --only *.png"), ("single.txt", "*", "--only goes with folders")] {
+        let only = Only::new(&[pattern.to_string()]).unwrap();
+        let Err(err) = getter.get_only(query, Some(&only), None, &cancel).await else { panic!("{query} --only {pattern} was fetched") };
+        assert!(format!("{err:#}").contains(words), "{query} --only {pattern}: {err:#}");
+    }
+    let debris: Vec<_> =
+        std::fs::read_dir(got.path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "album").collect();
+    assert!(debris.is_empty(), "left in the download folder: {debris:?}");
+    net.stop().await;
+}

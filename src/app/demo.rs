@@ -113,7 +113,7 @@ async fn exchange(dir: &Path, size: u64, alice: &Peer, bob: &Peer, stop: &Cancel
     let shared = until(stop, alice.share("demo.bin")).await?;
     say(&format!("alice shares demo.bin ({}), id {}", units::bytes(size), shared.info.id));
     let draw = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let got = crate::app::progress::get(bob, "demo.bin", if draw { Show::Bars } else { Show::Lines }, stop).await?;
+    let got = crate::app::progress::get(bob, "demo.bin", None, if draw { Show::Bars } else { Show::Lines }, stop).await?;
     say(&format!("bob downloaded it in {} at {}", units::duration(got.elapsed), units::rate(size, got.elapsed)));
     let (check, halt) = (got.path.clone(), stop.clone());
     let actual = tokio::task::spawn_blocking(move || hash_file(&check, || halt.is_cancelled())).await??;

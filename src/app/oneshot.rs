@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
+use crate::content::folder::only::Only;
 use super::report;
 use super::target::{self, TrackerTarget};
 use crate::app::console;
@@ -49,9 +51,10 @@ pub struct Access {
     pub download_limit: Option<u64>,
 }
 
-/// `p2pq get NAME|ID...`: downloads every file at once into `download_dir`; the exit status.
-pub async fn get(access: Access, names: Vec<String>, download_dir: PathBuf, json: bool) -> Result<u8> {
+/// `p2pq get NAME|ID... [--only PATTERN]...`: downloads every file at once into `download_dir`; the exit status.
+pub async fn get(access: Access, names: Vec<String>, only: Vec<String>, download_dir: PathBuf, json: bool) -> Result<u8> {
     console::notices_to_stderr();
+    let only = if only.is_empty() { None } else { Some(Arc::new(Only::new(&only)?)) };
     let home = Scratch::new("get")?;
     let target = match ticket_target(&names).await? {
         Some(target) => target,
@@ -78,9 +81,9 @@ pub async fn get(access: Access, names: Vec<String>, download_dir: PathBuf, json
     console::on_signals(cancel.clone(), None);
     let mut gets = JoinSet::new();
     for name in names {
-        let (peer, cancel) = (peer.clone(), cancel.clone());
+        let (peer, cancel, only) = (peer.clone(), cancel.clone(), only.clone());
         gets.spawn(async move {
-            let got = super::progress::get(&peer, &name, show, &cancel).await;
+            let got = super::progress::get(&peer, &name, only.as_deref(), show, &cancel).await;
             (name, got)
         });
     }

@@ -20,6 +20,7 @@ use super::report;
 mod completion;
 mod sharing;
 use crate::app::console::{self, CommandHelp, Complete, Console, Input, Setup};
+use crate::content::folder::only::Only;
 use crate::logbook::{Filter, chunks_table};
 use crate::peer::Peer;
 use completion::Completion;
@@ -32,7 +33,7 @@ const COMPLETION_FILES: usize = 2000;
 enum Command {
     Share(Vec<String>),
     Unshare(Vec<String>),
-    Get(Vec<String>),
+    Get(Vec<String>, Vec<String>),
     LogsRequest { filter: Filter, json: bool },
     Status { json: bool },
     Discard(String),
@@ -58,10 +59,10 @@ const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "get",
-        usage: "<file|id>...",
+        usage: "<file|id>... [--only PATTERN]...",
         summary: "download files from every peer that has them",
-        details: "Looks each name (or id prefix) up at the tracker, then pulls verified chunks from all live holders at once. Several files download together. On a terminal downloads run in the background with a bar each; Ctrl-C on an empty line cancels them, and the next get resumes.",
-        example: "get some-file.iso 5f1c2a",
+        details: "Looks each name (or id prefix) up at the tracker, then pulls verified chunks from all live holders at once. Several files download together. A folder downloads whole; NAME/PATH fetches one folder in it, and --only PATTERN only the paths a glob keeps (*.jpg at any depth; 2024/summer from the top; repeatable). On a terminal downloads run in the background with a bar each; Ctrl-C on an empty line cancels them, and the next get resumes.",
+        example: "get some-file.iso 5f1c2a; get photos --only '*.jpg'",
     },
     CommandHelp {
         name: "logs",
@@ -106,10 +107,15 @@ fn parse(line: &str) -> Result<Option<Command>> {
     let word = words.remove(0);
     let json = take_flag(&mut words, "--json");
     let filter = if word == "logs" { Filter::take(&mut words)? } else { Filter::default() };
+    let only = if word == "get" { take_values(&mut words, "--only")? } else { Vec::new() };
     let command = match (word.as_str(), words.as_slice()) {
         ("share", files) if !files.is_empty() => Command::Share(files.to_vec()),
         ("unshare", files) if !files.is_empty() => Command::Unshare(files.to_vec()),
-        ("get", names) if !names.is_empty() => Command::Get(names.to_vec()),
+        ("get", names) if !names.is_empty() && !only.is_empty() => {
+            Only::new(&only)?;
+            Command::Get(names.to_vec(), only)
+        }
+        ("get", names) if !names.is_empty() => Command::Get(names.to_vec(), only),
         ("logs", [what]) if what == "request" || what == "requests" => Command::LogsRequest { filter, json },
         ("status", []) => Command::Status { json },
         ("discard", [what]) => Command::Discard(what.clone()),
@@ -126,6 +132,19 @@ fn parse(line: &str) -> Result<Option<Command>> {
         bail!("--json goes with logs request and status");
     }
     Ok(Some(command))
+}
+
+/// Takes every `flag VALUE` out of `words`; the values, in order.
+fn take_values(words: &mut Vec<String>, flag: &str) -> Result<Vec<String>> {
+    let mut values = Vec::new();
+    while let Some(at) = words.iter().position(|w| w == flag) {
+        if at + 1 >= words.len() {
+            bail!("{flag} needs a value (e.g. {flag} '*.jpg')");
+        }
+        values.push(words.remove(at + 1));
+        words.remove(at);
+    }
+    Ok(values)
 }
 
 fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {
@@ -247,7 +266,7 @@ async fn leave(peer: &Peer, mut console: Console, mut session: PromptState) -> R
 
 impl PromptState {
     async fn run(&mut self, command: Command) {
-        if matches!(command, Command::Share(_) | Command::Get(_)) {
+        if matches!(command, Command::Share(_) | Command::Get(..)) {
             // The prompt shows before the tracker link's first attempt ends; a command that
             // needs the tracker waits for it here (Ctrl-C ends the wait).
             self.peer.tracker_settled().await;
@@ -261,8 +280,8 @@ impl PromptState {
                 self.unshare(&files).await;
                 Ok(())
             }
-            Command::Get(names) => {
-                self.get(names).await;
+            Command::Get(names, only) => {
+                self.get(names, only).await;
                 Ok(())
             }
             Command::LogsRequest { filter, json } => self.logs(&filter, json),
@@ -292,20 +311,27 @@ impl PromptState {
 
     /// Starts one download per name, all at once. In the background on a terminal; otherwise
     /// returns when every one has finished, so scripts stay in order.
-    async fn get(&mut self, names: Vec<String>) {
+    async fn get(&mut self, names: Vec<String>, only: Vec<String>) {
+        let only = match only.is_empty() {
+            true => None,
+            false => match Only::new(&only) {
+                Ok(only) => Some(Arc::new(only)),
+                Err(err) => return console::error_line(&err.to_string()),
+            },
+        };
         if self.background {
             for name in names {
                 if !self.running.insert(name.clone()) {
                     console::error_line(&format!("already getting {name}"));
                     continue;
                 }
-                self.gets.spawn(get_one(self.peer.clone(), name, self.show, self.cancel.clone()));
+                self.gets.spawn(get_one(self.peer.clone(), name, only.clone(), self.show, self.cancel.clone()));
             }
             return;
         }
         let mut gets = JoinSet::new();
         for name in names {
-            gets.spawn(get_one(self.peer.clone(), name, self.show, self.cancel.clone()));
+            gets.spawn(get_one(self.peer.clone(), name, only.clone(), self.show, self.cancel.clone()));
         }
         while gets.join_next().await.is_some() {}
     }
@@ -331,8 +357,8 @@ impl PromptState {
 }
 
 /// One download, reported when it ends; yields its query.
-async fn get_one(peer: Peer, name: String, show: Show, cancel: CancellationToken) -> String {
-    match super::progress::get(&peer, &name, show, &cancel).await {
+async fn get_one(peer: Peer, name: String, only: Option<Arc<Only>>, show: Show, cancel: CancellationToken) -> String {
+    match super::progress::get(&peer, &name, only.as_deref(), show, &cancel).await {
         Ok(got) => console::say(&report::got_line(&got)),
         Err(_) if cancel.is_cancelled() => {
             console::say(&format!("cancelled get {}; what was verified is kept", crate::logbook::printable(&name)))
@@ -349,7 +375,11 @@ mod tests {
     #[test]
     fn parses_commands_with_quoted_names_and_several_files() {
         assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()])));
-        assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()])));
+        assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()], vec![])));
+        let only = vec!["*.jpg".to_string(), "raw".to_string()];
+        assert_eq!(parse("get album --only '*.jpg' --only raw").unwrap(), Some(Command::Get(vec!["album".into()], only)));
+        assert!(parse("get album --only").unwrap_err().to_string().contains("--only needs a value"));
+        assert!(parse("get album --only '[x'").unwrap_err().to_string().starts_with("--only \"[x\""));
         assert_eq!(parse("unshare a 5f1c").unwrap(), Some(Command::Unshare(vec!["a".into(), "5f1c".into()])));
         assert!(parse("unshare").unwrap_err().to_string().starts_with("usage: unshare"));
         assert_eq!(parse("logs request").unwrap(), Some(Command::LogsRequest { filter: Filter::default(), json: false }));

@@ -45,16 +45,17 @@ pub enum Show {
     Silent,
 }
 
-/// Runs `peer.get_with(query)` showing its progress as `show` says; returns once the last of
+/// Runs `peer.get_only(query, only)` showing its progress as `show` says; returns once the last of
 /// it is shown.
 pub async fn get(
     peer: &crate::peer::Peer,
     query: &str,
+    only: Option<&crate::content::folder::only::Only>,
     show: Show,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<crate::peer::Got> {
     let (events, drawing) = spawn(show);
-    let got = peer.get_with(query, Some(events), cancel).await;
+    let got = peer.get_only(query, only, Some(events), cancel).await;
     let _ = drawing.await;
     got
 }

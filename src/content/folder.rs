@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use crate::content::id::{Digest, FileId};
 
+pub mod only;
 pub mod rules;
 
 pub use rules::ListingError;
@@ -128,6 +129,13 @@ impl Listing {
             .iter()
             .filter_map(|e| e.path.strip_prefix(&prefix).map(|rest| Entry { path: rest.to_string(), kind: e.kind }))
             .collect();
+        (!entries.is_empty()).then_some(Listing { entries })
+    }
+
+    /// The files and empty folders whose paths `keep` says to keep, at the same paths; `None`
+    /// if that is nothing.
+    pub fn keep(&self, keep: impl Fn(&str) -> bool) -> Option<Listing> {
+        let entries: Vec<Entry> = self.entries.iter().filter(|e| keep(&e.path)).cloned().collect();
         (!entries.is_empty()).then_some(Listing { entries })
     }
 

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Progress};
 use super::{Got, Peer, download};
+use crate::content::folder::only::Only;
 use crate::content::folder::{self, Listing};
 use crate::content::id::Digest;
 use crate::content::manifest::Manifest;
@@ -32,6 +33,7 @@ use crate::store::catalog::Origin;
 /// trip each, few enough that a big folder does not open thousands of streams.
 const FILES_AT_ONCE: usize = 32;
 mod disk;
+mod existing;
 mod small;
 
 use disk::{folds_case, has_file, lay_out, make_staging, parent_in};
@@ -55,25 +57,64 @@ struct Fetched {
     resumed_bytes: u64,
 }
 
+/// What of a folder a get fetches.
+#[derive(Clone, Copy)]
+pub(super) enum Part<'a> {
+    /// All of it, into `DOWNLOAD_DIR/NAME`.
+    Whole,
+    /// The folder at this path in it, into `DOWNLOAD_DIR/LAST-COMPONENT`.
+    Under(&'a str),
+    /// The paths these patterns keep, into `DOWNLOAD_DIR/NAME`.
+    Matching(&'a Only),
+}
+
+impl Part<'_> {
+    /// The name the download gets, for the folder `folder`.
+    fn name<'n>(&'n self, folder: &'n str) -> &'n str {
+        match self {
+            Part::Under(sub) => sub.rsplit('/').next().unwrap_or(sub),
+            Part::Whole | Part::Matching(_) => folder,
+        }
+    }
+
+    /// What tells this part's hidden folder from the whole folder's (and from other parts').
+    fn tag(&self) -> String {
+        let short = |text: &str| format!("-{}", Digest::from(blake3::hash(text.as_bytes())).short());
+        match self {
+            Part::Whole => String::new(),
+            Part::Under(sub) => short(sub),
+            Part::Matching(only) => short(&format!("only\n{}", only.given().join("\n"))),
+        }
+    }
+
+    /// This part of `whole`, the folder `name`.
+    fn of(&self, whole: Listing, name: &str) -> Result<Listing> {
+        match self {
+            Part::Whole => Ok(whole),
+            Part::Under(sub) => select(&whole, name, sub),
+            Part::Matching(only) => {
+                whole.keep(|path| only.matches(path)).ok_or_else(|| anyhow::anyhow!("nothing in {name} matches --only {}", only.given().join(" ")))
+            }
+        }
+    }
+}
+
 impl Peer {
-    /// Downloads the folder `target` into `DOWNLOAD_DIR/NAME`, or only its folder `part` (a
-    /// path in it) into `DOWNLOAD_DIR/LAST-COMPONENT`.
+    /// Downloads the folder `target`, or the `part` of it asked for.
     pub(super) async fn get_folder(
         &self,
         target: FileMatch,
-        part: Option<&str>,
+        part: Part<'_>,
         ui: Option<UnboundedSender<Progress>>,
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<Got> {
         let info = target.file.clone();
-        let name = part.map_or(info.name.as_str(), |sub| sub.rsplit('/').next().unwrap_or(sub)).to_string();
+        let name = part.name(&info.name).to_string();
         let dest = self.inner.config.download_dir.join(&name);
-        if std::fs::symlink_metadata(&dest).is_ok() {
-            bail!("{} already exists; not overwritten", dest.display());
-        }
+        let into_existing = existing::is_there(&dest)?;
         let _claim = self.inner.downloading.take(&info)?;
-        let tag = part.map(|sub| format!("-{}", Digest::from(blake3::hash(sub.as_bytes())).short())).unwrap_or_default();
+        let tag = part.tag();
         let staging = self.inner.config.download_dir.join(format!("{STAGING}{}{tag}", info.id.to_hex()));
         make_staging(&staging)?;
         if let Some(ui) = &ui {
@@ -81,23 +122,41 @@ impl Peer {
         }
         let (events, forwarding) = events::forward(&self.inner.transfers, &info, ui);
         let whole = self.checked_listing(&target, &staging, cancel).await?;
-        let listing = match part {
-            None => whole,
-            Some(sub) => select(&whole, &info.name, sub).inspect_err(|_| {
-                // Asked for what is not there: nothing of this attempt is worth keeping.
-                let _ = std::fs::remove_dir_all(&staging);
-            })?,
+        let listing = part.of(whole, &info.name).inspect_err(|_| {
+            // Asked for what is not there: nothing of this attempt is worth keeping.
+            let _ = std::fs::remove_dir_all(&staging);
+        })?;
+        let (todo, present) = match into_existing {
+            true => {
+                let (dest, listing) = (dest.clone(), listing.clone());
+                let compared = tokio::task::spawn_blocking(move || existing::compare(&dest, &listing)).await?;
+                compared.inspect_err(|_| {
+                    // Refused before anything was fetched: only a listing to throw away.
+                    let _ = std::fs::remove_dir_all(&staging);
+                })?
+            }
+            false => (Some(listing.clone()), Vec::new()),
         };
         let root = staging.join("tree");
-        let fetched = self.fetch_tree(&target, &name, &root, &listing, &events, cancel).await?;
-        std::fs::rename(&root, &dest).with_context(|| format!("cannot move the folder into place at {}", dest.display()))?;
+        let mut fetched = match &todo {
+            Some(todo) => self.fetch_tree(&target, &name, &root, todo, &events, cancel).await?,
+            None => Vec::new(),
+        };
+        match (&todo, into_existing) {
+            (Some(todo), true) => existing::merge(&root, &dest, todo)?,
+            (Some(_), false) => {
+                std::fs::rename(&root, &dest).with_context(|| format!("cannot move the folder into place at {}", dest.display()))?
+            }
+            (None, _) => {}
+        }
+        fetched.extend(present);
         let _ = events.send(Progress::Done);
         drop(events);
         let _ = forwarding.await;
         let elapsed = started.elapsed();
         let got = match part {
-            None => self.settle(&info, &dest, &staging, &listing, fetched).await?,
-            Some(_) => {
+            Part::Whole => self.settle(&info, &dest, &staging, &listing, fetched).await?,
+            Part::Under(_) | Part::Matching(_) => {
                 let size = FolderSize { files: listing.file_count() as u64, bytes: listing.total_size() };
                 let shown = FileInfo { id: listing.id(), name, size: listing.encode().len() as u64, folder: Some(size) };
                 self.settle_part(&shown, &dest, &staging, fetched).await?

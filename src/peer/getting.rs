@@ -9,7 +9,9 @@ use anyhow::{Context as _, Result, bail};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::folder_get::Part;
 use super::{Got, Peer, download, events};
+use crate::content::folder::only::Only;
 use crate::content::manifest::Manifest;
 use crate::discovery::ticket::Ticket;
 use crate::net::task;
@@ -50,9 +52,24 @@ impl Peer {
         events: Option<UnboundedSender<events::Progress>>,
         cancel: &CancellationToken,
     ) -> Result<Got> {
+        self.get_only(query, None, events, cancel).await
+    }
+
+    /// Like [`Peer::get_with`]; with `only`, `query` must name a folder, and only its paths
+    /// that `only` keeps are fetched (into `DOWNLOAD_DIR/NAME`, as the whole would be).
+    pub async fn get_only(
+        &self,
+        query: &str,
+        only: Option<&Only>,
+        events: Option<UnboundedSender<events::Progress>>,
+        cancel: &CancellationToken,
+    ) -> Result<Got> {
         let started = Instant::now();
         // A name never holds a `/`: NAME/PATH is a part of the folder NAME.
         if let Some((folder, sub)) = query.split_once('/') {
+            if only.is_some() {
+                bail!("get {query}: give either NAME/PATH or --only, not both");
+            }
             crate::content::folder::rules::check_path(sub).map_err(|why| anyhow::anyhow!("cannot get {query}: {why}"))?;
             return self.get_part(folder, sub, events, cancel, started).await;
         }
@@ -68,7 +85,11 @@ impl Peer {
             if target.holders.is_empty() {
                 bail!("no live peer other than this one holds {}", info.name);
             }
-            return self.get_folder(target, None, events, cancel, started).await;
+            let part = only.map_or(Part::Whole, Part::Matching);
+            return self.get_folder(target, part, events, cancel, started).await;
+        }
+        if only.is_some() {
+            bail!("--only goes with folders; {} is a file", info.name);
         }
         if let Some(path) = self.already_have(&info).await? {
             return Ok(Got { info, path, elapsed: started.elapsed(), from: Vec::new(), resumed: 0, moved: 0 });
@@ -128,7 +149,7 @@ impl Peer {
         if target.holders.is_empty() {
             bail!("no live peer other than this one holds {folder}");
         }
-        self.get_folder(target, Some(sub), events, cancel, started).await
+        self.get_folder(target, Part::Under(sub), events, cancel, started).await
     }
 
     /// What to ask the tracker for: a ticket becomes its file's full id, if it names this

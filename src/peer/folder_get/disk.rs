@@ -58,7 +58,7 @@ pub(super) fn lay_out(root: &Path, listing: &Listing) -> Result<Vec<Wanted>> {
 }
 
 /// Makes the folder `dir` if it is not there; refuses a symlink or a file in its place.
-fn make_dir(dir: &Path) -> Result<()> {
+pub(super) fn make_dir(dir: &Path) -> Result<()> {
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => bail!("{} is in the way (not a folder); not followed", dir.display()),
