@@ -16,10 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Show;
-use crate::content::folder::only::Only;
 use super::report;
 use super::target::{self, TrackerTarget};
 use crate::app::console;
+use crate::content::folder::only::Only;
 use crate::discovery::ticket::Ticket;
 use crate::peer::{Got, Peer, PeerConfig};
 use crate::tracker::TrackerConfig;

@@ -23,8 +23,7 @@ use super::holder::{FetchError, HolderLink, Pieces};
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
 use crate::net::task;
-use crate::net::tls;
-use crate::protocol::{FileId, FileMatch, Holder, PEER_ALPN};
+use crate::protocol::{FileId, FileMatch, Holder};
 use crate::store::partial::Partial;
 use crate::store::shares::{SharedFile, Shares};
 use crate::store::{StoreError, buffers};
@@ -225,9 +224,12 @@ fn announce_resumed(ctx: &Context<'_>, job: &Job, have: &[bool]) -> (u32, u64) {
 async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<HolderLink>>> {
     let mut attempts = JoinSet::new();
     for (order, holder) in holders.iter().enumerate() {
-        let config = tls::client_config(&ctx.seek.identity, PEER_ALPN, holder.fingerprint)?;
-        let (endpoint, holder, pool) = (ctx.seek.endpoint.clone(), holder.clone(), ctx.seek.pool.clone());
-        task::spawn_in(&mut attempts, Span::current(), async move { (order, pool.link(endpoint, config, &holder).await, holder) });
+        let (endpoint, holder, seek) = (ctx.seek.endpoint.clone(), holder.clone(), ctx.seek.clone());
+        task::spawn_in(
+            &mut attempts,
+            Span::current(),
+            async move { (order, seek.pool.link(endpoint, &seek.identity, &holder).await, holder) },
+        );
     }
     let mut links = Vec::new();
     let mut failures = Vec::new();

@@ -20,8 +20,8 @@ use tracing::Span;
 use super::holder::{HolderLink, HolderPool};
 use crate::discovery::Discovery;
 use crate::net::task;
-use crate::net::tls::{self, Identity};
-use crate::protocol::{FileId, FileMatch, Fingerprint, Holder, PEER_ALPN};
+use crate::net::tls::Identity;
+use crate::protocol::{FileId, FileMatch, Fingerprint, Holder};
 
 /// First wait before asking again: a crowd that starts together finds itself within seconds.
 const FIRST_ASK: Duration = Duration::from_secs(1);
@@ -125,10 +125,7 @@ impl Finder {
             }
             let seek = self.seek.clone();
             task::spawn_in(&mut self.joining, Span::current(), async move {
-                let link = match tls::client_config(&seek.identity, PEER_ALPN, holder.fingerprint) {
-                    Ok(config) => seek.pool.link(seek.endpoint.clone(), config, &holder).await,
-                    Err(err) => Err(err),
-                };
+                let link = seek.pool.link(seek.endpoint.clone(), &seek.identity, &holder).await;
                 (holder, link)
             });
         }

@@ -92,9 +92,9 @@ impl Part<'_> {
         match self {
             Part::Whole => Ok(whole),
             Part::Under(sub) => select(&whole, name, sub),
-            Part::Matching(only) => {
-                whole.keep(|path| only.matches(path)).ok_or_else(|| anyhow::anyhow!("nothing in {name} matches --only {}", only.given().join(" ")))
-            }
+            Part::Matching(only) => whole
+                .keep(|path| only.matches(path))
+                .ok_or_else(|| anyhow::anyhow!("nothing in {name} matches --only {}", only.given().join(" "))),
         }
     }
 }
@@ -258,6 +258,7 @@ impl Peer {
         cancel: &CancellationToken,
     ) -> Result<Vec<Fetched>> {
         let stop = cancel.child_token();
+        let _links = self.hold_links(&target.holders);
         let mut running = JoinSet::new();
         let mut fetched = Vec::new();
         let done_before = in_folder - wanted.len().min(in_folder);
@@ -284,6 +285,22 @@ impl Peer {
             }
         }
         Ok(fetched)
+    }
+
+    /// Connects to each of `holders` in the background and keeps the links until the
+    /// returned set is dropped: the pool keeps a link only while someone uses it, and a gap
+    /// between two small files must not cost a new handshake.
+    fn hold_links(&self, holders: &[crate::protocol::Holder]) -> JoinSet<()> {
+        let mut keeping = JoinSet::new();
+        for holder in holders {
+            let (seek, holder) = (self.inner.seek.clone(), holder.clone());
+            keeping.spawn(async move {
+                let link = seek.pool.link(seek.endpoint.clone(), &seek.identity, &holder).await;
+                std::future::pending::<()>().await;
+                drop(link);
+            });
+        }
+        keeping
     }
 
     /// Fetches one file of the folder into its place in `root`, reporting its bytes: whole

@@ -31,9 +31,10 @@ use super::scheduler::Penalty;
 use super::throttle::Throttle;
 use super::window::Window;
 use crate::content::manifest::Manifest;
-use crate::net::tls;
+use crate::net::tls::{self, Identity};
 use crate::protocol::{
-    self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close,
+    self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest,
+    close,
 };
 use crate::store::StoreError;
 
@@ -113,13 +114,16 @@ impl HolderPool {
         HolderPool { slots: Mutex::default(), window, limit }
     }
 
-    /// A live connection to `holder`: the one in use if there is one, else a new one.
-    pub async fn link(&self, endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder) -> Result<Arc<HolderLink>> {
+    /// A live connection to `holder`: the one in use if there is one, else a new one as
+    /// `identity` (its TLS configuration is only built then: that parses the key, which costs
+    /// more than fetching a small file).
+    pub async fn link(&self, endpoint: Endpoint, identity: &Identity, holder: &Holder) -> Result<Arc<HolderLink>> {
         let slot = self.slot(holder);
         let mut current = slot.lock().await;
         if let Some(link) = current.upgrade().filter(|l| l.conn.close_reason().is_none()) {
             return Ok(link);
         }
+        let config = tls::client_config(identity, PEER_ALPN, holder.fingerprint)?;
         let mut link = HolderLink::connect(endpoint, config, holder, self.window).await?;
         link.limit = self.limit.clone();
         let link = Arc::new(link);

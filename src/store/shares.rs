@@ -80,14 +80,19 @@ pub const MAX_OPEN: usize = 256;
 /// Shared files open now (kept in a [`SharedFile`]).
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-/// `file`, if one more may be kept open.
-fn keep(file: Arc<File>) -> Option<Arc<File>> {
+/// Takes a place among the files kept open, if there is one.
+fn reserve() -> bool {
     if OPEN.fetch_add(1, Ordering::SeqCst) < MAX_OPEN {
-        Some(file)
+        true
     } else {
         OPEN.fetch_sub(1, Ordering::SeqCst);
-        None
+        false
     }
+}
+
+/// `file`, if one more may be kept open.
+fn keep(file: Arc<File>) -> Option<Arc<File>> {
+    reserve().then_some(file)
 }
 
 impl Drop for SharedFile {
@@ -101,10 +106,26 @@ impl Drop for SharedFile {
 impl SharedFile {
     /// Opens `path` to serve it under `info`, with a manifest already computed from it.
     pub fn open(info: FileInfo, path: PathBuf, manifest: Arc<Manifest>) -> std::io::Result<SharedFile> {
-        let file = Arc::new(File::open(&path)?);
-        let stamp = stamp(&file)?;
+        // Past MAX_OPEN the file is only looked at (a folder of 10,000 files costs a stat
+        // each, not an open and a close), and opened when a chunk of it is asked for.
+        let (file, stamp) = match reserve() {
+            true => match File::open(&path).and_then(|file| Ok((stamp(&file)?, file))) {
+                Ok((stamp, file)) => (Some(Arc::new(file)), stamp),
+                Err(err) => {
+                    OPEN.fetch_sub(1, Ordering::SeqCst);
+                    return Err(err);
+                }
+            },
+            false => {
+                let meta = std::fs::metadata(&path)?;
+                if !meta.is_file() {
+                    return Err(std::io::Error::other("not a regular file"));
+                }
+                (None, (meta.len(), meta.modified().ok()))
+            }
+        };
         let (sent, manifest_frame, source) = (Default::default(), OnceLock::new(), (Origin::Shared, false));
-        let (served, file) = (Mutex::default(), Mutex::new(keep(file)));
+        let (served, file) = (Mutex::default(), Mutex::new(file));
         Ok(SharedFile { info, path, manifest, file, stamp, sent, manifest_frame, source, served, partial: None })
     }
 

@@ -53,7 +53,11 @@ impl Only {
                 return Err(OnlyError::Bad(pattern.clone(), "matches nothing".into()));
             }
             let glob = glob(trimmed).map_err(|e| OnlyError::Bad(pattern.clone(), e.kind().to_string()))?;
-            if trimmed.contains('/') || pattern.starts_with('/') { paths.add(glob) } else { names.add(glob) };
+            if trimmed.contains('/') || pattern.starts_with('/') {
+                paths.add(glob)
+            } else {
+                names.add(glob)
+            };
         }
         let build = |set: GlobSetBuilder| set.build().map_err(|e| OnlyError::Bad(given.join(" "), e.to_string()));
         Ok(Only { names: build(names)?, paths: build(paths)?, given: given.to_vec() })
@@ -86,7 +90,8 @@ mod tests {
         Only::new(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
-    const TREE: &[&str] = &["cover.jpg", "2024/a.jpg", "2024/notes.txt", "2024/summer/b.JPG", "2024/summer/raw/c.cr2", "raw/d.cr2", "x/raw"];
+    const TREE: &[&str] =
+        &["cover.jpg", "2024/a.jpg", "2024/notes.txt", "2024/summer/b.JPG", "2024/summer/raw/c.cr2", "raw/d.cr2", "x/raw"];
 
     fn kept(patterns: &[&str]) -> Vec<&'static str> {
         let only = only(patterns);

@@ -14,10 +14,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::{Fetched, Wanted};
 use crate::content::manifest::{Manifest, chunk_count, chunk_size_for};
 use crate::logbook::{ChunkRecord, now_ms};
-use crate::net::tls;
 use crate::peer::Peer;
 use crate::peer::events::Progress;
-use crate::protocol::{Holder, PEER_ALPN};
+use crate::protocol::Holder;
 
 /// Whether a file of `size` bytes is one chunk (and so fetched whole).
 pub(super) fn is_small(size: u64) -> bool {
@@ -53,8 +52,7 @@ impl Peer {
     async fn small_from(&self, file: &Wanted, holder: &Holder, path: &Path) -> Result<Arc<Manifest>> {
         let started = Instant::now();
         let seek = &self.inner.seek;
-        let config = tls::client_config(&seek.identity, PEER_ALPN, holder.fingerprint)?;
-        let link = seek.pool.link(seek.endpoint.clone(), config, holder).await?;
+        let link = seek.pool.link(seek.endpoint.clone(), &seek.identity, holder).await?;
         let pieces = link.chunk(file.info.id, 0, file.info.size).await?;
         let (id, size, target) = (file.info.id, file.info.size as usize, path.to_path_buf());
         let manifest = tokio::task::spawn_blocking(move || -> Result<Manifest> {
