@@ -5,6 +5,7 @@
 //! [`many::Many`] asks several sources at once and merges what they find.
 
 pub mod dht;
+pub mod many;
 pub mod ticket;
 pub mod tracker;
 
