@@ -1,8 +1,11 @@
 //! Where holders come from. A [`Discovery`] turns what the user typed (a name, or an id or its
 //! first hex digits) into the files it may mean, each with the peers holding it. The tracker
 //! is the first source ([`tracker::TrackerLink`], which also keeps this peer registered and
-//! its shares announced); a DHT comes next behind the same trait.
+//! its shares announced); the Mainline DHT ([`dht`]) finds holders by full id, and
+//! [`many::Many`] asks several sources at once and merges what they find.
 
+pub mod dht;
+pub mod many;
 pub mod ticket;
 pub mod tracker;
 

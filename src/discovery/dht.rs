@@ -1,0 +1,209 @@
+//! Holders through the Mainline DHT (BEP 5), with the `mainline` crate's async node.
+//!
+//! A file is found by its id alone. Its DHT key is the first 20 bytes of
+//! `blake3::derive_key("p2pq dht v1", id)` ([`key`]): never the raw id, so it cannot be taken
+//! for a BitTorrent infohash, and a new version of the scheme gets new keys. A holder announces
+//! itself under that key with `announce_peer` and its QUIC port, for each file it shares
+//! publicly, and again every [`REANNOUNCE`] ([`schedule`] keeps the times, [`keep_announced`]
+//! the loop). A lookup (`get_peers`) yields addresses only: no name, no size, no certificate
+//! anyone vouched for; what a holder found here sends is checked against the id like any other.
+//!
+//! The DHT works by full id: names and id prefixes stay a tracker feature ([`full_id`]).
+//! mainline speaks IPv4 only, so DHT-found holders are IPv4 addresses.
+
+pub mod schedule;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_lite::StreamExt;
+use mainline::async_dht::AsyncDht;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::FileId;
+use schedule::Schedule;
+
+/// The `derive_key` context of DHT keys; a new scheme takes a new context, never the old keys.
+pub const KEY_CONTEXT: &str = "p2pq dht v1";
+/// How often each public file is announced again. mainline's own nodes keep announced peers
+/// in an LRU with no time limit, but other BEP 5 nodes drop an announce after about 30 minutes
+/// (libtorrent's peer timeout); every 15 minutes, one lost announce still leaves us findable.
+pub const REANNOUNCE: Duration = Duration::from_secs(15 * 60);
+/// How soon a failed announce is tried again (the node may still be bootstrapping).
+pub const RETRY: Duration = Duration::from_secs(30);
+/// Longest one lookup runs: mainline ends a `get_peers` when the closest nodes have answered,
+/// which on the public DHT takes a few seconds; past this we use what came.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most addresses one lookup keeps: each DHT node answers with a random 10–20 of the peers it
+/// stores, so a few close nodes give this many at most for a small swarm, and a hostile node
+/// cannot make us dial thousands.
+pub const MAX_ADDRESSES: usize = 100;
+
+/// The 20-byte DHT key of file `id`: the first 20 bytes of
+/// `blake3::derive_key("p2pq dht v1", id)`.
+pub fn key(id: &FileId) -> mainline::Id {
+    let derived = blake3::derive_key(KEY_CONTEXT, &id.0);
+    let mut key = [0u8; 20];
+    key.copy_from_slice(&derived[..20]);
+    mainline::Id::from(key)
+}
+
+/// The file id `query` names, if it is a full id (64 hex digits, as `b3sum` prints it); anything
+/// else is refused with a reason, since the DHT cannot search names or prefixes.
+pub fn full_id(query: &str) -> Result<FileId> {
+    let query = query.trim();
+    if query.len() != 64 || !query.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "the DHT finds files by their full id (64 hex digits, as b3sum prints it), not {query:?}; names and id prefixes need a tracker"
+        );
+    }
+    let hash = blake3::Hash::from_hex(query.to_ascii_lowercase()).context("not a file id")?;
+    Ok(FileId::from(hash))
+}
+
+/// Which DHT nodes a new node first asks for others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// mainline's public bootstrap nodes (the real DHT).
+    Public,
+    /// These nodes only: a private network, or a test's local DHT.
+    Nodes(Vec<SocketAddr>),
+}
+
+/// This peer's DHT node, and the QUIC port it announces.
+#[derive(Clone)]
+pub struct DhtNode {
+    dht: AsyncDht,
+    /// The port downloaders reach this peer's QUIC endpoint at.
+    port: u16,
+}
+
+impl DhtNode {
+    /// Starts a DHT node on a free UDP port of `bind`, announcing QUIC port `port` for our files.
+    pub async fn start(bootstrap: Bootstrap, bind: Ipv4Addr, port: u16) -> Result<DhtNode> {
+        // Building resolves the bootstrap host names: blocking work.
+        let dht = tokio::task::spawn_blocking(move || {
+            let mut builder = mainline::Dht::builder();
+            builder.bind_address(bind);
+            if let Bootstrap::Nodes(nodes) = &bootstrap {
+                builder.bootstrap(nodes);
+            }
+            builder.build()
+        })
+        .await?
+        .context("cannot start a DHT node")?;
+        Ok(DhtNode { dht: dht.as_async(), port })
+    }
+
+    /// Waits for the first bootstrap to end; whether it reached any node.
+    pub async fn bootstrapped(&self) -> bool {
+        self.dht.bootstrapped().await
+    }
+
+    /// The UDP address the DHT node listens on.
+    pub async fn local_addr(&self) -> SocketAddr {
+        self.dht.info().await.local_addr().into()
+    }
+
+    /// Announces this peer as a holder of `id` to the nodes closest to its key.
+    pub async fn announce(&self, id: &FileId) -> Result<()> {
+        match self.dht.announce_peer(key(id), Some(self.port)).await {
+            Ok(_) => Ok(()),
+            Err(err) => bail!("cannot announce {} on the DHT: {err}", id.short()),
+        }
+    }
+
+    /// The addresses announced for `id`, at most [`MAX_ADDRESSES`], gathered for at most
+    /// [`LOOKUP_TIMEOUT`] (an unreachable DHT gives none).
+    pub async fn addresses(&self, id: &FileId) -> Vec<SocketAddr> {
+        let mut found = BTreeSet::new();
+        let mut answers = self.dht.get_peers(key(id));
+        let gather = async {
+            while let Some(peers) = answers.next().await {
+                found.extend(peers.into_iter().map(SocketAddr::V4));
+                if found.len() >= MAX_ADDRESSES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LOOKUP_TIMEOUT, gather).await;
+        found.into_iter().take(MAX_ADDRESSES).collect()
+    }
+}
+
+/// Keeps every id in `public` announced through `node` until `shutdown`: each at once when it
+/// appears, again every `every`, and after [`RETRY`] (at most `every`) when an announce fails.
+/// A DHT that answers nobody is said once (a warning), not at every retry.
+pub async fn keep_announced(
+    node: Arc<DhtNode>,
+    mut public: watch::Receiver<BTreeSet<FileId>>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut schedule = Schedule::new(every, RETRY.min(every));
+    let mut warned = false;
+    loop {
+        schedule.track(&public.borrow_and_update(), tokio::time::Instant::now().into_std());
+        if let Some(id) = schedule.due(tokio::time::Instant::now().into_std()) {
+            let announced = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                announced = node.announce(&id) => announced,
+            };
+            let now = tokio::time::Instant::now().into_std();
+            match announced {
+                Ok(()) => schedule.announced(&id, now),
+                Err(err) => {
+                    if !std::mem::replace(&mut warned, true) {
+                        tracing::warn!("{err:#}; trying again every {:?}", RETRY.min(every));
+                    }
+                    schedule.failed(&id, now);
+                }
+            }
+            continue;
+        }
+        let next = schedule.next_at().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = public.changed() => if changed.is_err() { return },
+            _ = sleep_until(next) => {}
+        }
+    }
+}
+
+/// Sleeps until `at`, forever if there is no `at`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_the_derived_hash_cut_to_20_bytes_never_the_id() {
+        let id = FileId::from(blake3::hash(b"hello"));
+        let derived = blake3::derive_key("p2pq dht v1", &id.0);
+        assert_eq!(key(&id).as_bytes(), &derived[..20]);
+        assert_ne!(key(&id).as_bytes(), &id.0[..20]);
+        // Pinned: a change of scheme must be deliberate (new context), never an accident.
+        assert_eq!(key(&crate::content::id::Digest([0; 32])).to_string(), "fbfdd3970e7910035772433d911adf651ade2481");
+    }
+
+    #[test]
+    fn only_a_full_id_is_looked_up() {
+        let id = FileId::from(blake3::hash(b"x"));
+        assert_eq!(full_id(&id.to_hex()).unwrap(), id);
+        assert_eq!(full_id(&id.to_hex().to_uppercase()).unwrap(), id);
+        for bad in ["holiday.zip", &id.short(), &format!("{}0", id.to_hex()), &"g".repeat(64), ""] {
+            let err = full_id(bad).unwrap_err().to_string();
+            assert!(err.contains("full id") && err.contains("tracker"), "{err}");
+        }
+    }
+}
