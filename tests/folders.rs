@@ -179,21 +179,9 @@ async fn a_file_that_changes_while_it_is_hashed_is_left_out_and_said_so() {
 
 /// Every file and folder under `root`, relative, with the bytes of each file.
 fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
-    let mut seen = std::collections::BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if entry.file_type().unwrap().is_dir() {
-                pending.push(path);
-                seen.insert(rel, None);
-            } else {
-                seen.insert(rel, Some(std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    seen
+    let rel = |path: &Path| path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+    let read = |path: &Path| path.is_file().then(|| std::fs::read(path).unwrap());
+    common::paths_under(root, &[]).into_iter().map(|path| (rel(&path), read(&path))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

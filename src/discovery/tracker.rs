@@ -16,9 +16,10 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Discovery, Found};
 use crate::protocol::{self, MAX_CONTACT_ADDRESSES, MAX_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
 use crate::store::shares::Shares;
+
+mod lookup;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -355,27 +356,6 @@ async fn exchange(conn: &Connection, request: &TrackerRequest) -> Result<Tracker
     protocol::write_frame(&mut send, request).await?;
     send.finish()?;
     Ok(protocol::read_frame(&mut recv, MAX_FRAME).await?)
-}
-
-impl Discovery for TrackerLink {
-    fn holders(&self, id: crate::protocol::FileId) -> Found<'_> {
-        Box::pin(async move {
-            match self.request(&TrackerRequest::Holders(id)).await? {
-                TrackerResponse::Matches(found) => Ok(found),
-                _ => bail!("unexpected answer from the tracker"),
-            }
-        })
-    }
-
-    fn find<'a>(&'a self, query: &'a str) -> Found<'a> {
-        Box::pin(async move {
-            let request = TrackerRequest::Lookup { query: query.to_string() };
-            match self.request(&request).await? {
-                TrackerResponse::Matches(found) => Ok(found),
-                _ => bail!("unexpected answer from the tracker"),
-            }
-        })
-    }
 }
 
 /// Announces the shares that did not fit the registration, a request frame at a time; stops
