@@ -88,8 +88,17 @@ async fn an_empty_folder_and_a_folder_of_many_small_files_share() {
     for i in 0..500 {
         net.write_data(&holder, &format!("many/{:03}/{i}.txt", i % 7), format!("file {i}").as_bytes()).unwrap();
     }
-    let shared = holder.share("many").await.unwrap();
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let shared = holder.share_with("many", Some(events), &Default::default()).await.unwrap();
     assert_eq!(shared.folder.as_ref().map(|f| f.files), Some(500));
+    // The bar counts files: from none to all of them.
+    let mut files = Vec::new();
+    while let Ok(event) = seen.try_recv() {
+        if let p2pq::peer::events::Hashing::Files { done, total } = event {
+            files.push((done, total));
+        }
+    }
+    assert_eq!((files.first(), files.last()), (Some(&(0, 500)), Some(&(500, 500))), "{files:?}");
     net.stop().await;
 }
 

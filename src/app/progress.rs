@@ -34,6 +34,9 @@ const JSON_INTERVAL: Duration = Duration::from_millis(200);
 const NAME_COLUMNS: usize = 20;
 /// Smallest file whose hashing gets a bar: smaller ones hash in well under a second.
 const HASH_BAR_FROM: u64 = 32 << 20;
+/// Files a folder must hold to get a hashing bar whatever its size (many small files take
+/// seconds too).
+const HASH_BAR_FILES: u64 = 1000;
 
 /// How downloads show their progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,17 +81,27 @@ pub async fn share(
     shared
 }
 
-/// Shows one file's hashing: a bar (bytes, rate, ETA) while it waits for a hasher and hashes.
+/// Shows one file's or folder's hashing: a bar (bytes, rate, ETA; files for a folder) while it
+/// waits for a hasher and hashes, for a big file or a folder of many files.
 async fn render_hashing(mut events: mpsc::UnboundedReceiver<Hashing>, show: Show) {
-    let mut bar: Option<ProgressBar> = None;
+    let (mut bar, mut named): (Option<ProgressBar>, Option<(String, u64)>) = (None, None);
     while let Some(event) = events.recv().await {
         match event {
             Hashing::Queued { name, size } | Hashing::Start { name, size } if bar.is_none() => {
                 if show == Show::Bars && size >= HASH_BAR_FROM {
                     bar = Some(new_bar(&name, size, "hashing"));
                 }
+                named = Some((name, size));
             }
             Hashing::Queued { .. } | Hashing::Start { .. } => {}
+            Hashing::Files { done, total } => {
+                if let (None, Some((name, size)), true) = (&bar, &named, show == Show::Bars && total >= HASH_BAR_FILES) {
+                    bar = Some(new_bar(name, *size, "hashing"));
+                }
+                if let Some(bar) = &bar {
+                    bar.set_message(format!("hashing, {done}/{total} files"));
+                }
+            }
             Hashing::Hashed { bytes } => {
                 if let Some(bar) = &bar {
                     bar.inc(bytes);

@@ -191,6 +191,13 @@ pub enum Hashing {
         /// Bytes since the last event.
         bytes: u64,
     },
+    /// Files of a folder hashed so far, of how many (now and then, with [`Hashing::Hashed`]).
+    Files {
+        /// Files hashed (or left out) so far.
+        done: u64,
+        /// Files in the folder.
+        total: u64,
+    },
     /// The hashing ended (done, failed or cancelled); nothing comes after this.
     Done,
 }

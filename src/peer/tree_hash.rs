@@ -36,11 +36,18 @@ pub(super) type TreeHashed = (Vec<Hashed>, Vec<(String, String)>);
 struct Queue {
     files: Vec<Found>,
     next: AtomicUsize,
+    /// Files hashed (or left out) so far, by every worker.
+    done: AtomicUsize,
 }
 
 impl Queue {
     fn take(&self) -> Option<&Found> {
         self.files.get(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// How far the folder is, as an event.
+    fn progress(&self) -> Hashing {
+        Hashing::Files { done: self.done.load(Ordering::Relaxed) as u64, total: self.files.len() as u64 }
     }
 }
 
@@ -51,7 +58,8 @@ impl Peer {
         let entry = Arc::new(self.inner.sharing.hashings.add(label, tree.bytes()));
         let permits = self.hashers(tree.files.len(), label, tree.bytes(), report, cancel).await?;
         entry.started();
-        let queue = Arc::new(Queue { files: tree.files.clone(), next: AtomicUsize::new(0) });
+        let queue = Arc::new(Queue { files: tree.files.clone(), next: AtomicUsize::new(0), done: AtomicUsize::new(0) });
+        report.send(queue.progress());
         let stop = cancel.child_token();
         let _stop_if_dropped = stop.clone().drop_guard();
         let mut workers = JoinSet::new();
@@ -74,6 +82,8 @@ impl Peer {
         if cancel.is_cancelled() {
             bail!("share {label} cancelled");
         }
+        // Last, after every worker: the count ends at the total, whichever worker said last.
+        report.send(queue.progress());
         Ok((hashed, skipped))
     }
 }
@@ -90,15 +100,18 @@ fn work(queue: &Queue, report: &Reporter, entry: &HashingEntry, stop: &Cancellat
             if unsent >= REPORT_EVERY {
                 entry.hashed(unsent);
                 report.send(Hashing::Hashed { bytes: std::mem::take(&mut unsent) });
+                report.send(queue.progress());
             }
             !stop.is_cancelled()
         });
+        queue.done.fetch_add(1, Ordering::Relaxed);
         done.push((found.clone(), result));
     }
     if unsent > 0 {
         entry.hashed(unsent);
         report.send(Hashing::Hashed { bytes: unsent });
     }
+    report.send(queue.progress());
     done
 }
 
