@@ -55,21 +55,18 @@ async fn a_file_made_public_is_announced_and_one_never_public_is_not() -> Result
     let getter = DhtNode::start(boot, Ipv4Addr::LOCALHOST, 1).await?;
     let (public, private) = (file(b"public"), file(b"private"));
     let (publish, public_set) = tokio::sync::watch::channel(BTreeSet::new());
+    let (on_dht, mut announced) = tokio::sync::watch::channel(BTreeSet::new());
     let shutdown = CancellationToken::new();
-    let announcing = tokio::spawn(dht::keep_announced(holder, public_set, dht::REANNOUNCE, shutdown.clone()));
+    let announcing = tokio::spawn(dht::keep_announced(holder, public_set, on_dht, dht::REANNOUNCE, shutdown.clone()));
     publish.send_replace(BTreeSet::from([public]));
     let me = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    // The announce runs in the background: look until it is seen, a bounded number of times.
-    let mut seen = false;
-    for _ in 0..20 {
-        if tokio::time::timeout(TIMEOUT, getter.addresses(&public)).await?.contains(&me) {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(seen, "the public file was announced");
+    // The announce runs in the background: wait until it says it is done, then look.
+    tokio::time::timeout(TIMEOUT, announced.wait_for(|on| on.contains(&public))).await.context("never announced")??;
+    let found = tokio::time::timeout(TIMEOUT, getter.addresses(&public)).await?;
+    assert!(found.contains(&me), "the public file is found at the holder: {found:?}");
     assert!(getter.addresses(&private).await.is_empty(), "a file never made public is not on the DHT");
+    publish.send_replace(BTreeSet::new());
+    tokio::time::timeout(TIMEOUT, announced.wait_for(BTreeSet::is_empty)).await.context("still listed as on the DHT")??;
     shutdown.cancel();
     tokio::time::timeout(TIMEOUT, announcing).await.context("the announcer did not stop")??;
     Ok(())

@@ -137,17 +137,25 @@ impl DhtNode {
 
 /// Keeps every id in `public` announced through `node` until `shutdown`: each at once when it
 /// appears, again every `every`, and after [`RETRY`] (at most `every`) when an announce fails.
-/// A DHT that answers nobody is said once (a warning), not at every retry.
+/// A DHT that answers nobody is said once (a warning), not at every retry. `on_dht` holds
+/// the public ids announced at least once: what is on the DHT now.
 pub async fn keep_announced(
     node: Arc<DhtNode>,
     mut public: watch::Receiver<BTreeSet<FileId>>,
+    on_dht: watch::Sender<BTreeSet<FileId>>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut schedule = Schedule::new(every, RETRY.min(every));
     let mut warned = false;
     loop {
-        schedule.track(&public.borrow_and_update(), tokio::time::Instant::now().into_std());
+        let now_public = public.borrow_and_update().clone();
+        schedule.track(&now_public, tokio::time::Instant::now().into_std());
+        on_dht.send_if_modified(|on| {
+            let before = on.len();
+            on.retain(|id| now_public.contains(id));
+            on.len() != before
+        });
         if let Some(id) = schedule.due(tokio::time::Instant::now().into_std()) {
             let announced = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -155,7 +163,10 @@ pub async fn keep_announced(
             };
             let now = tokio::time::Instant::now().into_std();
             match announced {
-                Ok(()) => schedule.announced(&id, now),
+                Ok(()) => {
+                    schedule.announced(&id, now);
+                    on_dht.send_if_modified(|on| on.insert(id));
+                }
                 Err(err) => {
                     if !std::mem::replace(&mut warned, true) {
                         tracing::warn!("{err:#}; trying again every {:?}", RETRY.min(every));

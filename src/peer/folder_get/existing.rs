@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Fetched;
 use super::disk::make_dir;
-use crate::content::folder::{Entry, Kind, Listing};
+use crate::content::folder::{Kind, Listing};
 use crate::content::manifest::Manifest;
 use crate::protocol::FileInfo;
 
@@ -51,7 +51,8 @@ pub(super) fn compare(dest: &Path, listing: &Listing) -> Result<(Option<Listing>
             _ => bail!("{} is in the way (not what the folder has there); not overwritten", path.display()),
         }
     }
-    Ok((listing_of(todo), present))
+    let todo = if todo.is_empty() { None } else { Some(Listing::new(todo)?) };
+    Ok((todo, present))
 }
 
 /// What is at `rel` under `dest` (`None` if nothing), refusing a symlink or a file where a
@@ -76,10 +77,6 @@ fn real_path(dest: &Path, rel: &str) -> Result<Option<std::fs::Metadata>> {
         }
     }
     Ok(None)
-}
-
-fn listing_of(entries: Vec<Entry>) -> Option<Listing> {
-    if entries.is_empty() { None } else { Listing::new(entries).ok() }
 }
 
 /// Moves what was fetched into `root` (the paths of `todo`) into the folder `dest`, each
