@@ -95,6 +95,12 @@ enum Command {
         /// gives up (what it verified is kept).
         #[arg(long, default_value = "180", value_parser = seconds)]
         stall_timeout: Duration,
+        #[command(flatten)]
+        dht: DhtArgs,
+        /// Run with no tracker at all: holders come from the DHT only (by full id), and only
+        /// files shared with --public are served. Needs --dht or --dht-bootstrap.
+        #[arg(long, conflicts_with_all = ["tracker", "tracker_cert"])]
+        no_tracker: bool,
     },
     /// Download files and exit: status 0 once every file is verified, 1 if one failed.
     #[command(after_help = "Example:\n  p2pq get some-file.iso --tracker 10.0.0.5:6771 --json")]
@@ -133,6 +139,10 @@ enum Command {
         /// Folder the files are taken from (nothing outside it is ever read).
         #[arg(long, default_value = ".")]
         data_dir: PathBuf,
+        /// Share publicly: to anyone who knows a file's id (and announced on the DHT with
+        /// --dht), not only to the tracker's peers. They can also see this machine's address.
+        #[arg(long)]
+        public: bool,
         /// Also run a tracker for this seed while it runs, on all interfaces port 6771 or
         /// on --with-tracker=ADDR: one command to send, the printed tickets all the other
         /// side needs.
@@ -186,12 +196,49 @@ struct LinkArgs {
     /// Address to serve chunks on [default: any free port].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    dht: DhtArgs,
 }
 
 impl From<LinkArgs> for Access {
     fn from(a: LinkArgs) -> Access {
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
-        Access { tracker, certs, tracker_cert, id: a.id, listen: a.listen, stall_timeout: p2pq::peer::STALL_TIMEOUT, download_limit: None }
+        let (id, listen, dht) = (a.id, a.listen, a.dht.bootstrap());
+        Access {
+            tracker,
+            certs,
+            tracker_cert,
+            id,
+            listen,
+            stall_timeout: p2pq::peer::STALL_TIMEOUT,
+            download_limit: None,
+            dht,
+            public: false,
+        }
+    }
+}
+
+/// Whether to run a Mainline DHT node, and where it starts.
+#[derive(Args)]
+struct DhtArgs {
+    /// Run a Mainline DHT node, starting from its public bootstrap nodes: files shared with
+    /// --public are announced on it, and a get by full id looks there too. Off by default: a
+    /// DHT node talks to the public internet.
+    #[arg(long)]
+    dht: bool,
+    /// Start the DHT node from these nodes instead (a private DHT); implies --dht.
+    #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
+    dht_bootstrap: Vec<SocketAddr>,
+}
+
+impl DhtArgs {
+    fn bootstrap(&self) -> Option<p2pq::discovery::dht::Bootstrap> {
+        use p2pq::discovery::dht::Bootstrap;
+        match (self.dht, self.dht_bootstrap.is_empty()) {
+            (_, false) => Some(Bootstrap::Nodes(self.dht_bootstrap.clone())),
+            (true, true) => Some(Bootstrap::Public),
+            (false, true) => None,
+        }
     }
 }
 
@@ -222,11 +269,27 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
-    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, download_limit, state_dir, stall_timeout } =
-        command
+    let Command::Peer {
+        id,
+        trust,
+        data_dir,
+        download_dir,
+        heartbeat,
+        listen,
+        upload_limit,
+        download_limit,
+        state_dir,
+        stall_timeout,
+        dht,
+        no_tracker,
+    } = command
     else {
         anyhow::bail!("bad peer arguments");
     };
+    let dht = dht.bootstrap();
+    if no_tracker && dht.is_none() {
+        anyhow::bail!("--no-tracker needs --dht or --dht-bootstrap: with neither, this peer could find nothing and nobody could find it");
+    }
     let TrustArgs { tracker, certs, tracker_cert } = trust;
     let target = resolve_or_default(tracker.as_deref()).await?;
     let tracker = target.first();
@@ -247,6 +310,8 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         download_limit,
         window: None,
         stall_timeout,
+        dht,
+        no_tracker,
     })
 }
 
@@ -261,7 +326,9 @@ async fn main() -> ExitCode {
             let access = Access { stall_timeout, download_limit, ..link.into() };
             exit_code(oneshot::get(access, names, only, download_dir, json).await)
         }
-        Command::Seed { files, link, data_dir, with_tracker } => exit_code(oneshot::seed(link.into(), files, data_dir, with_tracker).await),
+        Command::Seed { files, link, data_dir, public, with_tracker } => {
+            exit_code(oneshot::seed(Access { public, ..link.into() }, files, data_dir, with_tracker).await)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());
             Ok(())

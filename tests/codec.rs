@@ -38,6 +38,9 @@ async fn every_message_round_trips() {
     roundtrip(TrackerResponse::FilesPage { files: vec![FileMatch { file: info(), holders: vec![] }], more: true }, limit).await;
     roundtrip(PeerRequest::Manifest { version: 1, id: Digest([1; 32]) }, limit).await;
     roundtrip(PeerRequest::Chunk { id: Digest([1; 32]), index: u32::MAX }, limit).await;
+    roundtrip(PeerRequest::Describe { id: Digest([1; 32]) }, limit).await;
+    roundtrip(protocol::Description::File(info()), limit).await;
+    roundtrip(protocol::Description::Error("not shared publicly".into()), limit).await;
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Ok(262_144) }, limit).await;
     roundtrip(ChunkHeader { id: Digest([2; 32]), index: 3, result: Err("gone".into()) }, limit).await;
     let (_, manifest) = Manifest::from_bytes(&vec![5u8; 3 * 1024 * 1024]);

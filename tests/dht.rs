@@ -1,5 +1,8 @@
 //! Holders found through the DHT, on a local 8-node mainline test network on 127.0.0.1 (the
-//! public DHT is never contacted).
+//! public DHT is never contacted): the node and announcer alone, then whole peers that find
+//! each other by file id with no tracker, or after theirs died.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -69,5 +72,111 @@ async fn a_file_made_public_is_announced_and_one_never_public_is_not() -> Result
     tokio::time::timeout(TIMEOUT, announced.wait_for(BTreeSet::is_empty)).await.context("still listed as on the DHT")??;
     shutdown.cancel();
     tokio::time::timeout(TIMEOUT, announcing).await.context("the announcer did not stop")??;
+    Ok(())
+}
+
+/// Peer options for a DHT on `boot`, with no tracker at all if `alone`.
+fn on_dht(boot: &Bootstrap, alone: bool) -> impl FnOnce(&mut p2pq::peer::PeerConfig) + use<> {
+    let boot = boot.clone();
+    move |config| {
+        config.dht = Some(boot);
+        config.no_tracker = alone;
+    }
+}
+
+/// `peer` shares `name` (`bytes`, written to its data folder) publicly and waits until it is
+/// announced on the DHT.
+async fn share_public(net: &Net, peer: &p2pq::peer::Peer, name: &str, bytes: &[u8]) -> Result<FileId> {
+    net.write_data(peer, name, bytes)?;
+    let shared = peer.share(name).await?;
+    let mut announced = peer.on_dht();
+    peer.make_public(&shared)?;
+    let id = shared.info.id;
+    tokio::time::timeout(TIMEOUT, announced.wait_for(|on| on.contains(&id))).await.context("never announced on the DHT")??;
+    Ok(id)
+}
+
+use common::inproc::{Net, assert_got, get};
+use p2pq::net::linksim::Link;
+
+#[tokio::test]
+async fn a_public_file_is_fetched_by_its_id_with_no_tracker_at_all() -> Result<()> {
+    let (_net, boot) = testnet(8).await?;
+    let mut net = Net::start().await?;
+    let (holder, _) = net.add_peer_with("holder", Link::default(), on_dht(&boot, true)).await?;
+    let data = common::bytes(700 * 1024, "dht only");
+    let id = share_public(&net, &holder, "field notes.pdf", &data).await?;
+    let (getter, _) = net.add_peer_with("getter", Link::default(), on_dht(&boot, true)).await?;
+    let got = get(&getter, &id.to_hex()).await?;
+    assert_got(&got, &data)?;
+    assert_eq!(got.info.name, "field notes.pdf", "named as the holder described it");
+    assert!(got.path.ends_with("field notes.pdf"), "{}", got.path.display());
+    let Err(err) = getter.get("field notes.pdf").await else { anyhow::bail!("a name was found with no tracker") };
+    assert!(format!("{err:#}").contains("full id"), "{err:#}");
+    net.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_not_shared_publicly_is_refused_to_a_downloader_from_the_dht() -> Result<()> {
+    let (_net, boot) = testnet(8).await?;
+    let mut net = Net::start().await?;
+    let (holder, _) = net.add_peer_with("holder", Link::default(), on_dht(&boot, false)).await?;
+    share_public(&net, &holder, "open.txt", b"anyone may have this").await?;
+    net.write_data(&holder, "secret.txt", b"only the tracker's peers may have this")?;
+    let secret = holder.share("secret.txt").await?.info.id;
+    // Someone points the DHT at the holder for the secret file (a stale or hostile entry).
+    let liar = DhtNode::start(boot.clone(), Ipv4Addr::LOCALHOST, holder.local_addr()?.port()).await?;
+    tokio::time::timeout(TIMEOUT, liar.announce(&secret)).await.context("announce timed out")??;
+    let (getter, _) = net.add_peer_with("getter", Link::default(), on_dht(&boot, true)).await?;
+    let Err(err) = tokio::time::timeout(common::inproc::GET_TIMEOUT, getter.get(&secret.to_hex())).await? else {
+        anyhow::bail!("a file shared with the tracker's peers only was served to a downloader from the DHT")
+    };
+    let err = format!("{err:#}");
+    assert!(err.contains("not publicly"), "the reason is said: {err}");
+    let downloads = net.download_dir(&getter);
+    let left = std::fs::read_dir(&downloads).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "nothing written in {}", downloads.display());
+    net.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_download_whose_tracker_dies_goes_on_from_a_holder_found_on_the_dht() -> Result<()> {
+    let (_net, boot) = testnet(8).await?;
+    let mut net = Net::start().await?;
+    let (first, _) = net.add_peer_with("first", Link::default(), on_dht(&boot, false)).await?;
+    let data = common::bytes(6 << 20, "tracker dies");
+    let id = share_public(&net, &first, "dataset.bin", &data).await?;
+    // Slow enough that the tracker dies, and the first holder leaves, mid-download.
+    let (getter, _) = net
+        .add_peer_with("getter", Link::default(), |c| {
+            on_dht(&boot, false)(c);
+            c.download_limit = Some(512 << 10);
+        })
+        .await?;
+    let (events, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let fetching = {
+        let (getter, query) = (getter.clone(), id.to_hex());
+        tokio::spawn(async move { getter.get_with(&query, Some(events), &CancellationToken::new()).await })
+    };
+    let first_chunk = async {
+        while let Some(event) = progress.recv().await {
+            if matches!(event, p2pq::peer::events::Progress::Chunk { .. }) {
+                return true;
+            }
+        }
+        false
+    };
+    anyhow::ensure!(tokio::time::timeout(TIMEOUT, first_chunk).await?, "the download never started");
+    net.stop_tracker().await;
+    let (second, _) = net.add_peer_with("second", Link::default(), on_dht(&boot, true)).await?;
+    share_public(&net, &second, "dataset.bin", &data).await?;
+    net.leave("first").await;
+    let got = tokio::time::timeout(common::inproc::GET_TIMEOUT, fetching).await???;
+    assert_got(&got, &data)?;
+    let from_dht: u32 = got.from.iter().filter(|(holder, _)| holder.starts_with("dht:")).map(|(_, n)| n).sum();
+    assert!(from_dht > 0, "the second holder, found on the DHT only, sent chunks: {:?}", got.from);
+    net.stop().await;
     Ok(())
 }

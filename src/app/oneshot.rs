@@ -49,6 +49,10 @@ pub struct Access {
     pub stall_timeout: Duration,
     /// Download limit in bytes per second, across every file of the command.
     pub download_limit: Option<u64>,
+    /// The DHT node to run, if any: holders are looked for there too, public files announced.
+    pub dht: Option<crate::discovery::dht::Bootstrap>,
+    /// Share publicly (`seed --public`): to anyone who knows the id, not only the tracker's peers.
+    pub public: bool,
 }
 
 /// `p2pq get NAME|ID... [--only PATTERN]...`: downloads every file at once into `download_dir`; the exit status.
@@ -162,6 +166,10 @@ async fn seed_via(access: &Access, target: &TrackerTarget, home: &Scratch, files
             Ok(done) => {
                 shared += 1;
                 console::out(&report::shared_line(&done));
+                if access.public {
+                    peer.make_public(&done).context("shared, but not publicly")?;
+                    console::out(&report::public_line(&done.info, peer.runs_dht()));
+                }
                 console::out(&report::ticket_lines(&peer.ticket(&done.info).await));
             }
             Err(_) if peer.shutdown_token().is_cancelled() => {
@@ -221,6 +229,8 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         download_limit: access.download_limit,
         window: None,
         stall_timeout: access.stall_timeout,
+        dht: access.dht.clone(),
+        no_tracker: false,
     };
     let peer = Peer::start(config).await?;
     console::say(&format!("connecting to the tracker at {}…", peer.tracker_shown()));

@@ -33,7 +33,7 @@ const COMPLETION_FILES: usize = 2000;
 /// A parsed peer command.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Share(Vec<String>),
+    Share(Vec<String>, bool),
     Unshare(Vec<String>),
     Get(Vec<String>, Vec<String>),
     LogsRequest { filter: Filter, json: bool },
@@ -53,8 +53,9 @@ fn parse(line: &str) -> Result<Option<Command>> {
     let json = take_flag(&mut words, "--json");
     let filter = if word == "logs" { Filter::take(&mut words)? } else { Filter::default() };
     let only = if word == "get" { take_values(&mut words, "--only")? } else { Vec::new() };
+    let public = word == "share" && take_flag(&mut words, "--public");
     let command = match (word.as_str(), words.as_slice()) {
-        ("share", files) if !files.is_empty() => Command::Share(files.to_vec()),
+        ("share", files) if !files.is_empty() => Command::Share(files.to_vec(), public),
         ("unshare", files) if !files.is_empty() => Command::Unshare(files.to_vec()),
         ("get", names) if !names.is_empty() && !only.is_empty() => {
             Only::new(&only)?;
@@ -211,14 +212,14 @@ async fn leave(peer: &Peer, mut console: Console, mut session: PromptState) -> R
 
 impl PromptState {
     async fn run(&mut self, command: Command) {
-        if matches!(command, Command::Share(_) | Command::Get(..)) {
+        if matches!(command, Command::Share(..) | Command::Get(..)) {
             // The prompt shows before the tracker link's first attempt ends; a command that
             // needs the tracker waits for it here (Ctrl-C ends the wait).
             self.peer.tracker_settled().await;
         }
         let result = match command {
-            Command::Share(files) => {
-                self.share(files).await;
+            Command::Share(files, public) => {
+                self.share(files, public).await;
                 Ok(())
             }
             Command::Unshare(files) => {
@@ -319,7 +320,8 @@ mod tests {
 
     #[test]
     fn parses_commands_with_quoted_names_and_several_files() {
-        assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()])));
+        assert_eq!(parse("share \"my notes.txt\"").unwrap(), Some(Command::Share(vec!["my notes.txt".into()], false)));
+        assert_eq!(parse("share --public a b").unwrap(), Some(Command::Share(vec!["a".into(), "b".into()], true)));
         assert_eq!(parse("get a b.iso").unwrap(), Some(Command::Get(vec!["a".into(), "b.iso".into()], vec![])));
         let only = vec!["*.jpg".to_string(), "raw".to_string()];
         assert_eq!(parse("get album --only '*.jpg' --only raw").unwrap(), Some(Command::Get(vec!["album".into()], only)));

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::logbook::{Table, local_time, printable};
 use crate::peer::{Got, Peer, Shared, Unshared};
+use crate::protocol::FileInfo;
 use crate::store::shares::Uploads;
 use crate::units;
 
@@ -50,6 +51,16 @@ pub fn ticket_lines(ticket: &Ticket) -> String {
         );
     }
     text
+}
+
+/// What sharing `info` publicly means, said once when it is made public.
+pub fn public_line(info: &FileInfo, dht: bool) -> String {
+    let line = format!(
+        "{} is public: anyone who knows its id can fetch it from this peer and see this peer's address; {}",
+        info.name,
+        if dht { "announced on the DHT" } else { "not on the DHT (start the peer with --dht to announce it)" }
+    );
+    printable(&line)
 }
 
 /// `stopped sharing NAME (id HEX)`.

@@ -12,6 +12,7 @@
 //! mainline speaks IPv4 only, so DHT-found holders are IPv4 addresses.
 
 pub mod schedule;
+pub mod source;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -93,6 +93,9 @@ fn add(merged: &mut Vec<FileMatch>, found: FileMatch) {
         merged.push(found);
         return;
     };
+    if super::dht::source::is_undescribed(&known.file) {
+        known.file = found.file.clone();
+    }
     let mut addrs: HashSet<SocketAddr> = known.holders.iter().map(|h| h.addr).collect();
     known.holders.extend(found.holders.into_iter().filter(|h| addrs.insert(h.addr)));
 }

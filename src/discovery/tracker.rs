@@ -33,6 +33,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Notices kept for a slow listener before the oldest are dropped.
 const NOTICES: usize = 32;
+/// What a request says on a peer with no tracker.
+pub const NO_TRACKER: &str = "no tracker: this peer runs with --no-tracker (names, tickets and listings need one)";
 
 /// How a connection attempt ended.
 enum Ended {
@@ -65,7 +67,8 @@ pub struct TrackerLink {
     reached: Mutex<Option<SocketAddr>>,
     /// Why the last attempt to connect or stay connected failed.
     last_error: Mutex<Option<String>>,
-    client: quinn::ClientConfig,
+    /// `None` for a peer that runs with no tracker at all (`--no-tracker`).
+    client: Option<quinn::ClientConfig>,
     conn: Mutex<Option<Connection>>,
     /// `None` until the first attempt ends, then whether a registered connection is up.
     up: watch::Sender<Option<bool>>,
@@ -77,11 +80,16 @@ impl TrackerLink {
     /// A link to the tracker at `addrs` (one tracker, maybe several addresses; at least one),
     /// trusted through `client` (which pins its certificate).
     pub fn new(addrs: Vec<SocketAddr>, client: quinn::ClientConfig) -> TrackerLink {
+        TrackerLink { addrs, client: Some(client), ..TrackerLink::none() }
+    }
+
+    /// No tracker at all: requests fail with [`NO_TRACKER`], and the link never comes up.
+    pub fn none() -> TrackerLink {
         TrackerLink {
-            addrs,
+            addrs: Vec::new(),
             reached: Mutex::new(None),
             last_error: Mutex::new(None),
-            client,
+            client: None,
             conn: Mutex::new(None),
             up: watch::Sender::new(None),
             notices: broadcast::Sender::new(NOTICES),
@@ -95,7 +103,7 @@ impl TrackerLink {
             return addr.to_string();
         }
         match self.addrs.as_slice() {
-            [] => "nowhere".into(),
+            [] => "no tracker".into(),
             [one] => one.to_string(),
             [first, rest @ ..] => format!("{first} (and {} other address{})", rest.len(), if rest.len() == 1 { "" } else { "es" }),
         }
@@ -146,6 +154,9 @@ impl TrackerLink {
 
     /// Sends one request and returns the tracker's answer (its `Error` as an error).
     pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
+        if self.client.is_none() {
+            bail!("{NO_TRACKER}");
+        }
         let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.shown()))?;
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, request)).await {
             Ok(Ok(
@@ -175,6 +186,11 @@ impl TrackerLink {
         heartbeat: Duration,
         shutdown: CancellationToken,
     ) -> Option<String> {
+        if self.client.is_none() {
+            self.up.send_replace(Some(false));
+            shutdown.cancelled().await;
+            return None;
+        }
         let mut attempts = Attempts { backoff: MIN_BACKOFF, ..Attempts::default() };
         loop {
             let ended = tokio::select! {
@@ -272,9 +288,10 @@ impl TrackerLink {
     /// Dials every address at once; the first handshake to finish wins and the others are
     /// dropped (which abandons them). Fails with the first address's error if none works.
     async fn connect(&self, endpoint: &Endpoint) -> Result<Connection> {
+        let client = self.client.clone().ok_or_else(|| anyhow!("{NO_TRACKER}"))?;
         let mut attempts = tokio::task::JoinSet::new();
         for &addr in &self.addrs {
-            let connecting = endpoint.connect_with(self.client.clone(), addr, crate::net::tls::SERVER_NAME);
+            let connecting = endpoint.connect_with(client.clone(), addr, crate::net::tls::SERVER_NAME);
             attempts.spawn(async move {
                 let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting?).await.context("connection timed out")??;
                 anyhow::Ok((addr, conn))

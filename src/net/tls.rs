@@ -166,6 +166,17 @@ pub fn server_config(id: &Identity, alpn: &[u8]) -> Result<quinn::ServerConfig> 
 /// Client config that presents our certificate and accepts only a server whose certificate has
 /// fingerprint `pinned`.
 pub fn client_config(id: &Identity, alpn: &[u8], pinned: Fingerprint) -> Result<quinn::ClientConfig> {
+    client_config_with(id, alpn, Some(pinned))
+}
+
+/// Client config that presents our certificate and accepts a server with any certificate
+/// whose key it proves: for a holder nobody vouched for (found on the DHT), whose fingerprint
+/// is learned from the handshake ([`remote_fingerprint`]) and then judged like any other's.
+pub fn client_config_unpinned(id: &Identity, alpn: &[u8]) -> Result<quinn::ClientConfig> {
+    client_config_with(id, alpn, None)
+}
+
+fn client_config_with(id: &Identity, alpn: &[u8], pinned: Option<Fingerprint>) -> Result<quinn::ClientConfig> {
     let verifier = Arc::new(PinnedServer { pinned, provider: provider() });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -187,10 +198,11 @@ pub fn remote_fingerprint(conn: &quinn::Connection) -> Result<Fingerprint> {
     Ok(fingerprint(first))
 }
 
-/// Accepts a server only if its certificate has the pinned fingerprint.
+/// Accepts a server only if its certificate has the pinned fingerprint, or any server if none
+/// is pinned (the handshake still proves it holds the certificate's key).
 #[derive(Debug)]
 struct PinnedServer {
-    pinned: Fingerprint,
+    pinned: Option<Fingerprint>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -204,10 +216,11 @@ impl ServerCertVerifier for PinnedServer {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let got = fingerprint(end_entity);
-        if got == self.pinned {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!("certificate fingerprint {} is not the pinned {}", got.short(), self.pinned.short())))
+        match self.pinned {
+            Some(pinned) if got != pinned => {
+                Err(rustls::Error::General(format!("certificate fingerprint {} is not the pinned {}", got.short(), pinned.short())))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
         }
     }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::discovery::dht::Bootstrap;
 use crate::protocol;
 
 /// How to run a peer.
@@ -42,6 +43,11 @@ pub struct PeerConfig {
     /// How long a download with no holder left waits for one (asking discovery again) before
     /// it gives up, keeping what it verified.
     pub stall_timeout: Duration,
+    /// The Mainline DHT node to run and where it starts; `None` (the default) runs none.
+    pub dht: Option<Bootstrap>,
+    /// Run with no tracker at all: holders come from the DHT, and only public files are
+    /// served (no tracker can vouch for a downloader).
+    pub no_tracker: bool,
 }
 
 /// Interval of `alive` heartbeats unless told otherwise (the CLI's default too).
@@ -72,6 +78,8 @@ impl PeerConfig {
             download_limit: None,
             window: None,
             stall_timeout: STALL_TIMEOUT,
+            dht: None,
+            no_tracker: false,
         }
     }
 }

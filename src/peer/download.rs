@@ -220,6 +220,7 @@ fn announce_resumed(ctx: &Context<'_>, job: &Job, have: &[bool]) -> (u32, u64) {
     }
     (count, bytes)
 }
+
 /// Connects to every holder at once; fails only if none answers.
 async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<HolderLink>>> {
     let mut attempts = JoinSet::new();
@@ -246,7 +247,9 @@ async fn connect_all(ctx: &Context<'_>, holders: &[Holder]) -> Result<Vec<Arc<Ho
         let _ = ctx.events.send(Progress::Note(format!("cannot reach {failure}")));
     }
     links.sort_by_key(|(order, _)| *order);
-    Ok(links.into_iter().map(|(_, link)| link).collect())
+    // Two sources may name one holder at two addresses; its certificate tells.
+    let mut seen = std::collections::HashSet::new();
+    Ok(links.into_iter().map(|(_, link)| link).filter(|link| seen.insert(link.fingerprint)).collect())
 }
 
 /// The manifest from the first holder that gives one matching the id.

@@ -8,6 +8,7 @@
 //! dropped for bad data stays out of this download.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +49,10 @@ pub struct Seek {
 pub struct Finder {
     seek: Arc<Seek>,
     file: FileId,
-    /// Holders in use, or dropped for bad data (not to be asked again).
+    /// Holders in use, or dropped for bad data (not to be asked again), by fingerprint...
     known: HashSet<Fingerprint>,
+    /// ...and by address: a holder found on the DHT has no fingerprint until connected.
+    known_at: HashSet<SocketAddr>,
     lookup: Option<JoinHandle<Result<Vec<FileMatch>>>>,
     joining: JoinSet<(Holder, Result<Arc<HolderLink>>)>,
     /// When to ask next: one timer for the download's life, reset when the time moves, since
@@ -60,16 +63,17 @@ pub struct Finder {
 }
 
 impl Finder {
-    /// A finder for `file`, whose download already uses `known` holders.
-    pub fn new(seek: Arc<Seek>, file: FileId, known: impl IntoIterator<Item = Fingerprint>) -> Finder {
-        let known = known.into_iter().collect();
+    /// A finder for `file`, whose download already uses the holders `links`.
+    pub fn new<'l>(seek: Arc<Seek>, file: FileId, links: impl IntoIterator<Item = &'l HolderLink>) -> Finder {
+        let (known, known_at) = links.into_iter().map(|l| (l.fingerprint, l.addr())).unzip();
         let next_ask = Box::pin(tokio::time::sleep(FIRST_ASK));
-        Finder { seek, file, known, lookup: None, joining: JoinSet::new(), next_ask, wait: FIRST_ASK }
+        Finder { seek, file, known, known_at, lookup: None, joining: JoinSet::new(), next_ask, wait: FIRST_ASK }
     }
 
     /// A holder left or went silent: it may be found again.
-    pub fn forget(&mut self, fingerprint: &Fingerprint) {
-        self.known.remove(fingerprint);
+    pub fn forget(&mut self, link: &HolderLink) {
+        self.known.remove(&link.fingerprint);
+        self.known_at.remove(&link.addr());
     }
 
     /// No holder is left: ask now, then every few seconds.
@@ -93,12 +97,19 @@ impl Finder {
                     }
                 }
                 Some(joined) = self.joining.join_next(), if !self.joining.is_empty() => match joined {
+                    // A holder nobody vouched for is known by its certificate only now.
+                    Ok((holder, Ok(link))) if !holder.vouched() && !self.known.insert(link.fingerprint) => {
+                        tracing::debug!(peer = %link.peer_id, "a holder found again at another address: in use already");
+                    }
                     Ok((_, Ok(link))) => {
                         self.wait = FIRST_ASK;
                         return link;
                     }
                     Ok((holder, Err(err))) => {
-                        self.known.remove(&holder.fingerprint);
+                        self.known_at.remove(&holder.addr);
+                        if holder.vouched() {
+                            self.known.remove(&holder.fingerprint);
+                        }
                         tracing::debug!(peer = %holder.peer_id, "cannot reach a holder found later: {err:#}");
                     }
                     Err(err) => tracing::debug!("connect task failed: {err}"),
@@ -120,8 +131,12 @@ impl Finder {
     fn connect_new(&mut self, matches: Vec<FileMatch>) {
         let holders = matches.into_iter().filter(|m| m.file.id == self.file).flat_map(|m| m.holders);
         for holder in holders {
-            if holder.peer_id == self.seek.me || !self.known.insert(holder.fingerprint) {
+            let new_fp = !holder.vouched() || !self.known.contains(&holder.fingerprint);
+            if holder.peer_id == self.seek.me || !new_fp || !self.known_at.insert(holder.addr) {
                 continue;
+            }
+            if holder.vouched() {
+                self.known.insert(holder.fingerprint);
             }
             let seek = self.seek.clone();
             task::spawn_in(&mut self.joining, Span::current(), async move {

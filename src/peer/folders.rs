@@ -32,6 +32,8 @@ pub struct FolderShared {
     pub bytes: u64,
     /// What was left out, and why (paths relative to the folder).
     pub skipped: Vec<(String, String)>,
+    /// The ids of its files.
+    pub file_ids: Vec<crate::protocol::FileId>,
 }
 
 impl Peer {
@@ -49,7 +51,8 @@ impl Peer {
             hashed.iter().map(|h| Entry { path: h.found.path.clone(), kind: Kind::File { size: h.manifest.size, id: h.manifest.root() } }),
         );
         let listing = Listing::new(entries).with_context(|| format!("cannot share {label}"))?;
-        let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped };
+        let file_ids = hashed.iter().map(|h| h.manifest.root()).collect();
+        let summary = FolderShared { files: listing.file_count(), bytes: listing.total_size(), skipped, file_ids };
         let mut files: Vec<_> =
             hashed.into_iter().map(|h| (h.found.real, file_info(&h.found.path, &h.manifest), Arc::new(h.manifest))).collect();
         let kept = self.keep_listing(&listing, label, &summary).await?;

@@ -23,6 +23,7 @@ use crate::discovery::tracker::TrackerLink;
 use crate::net::limits::{Quota, Slot};
 use crate::net::tls::remote_fingerprint;
 use crate::protocol::{Fingerprint, TrackerRequest, TrackerResponse, close};
+use crate::store::public::Public;
 
 /// How long a "live peer" answer is trusted without asking again.
 const KNOWN_TTL: Duration = Duration::from_secs(30);
@@ -80,8 +81,8 @@ impl Verdicts {
 /// A future an [`Admission`] returns: `Err` carries the reason the peer is told.
 pub type Verdict<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), &'static str>> + Send + 'a>>;
 
-/// Who may download from this peer, by certificate fingerprint. The tracker decides today
-/// ([`TrackerAdmission`]); a public share (anyone who knows the id) comes next.
+/// Who may download from this peer, by certificate fingerprint: the tracker decides
+/// ([`TrackerAdmission`]); the [`Gate`] lets anyone else fetch public files.
 pub trait Admission: Send + Sync {
     /// Whether the peer whose certificate has fingerprint `fp` may be served.
     fn admits(&self, fp: Fingerprint) -> Verdict<'_>;
@@ -127,9 +128,11 @@ impl Admission for TrackerAdmission {
     }
 }
 
-/// Admits downloaders: those its [`Admission`] accepts, a few connections each.
+/// Admits downloaders: those its [`Admission`] accepts, a few connections each; and, while
+/// this peer shares anything publicly, anyone else too, to fetch public files only.
 pub struct Gate {
     admission: Arc<dyn Admission>,
+    public: Public,
     per_peer: Quota<Fingerprint>,
     sends: Mutex<HashMap<Fingerprint, Weak<Semaphore>>>,
 }
@@ -139,12 +142,26 @@ pub struct Admitted {
     _slot: Slot<Fingerprint>,
     /// Chunk sends this peer may have in flight, shared by all its connections.
     pub sends: Arc<Semaphore>,
+    /// Set when the admission refused the peer and it may fetch only these public files.
+    pub public_only: Option<Public>,
 }
 
 impl Gate {
-    /// A gate that asks `admission` who may be served.
-    pub fn new(admission: Arc<dyn Admission>) -> Gate {
-        Gate { admission, per_peer: Quota::new(MAX_CONNECTIONS_PER_PEER), sends: Mutex::default() }
+    /// A gate that asks `admission` who may be served, and serves `public` files to anyone.
+    pub fn new(admission: Arc<dyn Admission>, public: Public) -> Gate {
+        Gate { admission, public, per_peer: Quota::new(MAX_CONNECTIONS_PER_PEER), sends: Mutex::default() }
+    }
+
+    /// The admission's verdict on `fp`, or public files only when it refuses and there are any.
+    async fn scope(&self, fp: Fingerprint) -> Result<Option<Public>, &'static str> {
+        match self.admission.admits(fp).await {
+            Ok(()) => Ok(None),
+            Err(reason) if !self.public.any() => Err(reason),
+            Err(reason) => {
+                tracing::debug!("{reason}: public files only");
+                Ok(Some(self.public.clone()))
+            }
+        }
     }
 
     /// The send budget of peer `fp`, shared while any of its connections lives.
@@ -162,9 +179,9 @@ impl Gate {
     /// Admits `conn`, or closes it with the reason and returns `None`.
     pub async fn admit(&self, conn: &Connection) -> Option<Admitted> {
         let verdict = match remote_fingerprint(conn) {
-            Ok(fp) => self.admission.admits(fp).await.and_then(|()| {
+            Ok(fp) => self.scope(fp).await.and_then(|public_only| {
                 let slot = self.per_peer.take(fp).ok_or("too many connections from this peer")?;
-                Ok(Admitted { _slot: slot, sends: self.sends_of(fp) })
+                Ok(Admitted { _slot: slot, sends: self.sends_of(fp), public_only })
             }),
             Err(_) => Err("no certificate"),
         };

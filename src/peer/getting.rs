@@ -191,9 +191,10 @@ impl Peer {
 
     /// Asks the tracker which file `query` means; exactly one must match.
     async fn lookup(&self, query: &str) -> Result<FileMatch> {
-        let mut found = self.inner.discovery.find(query).await?;
+        let (mut found, undescribed) = self.described(self.inner.discovery.find(query).await?).await;
         found.retain(|m| protocol::check_name(&m.file.name).is_ok());
         match found.len() {
+            0 if !undescribed.is_empty() => bail!("{}", undescribed.join("; ")),
             0 => bail!("no live peer shares {query:?}"),
             1 => Ok(found.remove(0)),
             n => {

@@ -33,8 +33,8 @@ use super::window::Window;
 use crate::content::manifest::Manifest;
 use crate::net::tls::{self, Identity};
 use crate::protocol::{
-    self, ChunkHeader, FileId, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PEER_ALPN, PROTOCOL_VERSION, PeerRequest,
-    close,
+    self, ChunkHeader, Description, FileId, FileInfo, Fingerprint, Holder, MAX_FRAME, MAX_MANIFEST_FRAME, ManifestReply, PEER_ALPN,
+    PROTOCOL_VERSION, PeerRequest, close,
 };
 use crate::store::StoreError;
 
@@ -123,8 +123,14 @@ impl HolderPool {
         if let Some(link) = current.upgrade().filter(|l| l.conn.close_reason().is_none()) {
             return Ok(link);
         }
-        let config = tls::client_config(identity, PEER_ALPN, holder.fingerprint)?;
+        let config = match holder.vouched() {
+            true => tls::client_config(identity, PEER_ALPN, holder.fingerprint)?,
+            false => tls::client_config_unpinned(identity, PEER_ALPN)?,
+        };
         let mut link = HolderLink::connect(endpoint, config, holder, self.window).await?;
+        if link.fingerprint == identity.fingerprint {
+            bail!("{} is this peer itself", holder.addr);
+        }
         link.limit = self.limit.clone();
         let link = Arc::new(link);
         *current = Arc::downgrade(&link);
@@ -174,25 +180,23 @@ impl Drop for Turn<'_> {
 }
 
 impl HolderLink {
-    /// Connects to `holder`, pinning its fingerprint through `config`.
+    /// Connects to `holder`, pinning its fingerprint through `config` (or learning it, for a
+    /// holder nobody vouched for).
     async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder, window: Option<usize>) -> Result<HolderLink> {
         let connecting = endpoint.connect_with(config, holder.addr, tls::SERVER_NAME)?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.context("timed out")??;
+        let fingerprint = if holder.vouched() { holder.fingerprint } else { tls::remote_fingerprint(&conn)? };
         let pending = Pending::default();
         let now = Instant::now();
         let state = Arc::new(Mutex::new(LinkState { window: Window::new(window, now), in_flight: 0, waiting: 0, heard: now }));
         let span = tracing::debug_span!("holder", peer = %holder.peer_id, addr = %holder.addr);
         let router = crate::net::task::spawn(span, route(conn.clone(), pending.clone(), state.clone()));
-        Ok(HolderLink {
-            peer_id: holder.peer_id.clone(),
-            fingerprint: holder.fingerprint,
-            conn,
-            pending,
-            router,
-            state,
-            turns: Notify::new(),
-            limit: None,
-        })
+        Ok(HolderLink { peer_id: holder.peer_id.clone(), fingerprint, conn, pending, router, state, turns: Notify::new(), limit: None })
+    }
+
+    /// The holder's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.conn.remote_address()
     }
 
     fn lock(&self) -> MutexGuard<'_, PendingMap> {
@@ -264,6 +268,25 @@ impl HolderLink {
         };
         manifest.validate(&id)?;
         Ok(manifest)
+    }
+
+    /// Asks the holder what `id` is (`Describe`): the name it is shared under, checked like
+    /// any name, its size, whether it is a folder.
+    pub async fn describe(&self, id: FileId) -> Result<FileInfo> {
+        let reply = self.heard_within(async {
+            let (mut send, recv) = self.conn.open_bi().await?;
+            protocol::write_frame(&mut send, &PeerRequest::Describe { id }).await?;
+            send.finish()?;
+            let mut heard = Heard { stream: recv, state: &self.state };
+            anyhow::Ok(protocol::read_frame(&mut heard, MAX_FRAME).await?)
+        });
+        let info = match reply.await?? {
+            Description::File(info) if info.id == id => info,
+            Description::File(info) => bail!("described {} when asked for {}", info.id.short(), id.short()),
+            Description::Error(reason) => bail!("{reason}"),
+        };
+        crate::content::names::check_name(&info.name).map_err(|why| anyhow::anyhow!("bad name for {}: {why}", id.short()))?;
+        Ok(info)
     }
 
     /// Asks the holder what it has of `id` (`Observe`): the stream its [`Availability`]

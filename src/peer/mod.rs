@@ -8,6 +8,7 @@
 
 mod announce;
 mod config;
+mod describe;
 pub mod download;
 pub mod events;
 pub use folders::FolderShared;
@@ -40,10 +41,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::discovery::Discovery;
+use crate::discovery::dht;
 use crate::discovery::tracker::{self as tracker_link, TrackerLink};
 use crate::net::task;
 use crate::store::catalog::Origin;
 use crate::store::lock::StateLock;
+use crate::store::public::Public;
 use crate::store::shares::Shares;
 pub use config::{HEARTBEAT, PeerConfig, STALL_TIMEOUT};
 pub use sharing::Unshared;
@@ -76,8 +79,14 @@ struct Inner {
     shares: Shares,
     throttle: Option<Arc<throttle::Throttle>>,
     link: Arc<TrackerLink>,
-    /// Where holders come from (the tracker today).
+    /// Where holders come from: the tracker, and the DHT if it runs.
     discovery: Arc<dyn Discovery>,
+    /// This peer's DHT node, if it runs one.
+    dht: Option<Arc<dht::DhtNode>>,
+    /// The files served to anyone who knows the id (and announced on the DHT).
+    public: Public,
+    /// The public files announced on the DHT at least once (empty with no DHT).
+    on_dht: tokio::sync::watch::Sender<std::collections::BTreeSet<protocol::FileId>>,
     log: Logbook<ChunkRecord>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -137,15 +146,10 @@ impl Peer {
         protocol::check_peer_id(&config.id).map_err(anyhow::Error::msg)?;
         let lock = StateLock::acquire(&config.state_dir, &format!("peer {}", config.id))?;
         let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
-        let tracker_fp = match config.tracker_pin {
-            Some(pin) => pin,
-            None => tls::pinned_fingerprint(&config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0))?,
-        };
         let server = tls::server_config(&identity, PEER_ALPN)?;
         let endpoint = bind(&identity, server, config.listen)?;
-        let mut tracker_addrs = vec![config.tracker];
-        tracker_addrs.extend(config.tracker_alternates.iter().filter(|a| **a != config.tracker));
-        let link = Arc::new(TrackerLink::new(tracker_addrs, tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?));
+        let (link, tracker_fp) = tracker_link(&config, &identity)?;
+        let link = Arc::new(link);
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
@@ -154,7 +158,8 @@ impl Peer {
         let download_limit = config.download_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let holders = Arc::new(holder::HolderPool::new(config.window, download_limit));
         let identity = Arc::new(identity);
-        let discovery: Arc<dyn Discovery> = link.clone();
+        let dht = start_dht(&config, &endpoint).await?;
+        let discovery = discovery_of(&config, &link, dht.as_ref());
         let seek = Arc::new(finder::Seek {
             discovery: discovery.clone(),
             me: config.id.clone(),
@@ -163,7 +168,11 @@ impl Peer {
             pool: holders.clone(),
         });
         let sharing = sharing::Sharing::open(&config.state_dir);
+        let public = Public::open(&config.state_dir);
         let inner = Inner {
+            public,
+            dht,
+            on_dht: tokio::sync::watch::Sender::new(Default::default()),
             seek,
             _lock: lock,
             config,
@@ -189,10 +198,50 @@ impl Peer {
         peer.restore_partials();
         Ok(peer)
     }
+}
 
+/// The link to the tracker and its pinned fingerprint; no link with `no_tracker`.
+fn tracker_link(config: &PeerConfig, identity: &Identity) -> Result<(TrackerLink, protocol::Fingerprint)> {
+    if config.no_tracker {
+        return Ok((TrackerLink::none(), protocol::Holder::UNVOUCHED));
+    }
+    let tracker_fp = match config.tracker_pin {
+        Some(pin) => pin,
+        None => tls::pinned_fingerprint(&config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0))?,
+    };
+    let mut addrs = vec![config.tracker];
+    addrs.extend(config.tracker_alternates.iter().filter(|a| **a != config.tracker));
+    Ok((TrackerLink::new(addrs, tls::client_config(identity, TRACKER_ALPN, tracker_fp)?), tracker_fp))
+}
+
+/// This peer's DHT node, if it runs one: on the IPv4 address the endpoint listens on (all of
+/// them for an IPv6 or unspecified one), announcing the endpoint's port.
+async fn start_dht(config: &PeerConfig, endpoint: &quinn::Endpoint) -> Result<Option<Arc<dht::DhtNode>>> {
+    let Some(bootstrap) = config.dht.clone() else { return Ok(None) };
+    let local = endpoint.local_addr()?;
+    let bind = match local.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+    };
+    Ok(Some(Arc::new(dht::DhtNode::start(bootstrap, bind, local.port()).await?)))
+}
+
+/// Where holders come from: the tracker, the DHT, or both (the tracker first: it knows names
+/// and vouches for fingerprints).
+fn discovery_of(config: &PeerConfig, link: &Arc<TrackerLink>, node: Option<&Arc<dht::DhtNode>>) -> Arc<dyn Discovery> {
+    let Some(node) = node else { return link.clone() };
+    let source = Arc::new(dht::source::DhtSource::new(node.clone(), config.no_tracker));
+    if config.no_tracker {
+        return source;
+    }
+    Arc::new(crate::discovery::many::Many::new(vec![("tracker".into(), link.clone()), ("dht".into(), source)]))
+}
+
+impl Peer {
     fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
-        let gate = Arc::new(gate::Gate::new(Arc::new(gate::TrackerAdmission::new(inner.link.clone()))));
+        let admission = Arc::new(gate::TrackerAdmission::new(inner.link.clone()));
+        let gate = Arc::new(gate::Gate::new(admission, inner.public.clone()));
         let me = inner.config.id.as_str();
         let serving = task::spawn(
             tracing::info_span!("serve", me),
@@ -211,7 +260,13 @@ impl Peer {
             *refusal.lock().unwrap_or_else(|p| p.into_inner()) = refused;
         });
         let withdrawing = task::spawn(tracing::info_span!("withdraw", me), withdraw(inner.link.clone(), withdrawn, inner.shutdown.clone()));
-        inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, linking, withdrawing]);
+        let mut tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.extend([serving, linking, withdrawing]);
+        if let Some(node) = &inner.dht {
+            let on_dht = inner.on_dht.clone();
+            let announcing = dht::keep_announced(node.clone(), inner.public.watch(), on_dht, dht::REANNOUNCE, inner.shutdown.clone());
+            tasks.push(task::spawn(tracing::info_span!("dht announce", me), announcing));
+        }
     }
 
     /// The peer's id.
@@ -267,6 +322,11 @@ impl Peer {
     /// Why the last attempt to reach the tracker failed, if one did.
     pub fn tracker_error(&self) -> Option<String> {
         self.inner.link.last_error()
+    }
+
+    /// Whether this peer has a tracker (it runs without one with `no_tracker`).
+    pub fn has_tracker(&self) -> bool {
+        !self.inner.config.no_tracker
     }
 
     /// The tracker's address for a person (the one that answered last, else the first).

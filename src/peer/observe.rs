@@ -31,7 +31,7 @@ pub const MAX_OBSERVES_PER_CONNECTION: usize = 8;
 /// stops reading, or `shutdown`.
 pub async fn answer(mut send: SendStream, id: FileId, serving: &Watched<'_>, shutdown: &CancellationToken) -> Result<()> {
     let Some(file) = serving.shares.get(&id) else {
-        let refusal = Availability::Error(format!("file {} is not shared here", id.short()));
+        let refusal = Availability::Error(serving.shares.refusal(&id));
         return finish(&mut send, &refusal).await;
     };
     let Some(partial) = file.download().cloned() else {

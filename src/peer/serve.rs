@@ -22,7 +22,9 @@ use super::observe;
 use super::superseed::Crowds;
 use super::throttle::Throttle;
 use crate::net::task;
-use crate::protocol::{self, Availability, ChunkHeader, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close};
+use crate::protocol::{
+    self, Availability, ChunkHeader, Description, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close,
+};
 use crate::store::buffers::Buffer;
 use crate::store::shares::Shares;
 
@@ -82,6 +84,10 @@ pub async fn run(endpoint: quinn::Endpoint, serving: Serving, gate: Arc<Gate>, s
                         tracing::Span::current().record("peer", tracing::field::display(fp.short()));
                     }
                     if let Some(admitted) = gate.admit(&conn).await {
+                        let serving = match &admitted.public_only {
+                            Some(public) => Serving { shares: serving.shares.public_view(public.clone()), ..serving },
+                            None => serving,
+                        };
                         serve_connection(conn, serving, admitted.sends.clone(), shutdown).await;
                     }
                 });
@@ -169,7 +175,22 @@ async fn answer_control(
         }
         return;
     }
+    if let Ok(PeerRequest::Describe { id }) = request {
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, describe(send, &shares, &id)).await;
+        return;
+    }
     let _ = tokio::time::timeout(STREAM_TIMEOUT, answer_manifest(send, request, shares, sends)).await;
+}
+
+/// Answers a `Describe`: the file as shared here, if this downloader may see it.
+async fn describe(mut send: SendStream, shares: &Shares, id: &FileId) {
+    let reply = match shares.get(id) {
+        Some(file) => Description::File(file.info.clone()),
+        None => Description::Error(shares.refusal(id)),
+    };
+    if let Ok(frame) = protocol::encode(&reply) {
+        send_frame(&mut send, Bytes::from(frame)).await;
+    }
 }
 
 /// Answers a manifest request. A manifest can be 2 MiB, so sending it takes one of the
@@ -190,7 +211,7 @@ async fn answer_manifest(mut send: SendStream, request: Result<PeerRequest>, sha
                 }
                 "cannot encode the manifest".to_string()
             }
-            None => format!("file {} is not shared here", id.short()),
+            None => shares.refusal(&id),
         },
         Ok(PeerRequest::Manifest { version, .. }) => {
             format!("protocol version {version} is not supported (this peer speaks {PROTOCOL_VERSION})")
@@ -220,7 +241,9 @@ async fn send_frame(send: &mut SendStream, frame: Bytes) {
 async fn answer_chunk(conn: Connection, mut recv: RecvStream, serving: Serving, sends: Arc<Semaphore>) -> Result<()> {
     let (id, index) = match read_request(&mut recv).await? {
         PeerRequest::Chunk { id, index } => (id, index),
-        PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } => bail!("control request on a chunk stream"),
+        PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } | PeerRequest::Describe { .. } => {
+            bail!("control request on a chunk stream")
+        }
     };
     // Counted as taken when asked for, not when sent: a crowd's offers then pass over a chunk
     // already on its way to someone.
@@ -249,7 +272,7 @@ async fn send_chunk(conn: Connection, serving: Serving, id: FileId, index: u32) 
 
 /// Reads chunk `index` of shared file `id` off the disk.
 async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Buffer> {
-    let file = shares.get(id).ok_or_else(|| anyhow!("file {} is not shared here", id.short()))?;
+    let file = shares.get(id).ok_or_else(|| anyhow!("{}", shares.refusal(id)))?;
     if index >= file.manifest.count() {
         bail!("chunk {index} is past the end of the file ({} chunks)", file.manifest.count());
     }

@@ -289,7 +289,28 @@ impl Peer {
         if let Err(err) = tokio::task::spawn_blocking(move || catalog.forget(&id)).await? {
             tracing::warn!("{} is not shared now but may be again after a restart: {err:#}", info.name);
         }
+        if let Err(err) = self.inner.public.remove(&[info.id]) {
+            tracing::warn!("{} is not shared now, but is still listed as public: {err:#}", info.name);
+        }
         let pending = self.inner.link.request(&TrackerRequest::Unshare(info.id)).await.err().map(|e| format!("{e:#}"));
         Ok(Unshared { info, pending })
+    }
+
+    /// Makes what `shared` shared public: served to anyone who knows its id, not only to the
+    /// tracker's peers, and announced on the DHT if this peer runs a node; kept across runs.
+    pub fn make_public(&self, shared: &Shared) -> Result<()> {
+        let files = shared.folder.iter().flat_map(|f| f.file_ids.iter().copied());
+        self.inner.public.add(std::iter::once(shared.info.id).chain(files))?;
+        Ok(())
+    }
+
+    /// Whether this peer runs a DHT node (public files are announced on it).
+    pub fn runs_dht(&self) -> bool {
+        self.inner.dht.is_some()
+    }
+
+    /// The public files announced on the DHT at least once, now and as it changes.
+    pub fn on_dht(&self) -> tokio::sync::watch::Receiver<std::collections::BTreeSet<crate::protocol::FileId>> {
+        self.inner.on_dht.subscribe()
     }
 }

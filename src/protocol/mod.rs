@@ -134,8 +134,20 @@ pub struct Holder {
     pub peer_id: String,
     /// The address the tracker observed the peer's connection from.
     pub addr: SocketAddr,
-    /// The peer's certificate fingerprint, to pin when connecting to it.
+    /// The peer's certificate fingerprint, to pin when connecting to it; [`Holder::UNVOUCHED`]
+    /// when no source vouched for one (a holder found on the DHT).
     pub fingerprint: Fingerprint,
+}
+
+impl Holder {
+    /// The fingerprint of a holder whose certificate nobody vouched for: any certificate is
+    /// accepted on connecting, and the one it proves is what the holder is judged by.
+    pub const UNVOUCHED: Fingerprint = crate::content::id::Digest([0; 32]);
+
+    /// Whether a source vouched for this holder's certificate (pinned on connecting).
+    pub fn vouched(&self) -> bool {
+        self.fingerprint != Holder::UNVOUCHED
+    }
 }
 
 /// One file that matched a lookup, with its live holders.
@@ -297,6 +309,22 @@ pub enum PeerRequest {
         /// The file.
         id: FileId,
     },
+    /// What is this file: its name, size, and whether it is a folder (bidirectional stream,
+    /// answered by a [`Description`]). Asked of a holder found on the DHT, which gives ids
+    /// only. (Last, so earlier tags keep their bytes.)
+    Describe {
+        /// The file.
+        id: FileId,
+    },
+}
+
+/// A holder's answer to [`PeerRequest::Describe`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Description {
+    /// The file as this holder shares it (its name is checked like any name before use).
+    File(FileInfo),
+    /// Refused, with a one-line reason.
+    Error(#[serde(deserialize_with = "printable_reason")] String),
 }
 
 /// What a holder has of a file, sent on an `Observe` stream: first `All` or a `Bitfield`, then
@@ -368,5 +396,9 @@ mod tests {
         assert_eq!(frame, [0, 0, 0, 1, 1]);
         let frame = encode(&TrackerRequest::Register { version: 1, peer_id: "a".into(), files: vec![] }).unwrap();
         assert_eq!(frame, [0, 0, 0, 5, 0, 1, 1, b'a', 0]);
+        // Describe is PeerRequest's fourth tag (3), then the 32 id bytes.
+        let frame = encode(&PeerRequest::Describe { id: crate::content::id::Digest([0xab; 32]) }).unwrap();
+        assert_eq!(frame[..5], [0, 0, 0, 33, 3]);
+        assert!(frame[5..].iter().all(|&b| b == 0xab));
     }
 }

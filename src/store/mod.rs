@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod claims;
 pub mod lock;
 pub mod partial;
+pub mod public;
 pub mod resume;
 pub mod shares;
 pub mod space;

@@ -228,6 +228,8 @@ pub struct Shares {
     files: Arc<Mutex<HashMap<FileId, Arc<SharedFile>>>>,
     /// Files withdrawn because our copy went bad, for the tracker to hear of.
     withdrawn: mpsc::UnboundedSender<FileInfo>,
+    /// Set in the view a downloader nobody vouched for gets: only these files are in it.
+    only: Option<super::public::Public>,
 }
 
 impl Shares {
@@ -239,7 +241,20 @@ impl Shares {
     /// shared file), for the tracker to hear of.
     pub fn new() -> (Shares, mpsc::UnboundedReceiver<FileInfo>) {
         let (withdrawn, gone) = mpsc::unbounded_channel();
-        (Shares { files: Arc::default(), withdrawn }, gone)
+        (Shares { files: Arc::default(), withdrawn, only: None }, gone)
+    }
+
+    /// The same shares, seen by a downloader no tracker vouched for: only `public` files.
+    pub fn public_view(&self, public: super::public::Public) -> Shares {
+        Shares { only: Some(public), ..self.clone() }
+    }
+
+    /// Why `id` cannot be served from this view: not shared, or not publicly.
+    pub fn refusal(&self, id: &FileId) -> String {
+        match self.lock().contains_key(id) {
+            true => format!("file {} is shared with this tracker's peers only, not publicly", id.short()),
+            false => format!("file {} is not shared here", id.short()),
+        }
     }
 
     /// Stops serving `file` because our copy went bad, and queues it for the tracker to hear.
@@ -260,6 +275,9 @@ impl Shares {
 
     /// The shared file with this id (complete, or a download under way).
     pub fn get(&self, id: &FileId) -> Option<Arc<SharedFile>> {
+        if self.only.as_ref().is_some_and(|public| !public.contains(id)) {
+            return None;
+        }
         self.lock().get(id).cloned()
     }
 

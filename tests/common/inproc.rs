@@ -62,15 +62,33 @@ impl Net {
     /// Starts peer `id` with its uplink on `link`, waits until it is registered and its tracker
     /// requests can go through; returns it and the handle that changes its link.
     pub async fn add_peer(&mut self, id: &str, link: Link) -> Result<(Peer, LinkControl)> {
+        self.add_peer_with(id, link, |_| {}).await
+    }
+
+    /// Like [`Net::add_peer`], with the configuration changed by `tweak` first (a DHT, no
+    /// tracker); a peer with no tracker is not waited for.
+    pub async fn add_peer_with(&mut self, id: &str, link: Link, tweak: impl FnOnce(&mut PeerConfig)) -> Result<(Peer, LinkControl)> {
         let home = self.home(id);
         std::fs::create_dir_all(home.join("data"))?;
-        let tracker = self.tracker.as_ref().context("the tracker is stopped")?.addr;
-        let config = PeerConfig { heartbeat: HEARTBEAT, ..PeerConfig::in_home(id, tracker, &self.dir.path().join("certs"), &home) };
+        // A peer started after the tracker stopped still needs an address to not reach.
+        let tracker = self.tracker.as_ref().map_or_else(|| ([127, 0, 0, 1], 9).into(), |t| t.addr);
+        let mut config = PeerConfig { heartbeat: HEARTBEAT, ..PeerConfig::in_home(id, tracker, &self.dir.path().join("certs"), &home) };
+        tweak(&mut config);
         let sim = linksim::socket(config.listen, link).with_context(|| format!("cannot bind peer {id}'s socket"))?;
+        let no_tracker = config.no_tracker;
         let peer = Peer::start_on(config, sim.socket).await.with_context(|| format!("cannot start peer {id}"))?;
         self.peers.push(Host { peer: peer.clone(), stats: sim.stats });
-        tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.with_context(|| format!("peer {id} did not register"))?;
+        if !no_tracker {
+            tokio::time::timeout(SETTLE_TIMEOUT, peer.registered()).await.with_context(|| format!("peer {id} did not register"))?;
+        }
         Ok((peer, sim.control))
+    }
+
+    /// Stops the tracker now (the peers stay up).
+    pub async fn stop_tracker(&mut self) {
+        if let Some(tracker) = self.tracker.take() {
+            tracker.stop().await;
+        }
     }
 
     /// Starts peer `id` on `link` with `data` as `name` in its data folder, and shares it.
@@ -124,6 +142,11 @@ impl Net {
         if let Some(tracker) = self.tracker.take() {
             tracker.stop().await;
         }
+    }
+
+    /// Where `peer`'s downloads land.
+    pub fn download_dir(&self, peer: &Peer) -> PathBuf {
+        self.home(peer.id()).join("downloads")
     }
 
     fn home(&self, id: &str) -> PathBuf {

@@ -14,7 +14,7 @@ impl PromptState {
     /// Shares the files, hashing them together (as many at once as there are cores). In the
     /// background on a terminal; otherwise returns when every one is shared, reporting them in
     /// the order given, so scripts stay in order. A failure is reported and the others still go.
-    pub(super) async fn share(&mut self, files: Vec<String>) {
+    pub(super) async fn share(&mut self, files: Vec<String>, public: bool) {
         let mut hashing = JoinSet::new();
         for (index, file) in files.into_iter().enumerate() {
             let key = format!("share {file}");
@@ -26,7 +26,7 @@ impl PromptState {
             if self.background {
                 self.gets.spawn(async move {
                     let shared = progress::share(&peer, &file, show, &cancel).await;
-                    report_share(&peer, &file, shared, &cancel).await;
+                    report_share(&peer, &file, shared, public, &cancel).await;
                     key
                 });
             } else {
@@ -38,7 +38,7 @@ impl PromptState {
         while let Some(Ok((index, file, shared))) = hashing.join_next().await {
             done.insert(index, (file, shared));
             while let Some((file, shared)) = done.remove(&next) {
-                report_share(&self.peer, &file, shared, &self.cancel).await;
+                report_share(&self.peer, &file, shared, public, &self.cancel).await;
                 next += 1;
             }
         }
@@ -55,12 +55,22 @@ impl PromptState {
     }
 }
 
-/// Says how one share ended: the summary and the ticket to paste elsewhere.
-async fn report_share(peer: &Peer, file: &str, shared: Result<crate::peer::Shared>, cancel: &CancellationToken) {
+/// Says how one share ended: the summary, whether it is public, and the ticket to paste
+/// elsewhere (or, with no tracker, the id).
+async fn report_share(peer: &Peer, file: &str, shared: Result<crate::peer::Shared>, public: bool, cancel: &CancellationToken) {
     match shared {
         Ok(shared) => {
             console::say(&report::shared_line(&shared));
-            console::say(&report::ticket_lines(&peer.ticket(&shared.info).await));
+            if public {
+                match peer.make_public(&shared) {
+                    Ok(()) => console::say(&report::public_line(&shared.info, peer.runs_dht())),
+                    Err(err) => console::error(&err.context("shared, but not publicly")),
+                }
+            }
+            match peer.has_tracker() {
+                true => console::say(&report::ticket_lines(&peer.ticket(&shared.info).await)),
+                false => console::say(&format!("on another machine: get {}", shared.info.id.to_hex())),
+            }
         }
         Err(_) if cancel.is_cancelled() => console::say(&format!("cancelled share {}", crate::logbook::printable(file))),
         Err(err) => console::error(&err),

@@ -73,7 +73,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
     /// the chunks already `have`.
     pub(super) fn new(ctx: &'c Context<'a>, job: &'c Job, links: Vec<(Arc<HolderLink>, Option<RecvStream>)>, have: &[bool]) -> Self {
         let plan = Scheduler::new(job.manifest.count(), 1, |i| have[i as usize]);
-        let finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|(l, _)| l.fingerprint));
+        let finder = Finder::new(ctx.seek.clone(), job.id, links.iter().map(|(l, _)| l.as_ref()));
         let mut swarm = Swarm {
             ctx,
             job,
@@ -229,7 +229,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             let _ = self.ctx.events.send(Progress::Note(format!("stopped using peer {} for {}: {why}", link.peer_id, self.job.name)));
             let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
             if again {
-                self.finder.forget(&link.fingerprint);
+                self.finder.forget(link);
             }
         }
     }
@@ -286,7 +286,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             let _ = self.ctx.events.send(Progress::Note(note));
             let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
             if penalty == Penalty::Drop {
-                self.finder.forget(&link.fingerprint);
+                self.finder.forget(link);
             }
         }
         Ok(())
