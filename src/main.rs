@@ -256,9 +256,10 @@ fn peer_id(text: &str) -> Result<String, String> {
 
 fn init_tracing(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "p2pq=info,warn",
+        (true, _) => "error,mainline=off",
+        // mainline logs every failed bootstrap as an error; the peer says it once instead.
+        (false, 0) => "warn,mainline=off",
+        (false, 1) => "p2pq=info,warn,mainline=off",
         (false, _) => "p2pq=debug,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());

@@ -25,7 +25,9 @@ pub async fn peer_main(config: PeerConfig) -> Result<()> {
     // The prompt shows at once; the link keeps trying meanwhile and its notices (kept from the
     // start, printed after this line) say how it went. Commands that need the tracker wait for
     // its first attempt themselves (see peer_prompt).
-    if !peer.tracker_connected() {
+    if !peer.has_tracker() {
+        console::say("no tracker: holders come from the DHT, by full id; only files shared with --public are served");
+    } else if !peer.tracker_connected() {
         console::say(&format!("connecting to the tracker at {}…", peer.tracker_addr()));
     }
     if let Some(notices) = peer.take_notices() {

@@ -71,7 +71,8 @@ pub fn full_id(query: &str) -> Result<FileId> {
 pub enum Bootstrap {
     /// mainline's public bootstrap nodes (the real DHT).
     Public,
-    /// These nodes only: a private network, or a test's local DHT.
+    /// These nodes only: a private network, or a test's local DHT (our node answers queries
+    /// from the start).
     Nodes(Vec<SocketAddr>),
 }
 
@@ -91,7 +92,10 @@ impl DhtNode {
             let mut builder = mainline::Dht::builder();
             builder.bind_address(bind);
             if let Bootstrap::Nodes(nodes) = &bootstrap {
-                builder.bootstrap(nodes);
+                // A private DHT is only its own nodes: each must answer the others from the
+                // start. On the public DHT a node waits until it is seen to be reachable
+                // (mainline's adaptive mode), so a node behind a NAT does not pollute tables.
+                builder.bootstrap(nodes).server_mode();
             }
             builder.build()
         })

@@ -8,6 +8,9 @@ use crate::protocol::{FileInfo, TrackerRequest};
 impl Peer {
     /// Tells the tracker this peer shares `info`; returns why it did not hear, if it did not.
     pub(super) async fn announce_one(&self, info: FileInfo) -> Option<String> {
+        if !self.has_tracker() {
+            return None;
+        }
         match self.inner.link.request(&TrackerRequest::Share(info)).await {
             Ok(_) => None,
             Err(err) => Some(format!("{err:#}")),
@@ -18,6 +21,9 @@ impl Peer {
     /// requests a second from a peer: one each, 10,000 files would take 100 s); returns why it
     /// did not hear of some, if it did not.
     pub(super) async fn announce_many(&self, files: Vec<FileInfo>) -> Option<String> {
+        if !self.has_tracker() {
+            return None;
+        }
         let mut failed = None;
         for batch in batches(files) {
             let request = if batch.len() == 1 { TrackerRequest::Share(batch[0].clone()) } else { TrackerRequest::ShareMany(batch) };

@@ -26,6 +26,7 @@ mod restore;
 pub mod scheduler;
 pub mod serve;
 mod sharing;
+mod sources;
 mod superseed;
 pub mod throttle;
 mod tree_hash;
@@ -54,7 +55,7 @@ pub use sharing::Unshared;
 use crate::content::manifest::Manifest;
 use crate::logbook::{ChunkRecord, Logbook};
 use crate::net::tls::{self, Identity};
-use crate::protocol::{self, FileInfo, PEER_ALPN, TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
+use crate::protocol::{self, FileInfo, PEER_ALPN, TrackerRequest, TrackerResponse, close};
 use crate::store::{self};
 
 /// How long `exit` waits for connections to close cleanly.
@@ -148,7 +149,7 @@ impl Peer {
         let identity = Identity::load_or_create(&config.certs, &format!("peer-{}", config.id))?;
         let server = tls::server_config(&identity, PEER_ALPN)?;
         let endpoint = bind(&identity, server, config.listen)?;
-        let (link, tracker_fp) = tracker_link(&config, &identity)?;
+        let (link, tracker_fp) = sources::tracker_link(&config, &identity)?;
         let link = Arc::new(link);
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
@@ -158,8 +159,8 @@ impl Peer {
         let download_limit = config.download_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let holders = Arc::new(holder::HolderPool::new(config.window, download_limit));
         let identity = Arc::new(identity);
-        let dht = start_dht(&config, &endpoint).await?;
-        let discovery = discovery_of(&config, &link, dht.as_ref());
+        let dht = sources::start_dht(&config, &endpoint).await?;
+        let discovery = sources::discovery_of(&config, &link, dht.as_ref());
         let seek = Arc::new(finder::Seek {
             discovery: discovery.clone(),
             me: config.id.clone(),
@@ -200,43 +201,6 @@ impl Peer {
     }
 }
 
-/// The link to the tracker and its pinned fingerprint; no link with `no_tracker`.
-fn tracker_link(config: &PeerConfig, identity: &Identity) -> Result<(TrackerLink, protocol::Fingerprint)> {
-    if config.no_tracker {
-        return Ok((TrackerLink::none(), protocol::Holder::UNVOUCHED));
-    }
-    let tracker_fp = match config.tracker_pin {
-        Some(pin) => pin,
-        None => tls::pinned_fingerprint(&config.tracker_cert.clone().unwrap_or_else(|| tls::paths(&config.certs, "tracker").0))?,
-    };
-    let mut addrs = vec![config.tracker];
-    addrs.extend(config.tracker_alternates.iter().filter(|a| **a != config.tracker));
-    Ok((TrackerLink::new(addrs, tls::client_config(identity, TRACKER_ALPN, tracker_fp)?), tracker_fp))
-}
-
-/// This peer's DHT node, if it runs one: on the IPv4 address the endpoint listens on (all of
-/// them for an IPv6 or unspecified one), announcing the endpoint's port.
-async fn start_dht(config: &PeerConfig, endpoint: &quinn::Endpoint) -> Result<Option<Arc<dht::DhtNode>>> {
-    let Some(bootstrap) = config.dht.clone() else { return Ok(None) };
-    let local = endpoint.local_addr()?;
-    let bind = match local.ip() {
-        std::net::IpAddr::V4(ip) => ip,
-        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
-    };
-    Ok(Some(Arc::new(dht::DhtNode::start(bootstrap, bind, local.port()).await?)))
-}
-
-/// Where holders come from: the tracker, the DHT, or both (the tracker first: it knows names
-/// and vouches for fingerprints).
-fn discovery_of(config: &PeerConfig, link: &Arc<TrackerLink>, node: Option<&Arc<dht::DhtNode>>) -> Arc<dyn Discovery> {
-    let Some(node) = node else { return link.clone() };
-    let source = Arc::new(dht::source::DhtSource::new(node.clone(), config.no_tracker));
-    if config.no_tracker {
-        return source;
-    }
-    Arc::new(crate::discovery::many::Many::new(vec![("tracker".into(), link.clone()), ("dht".into(), source)]))
-}
-
 impl Peer {
     fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
@@ -266,6 +230,8 @@ impl Peer {
             let on_dht = inner.on_dht.clone();
             let announcing = dht::keep_announced(node.clone(), inner.public.watch(), on_dht, dht::REANNOUNCE, inner.shutdown.clone());
             tasks.push(task::spawn(tracing::info_span!("dht announce", me), announcing));
+            let peer = self.clone();
+            tasks.push(task::spawn(tracing::info_span!("dht start", me), async move { peer.say_dht_reached().await }));
         }
     }
 
