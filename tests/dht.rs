@@ -180,3 +180,37 @@ async fn a_download_whose_tracker_dies_goes_on_from_a_holder_found_on_the_dht() 
     net.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn hostile_dht_answers_cost_the_liar_never_the_file() -> Result<()> {
+    use common::hostile::{HolderAnswer, fake_holder};
+    let (_net, boot) = testnet(8).await?;
+    let mut net = Net::start().await?;
+    let (holder, _) = net.add_peer_with("holder", Link::default(), on_dht(&boot, true)).await?;
+    let data = common::bytes(2 << 20, "hostile dht");
+    let id = share_public(&net, &holder, "archive.tar", &data).await?;
+    // On the DHT too: a holder that sends every chunk wrong, and an address where nobody is.
+    let (liar, _liar_endpoint, _dir) = fake_holder(HolderAnswer::Corrupt(Arc::new(data.clone())));
+    let (_nobody_socket, nobody) = free_port()?;
+    for port in [liar.addr.port(), nobody] {
+        let node = DhtNode::start(boot.clone(), Ipv4Addr::LOCALHOST, port).await?;
+        tokio::time::timeout(TIMEOUT, node.announce(&id)).await.context("announce timed out")??;
+    }
+    let (getter, _) = net.add_peer_with("getter", Link::default(), on_dht(&boot, true)).await?;
+    let (events, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let got =
+        tokio::time::timeout(common::inproc::GET_TIMEOUT, getter.get_with(&id.to_hex(), Some(events), &CancellationToken::new())).await??;
+    assert_got(&got, &data)?;
+    let mut notes = Vec::new();
+    while let Ok(event) = progress.try_recv() {
+        if let p2pq::peer::events::Progress::Note(note) = event {
+            notes.push(note);
+        }
+    }
+    let liar_at = format!("dht:{}", liar.addr);
+    let struck = notes.iter().any(|n| n.contains(&liar_at) && n.contains("failed verification"));
+    assert!(struck, "the liar was dropped for its bad chunks, and said so: {notes:?}");
+    assert_eq!(common::inproc::chunks_from(&got, &liar_at), 0, "no chunk of the liar's was kept: {:?}", got.from);
+    net.stop().await;
+    Ok(())
+}

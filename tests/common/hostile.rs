@@ -247,6 +247,9 @@ pub enum HolderAnswer {
     /// messages, as fast as the stream takes them; the count of frames written goes to the
     /// counter.
     Flood(Arc<Vec<u8>>, Arc<std::sync::atomic::AtomicU64>),
+    /// The real manifest (and a description, to a `Describe`), then every chunk with its
+    /// bytes flipped.
+    Corrupt(Arc<Vec<u8>>),
 }
 
 /// A fake holder on 127.0.0.1 with its own certificate; returns it as a [`Holder`] to report.
@@ -277,7 +280,7 @@ fn accept_fakes(endpoint: &Endpoint, answer: HolderAnswer) {
 
 async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
     let content = match &answer {
-        HolderAnswer::Serve(data) | HolderAnswer::Lie(data) | HolderAnswer::Flood(data, _) => {
+        HolderAnswer::Serve(data) | HolderAnswer::Lie(data) | HolderAnswer::Flood(data, _) | HolderAnswer::Corrupt(data) => {
             Some((data.clone(), Manifest::from_bytes(data).1))
         }
         HolderAnswer::Refuse(_) => None,
@@ -303,7 +306,10 @@ async fn serve_fake(conn: Connection, answer: HolderAnswer) -> Result<()> {
                     continue;
                 }
                 protocol::write_frame(&mut out, &ChunkHeader { id, index, result: Ok(len as u32) }).await?;
-                out.write_all(&data[offset..offset + len]).await?;
+                match answer {
+                    HolderAnswer::Corrupt(_) => out.write_all(&data[offset..offset + len].iter().map(|b| !b).collect::<Vec<u8>>()).await?,
+                    _ => out.write_all(&data[offset..offset + len]).await?,
+                }
                 out.finish()?;
             }
         }
@@ -331,6 +337,10 @@ async fn answer_fake(mut send: quinn::SendStream, req: PeerRequest, answer: &Hol
             }
         }
         (PeerRequest::Observe { .. }, _, _) => protocol::write_frame(&mut send, &Availability::All).await?,
+        (PeerRequest::Describe { id }, _, Some(m)) => {
+            let info = FileInfo { id, name: "fake.bin".into(), size: m.size, folder: None };
+            protocol::write_frame(&mut send, &protocol::Description::File(info)).await?;
+        }
         (_, HolderAnswer::Refuse(reason), _) => protocol::write_frame(&mut send, &ManifestReply::Error(reason.clone())).await?,
         (_, _, Some(m)) => protocol::write_frame(&mut send, &ManifestReply::Manifest(m.clone())).await?,
         _ => bail!("nothing to serve"),
