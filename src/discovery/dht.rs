@@ -39,6 +39,11 @@ pub const RETRY: Duration = Duration::from_secs(30);
 /// Longest one lookup runs: mainline ends a `get_peers` when the closest nodes have answered,
 /// which on the public DHT takes a few seconds; past this we use what came.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a lookup goes on once it has some holders. A `get_peers` ends only when the
+/// closest nodes have answered or timed out, and a DHT is full of nodes that left (seconds of
+/// timeouts each); the download starts with the first holders, and finds the rest later as it
+/// asks again.
+pub const MORE_GRACE: Duration = Duration::from_millis(50);
 /// Most addresses one lookup keeps: each DHT node answers with a random 10–20 of the peers it
 /// stores, so a few close nodes give this many at most for a small swarm, and a hostile node
 /// cannot make us dial thousands.
@@ -123,19 +128,23 @@ impl DhtNode {
     }
 
     /// The addresses announced for `id`, at most [`MAX_ADDRESSES`], gathered for at most
-    /// [`LOOKUP_TIMEOUT`] (an unreachable DHT gives none).
+    /// [`LOOKUP_TIMEOUT`], and for at most [`MORE_GRACE`] once some came (an unreachable DHT
+    /// gives none).
     pub async fn addresses(&self, id: &FileId) -> Vec<SocketAddr> {
         let mut found = BTreeSet::new();
         let mut answers = self.dht.get_peers(key(id));
-        let gather = async {
-            while let Some(peers) = answers.next().await {
-                found.extend(peers.into_iter().map(SocketAddr::V4));
-                if found.len() >= MAX_ADDRESSES {
-                    break;
-                }
+        let mut until = tokio::time::Instant::now() + LOOKUP_TIMEOUT;
+        while found.len() < MAX_ADDRESSES {
+            let next = tokio::select! {
+                next = answers.next() => next,
+                _ = tokio::time::sleep_until(until) => None,
+            };
+            let Some(peers) = next else { break };
+            if found.is_empty() && !peers.is_empty() {
+                until = until.min(tokio::time::Instant::now() + MORE_GRACE);
             }
-        };
-        let _ = tokio::time::timeout(LOOKUP_TIMEOUT, gather).await;
+            found.extend(peers.into_iter().map(SocketAddr::V4));
+        }
         found.into_iter().take(MAX_ADDRESSES).collect()
     }
 }
