@@ -174,9 +174,11 @@ Examples:
 #[derive(Args)]
 struct TrustArgs {
     /// The tracker: HOST[:PORT] (port 6771 if none), or a ticket, which also pins the tracker's
-    /// certificate [default: 127.0.0.1:6771].
+    /// certificate [default: 127.0.0.1:6771]. Repeat it for more trackers, each given as a
+    /// ticket or as HOST[:PORT]@CERTFILE (its certificate to pin): this peer registers with
+    /// all of them and asks them all.
     #[arg(long, value_name = "ADDR|TICKET")]
-    tracker: Option<String>,
+    tracker: Vec<String>,
     /// Folder of certificates: the tracker's (pinned) and this peer's own.
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -204,8 +206,10 @@ impl From<LinkArgs> for Access {
     fn from(a: LinkArgs) -> Access {
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
         let (id, listen, dht) = (a.id, a.listen, a.dht.bootstrap());
+        let mut trackers = tracker.into_iter();
         Access {
-            tracker,
+            tracker: trackers.next(),
+            more_trackers: trackers.collect(),
             certs,
             tracker_cert,
             id,
@@ -292,7 +296,8 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         anyhow::bail!("--no-tracker needs --dht or --dht-bootstrap: with neither, this peer could find nothing and nobody could find it");
     }
     let TrustArgs { tracker, certs, tracker_cert } = trust;
-    let target = resolve_or_default(tracker.as_deref()).await?;
+    let target = resolve_or_default(tracker.first().map(String::as_str)).await?;
+    let other_trackers = p2pq::app::target::resolve_others(tracker.get(1..).unwrap_or_default()).await?;
     let tracker = target.first();
     let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     Ok(PeerConfig {
@@ -311,6 +316,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         download_limit,
         window: None,
         stall_timeout,
+        other_trackers,
         dht,
         no_tracker,
     })

@@ -37,6 +37,29 @@ fn a_peer_without_the_tracker_certificate_says_how_to_get_it() {
 }
 
 #[test]
+fn dht_and_tracker_flags_that_cannot_work_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["peer", "1", "--no-tracker"], "error: --no-tracker needs --dht or --dht-bootstrap"),
+        (
+            &["peer", "1", "--tracker", "127.0.0.1:9", "--tracker", "127.0.0.1:10"],
+            "error: --tracker 127.0.0.1:10: a further tracker needs its certificate pinned",
+        ),
+        (
+            &["peer", "1", "--tracker", "127.0.0.1:9", "--tracker", "127.0.0.1:10@nothere.crt"],
+            "error: --tracker 127.0.0.1:10@nothere.crt: cannot read the certificate nothere.crt",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = p2pq(args, dir.path());
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn a_peer_whose_id_is_taken_by_another_certificate_is_refused() {
     let swarm = common::Swarm::start("15");
     let _first = swarm.peer("dup");

@@ -37,6 +37,8 @@ pub struct Access {
     /// The tracker as typed: `HOST[:PORT]` or a ticket [default: 127.0.0.1:6771]; a ticket
     /// among `get`'s names takes its place.
     pub tracker: Option<String>,
+    /// Further trackers, each a ticket or `HOST[:PORT]@CERTFILE`.
+    pub more_trackers: Vec<String>,
     /// Folder of certificates: the tracker's, and this peer's if `id` is given.
     pub certs: PathBuf,
     /// The tracker's certificate to pin [default: CERTS/tracker.crt].
@@ -229,6 +231,7 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         download_limit: access.download_limit,
         window: None,
         stall_timeout: access.stall_timeout,
+        other_trackers: target::resolve_others(&access.more_trackers).await?,
         dht: access.dht.clone(),
         no_tracker: false,
     };

@@ -39,6 +39,30 @@ pub async fn resolve(text: &str) -> Result<TrackerTarget> {
     Ok(TrackerTarget { addrs: lookup(text).await?, pin: None })
 }
 
+/// Resolves the further `--tracker`s: each a ticket, or `HOST[:PORT]@CERTFILE` (the
+/// certificate to pin); a plain address is refused, since no certificate file can be assumed.
+pub async fn resolve_others(texts: &[String]) -> Result<Vec<crate::peer::OtherTracker>> {
+    let mut out = Vec::new();
+    for text in texts {
+        let (target, pin) = match text.rsplit_once('@') {
+            _ if Ticket::looks_like(text) => {
+                let target = resolve(text).await?;
+                let pin = target.pin;
+                (target, pin)
+            }
+            Some((addr, cert)) => {
+                let pin = crate::net::tls::pinned_fingerprint(std::path::Path::new(cert))
+                    .with_context(|| format!("--tracker {text}: cannot read the certificate {cert}"))?;
+                (resolve(addr).await?, Some(pin))
+            }
+            None => bail!("--tracker {text}: a further tracker needs its certificate pinned: give HOST[:PORT]@CERTFILE, or a ticket"),
+        };
+        let pin = pin.with_context(|| format!("--tracker {text}: no certificate to pin"))?;
+        out.push(crate::peer::OtherTracker { addrs: target.addrs, pin });
+    }
+    Ok(out)
+}
+
 /// Resolves `--tracker` as given, or [`DEFAULT_TRACKER`] when it was not.
 pub async fn resolve_or_default(text: Option<&str>) -> Result<TrackerTarget> {
     resolve(text.unwrap_or(DEFAULT_TRACKER)).await

@@ -1,8 +1,14 @@
 //! Telling the tracker what this peer shares: one file, or many in as few requests as fit
 //! (`ShareMany`): the tracker takes a hundred requests a second from a peer, so 10,000 files
-//! one request each would take 100 s.
+//! one request each would take 100 s. Further trackers are told in the background; what
+//! is returned is what the first one said.
 
-use super::Peer;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Peer, sources};
+use crate::discovery::tracker::TrackerLink;
 use crate::protocol::{FileInfo, TrackerRequest};
 
 impl Peer {
@@ -11,6 +17,7 @@ impl Peer {
         if !self.has_tracker() {
             return None;
         }
+        self.tell_others(TrackerRequest::Share(info.clone()));
         match self.inner.link.request(&TrackerRequest::Share(info)).await {
             Ok(_) => None,
             Err(err) => Some(format!("{err:#}")),
@@ -27,11 +34,35 @@ impl Peer {
         let mut failed = None;
         for batch in batches(files) {
             let request = if batch.len() == 1 { TrackerRequest::Share(batch[0].clone()) } else { TrackerRequest::ShareMany(batch) };
+            self.tell_others(request.clone());
             if let Err(err) = self.inner.link.request(&request).await {
                 failed.get_or_insert(format!("{err:#}"));
             }
         }
         failed
+    }
+}
+
+/// Tells the tracker about each file this peer stopped serving (its copy changed on disk), so
+/// downloaders are not sent to a holder that will refuse them. Ends with the peer.
+pub(super) async fn withdraw(
+    link: Arc<TrackerLink>,
+    others: Vec<Arc<TrackerLink>>,
+    mut withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let file = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            file = withdrawn.recv() => match file {
+                Some(file) => file,
+                None => return,
+            },
+        };
+        if let Err(err) = link.request(&TrackerRequest::Unshare(file.id)).await {
+            tracing::warn!("cannot withdraw {} at the tracker: {err:#}", file.name);
+        }
+        sources::tell(&others, TrackerRequest::Unshare(file.id));
     }
 }
 

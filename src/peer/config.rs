@@ -43,11 +43,23 @@ pub struct PeerConfig {
     /// How long a download with no holder left waits for one (asking discovery again) before
     /// it gives up, keeping what it verified.
     pub stall_timeout: Duration,
+    /// More trackers, each registered with, asked and told as the first one is; one going
+    /// away is a notice, not an error.
+    pub other_trackers: Vec<OtherTracker>,
     /// The Mainline DHT node to run and where it starts; `None` (the default) runs none.
     pub dht: Option<Bootstrap>,
     /// Run with no tracker at all: holders come from the DHT, and only public files are
     /// served (no tracker can vouch for a downloader).
     pub no_tracker: bool,
+}
+
+/// A further tracker: where it is, and the certificate fingerprint to pin.
+#[derive(Clone, Debug)]
+pub struct OtherTracker {
+    /// Its addresses (one tracker; all are tried at once).
+    pub addrs: Vec<SocketAddr>,
+    /// Its certificate fingerprint.
+    pub pin: protocol::Fingerprint,
 }
 
 /// Interval of `alive` heartbeats unless told otherwise (the CLI's default too).
@@ -78,6 +90,7 @@ impl PeerConfig {
             download_limit: None,
             window: None,
             stall_timeout: STALL_TIMEOUT,
+            other_trackers: Vec::new(),
             dht: None,
             no_tracker: false,
         }

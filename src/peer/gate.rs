@@ -88,17 +88,31 @@ pub trait Admission: Send + Sync {
     fn admits(&self, fp: Fingerprint) -> Verdict<'_>;
 }
 
-/// Admits only live peers registered with our tracker, asking it with `Verify` and caching
-/// its verdicts.
+/// Admits only live peers registered with one of our trackers, asking them with `Verify` (in
+/// order, until one knows the peer) and caching their verdicts.
 pub struct TrackerAdmission {
-    link: Arc<TrackerLink>,
+    links: Vec<Arc<TrackerLink>>,
     verdicts: Mutex<Verdicts>,
 }
 
 impl TrackerAdmission {
-    /// Asks the tracker over `link`.
-    pub fn new(link: Arc<TrackerLink>) -> TrackerAdmission {
-        TrackerAdmission { link, verdicts: Mutex::default() }
+    /// Asks the trackers over `links`.
+    pub fn new(links: Vec<Arc<TrackerLink>>) -> TrackerAdmission {
+        TrackerAdmission { links, verdicts: Mutex::default() }
+    }
+
+    /// What the trackers say of `fp`: `Some(true)` if one knows it live, `Some(false)` if
+    /// one answered and none knows it, `None` if none could be asked.
+    async fn ask(&self, fp: Fingerprint) -> Option<bool> {
+        let mut answered = false;
+        for link in &self.links {
+            match link.request(&TrackerRequest::Verify { fingerprint: fp }).await {
+                Ok(TrackerResponse::Verified { peer_id: Some(_) }) => return Some(true),
+                Ok(TrackerResponse::Verified { peer_id: None }) => answered = true,
+                _ => {}
+            }
+        }
+        answered.then_some(false)
     }
 
     fn verdicts(&self) -> std::sync::MutexGuard<'_, Verdicts> {
@@ -111,13 +125,13 @@ impl TrackerAdmission {
         if let Some(live) = self.verdicts().fresh(&fp, Instant::now()) {
             return if live { Ok(()) } else { Err(UNKNOWN) };
         }
-        match self.link.request(&TrackerRequest::Verify { fingerprint: fp }).await {
-            Ok(TrackerResponse::Verified { peer_id }) => {
-                self.verdicts().put(fp, peer_id.is_some(), Instant::now());
-                if peer_id.is_some() { Ok(()) } else { Err(UNKNOWN) }
+        match self.ask(fp).await {
+            Some(live) => {
+                self.verdicts().put(fp, live, Instant::now());
+                if live { Ok(()) } else { Err(UNKNOWN) }
             }
-            _ if self.verdicts().stale_live(&fp, Instant::now()) => Ok(()),
-            _ => Err("cannot check this peer with the tracker now; try again later"),
+            None if self.verdicts().stale_live(&fp, Instant::now()) => Ok(()),
+            None => Err("cannot check this peer with the tracker now; try again later"),
         }
     }
 }

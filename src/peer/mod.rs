@@ -49,7 +49,7 @@ use crate::store::catalog::Origin;
 use crate::store::lock::StateLock;
 use crate::store::public::Public;
 use crate::store::shares::Shares;
-pub use config::{HEARTBEAT, PeerConfig, STALL_TIMEOUT};
+pub use config::{HEARTBEAT, OtherTracker, PeerConfig, STALL_TIMEOUT};
 pub use sharing::Unshared;
 
 use crate::content::manifest::Manifest;
@@ -80,6 +80,8 @@ struct Inner {
     shares: Shares,
     throttle: Option<Arc<throttle::Throttle>>,
     link: Arc<TrackerLink>,
+    /// More trackers (`--tracker` given again): registered with, asked and told too.
+    others: Vec<Arc<TrackerLink>>,
     /// Where holders come from: the tracker, and the DHT if it runs.
     discovery: Arc<dyn Discovery>,
     /// This peer's DHT node, if it runs one.
@@ -151,6 +153,7 @@ impl Peer {
         let endpoint = bind(&identity, server, config.listen)?;
         let (link, tracker_fp) = sources::tracker_link(&config, &identity)?;
         let link = Arc::new(link);
+        let others = sources::other_links(&config, &identity)?;
         let link_notices = link.notices();
         let log_path = config.state_dir.join("chunks.jsonl");
         let log = Logbook::open(&log_path).with_context(|| format!("cannot open the log {}", log_path.display()))?;
@@ -160,7 +163,7 @@ impl Peer {
         let holders = Arc::new(holder::HolderPool::new(config.window, download_limit));
         let identity = Arc::new(identity);
         let dht = sources::start_dht(&config, &endpoint).await?;
-        let discovery = sources::discovery_of(&config, &link, dht.as_ref());
+        let discovery = sources::discovery_of(&config, &link, &others, dht.as_ref());
         let seek = Arc::new(finder::Seek {
             discovery: discovery.clone(),
             me: config.id.clone(),
@@ -171,6 +174,7 @@ impl Peer {
         let sharing = sharing::Sharing::open(&config.state_dir);
         let public = Public::open(&config.state_dir);
         let inner = Inner {
+            others,
             public,
             dht,
             on_dht: tokio::sync::watch::Sender::new(Default::default()),
@@ -204,7 +208,8 @@ impl Peer {
 impl Peer {
     fn spawn_background(&self, withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>) {
         let inner = &self.inner;
-        let admission = Arc::new(gate::TrackerAdmission::new(inner.link.clone()));
+        let trackers: Vec<_> = std::iter::once(inner.link.clone()).chain(inner.others.iter().cloned()).collect();
+        let admission = Arc::new(gate::TrackerAdmission::new(trackers));
         let gate = Arc::new(gate::Gate::new(admission, inner.public.clone()));
         let me = inner.config.id.as_str();
         let serving = task::spawn(
@@ -223,9 +228,13 @@ impl Peer {
             let refused = link.run(endpoint, id, shares, heartbeat, shutdown).await;
             *refusal.lock().unwrap_or_else(|p| p.into_inner()) = refused;
         });
-        let withdrawing = task::spawn(tracing::info_span!("withdraw", me), withdraw(inner.link.clone(), withdrawn, inner.shutdown.clone()));
+        let withdrawing = task::spawn(
+            tracing::info_span!("withdraw", me),
+            announce::withdraw(inner.link.clone(), inner.others.clone(), withdrawn, inner.shutdown.clone()),
+        );
         let mut tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.extend([serving, linking, withdrawing]);
+        tasks.extend(self.run_other_trackers());
         if let Some(node) = &inner.dht {
             let on_dht = inner.on_dht.clone();
             let announcing = dht::keep_announced(node.clone(), inner.public.watch(), on_dht, dht::REANNOUNCE, inner.shutdown.clone());
@@ -355,7 +364,13 @@ impl Peer {
     pub async fn exit(&self) {
         // Cancel first so the link task does not take our own goodbye for a lost tracker.
         self.inner.shutdown.cancel();
+        let mut others = tokio::task::JoinSet::new();
+        for link in &self.inner.others {
+            let link = link.clone();
+            others.spawn(async move { link.leave().await });
+        }
         self.inner.link.leave().await;
+        others.join_all().await;
         let tasks: Vec<JoinHandle<()>> = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
         for task in tasks {
             let _ = task.await;
@@ -388,22 +403,5 @@ impl Peer {
         }
         store::unfinished::discard(dir, &found.id)?;
         Ok(found)
-    }
-}
-
-/// Tells the tracker about each file this peer stopped serving (its copy changed on disk), so
-/// downloaders are not sent to a holder that will refuse them. Ends with the peer.
-async fn withdraw(link: Arc<TrackerLink>, mut withdrawn: tokio::sync::mpsc::UnboundedReceiver<FileInfo>, shutdown: CancellationToken) {
-    loop {
-        let file = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            file = withdrawn.recv() => match file {
-                Some(file) => file,
-                None => return,
-            },
-        };
-        if let Err(err) = link.request(&TrackerRequest::Unshare(file.id)).await {
-            tracing::warn!("cannot withdraw {} at the tracker: {err:#}", file.name);
-        }
     }
 }

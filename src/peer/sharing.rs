@@ -292,6 +292,7 @@ impl Peer {
         if let Err(err) = self.inner.public.remove(&[info.id]) {
             tracing::warn!("{} is not shared now, but is still listed as public: {err:#}", info.name);
         }
+        self.tell_others(TrackerRequest::Unshare(info.id));
         let pending = self.inner.link.request(&TrackerRequest::Unshare(info.id)).await.err().map(|e| format!("{e:#}"));
         Ok(Unshared { info, pending })
     }

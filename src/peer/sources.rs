@@ -25,6 +25,29 @@ pub(super) fn tracker_link(config: &PeerConfig, identity: &Identity) -> Result<(
     Ok((TrackerLink::new(addrs, tls::client_config(identity, TRACKER_ALPN, tracker_fp)?), tracker_fp))
 }
 
+/// Links to the further trackers (not with `no_tracker`).
+pub(super) fn other_links(config: &PeerConfig, identity: &Identity) -> Result<Vec<Arc<TrackerLink>>> {
+    if config.no_tracker {
+        return Ok(Vec::new());
+    }
+    let link =
+        |t: &super::OtherTracker| Ok(Arc::new(TrackerLink::new(t.addrs.clone(), tls::client_config(identity, TRACKER_ALPN, t.pin)?)));
+    config.other_trackers.iter().map(link).collect()
+}
+
+/// Sends `request` to each of `links` in the background: a tracker that is away hears of
+/// everything at its next registration, which lists every share.
+pub(super) fn tell(links: &[Arc<TrackerLink>], request: protocol::TrackerRequest) {
+    for link in links {
+        let (link, request) = (link.clone(), request.clone());
+        crate::net::task::spawn(tracing::debug_span!("tell tracker", tracker = %link.shown()), async move {
+            if let Err(err) = link.request(&request).await {
+                tracing::debug!("a further tracker did not hear: {err:#}");
+            }
+        });
+    }
+}
+
 /// This peer's DHT node, if it runs one: on the IPv4 address the endpoint listens on (all of
 /// them for an IPv6 or unspecified one), announcing the endpoint's port.
 pub(super) async fn start_dht(config: &PeerConfig, endpoint: &quinn::Endpoint) -> Result<Option<Arc<dht::DhtNode>>> {
@@ -39,16 +62,64 @@ pub(super) async fn start_dht(config: &PeerConfig, endpoint: &quinn::Endpoint) -
 
 /// Where holders come from: the tracker, the DHT, or both (the tracker first: it knows names
 /// and vouches for fingerprints).
-pub(super) fn discovery_of(config: &PeerConfig, link: &Arc<TrackerLink>, node: Option<&Arc<dht::DhtNode>>) -> Arc<dyn Discovery> {
-    let Some(node) = node else { return link.clone() };
-    let source = Arc::new(dht::source::DhtSource::new(node.clone(), config.no_tracker));
-    if config.no_tracker {
-        return source;
+pub(super) fn discovery_of(
+    config: &PeerConfig,
+    link: &Arc<TrackerLink>,
+    others: &[Arc<TrackerLink>],
+    node: Option<&Arc<dht::DhtNode>>,
+) -> Arc<dyn Discovery> {
+    let mut sources: Vec<(String, Arc<dyn Discovery>)> = Vec::new();
+    if !config.no_tracker {
+        sources.push(("tracker".into(), link.clone()));
+        sources.extend(others.iter().map(|other| (format!("tracker {}", other.shown()), other.clone() as Arc<dyn Discovery>)));
     }
-    Arc::new(crate::discovery::many::Many::new(vec![("tracker".into(), link.clone()), ("dht".into(), source)]))
+    if let Some(node) = node {
+        sources.push(("dht".into(), Arc::new(dht::source::DhtSource::new(node.clone(), config.no_tracker))));
+    }
+    match sources.len() {
+        1 => sources.remove(0).1,
+        _ => Arc::new(crate::discovery::many::Many::new(sources)),
+    }
 }
 
 impl Peer {
+    /// Sends `request` to the further trackers, in the background.
+    pub(super) fn tell_others(&self, request: protocol::TrackerRequest) {
+        tell(&self.inner.others, request);
+    }
+
+    /// Runs the link to each further tracker, and passes on what it says. A tracker that
+    /// refuses this peer for good (its id taken there) ends that link only.
+    pub(super) fn run_other_trackers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let inner = &self.inner;
+        let mut tasks = Vec::new();
+        for link in &inner.others {
+            let link = link.clone();
+            let (endpoint, id, shares, heartbeat) =
+                (inner.endpoint.clone(), inner.config.id.clone(), inner.shares.clone(), inner.config.heartbeat);
+            let (stop, peer) = (inner.shutdown.child_token(), self.clone());
+            let mut notices = link.notices();
+            let span = tracing::info_span!("tracker link", me = %id, tracker = %link.shown());
+            tasks.push(crate::net::task::spawn(span, async move {
+                let running = link.run(endpoint, id, shares, heartbeat, stop.clone());
+                let passing = async {
+                    loop {
+                        match notices.recv().await {
+                            Ok(notice) => peer.inner.sharing.notify(notice),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
+                        }
+                    }
+                };
+                tokio::select! {
+                    refused = running => if let Some(reason) = refused { peer.inner.sharing.notify(format!("{reason}; going on without that tracker")) },
+                    never = passing => never,
+                    () = stop.cancelled() => {}
+                }
+            }));
+        }
+        tasks
+    }
     /// Says once where the DHT node listens and whether its bootstrap reached anyone.
     pub(super) async fn say_dht_reached(&self) {
         let Some(node) = &self.inner.dht else { return };
