@@ -97,10 +97,6 @@ enum Command {
         stall_timeout: Duration,
         #[command(flatten)]
         dht: DhtArgs,
-        /// Run with no tracker at all: holders come from the DHT only (by full id), and only
-        /// files shared with --public are served. Needs --dht or --dht-bootstrap.
-        #[arg(long, conflicts_with_all = ["tracker", "tracker_cert"])]
-        no_tracker: bool,
     },
     /// Download files and exit: status 0 once every file is verified, 1 if one failed.
     #[command(after_help = "Example:\n  p2pq get some-file.iso --tracker 10.0.0.5:6771 --json")]
@@ -146,7 +142,7 @@ enum Command {
         /// Also run a tracker for this seed while it runs, on all interfaces port 6771 or
         /// on --with-tracker=ADDR: one command to send, the printed tickets all the other
         /// side needs.
-        #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "0.0.0.0:6771", conflicts_with = "tracker")]
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "0.0.0.0:6771", conflicts_with_all = ["tracker", "no_tracker"])]
         with_tracker: Option<SocketAddr>,
     },
     /// Print shell completions: p2pq completions bash > /etc/bash_completion.d/p2pq
@@ -202,12 +198,15 @@ struct LinkArgs {
     dht: DhtArgs,
 }
 
-impl From<LinkArgs> for Access {
-    fn from(a: LinkArgs) -> Access {
+impl LinkArgs {
+    /// How the one-shot command reaches the swarm; refused when the DHT flags cannot work.
+    fn access(self) -> anyhow::Result<Access> {
+        let a = self;
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
-        let (id, listen, dht) = (a.id, a.listen, a.dht.bootstrap());
+        let (dht, no_tracker) = a.dht.settings()?;
+        let (id, listen) = (a.id, a.listen);
         let mut trackers = tracker.into_iter();
-        Access {
+        Ok(Access {
             tracker: trackers.next(),
             more_trackers: trackers.collect(),
             certs,
@@ -217,8 +216,9 @@ impl From<LinkArgs> for Access {
             stall_timeout: p2pq::peer::STALL_TIMEOUT,
             download_limit: None,
             dht,
+            no_tracker,
             public: false,
-        }
+        })
     }
 }
 
@@ -233,9 +233,24 @@ struct DhtArgs {
     /// Start the DHT node from these nodes instead (a private DHT); implies --dht.
     #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
     dht_bootstrap: Vec<SocketAddr>,
+    /// Run with no tracker at all: holders come from the DHT only (by full id), and only
+    /// files shared with --public are served. Needs --dht or --dht-bootstrap.
+    #[arg(long, conflicts_with_all = ["tracker", "tracker_cert"])]
+    no_tracker: bool,
 }
 
 impl DhtArgs {
+    /// The DHT to run, and whether to run with no tracker; refused when that could find nothing.
+    fn settings(&self) -> anyhow::Result<(Option<p2pq::discovery::dht::Bootstrap>, bool)> {
+        let dht = self.bootstrap();
+        if self.no_tracker && dht.is_none() {
+            anyhow::bail!(
+                "--no-tracker needs --dht or --dht-bootstrap: with neither, this peer could find nothing and nobody could find it"
+            );
+        }
+        Ok((dht, self.no_tracker))
+    }
+
     fn bootstrap(&self) -> Option<p2pq::discovery::dht::Bootstrap> {
         use p2pq::discovery::dht::Bootstrap;
         match (self.dht, self.dht_bootstrap.is_empty()) {
@@ -274,27 +289,12 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
-    let Command::Peer {
-        id,
-        trust,
-        data_dir,
-        download_dir,
-        heartbeat,
-        listen,
-        upload_limit,
-        download_limit,
-        state_dir,
-        stall_timeout,
-        dht,
-        no_tracker,
-    } = command
+    let Command::Peer { id, trust, data_dir, download_dir, heartbeat, listen, upload_limit, download_limit, state_dir, stall_timeout, dht } =
+        command
     else {
         anyhow::bail!("bad peer arguments");
     };
-    let dht = dht.bootstrap();
-    if no_tracker && dht.is_none() {
-        anyhow::bail!("--no-tracker needs --dht or --dht-bootstrap: with neither, this peer could find nothing and nobody could find it");
-    }
+    let (dht, no_tracker) = dht.settings()?;
     let TrustArgs { tracker, certs, tracker_cert } = trust;
     let target = resolve_or_default(tracker.first().map(String::as_str)).await?;
     let other_trackers = p2pq::app::target::resolve_others(tracker.get(1..).unwrap_or_default()).await?;
@@ -329,13 +329,16 @@ async fn main() -> ExitCode {
     p2pq::app::console::install_signals();
     p2pq::app::console::set_quiet(cli.quiet);
     let result = match cli.command {
-        Command::Get { names, only, link, download_dir, json, stall_timeout, download_limit } => {
-            let access = Access { stall_timeout, download_limit, ..link.into() };
-            exit_code(oneshot::get(access, names, only, download_dir, json).await)
-        }
-        Command::Seed { files, link, data_dir, public, with_tracker } => {
-            exit_code(oneshot::seed(Access { public, ..link.into() }, files, data_dir, with_tracker).await)
-        }
+        Command::Get { names, only, link, download_dir, json, stall_timeout, download_limit } => match link.access() {
+            Ok(access) => {
+                exit_code(oneshot::get(Access { stall_timeout, download_limit, ..access }, names, only, download_dir, json).await)
+            }
+            Err(err) => Err(err),
+        },
+        Command::Seed { files, link, data_dir, public, with_tracker } => match link.access() {
+            Ok(access) => exit_code(oneshot::seed(Access { public, ..access }, files, data_dir, with_tracker).await),
+            Err(err) => Err(err),
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "p2pq", &mut std::io::stdout());
             Ok(())

@@ -214,3 +214,24 @@ async fn hostile_dht_answers_cost_the_liar_never_the_file() -> Result<()> {
     net.stop().await;
     Ok(())
 }
+
+#[test]
+fn seed_and_get_with_no_tracker_on_the_command_line() -> Result<()> {
+    let net = mainline::Testnet::builder(8).build()?;
+    let boot = net.bootstrap.join(",");
+    let dir = tempfile::tempdir()?;
+    let data = common::bytes(500 * 1024, "one-shot dht");
+    std::fs::write(dir.path().join("talk.mp4"), &data)?;
+    let dht = ["--no-tracker", "--dht-bootstrap", boot.as_str(), "--listen", "127.0.0.1:0"];
+    let mut seed = common::Proc::spawn("seed", dir.path(), &[&["seed", "talk.mp4", "--public"][..], &dht[..]].concat());
+    let line = seed.expect("on another machine: p2pq get ");
+    let id = line.split_whitespace().find(|w| w.len() == 64).context("no id in the seed's line")?.to_string();
+    assert_eq!(id, common::b3sum(&data), "the id is b3sum's");
+    // The announce runs in the background; the seed says when it is done.
+    seed.expect_any("talk.mp4 is on the DHT now");
+    let mut get = common::Proc::spawn("get", dir.path(), &[&["get", id.as_str(), "--download-dir", "out"][..], &dht[..]].concat());
+    assert!(get.wait_exit(TIMEOUT).success(), "get failed: {}", get.transcript());
+    let out = dir.path().join("out");
+    assert_eq!(std::fs::read(out.join("talk.mp4"))?, data, "the named file, byte for byte");
+    Ok(())
+}

@@ -53,6 +53,8 @@ pub struct Access {
     pub download_limit: Option<u64>,
     /// The DHT node to run, if any: holders are looked for there too, public files announced.
     pub dht: Option<crate::discovery::dht::Bootstrap>,
+    /// Run with no tracker at all (holders from the DHT only).
+    pub no_tracker: bool,
     /// Share publicly (`seed --public`): to anyone who knows the id, not only the tracker's peers.
     pub public: bool,
 }
@@ -130,6 +132,9 @@ async fn report_gets(mut gets: JoinSet<(String, Result<Got>)>, json: bool, cance
 /// tickets it prints are all the other side needs.
 pub async fn seed(access: Access, files: Vec<String>, data_dir: PathBuf, own_tracker: Option<SocketAddr>) -> Result<u8> {
     console::notices_to_stderr();
+    if access.no_tracker && !access.public {
+        bail!("with --no-tracker only public files are served: add --public");
+    }
     let home = Scratch::new("seed")?;
     let Some(listen) = own_tracker else {
         let target = target::resolve_or_default(access.tracker.as_deref()).await?;
@@ -172,7 +177,10 @@ async fn seed_via(access: &Access, target: &TrackerTarget, home: &Scratch, files
                     peer.make_public(&done).context("shared, but not publicly")?;
                     console::out(&report::public_line(&done.info, peer.runs_dht()));
                 }
-                console::out(&report::ticket_lines(&peer.ticket(&done.info).await));
+                match peer.has_tracker() {
+                    true => console::out(&report::ticket_lines(&peer.ticket(&done.info).await)),
+                    false => console::out(&format!("on another machine: p2pq get {} --no-tracker --dht", done.info.id.to_hex())),
+                }
             }
             Err(_) if peer.shutdown_token().is_cancelled() => {
                 peer.exit().await;
@@ -233,9 +241,16 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         stall_timeout: access.stall_timeout,
         other_trackers: target::resolve_others(&access.more_trackers).await?,
         dht: access.dht.clone(),
-        no_tracker: false,
+        no_tracker: access.no_tracker,
     };
     let peer = Peer::start(config).await?;
+    if !peer.has_tracker() {
+        console::say("no tracker: holders come from the DHT, by full id");
+        if let Some(notices) = peer.take_notices() {
+            console::print_notices(notices);
+        }
+        return Ok(peer);
+    }
     console::say(&format!("connecting to the tracker at {}…", peer.tracker_shown()));
     // Notices from before registration ("unreachable; retrying") would contradict the error
     // this command ends with; only those after it are shown.

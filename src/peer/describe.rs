@@ -20,7 +20,9 @@ impl Peer {
     pub(super) async fn described(&self, found: Vec<FileMatch>) -> (Vec<FileMatch>, Vec<String>) {
         let (mut out, mut why) = (Vec::with_capacity(found.len()), Vec::new());
         for m in found {
-            if !is_undescribed(&m.file) {
+            // Only what the DHT found is asked about: a tracker that names a file with no name
+            // is not to be helped out by its holders.
+            if !is_undescribed(&m.file) || m.holders.iter().any(|h| h.vouched()) {
                 out.push(m);
                 continue;
             }

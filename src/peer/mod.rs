@@ -241,6 +241,8 @@ impl Peer {
             tasks.push(task::spawn(tracing::info_span!("dht announce", me), announcing));
             let peer = self.clone();
             tasks.push(task::spawn(tracing::info_span!("dht start", me), async move { peer.say_dht_reached().await }));
+            let peer = self.clone();
+            tasks.push(task::spawn(tracing::info_span!("dht news", me), async move { peer.say_on_dht().await }));
         }
     }
 

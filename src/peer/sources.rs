@@ -83,6 +83,24 @@ pub(super) fn discovery_of(
 }
 
 impl Peer {
+    /// Says once of each public file when it is first on the DHT, until the peer stops.
+    pub(super) async fn say_on_dht(&self) {
+        let mut on = self.inner.on_dht.subscribe();
+        let mut said = std::collections::BTreeSet::new();
+        loop {
+            let new: Vec<protocol::FileId> = on.borrow_and_update().iter().filter(|id| !said.contains(*id)).copied().collect();
+            for id in new {
+                said.insert(id);
+                let name = self.inner.shares.get(&id).map_or_else(|| id.short(), |f| crate::content::names::printable(&f.info.name));
+                self.inner.sharing.notify(format!("{name} is on the DHT now: anyone can find it by its id"));
+            }
+            tokio::select! {
+                changed = on.changed() => if changed.is_err() { return },
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Sends `request` to the further trackers, in the background.
     pub(super) fn tell_others(&self, request: protocol::TrackerRequest) {
         tell(&self.inner.others, request);
