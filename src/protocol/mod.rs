@@ -8,7 +8,10 @@
 //!   version can refuse cleanly, and a tracker at one of its limits answers it `RetryLater`
 //!   with a reason and a wait. `Alive` heartbeats, `Share`, `Lookup`, `Files` (or the listing
 //!   page by page with `FilesPage`), `Verify` and `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
-//!   live registered peer before it serves that downloader.
+//!   live registered peer before it serves that downloader. A downloader that cannot reach a
+//!   holder directly sends `Introduce`; the tracker then pushes [`TrackerPush::Punch`] to the
+//!   holder on a unidirectional stream it opens itself (the only stream that goes that way)
+//!   and answers `Introduced`, so both send towards each other at once (hole punching).
 //! * **peer** (`p2pq-peer/1`): a downloader connects to a holder. It asks for a file's
 //!   [`Manifest`](crate::content::manifest::Manifest) on a bidirectional stream (one [`PeerRequest::Manifest`], one
 //!   [`ManifestReply`]). It asks for each chunk with a [`PeerRequest::Chunk`] on a unidirectional
@@ -213,6 +216,18 @@ pub enum TrackerRequest {
         /// Most files wanted.
         limit: u32,
     },
+    /// Introduce me to this holder, which I could not reach directly (it sits behind a NAT):
+    /// the tracker tells the holder my observed address and when to send towards it
+    /// ([`TrackerPush::Punch`]), and answers [`TrackerResponse::Introduced`] with the holder's
+    /// observed address and when to connect. Only live registered peers are introduced, a
+    /// few times a second each. (Last, so the variants before it keep their tags.)
+    Introduce {
+        /// The holder's peer id.
+        peer_id: String,
+        /// Its certificate fingerprint, as the lookup gave it: a holder that registered again
+        /// with another certificate is not the one we meant.
+        fingerprint: Fingerprint,
+    },
 }
 
 /// The last file of a `Files` page, as it was listed: the next page starts after it.
@@ -274,7 +289,44 @@ pub enum TrackerResponse {
         /// Whether files follow the last one here.
         more: bool,
     },
+    /// Answer to `Introduce`: the holder was told to send towards us; connect to `addr` (the
+    /// holder's observed address) after `start_in_ms` milliseconds, when its packets have
+    /// opened its NAT for ours. (Last.)
+    Introduced {
+        /// The holder's address as the tracker observes it.
+        addr: SocketAddr,
+        /// How long to wait from receiving this before connecting.
+        start_in_ms: u32,
+    },
 }
+
+/// A message the tracker pushes to a peer, unasked, on a unidirectional stream it opens on
+/// the peer's tracker connection (one message a stream, at most [`MAX_PUSH_FRAME`] bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackerPush {
+    /// A registered downloader wants to connect to us and cannot directly: send towards its
+    /// observed address `addr` after `start_in_ms`, from our one endpoint, so our NAT lets
+    /// its connection in (see `discovery::tracker::pushes`).
+    Punch {
+        /// Must equal [`PROTOCOL_VERSION`]; a peer ignores a push of another version.
+        version: u16,
+        /// The downloader's peer id, for logs.
+        peer_id: String,
+        /// The downloader's address as the tracker observes it.
+        addr: SocketAddr,
+        /// How long to wait from receiving this before sending.
+        start_in_ms: u32,
+    },
+}
+
+/// Limit of a [`TrackerPush`] frame: a peer id, an address and a few numbers.
+pub const MAX_PUSH_FRAME: usize = 1 << 10;
+/// ALPN of the connection attempt a holder makes towards a downloader to open its NAT: no
+/// server speaks it, so the attempt is refused at once wherever it lands and never becomes a
+/// connection; only its packets matter.
+pub const PUNCH_ALPN: &[u8] = b"p2pq-punch/1";
+/// Longest start delay a peer accepts in `Introduced` or `Punch`, whatever it is told.
+pub const MAX_START_IN_MS: u32 = 2_000;
 
 /// Longest wait a `RetryLater` can impose on a peer (10 minutes): a hostile or misconfigured
 /// tracker cannot park its peers for good.
