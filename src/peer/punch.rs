@@ -19,6 +19,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,15 +82,26 @@ enum Punch {
 /// through introductions when `rendezvous` is given and the direct attempt is slow.
 pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder, rendezvous: Option<&Rendezvous>) -> Result<Connection> {
     let started = Instant::now();
-    let direct = attempt(endpoint, config.clone(), holder.addr, CONNECT_TIMEOUT);
-    let Some(rendezvous) = rendezvous else { return direct.await };
+    let Some(rendezvous) = rendezvous else { return attempt(endpoint, config, holder.addr, CONNECT_TIMEOUT).await };
+    // Resent as often as a punched attempt: an attempt dropped unanswered lingers (and holds up
+    // leaving) for nine of the round trips it assumes, three seconds at quinn's default.
+    let direct = attempt(endpoint, tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess()), holder.addr, CONNECT_TIMEOUT);
     let mut direct = std::pin::pin!(direct);
     if let Ok(done) = tokio::time::timeout(rendezvous.head_start(holder.addr), &mut direct).await {
         return connected(done, "directly", started);
     }
-    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, holder));
+    // Once the holder has been told to punch, the direct attempt's resends may be what gets
+    // through the hole it opened: that connection is the punch's work too.
+    let introduced = AtomicBool::new(false);
+    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, holder, &introduced));
     tokio::select! {
-        done = &mut direct => connected(done, "directly", started),
+        done = &mut direct => {
+            let punched = introduced.load(Ordering::Relaxed);
+            if punched {
+                rendezvous.remember(holder.addr);
+            }
+            connected(done, if punched { "by hole punching" } else { "directly" }, started)
+        }
         punched = punched => match punched {
             Ok(conn) => {
                 rendezvous.remember(holder.addr);
@@ -140,16 +152,26 @@ impl Rendezvous {
         HEAD_START.max(self.link.rtt().unwrap_or_default() * 4)
     }
 
+    /// Our round trip to the tracker twice: about ours to the holder through it, an upper
+    /// bound on the direct one; quinn resends unanswered first packets after three of it.
+    fn rtt_guess(&self) -> Duration {
+        (self.link.rtt().unwrap_or_default() * 2).min(MAX_GUESSED_RTT)
+    }
+
     fn remember(&self, addr: SocketAddr) {
         self.punched.lock().unwrap_or_else(|p| p.into_inner()).insert(addr);
     }
 
     /// Up to [`PUNCH_ATTEMPTS`] introductions, each followed by a fresh attempt at the time
     /// the tracker gives, with backoff between them.
-    async fn punch(&self, endpoint: &Endpoint, config: &ClientConfig, holder: &Holder) -> Result<Connection, Punch> {
-        // Our round trip to the tracker twice: about ours to the holder through it, an upper
-        // bound on the direct one; quinn resends unanswered first packets after three of it.
-        let rtt = (self.link.rtt().unwrap_or_default() * 2).min(MAX_GUESSED_RTT);
+    async fn punch(
+        &self,
+        endpoint: &Endpoint,
+        config: &ClientConfig,
+        holder: &Holder,
+        introduced: &AtomicBool,
+    ) -> Result<Connection, Punch> {
+        let rtt = self.rtt_guess();
         let mut backoff = PUNCH_BACKOFF;
         for tries in 0..PUNCH_ATTEMPTS {
             let (addr, wait) = match self.introduce(holder).await {
@@ -157,6 +179,7 @@ impl Rendezvous {
                 Err(why) if tries == 0 => return Err(Punch::NotIntroduced(why)),
                 Err(_) => return Err(Punch::NoPath(tries)),
             };
+            introduced.store(true, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
             let config = tls::with_initial_rtt(config.clone(), rtt);
             match attempt(endpoint, config, addr, ATTEMPT_TIMEOUT.max(rtt * 4)).await {
