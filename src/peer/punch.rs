@@ -18,7 +18,9 @@
 //! goes on with the holders it reached.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,23 +104,34 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
             }
             connected(done, if punched { "by hole punching" } else { "directly" }, started)
         }
-        punched = punched => match punched {
-            Ok(conn) => {
-                rendezvous.remember(holder.addr);
-                connected(Ok(conn), "by hole punching", started)
-            }
-            Err(Punch::NotIntroduced(why)) => {
-                direct.await.with_context(|| format!("the tracker could not introduce us either ({why})"))
-            }
-            Err(Punch::NoPath(tries)) => match tokio::time::timeout(NO_PATH_AFTER.saturating_sub(started.elapsed()), direct).await {
-                Ok(done) => connected(done, "directly", started),
-                Err(_) => bail!(
-                    "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker \
-                     (its NAT or ours gives each destination a new port)"
-                ),
-            },
-            Err(Punch::Failed(err)) => Err(err),
+        punched = punched => settle(punched, direct, rendezvous, holder, started).await,
+    }
+}
+
+/// What punching's end means for the connection: its own, the direct attempt's (given its
+/// usual time if the tracker could not introduce us, else until [`NO_PATH_AFTER`]), or why
+/// there is no path.
+async fn settle(
+    punched: Result<Connection, Punch>,
+    direct: Pin<&mut impl Future<Output = Result<Connection>>>,
+    rendezvous: &Rendezvous,
+    holder: &Holder,
+    started: Instant,
+) -> Result<Connection> {
+    match punched {
+        Ok(conn) => {
+            rendezvous.remember(holder.addr);
+            connected(Ok(conn), "by hole punching", started)
+        }
+        Err(Punch::NotIntroduced(why)) => direct.await.with_context(|| format!("the tracker could not introduce us either ({why})")),
+        Err(Punch::NoPath(tries)) => match tokio::time::timeout(NO_PATH_AFTER.saturating_sub(started.elapsed()), direct).await {
+            Ok(done) => connected(done, "directly", started),
+            Err(_) => bail!(
+                "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker \
+                 (its NAT or ours gives each destination a new port)"
+            ),
         },
+        Err(Punch::Failed(err)) => Err(err),
     }
 }
 

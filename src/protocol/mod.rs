@@ -40,11 +40,13 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 mod frame;
+mod push;
 
 pub use crate::content::id::{Digest, FileId, Fingerprint};
 pub use crate::content::names::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN, check_name, check_peer_id, printable, printable_capped};
 use crate::content::names::{printable_reason, printable_result};
 pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_frame};
+pub use push::{MAX_PUSH_FRAME, MAX_START_IN_MS, PUNCH_ALPN, TrackerPush};
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -299,34 +301,6 @@ pub enum TrackerResponse {
         start_in_ms: u32,
     },
 }
-
-/// A message the tracker pushes to a peer, unasked, on a unidirectional stream it opens on
-/// the peer's tracker connection (one message a stream, at most [`MAX_PUSH_FRAME`] bytes).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TrackerPush {
-    /// A registered downloader wants to connect to us and cannot directly: send towards its
-    /// observed address `addr` after `start_in_ms`, from our one endpoint, so our NAT lets
-    /// its connection in (see `discovery::tracker::pushes`).
-    Punch {
-        /// Must equal [`PROTOCOL_VERSION`]; a peer ignores a push of another version.
-        version: u16,
-        /// The downloader's peer id, for logs.
-        peer_id: String,
-        /// The downloader's address as the tracker observes it.
-        addr: SocketAddr,
-        /// How long to wait from receiving this before sending.
-        start_in_ms: u32,
-    },
-}
-
-/// Limit of a [`TrackerPush`] frame: a peer id, an address and a few numbers.
-pub const MAX_PUSH_FRAME: usize = 1 << 10;
-/// ALPN of the connection attempt a holder makes towards a downloader to open its NAT: no
-/// server speaks it, so the attempt is refused at once wherever it lands and never becomes a
-/// connection; only its packets matter.
-pub const PUNCH_ALPN: &[u8] = b"p2pq-punch/1";
-/// Longest start delay a peer accepts in `Introduced` or `Punch`, whatever it is told.
-pub const MAX_START_IN_MS: u32 = 2_000;
 
 /// Longest wait a `RetryLater` can impose on a peer (10 minutes): a hostile or misconfigured
 /// tracker cannot park its peers for good.
