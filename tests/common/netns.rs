@@ -83,6 +83,14 @@ pub struct Home {
     pub wan: String,
 }
 
+impl Home {
+    /// The host's address on its home network.
+    pub fn lan_host(&self) -> String {
+        let n = self.wan.rsplit('.').next().and_then(|last| last.strip_prefix('1')).unwrap_or("0");
+        format!("10.99.{n}.2")
+    }
+}
+
 impl Bed {
     /// A public segment, for the test named `tag`; leftovers of killed runs go first.
     pub fn new(tag: &str) -> Bed {
@@ -157,6 +165,15 @@ impl Bed {
             self.exec(&router, &["iptables", "-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP"]);
         }
         Home { router, host, wan }
+    }
+
+    /// Forwards UDP port `port` of `home`'s router to its host, as a user's port forward does:
+    /// the host is then reachable directly at `wan:port`.
+    pub fn forward(&self, home: &Home, port: u16) {
+        let (port, to) = (port.to_string(), format!("{}:{port}", home.lan_host()));
+        let dnat = ["iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp", "--dport", &port, "-j", "DNAT", "--to", &to];
+        self.exec(&home.router, &dnat);
+        self.exec(&home.router, &["iptables", "-I", "FORWARD", "-i", "wan", "-p", "udp", "--dport", &port, "-j", "ACCEPT"]);
     }
 
     /// Forgets every NAT mapping of `router` at once, as a router restart does.
