@@ -84,7 +84,10 @@ enum Punch {
 /// through introductions when `rendezvous` is given and the direct attempt is slow.
 pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder, rendezvous: Option<&Rendezvous>) -> Result<Connection> {
     let started = Instant::now();
-    let Some(rendezvous) = rendezvous else { return attempt(endpoint, config, holder.addr, CONNECT_TIMEOUT).await };
+    // A holder found on the DHT is not the tracker's to introduce.
+    let Some(rendezvous) = rendezvous.filter(|_| holder.vouched()) else {
+        return attempt(endpoint, config, holder.addr, CONNECT_TIMEOUT).await;
+    };
     // Resent as often as a punched attempt: an attempt dropped unanswered lingers (and holds up
     // leaving) for nine of the round trips it assumes, three seconds at quinn's default.
     let direct = attempt(endpoint, tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess()), holder.addr, CONNECT_TIMEOUT);
