@@ -2,7 +2,8 @@
 
 use p2pq::content::manifest::Manifest;
 use p2pq::protocol::{
-    self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, ManifestReply, PeerRequest, TrackerRequest, TrackerResponse, WireError,
+    self, ChunkHeader, Digest, FileInfo, FileMatch, Holder, ManifestReply, PeerRequest, TrackerPush, TrackerRequest, TrackerResponse,
+    WireError,
 };
 
 fn info() -> FileInfo {
@@ -114,4 +115,29 @@ async fn random_bytes_never_panic() {
         let _ = protocol::decode_body::<ChunkHeader>(&body, protocol::MAX_FRAME);
         let _ = protocol::decode_body::<ManifestReply>(&body, protocol::MAX_MANIFEST_FRAME);
     }
+}
+
+/// Hole punching's messages, byte for byte: changing these breaks deployed peers and trackers
+/// (the tags follow every earlier variant's, so those keep their bytes).
+#[test]
+fn the_hole_punching_messages_keep_their_bytes() {
+    let addr: std::net::SocketAddr = "10.99.0.11:5000".parse().unwrap();
+    let introduce = protocol::encode(&TrackerRequest::Introduce { peer_id: "a".into(), fingerprint: Digest([9; 32]) }).unwrap();
+    let mut want = vec![0, 0, 0, 35, 12, 1, b'a'];
+    want.extend([9; 32]);
+    assert_eq!(introduce, want);
+    let introduced = protocol::encode(&TrackerResponse::Introduced { addr, start_in_ms: 15 }).unwrap();
+    assert_eq!(introduced, [0, 0, 0, 10, 9, 0, 10, 99, 0, 11, 251, 0x88, 0x13, 15]);
+    let punch = TrackerPush::Punch { version: protocol::PROTOCOL_VERSION, peer_id: "b".into(), addr, start_in_ms: 5 };
+    assert_eq!(protocol::encode(&punch).unwrap(), [0, 0, 0, 13, 0, 1, 1, b'b', 0, 10, 99, 0, 11, 251, 0x88, 0x13, 5]);
+}
+
+#[tokio::test]
+async fn a_push_round_trips_within_its_limit_and_a_longer_one_is_refused() {
+    let addr = "[2001:db8::1]:65535".parse().unwrap();
+    roundtrip(TrackerPush::Punch { version: 1, peer_id: "x".repeat(64), addr, start_in_ms: u32::MAX }, protocol::MAX_PUSH_FRAME).await;
+    roundtrip(TrackerResponse::Introduced { addr, start_in_ms: 0 }, protocol::MAX_FRAME).await;
+    let huge = protocol::encode(&TrackerPush::Punch { version: 1, peer_id: "x".repeat(2000), addr, start_in_ms: 0 }).unwrap();
+    let err = protocol::read_frame::<_, TrackerPush>(&mut huge.as_slice(), protocol::MAX_PUSH_FRAME).await.unwrap_err();
+    assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
 }

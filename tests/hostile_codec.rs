@@ -49,6 +49,7 @@ fn tracker_request() -> impl Strategy<Value = TrackerRequest> {
             after: after.map(|(name, id)| p2pq::protocol::PageAfter { name, id }),
             limit
         }),
+        (text(), digest()).prop_map(|(peer_id, fingerprint)| TrackerRequest::Introduce { peer_id, fingerprint }),
     ]
 }
 
@@ -60,6 +61,7 @@ fn tracker_response() -> impl Strategy<Value = TrackerResponse> {
         text().prop_map(TrackerResponse::Error),
         proptest::option::of(text()).prop_map(|peer_id| TrackerResponse::Verified { peer_id }),
         (text(), any::<u32>()).prop_map(|(reason, after_ms)| TrackerResponse::RetryLater { reason, after_ms }),
+        (addr(), any::<u32>()).prop_map(|(addr, start_in_ms)| TrackerResponse::Introduced { addr, start_in_ms }),
     ]
 }
 
@@ -110,6 +112,12 @@ proptest! {
     }
 
     #[test]
+    fn tracker_pushes_round_trip(version in any::<u16>(), peer_id in text(), addr in addr(), start_in_ms in any::<u32>()) {
+        let msg = protocol::TrackerPush::Punch { version, peer_id, addr, start_in_ms };
+        prop_assert_eq!(roundtrip(&msg, protocol::MAX_PUSH_FRAME), msg);
+    }
+
+    #[test]
     fn peer_messages_round_trip(req in peer_request(), reply in manifest_reply(), header in chunk_header()) {
         prop_assert_eq!(roundtrip(&req, MAX_FRAME), req);
         prop_assert_eq!(roundtrip(&reply, MAX_MANIFEST_FRAME), reply);
@@ -134,6 +142,7 @@ proptest! {
         let _ = protocol::decode_body::<PeerRequest>(&body, MAX_FRAME);
         let _ = protocol::decode_body::<ChunkHeader>(&body, MAX_FRAME);
         let _ = protocol::decode_body::<ManifestReply>(&body, MAX_MANIFEST_FRAME);
+        let _ = protocol::decode_body::<protocol::TrackerPush>(&body, protocol::MAX_PUSH_FRAME);
     }
 
     #[test]

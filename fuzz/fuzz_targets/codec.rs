@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
     body::<TrackerRequest>(data, protocol::MAX_FRAME);
     body::<PeerRequest>(data, protocol::MAX_FRAME);
     body::<TrackerResponse>(data, protocol::MAX_FRAME);
+    body::<protocol::TrackerPush>(data, protocol::MAX_PUSH_FRAME);
     body::<ChunkHeader>(data, protocol::MAX_FRAME);
     body::<ManifestReply>(data, protocol::MAX_MANIFEST_FRAME);
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");

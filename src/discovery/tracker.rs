@@ -20,6 +20,7 @@ use crate::protocol::{self, MAX_CONTACT_ADDRESSES, MAX_FRAME, PROTOCOL_VERSION, 
 use crate::store::shares::Shares;
 
 mod lookup;
+mod pushes;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -145,6 +146,11 @@ impl TrackerLink {
     /// Why the last attempt to reach the tracker failed, if one did.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The measured round trip to the tracker, while connected.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.current().map(|c| c.rtt())
     }
 
     /// Whether a registered connection is up.
@@ -279,7 +285,12 @@ impl TrackerLink {
         self.set(Some(conn.clone()));
         *was_up = true;
         self.notify(format!("connected to tracker {} as peer {id}", self.shown()));
-        let (reason, ()) = tokio::join!(heartbeats(&conn, heartbeat), share_rest(&conn, rest));
+        let work = async { tokio::join!(heartbeats(&conn, heartbeat), share_rest(&conn, rest)).0 };
+        // Pushes end only with the connection, which the heartbeats notice too.
+        let reason = tokio::select! {
+            reason = work => reason,
+            () = pushes::serve(&conn, endpoint) => "the tracker closed the connection".to_string(),
+        };
         self.set(None);
         conn.close(close::DONE, b"reconnecting");
         Ended::Lost(reason)

@@ -72,6 +72,12 @@ pub(super) fn provider() -> Arc<CryptoProvider> {
 
 /// QUIC transport settings shared by every endpoint.
 pub fn transport() -> Arc<quinn::TransportConfig> {
+    client_transport(None, IDLE_TIMEOUT)
+}
+
+/// [`transport`], with `rtt` as the round trip assumed before the first sample (quinn's 333 ms
+/// if `None`) and `idle` as the idle timeout.
+fn client_transport(rtt: Option<Duration>, idle: Duration) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
         .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
@@ -79,7 +85,10 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
         .receive_window(CONNECTION_WINDOW.into())
         .send_window(CONNECTION_WINDOW as u64)
         .keep_alive_interval(Some(KEEP_ALIVE));
-    if let Ok(idle) = IDLE_TIMEOUT.try_into() {
+    if let Some(rtt) = rtt {
+        t.initial_rtt(rtt);
+    }
+    if let Ok(idle) = idle.try_into() {
         t.max_idle_timeout(Some(idle));
     }
     Arc::new(t)
@@ -189,6 +198,36 @@ fn client_config_with(id: &Identity, alpn: &[u8], pinned: Option<Fingerprint>) -
     config.transport_config(transport());
     Ok(config)
 }
+
+/// Client config of a hole-punching attempt ([`crate::protocol::PUNCH_ALPN`]): its packets open
+/// our NAT towards a downloader and nothing more. It presents no certificate and accepts no
+/// server (the pin is all zeros, which is nobody's fingerprint), its Initial packets are
+/// resent every few tens of milliseconds, and quinn gives it up after `lifetime` of silence.
+pub fn punch_config(lifetime: Duration) -> Result<quinn::ClientConfig> {
+    let verifier = Arc::new(PinnedServer { pinned: Some(crate::content::id::Digest([0; 32])), provider: provider() });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![crate::protocol::PUNCH_ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(client_transport(Some(PUNCH_RESEND_RTT), lifetime));
+    Ok(config)
+}
+
+/// `config` for a connection to a holder reached through an introduction: its first packets
+/// are resent as if the round trip were `rtt` (quinn resends an unanswered Initial after three
+/// times the round trip it assumes, 333 ms unless told), so a first packet that met a NAT
+/// not yet open is resent within tens of milliseconds, not a second.
+pub fn with_initial_rtt(mut config: quinn::ClientConfig, rtt: Duration) -> quinn::ClientConfig {
+    config.transport_config(client_transport(Some(rtt.max(PUNCH_RESEND_RTT)), IDLE_TIMEOUT));
+    config
+}
+
+/// Least round trip assumed for a punched connection's first packets: resends every 30 ms.
+const PUNCH_RESEND_RTT: Duration = Duration::from_millis(10);
 
 /// The fingerprint of the certificate the other side of `conn` presented.
 pub fn remote_fingerprint(conn: &quinn::Connection) -> Result<Fingerprint> {

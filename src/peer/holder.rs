@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use quinn::{Connection, Endpoint, RecvStream};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
@@ -38,9 +38,6 @@ use crate::protocol::{
 };
 use crate::store::StoreError;
 
-/// Time to connect to a holder: a handshake over a long, lossy link may lose its first
-/// packets, and quinn's retries back off from one second.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least silence, with requests waiting, after which a holder counts as gone: long enough for
 /// a busy holder's disk and a few lost packets, short enough that a dead one is left quickly.
 pub const STALL_FLOOR: Duration = Duration::from_secs(5);
@@ -103,6 +100,8 @@ pub struct HolderPool {
     window: Option<usize>,
     /// The download limit, shared by every holder link (so by every download).
     limit: Option<Arc<Throttle>>,
+    /// Introductions to holders behind NATs, if a tracker can make them ([`super::punch`]).
+    pub(super) rendezvous: Option<super::punch::Rendezvous>,
 }
 
 /// The link to one holder; the async lock makes concurrent downloads wait for one handshake.
@@ -111,7 +110,7 @@ type PoolSlot = Arc<tokio::sync::Mutex<Weak<HolderLink>>>;
 impl HolderPool {
     /// A pool whose links keep `window` chunks in flight, or follow the link if `None`.
     pub fn new(window: Option<usize>, limit: Option<Arc<Throttle>>) -> HolderPool {
-        HolderPool { slots: Mutex::default(), window, limit }
+        HolderPool { slots: Mutex::default(), window, limit, rendezvous: None }
     }
 
     /// A live connection to `holder`: the one in use if there is one, else a new one as
@@ -127,7 +126,7 @@ impl HolderPool {
             true => tls::client_config(identity, PEER_ALPN, holder.fingerprint)?,
             false => tls::client_config_unpinned(identity, PEER_ALPN)?,
         };
-        let mut link = HolderLink::connect(endpoint, config, holder, self.window).await?;
+        let mut link = HolderLink::connect(endpoint, config, holder, self.window, self.rendezvous.as_ref()).await?;
         if link.fingerprint == identity.fingerprint {
             bail!("{} is this peer itself", holder.addr);
         }
@@ -182,9 +181,15 @@ impl Drop for Turn<'_> {
 impl HolderLink {
     /// Connects to `holder`, pinning its fingerprint through `config` (or learning it, for a
     /// holder nobody vouched for).
-    async fn connect(endpoint: Endpoint, config: quinn::ClientConfig, holder: &Holder, window: Option<usize>) -> Result<HolderLink> {
-        let connecting = endpoint.connect_with(config, holder.addr, tls::SERVER_NAME)?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.context("timed out")??;
+    /// Behind a NAT, through an introduction by the tracker when `rendezvous` can ask for one.
+    async fn connect(
+        endpoint: Endpoint,
+        config: quinn::ClientConfig,
+        holder: &Holder,
+        window: Option<usize>,
+        rendezvous: Option<&super::punch::Rendezvous>,
+    ) -> Result<HolderLink> {
+        let conn = super::punch::connect(&endpoint, config, holder, rendezvous).await?;
         let fingerprint = if holder.vouched() { holder.fingerprint } else { tls::remote_fingerprint(&conn)? };
         let pending = Pending::default();
         let now = Instant::now();

@@ -22,6 +22,7 @@ mod liveness;
 mod observe;
 mod partials;
 mod pieces;
+mod punch;
 mod restore;
 pub mod scheduler;
 pub mod serve;
@@ -160,7 +161,7 @@ impl Peer {
         let (shares, withdrawn) = Shares::new();
         let throttle = config.upload_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
         let download_limit = config.download_limit.map(|rate| Arc::new(throttle::Throttle::new(rate)));
-        let holders = Arc::new(holder::HolderPool::new(config.window, download_limit));
+        let holders = Arc::new(holder::HolderPool::new(config.window, download_limit).with_rendezvous(link.clone()));
         let identity = Arc::new(identity);
         let dht = sources::start_dht(&config, &endpoint).await?;
         let discovery = sources::discovery_of(&config, &link, &others, dht.as_ref());

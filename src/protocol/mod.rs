@@ -8,7 +8,10 @@
 //!   version can refuse cleanly, and a tracker at one of its limits answers it `RetryLater`
 //!   with a reason and a wait. `Alive` heartbeats, `Share`, `Lookup`, `Files` (or the listing
 //!   page by page with `FilesPage`), `Verify` and `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
-//!   live registered peer before it serves that downloader.
+//!   live registered peer before it serves that downloader. A downloader that cannot reach a
+//!   holder directly sends `Introduce`; the tracker then pushes [`TrackerPush::Punch`] to the
+//!   holder on a unidirectional stream it opens itself (the only stream that goes that way)
+//!   and answers `Introduced`, so both send towards each other at once (hole punching).
 //! * **peer** (`p2pq-peer/1`): a downloader connects to a holder. It asks for a file's
 //!   [`Manifest`](crate::content::manifest::Manifest) on a bidirectional stream (one [`PeerRequest::Manifest`], one
 //!   [`ManifestReply`]). It asks for each chunk with a [`PeerRequest::Chunk`] on a unidirectional
@@ -37,11 +40,13 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 mod frame;
+mod push;
 
 pub use crate::content::id::{Digest, FileId, Fingerprint};
 pub use crate::content::names::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN, check_name, check_peer_id, printable, printable_capped};
 use crate::content::names::{printable_reason, printable_result};
 pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_frame};
+pub use push::{MAX_PUSH_FRAME, MAX_START_IN_MS, PUNCH_ALPN, TrackerPush};
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -213,6 +218,18 @@ pub enum TrackerRequest {
         /// Most files wanted.
         limit: u32,
     },
+    /// Introduce me to this holder, which I could not reach directly (it sits behind a NAT):
+    /// the tracker tells the holder my observed address and when to send towards it
+    /// ([`TrackerPush::Punch`]), and answers [`TrackerResponse::Introduced`] with the holder's
+    /// observed address and when to connect. Only live registered peers are introduced, a
+    /// few times a second each. (Last, so the variants before it keep their tags.)
+    Introduce {
+        /// The holder's peer id.
+        peer_id: String,
+        /// Its certificate fingerprint, as the lookup gave it: a holder that registered again
+        /// with another certificate is not the one we meant.
+        fingerprint: Fingerprint,
+    },
 }
 
 /// The last file of a `Files` page, as it was listed: the next page starts after it.
@@ -273,6 +290,15 @@ pub enum TrackerResponse {
         files: Vec<FileMatch>,
         /// Whether files follow the last one here.
         more: bool,
+    },
+    /// Answer to `Introduce`: the holder was told to send towards us; connect to `addr` (the
+    /// holder's observed address) after `start_in_ms` milliseconds, when its packets have
+    /// opened its NAT for ours. (Last.)
+    Introduced {
+        /// The holder's address as the tracker observes it.
+        addr: SocketAddr,
+        /// How long to wait from receiving this before connecting.
+        start_in_ms: u32,
     },
 }
 

@@ -6,6 +6,7 @@
 
 mod contact;
 pub mod registry;
+mod rendezvous;
 mod reply;
 mod session;
 
@@ -75,6 +76,8 @@ struct Inner {
     turns: std::sync::atomic::AtomicU64,
     /// Where others can reach this tracker, for tickets ([`contact`]).
     contact: Vec<String>,
+    /// Each registered session's connection, for introductions ([`rendezvous`]).
+    links: rendezvous::Links,
 }
 
 impl Tracker {
@@ -84,7 +87,7 @@ impl Tracker {
         let path = state_dir.join("events.jsonl");
         let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
         let registry = Mutex::new(Registry::new(limits.clone()));
-        let inner = Inner { registry, log, peer_timeout, limits, turns: Default::default(), contact };
+        let inner = Inner { registry, log, peer_timeout, limits, turns: Default::default(), contact, links: Default::default() };
         Ok(Tracker { inner: Arc::new(inner) })
     }
 

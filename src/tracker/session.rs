@@ -54,6 +54,9 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
         }
     };
     tracing::Span::current().record("peer", tracing::field::display(&session.peer));
+    if let Ok(fingerprint) = remote_fingerprint(&conn) {
+        tracker.inner.links.insert(&session.peer, session.id, conn.clone(), fingerprint);
+    }
     let mut requests = JoinSet::new();
     let mut bucket = RateLimit::new(REQUESTS_PER_SECOND, REQUEST_BURST, Instant::now());
     let reason = loop {
@@ -149,6 +152,15 @@ async fn refuse<T>(conn: &Connection, send: &mut SendStream, (answer, reason): (
 async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, peer: &str, session: u64) {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
     let response = match request {
+        // The one request that waits on another connection (the holder's), so not in `act`.
+        Ok(Ok(TrackerRequest::Introduce { peer_id, fingerprint })) => {
+            // Bound first: the registry's lock must be let go before the await.
+            let alive = tracker.registry().alive(peer, session, Instant::now());
+            match alive {
+                Ok(()) => super::rendezvous::introduce(tracker, peer, &peer_id, &fingerprint).await,
+                Err(err) => TrackerResponse::Error(err.to_string()),
+            }
+        }
         Ok(Ok(request)) => act(tracker, peer, session, request),
         Ok(Err(err)) => TrackerResponse::Error(format!("bad request: {err}")),
         Err(_) => TrackerResponse::Error("request timed out".into()),
@@ -177,6 +189,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
     }
     let result = match request {
         TrackerRequest::Register { .. } => Err("already registered".to_string()),
+        TrackerRequest::Introduce { .. } => Err("introductions are answered apart".to_string()),
         TrackerRequest::Alive => tracker.registry().alive(peer, session, now).map_err(|e| e.to_string()).map(|()| {
             tracker.record(Event::now(EventKind::Alive, peer, ""));
             TrackerResponse::Ok
@@ -261,6 +274,7 @@ async fn respond(send: &mut SendStream, response: &TrackerResponse) -> Result<()
 /// A connection ended: a peer that closed it on purpose leaves at once; one that vanished is
 /// left to the expiry sweep (it may be a network blip, and it will reconnect).
 fn closed(tracker: &Tracker, session: &Session, reason: ConnectionError) {
+    tracker.inner.links.remove(&session.peer, session.id);
     let on_purpose = matches!(&reason, ConnectionError::ApplicationClosed(c) if c.error_code == close::DONE);
     if on_purpose && tracker.registry().leave(&session.peer, session.id) {
         tracker.record(Event::now(EventKind::Exit, &session.peer, "closed its connection"));

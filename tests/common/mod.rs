@@ -4,6 +4,7 @@
 
 pub mod hostile;
 pub mod inproc;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -42,17 +43,15 @@ impl Proc {
 
     /// Starts `p2pq ARGS` in `dir` with these environment variables set too.
     pub fn spawn_with_env(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_p2pq"))
-            .args(args)
-            .current_dir(dir)
-            .envs(envs.iter().copied())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start p2pq");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_p2pq"));
+        command.args(args).current_dir(dir).envs(envs.iter().copied()).env("NO_COLOR", "1").env_remove("RUST_LOG");
+        Proc::spawn_command(name, command)
+    }
+
+    /// Starts `command` (`p2pq` inside a wrapper such as `ip netns exec`) with its standard
+    /// streams piped to the test.
+    pub fn spawn_command(name: &str, mut command: Command) -> Proc {
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start p2pq");
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().expect("stdout");
         let err = child.stderr.take().expect("stderr");

@@ -1,0 +1,87 @@
+//! What the tracker pushes to us on our connection to it: today only [`TrackerPush::Punch`],
+//! an introduction to a downloader that cannot reach us directly (see `tracker::rendezvous`).
+//!
+//! Each push arrives on a unidirectional stream the tracker opens, one message a stream, read
+//! through the codec with [`MAX_PUSH_FRAME`] as its limit. For a punch we wait as told, then
+//! start a QUIC connection attempt towards the downloader's observed address from our one
+//! endpoint, the one the tracker and the downloader see us at. Why a connection attempt and
+//! not a bare datagram: quinn owns the socket and has no way to send raw bytes, and an attempt
+//! sends exactly what we need, a datagram from our port to the downloader's, resent every few
+//! tens of milliseconds while the downloader's NAT may still drop it. That opens our NAT for
+//! the downloader's own connection, which quinn's accept loop then serves like any other,
+//! pinning and admission included. The attempt itself speaks [`crate::protocol::PUNCH_ALPN`],
+//! which no server accepts, so where it lands it is refused at once; quinn gives it up after
+//! [`PUNCH_LIFETIME`] in any case.
+//!
+//! Punches are bounded here too ([`PUNCHES_AT_ONCE`]), whatever the tracker asks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{Connection, Endpoint, RecvStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::protocol::{self, MAX_PUSH_FRAME, MAX_START_IN_MS, PROTOCOL_VERSION, TrackerPush};
+
+/// How long one punch keeps sending: longer than the downloader's attempts
+/// (`peer::punch`), short enough that a holder never sends for long towards anyone.
+const PUNCH_LIFETIME: Duration = Duration::from_secs(3);
+/// Punches under way at once; pushes beyond are ignored.
+const PUNCHES_AT_ONCE: usize = 32;
+/// How long the tracker may take to send one push once it opened its stream.
+const PUSH_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves the tracker's pushes on `conn` until it closes.
+pub(super) async fn serve(conn: &Connection, endpoint: &Endpoint) {
+    let config = match crate::net::tls::punch_config(PUNCH_LIFETIME) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::warn!("cannot punch holes for downloaders: {err:#}");
+            return std::future::pending().await;
+        }
+    };
+    let room = Arc::new(Semaphore::new(PUNCHES_AT_ONCE));
+    let mut work = JoinSet::new();
+    while let Ok(stream) = conn.accept_uni().await {
+        while work.try_join_next().is_some() {}
+        let Ok(permit) = room.clone().try_acquire_owned() else {
+            tracing::debug!("too many punches under way; a push is ignored");
+            continue;
+        };
+        let (endpoint, config) = (endpoint.clone(), config.clone());
+        crate::net::task::spawn_in(&mut work, tracing::debug_span!("push"), async move {
+            let _permit = permit;
+            handle(stream, &endpoint, config).await;
+        });
+    }
+}
+
+/// Reads one push and acts on it.
+async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::ClientConfig) {
+    let push = tokio::time::timeout(PUSH_READ_TIMEOUT, protocol::read_frame::<_, TrackerPush>(&mut stream, MAX_PUSH_FRAME)).await;
+    match push {
+        Ok(Ok(TrackerPush::Punch { version: PROTOCOL_VERSION, peer_id, addr, start_in_ms })) => {
+            let wait = Duration::from_millis(start_in_ms.min(MAX_START_IN_MS).into());
+            tracing::debug!(downloader = %peer_id, %addr, ?wait, "punching towards a downloader");
+            tokio::time::sleep(wait).await;
+            punch(endpoint, config, addr).await;
+        }
+        Ok(Ok(TrackerPush::Punch { version, .. })) => tracing::debug!(version, "a punch of another protocol version is ignored"),
+        Ok(Err(err)) => tracing::debug!("bad push from the tracker: {err}"),
+        Err(_) => tracing::debug!("the tracker's push timed out"),
+    }
+}
+
+/// Sends towards `addr` from our endpoint until the attempt is refused or gives up.
+async fn punch(endpoint: &Endpoint, config: quinn::ClientConfig, addr: SocketAddr) {
+    match endpoint.connect_with(config, addr, crate::net::tls::SERVER_NAME) {
+        // It never succeeds (no server speaks its ALPN); its end only says whether it landed.
+        Ok(connecting) => match tokio::time::timeout(PUNCH_LIFETIME, connecting).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(err)) => tracing::debug!(%addr, "punch ended: {err}"),
+        },
+        Err(err) => tracing::debug!(%addr, "cannot punch: {err}"),
+    }
+}

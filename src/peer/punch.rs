@@ -1,0 +1,226 @@
+//! Reaching a holder behind a NAT: connect directly, and if that has not worked after a short
+//! head start, ask the tracker to introduce us and connect again while the holder sends
+//! towards us (hole punching).
+//!
+//! A holder behind a home router cannot be reached at the address the tracker observed until
+//! it has sent something towards us from its one endpoint: its NAT lets in only what answers
+//! its own packets. So after [`HEAD_START`] without an answer, we send `Introduce` on our
+//! tracker connection; the tracker pushes our observed address to the holder and answers with
+//! the holder's address and when to start (`tracker::rendezvous`). At that moment the holder
+//! sends towards us (`discovery::tracker::pushes`) and we open a fresh connection attempt,
+//! whose first packet opens our NAT for the holder's answers and finds the holder's NAT open.
+//! The certificate is pinned exactly as on a direct connection. Up to [`PUNCH_ATTEMPTS`]
+//! introductions are tried, with backoff; the direct attempt keeps running meanwhile, and
+//! whichever connects first is the link.
+//!
+//! When both NATs give each destination a new port, neither side's packets are ever let in:
+//! the holder fails after about [`NO_PATH_AFTER`] with a reason that says so, and the download
+//! goes on with the holders it reached.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use quinn::{ClientConfig, Connection, Endpoint};
+
+use super::holder::HolderPool;
+use crate::discovery::tracker::TrackerLink;
+use crate::net::tls;
+use crate::protocol::{Holder, MAX_START_IN_MS, TrackerRequest, TrackerResponse};
+
+/// Time to connect directly when nothing better is known: a handshake over a long, lossy link
+/// may lose its first packets, and quinn's retries back off from one second.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least wait for a direct answer before asking for an introduction: a reachable holder on
+/// a LAN or across a country answers well within it; it grows with the tracker's round trip.
+const HEAD_START: Duration = Duration::from_millis(200);
+/// Introductions tried before giving up on punching.
+const PUNCH_ATTEMPTS: u32 = 3;
+/// Least time one punched attempt waits for the handshake (its first packets are resent
+/// every few tens of milliseconds meanwhile).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Wait after the first failed punched attempt; doubles after each.
+const PUNCH_BACKOFF: Duration = Duration::from_millis(100);
+/// How long an introduction may take to be answered.
+const INTRODUCE_TIMEOUT: Duration = Duration::from_secs(1);
+/// When every punched attempt failed, the direct attempt is given up too once it has run
+/// this long: the holder's packets would have opened the direct path as well.
+const NO_PATH_AFTER: Duration = Duration::from_secs(2);
+/// Most round trip assumed for a punched attempt's first packets (quinn's own default).
+const MAX_GUESSED_RTT: Duration = Duration::from_millis(333);
+
+/// Introductions through our tracker link, and the holders that needed one.
+pub struct Rendezvous {
+    link: Arc<TrackerLink>,
+    /// Holders reached only by punching: asked for an introduction at once next time.
+    punched: Mutex<HashSet<SocketAddr>>,
+}
+
+impl HolderPool {
+    /// This pool, reaching holders behind NATs through introductions on `link`.
+    pub fn with_rendezvous(mut self, link: Arc<TrackerLink>) -> HolderPool {
+        self.rendezvous = Some(Rendezvous { link, punched: Mutex::default() });
+        self
+    }
+}
+
+/// Why punching did not give a connection.
+enum Punch {
+    /// The tracker could not introduce us (an older tracker, the holder not registered there,
+    /// too many introductions): the direct attempt goes on as it would have.
+    NotIntroduced(String),
+    /// Introduced, and no attempt got an answer.
+    NoPath(u32),
+    /// An attempt got an answer that was a failure (a certificate that is not the pinned one).
+    Failed(anyhow::Error),
+}
+
+/// A connection to `holder` through `config` (which pins its fingerprint): direct, and
+/// through introductions when `rendezvous` is given and the direct attempt is slow.
+pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder, rendezvous: Option<&Rendezvous>) -> Result<Connection> {
+    let started = Instant::now();
+    // A holder found on the DHT is not the tracker's to introduce.
+    let Some(rendezvous) = rendezvous.filter(|_| holder.vouched()) else {
+        return attempt(endpoint, config, holder.addr, CONNECT_TIMEOUT).await;
+    };
+    // Resent as often as a punched attempt: an attempt dropped unanswered lingers (and holds up
+    // leaving) for nine of the round trips it assumes, three seconds at quinn's default.
+    let direct = attempt(endpoint, tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess()), holder.addr, CONNECT_TIMEOUT);
+    let mut direct = std::pin::pin!(direct);
+    if let Ok(done) = tokio::time::timeout(rendezvous.head_start(holder.addr), &mut direct).await {
+        return connected(done, "directly", started);
+    }
+    // Once the holder has been told to punch, the direct attempt's resends may be what gets
+    // through the hole it opened: that connection is the punch's work too.
+    let introduced = AtomicBool::new(false);
+    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, holder, &introduced));
+    tokio::select! {
+        done = &mut direct => {
+            let punched = introduced.load(Ordering::Relaxed);
+            if punched {
+                rendezvous.remember(holder.addr);
+            }
+            connected(done, if punched { "by hole punching" } else { "directly" }, started)
+        }
+        punched = punched => settle(punched, direct, rendezvous, holder, started).await,
+    }
+}
+
+/// What punching's end means for the connection: its own, the direct attempt's (given its
+/// usual time if the tracker could not introduce us, else until [`NO_PATH_AFTER`]), or why
+/// there is no path.
+async fn settle(
+    punched: Result<Connection, Punch>,
+    direct: Pin<&mut impl Future<Output = Result<Connection>>>,
+    rendezvous: &Rendezvous,
+    holder: &Holder,
+    started: Instant,
+) -> Result<Connection> {
+    match punched {
+        Ok(conn) => {
+            rendezvous.remember(holder.addr);
+            connected(Ok(conn), "by hole punching", started)
+        }
+        Err(Punch::NotIntroduced(why)) => direct.await.with_context(|| format!("the tracker could not introduce us either ({why})")),
+        Err(Punch::NoPath(tries)) => match tokio::time::timeout(NO_PATH_AFTER.saturating_sub(started.elapsed()), direct).await {
+            Ok(done) => connected(done, "directly", started),
+            Err(_) => bail!(
+                "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker \
+                 (its NAT or ours gives each destination a new port)"
+            ),
+        },
+        Err(Punch::Failed(err)) => Err(err),
+    }
+}
+
+/// Logs how a connection was made and how long it took (the NAT measurement reads it).
+fn connected(done: Result<Connection>, how: &str, started: Instant) -> Result<Connection> {
+    if let Ok(conn) = &done {
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(addr = %conn.remote_address(), how, ms = format!("{ms:.1}"), "connected to holder");
+    }
+    done
+}
+
+/// One connection attempt to `addr`, given up after `within`.
+async fn attempt(endpoint: &Endpoint, config: ClientConfig, addr: SocketAddr, within: Duration) -> Result<Connection> {
+    let connecting = endpoint.connect_with(config, addr, tls::SERVER_NAME)?;
+    Ok(tokio::time::timeout(within, connecting).await.context("timed out")??)
+}
+
+/// Whether an attempt's error is only that nothing answered in time.
+fn timed_out(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<tokio::time::error::Elapsed>())
+}
+
+impl Rendezvous {
+    /// How long a direct attempt goes alone: none for a holder we could reach only by
+    /// punching, else [`HEAD_START`] or a few round trips to the tracker if longer.
+    fn head_start(&self, addr: SocketAddr) -> Duration {
+        if self.punched.lock().unwrap_or_else(|p| p.into_inner()).contains(&addr) {
+            return Duration::ZERO;
+        }
+        HEAD_START.max(self.link.rtt().unwrap_or_default() * 4)
+    }
+
+    /// Our round trip to the tracker twice: about ours to the holder through it, an upper
+    /// bound on the direct one; quinn resends unanswered first packets after three of it.
+    fn rtt_guess(&self) -> Duration {
+        (self.link.rtt().unwrap_or_default() * 2).min(MAX_GUESSED_RTT)
+    }
+
+    fn remember(&self, addr: SocketAddr) {
+        self.punched.lock().unwrap_or_else(|p| p.into_inner()).insert(addr);
+    }
+
+    /// Up to [`PUNCH_ATTEMPTS`] introductions, each followed by a fresh attempt at the time
+    /// the tracker gives, with backoff between them.
+    async fn punch(
+        &self,
+        endpoint: &Endpoint,
+        config: &ClientConfig,
+        holder: &Holder,
+        introduced: &AtomicBool,
+    ) -> Result<Connection, Punch> {
+        let rtt = self.rtt_guess();
+        let mut backoff = PUNCH_BACKOFF;
+        for tries in 0..PUNCH_ATTEMPTS {
+            let (addr, wait) = match self.introduce(holder).await {
+                Ok(told) => told,
+                Err(why) if tries == 0 => return Err(Punch::NotIntroduced(why)),
+                Err(_) => return Err(Punch::NoPath(tries)),
+            };
+            introduced.store(true, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+            let config = tls::with_initial_rtt(config.clone(), rtt);
+            match attempt(endpoint, config, addr, ATTEMPT_TIMEOUT.max(rtt * 4)).await {
+                Ok(conn) => return Ok(conn),
+                Err(err) if timed_out(&err) => {
+                    tracing::debug!(peer = %holder.peer_id, %addr, "punched attempt {} got no answer", tries + 1)
+                }
+                Err(err) => return Err(Punch::Failed(err)),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        Err(Punch::NoPath(PUNCH_ATTEMPTS))
+    }
+
+    /// Asks the tracker to introduce us to `holder`: its address now, and when to connect.
+    async fn introduce(&self, holder: &Holder) -> Result<(SocketAddr, Duration), String> {
+        let request = TrackerRequest::Introduce { peer_id: holder.peer_id.clone(), fingerprint: holder.fingerprint };
+        let answer = tokio::time::timeout(INTRODUCE_TIMEOUT, self.link.request(&request)).await;
+        match answer.map_err(|_| anyhow!("no answer within {INTRODUCE_TIMEOUT:?}")).and_then(|a| a) {
+            Ok(TrackerResponse::Introduced { addr, start_in_ms }) => {
+                Ok((addr, Duration::from_millis(start_in_ms.min(MAX_START_IN_MS).into())))
+            }
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(err) => Err(format!("{err:#}")),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! What the tracker sends a peer unasked: [`TrackerPush`], one a unidirectional stream the
+//! tracker opens on the peer's connection (the only stream of the tracker protocol that goes
+//! that way), and the limits of hole punching, which is what pushes are for today.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A message the tracker pushes to a peer, unasked, on a unidirectional stream it opens on
+/// the peer's tracker connection (one message a stream, at most [`MAX_PUSH_FRAME`] bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackerPush {
+    /// A registered downloader wants to connect to us and cannot directly: send towards its
+    /// observed address `addr` after `start_in_ms`, from our one endpoint, so our NAT lets
+    /// its connection in (see `discovery::tracker::pushes`).
+    Punch {
+        /// Must equal [`super::PROTOCOL_VERSION`]; a peer ignores a push of another version.
+        version: u16,
+        /// The downloader's peer id, for logs.
+        peer_id: String,
+        /// The downloader's address as the tracker observes it.
+        addr: SocketAddr,
+        /// How long to wait from receiving this before sending.
+        start_in_ms: u32,
+    },
+}
+
+/// Limit of a [`TrackerPush`] frame: a peer id, an address and a few numbers.
+pub const MAX_PUSH_FRAME: usize = 1 << 10;
+/// ALPN of the connection attempt a holder makes towards a downloader to open its NAT: no
+/// server speaks it, so the attempt is refused at once wherever it lands and never becomes a
+/// connection; only its packets matter.
+pub const PUNCH_ALPN: &[u8] = b"p2pq-punch/1";
+/// Longest start delay a peer accepts in `Introduced` or `Punch`, whatever it is told.
+pub const MAX_START_IN_MS: u32 = 2_000;

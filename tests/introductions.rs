@@ -1,0 +1,61 @@
+//! The tracker's introductions for hole punching, on loopback with raw clients (no root
+//! needed; `tests/nat.rs` runs the real thing behind NATs): a registered peer is introduced to
+//! another with both observed addresses, strangers and wrong certificates are not, and a
+//! holder cannot be made to punch more than a burst at once.
+
+mod common;
+
+use common::Swarm;
+use common::hostile::{self, Hostile};
+use p2pq::protocol::{self, MAX_PUSH_FRAME, MAX_START_IN_MS, PROTOCOL_VERSION, TrackerPush, TrackerRequest, TrackerResponse};
+
+fn introduce(peer_id: &str, fingerprint: protocol::Fingerprint) -> TrackerRequest {
+    TrackerRequest::Introduce { peer_id: peer_id.into(), fingerprint }
+}
+
+#[test]
+fn a_registered_holder_is_told_where_the_downloader_is_and_the_downloader_where_the_holder_is() {
+    let swarm = Swarm::start("15");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (holder, asker) = (Hostile::new(), Hostile::new());
+        let (holder_conn, _) = holder.register(&swarm, "holder", vec![]).await.unwrap();
+        let (asker_conn, _) = asker.register(&swarm, "asker", vec![]).await.unwrap();
+        let answer = hostile::request(&asker_conn, &introduce("holder", holder.identity.fingerprint)).await.unwrap();
+        let TrackerResponse::Introduced { addr, start_in_ms } = answer else { panic!("not introduced: {answer:?}") };
+        assert_eq!(addr, holder.endpoint.local_addr().unwrap(), "the holder's observed address");
+        assert!(start_in_ms <= MAX_START_IN_MS);
+        let mut push = tokio::time::timeout(hostile::STEP, holder_conn.accept_uni()).await.unwrap().unwrap();
+        let push: TrackerPush = protocol::read_frame(&mut push, MAX_PUSH_FRAME).await.unwrap();
+        let TrackerPush::Punch { version, peer_id, addr, .. } = push;
+        assert_eq!((version, peer_id.as_str()), (PROTOCOL_VERSION, "asker"));
+        assert_eq!(addr, asker.endpoint.local_addr().unwrap(), "the downloader's observed address, not one it claims");
+    });
+}
+
+#[test]
+fn strangers_and_other_certificates_are_not_introduced_and_a_holder_only_a_burst_at_once() {
+    let swarm = Swarm::start("15");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (holder, asker) = (Hostile::new(), Hostile::new());
+        let (_holder_conn, _) = holder.register(&swarm, "holder", vec![]).await.unwrap();
+        let (asker_conn, _) = asker.register(&swarm, "asker", vec![]).await.unwrap();
+        let refused = |answer: TrackerResponse, why: &str| match answer {
+            TrackerResponse::Error(reason) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("introduced where it should not be ({why}): {other:?}"),
+        };
+        let nobody = hostile::request(&asker_conn, &introduce("nobody", asker.identity.fingerprint)).await.unwrap();
+        refused(nobody, "not a live peer");
+        let wrong = hostile::request(&asker_conn, &introduce("holder", asker.identity.fingerprint)).await.unwrap();
+        refused(wrong, "not a live peer");
+        let mut introduced = 0;
+        for _ in 0..30 {
+            match hostile::request(&asker_conn, &introduce("holder", holder.identity.fingerprint)).await.unwrap() {
+                TrackerResponse::Introduced { .. } => introduced += 1,
+                other => refused(other, "too often"),
+            }
+        }
+        assert!((20..30).contains(&introduced), "{introduced} of 30 introductions in a burst went through");
+    });
+}
