@@ -170,3 +170,16 @@ fn holders_of_one_id_are_found_without_a_lookup() {
     assert_eq!(r.holders(&file(7, "").id).map(|m| m.file.name), Some("seven".into()));
     assert!(r.holders(&file(8, "").id).is_none());
 }
+
+#[test]
+fn peer_rows_are_the_first_by_id_with_their_file_counts() {
+    let (mut r, t) = with_peers(9);
+    r.share("3", 3, &file(1, "a"), t).unwrap();
+    r.share("3", 3, &file(2, "b"), t).unwrap();
+    let rows = r.peer_rows(3);
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert_eq!(rows[2].files, 2);
+    assert_eq!(r.peer_rows(100).len(), 9);
+    assert!(r.peer_rows(0).is_empty());
+}
