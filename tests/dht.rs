@@ -177,6 +177,11 @@ async fn a_download_whose_tracker_dies_goes_on_from_a_holder_found_on_the_dht() 
     assert_got(&got, &data)?;
     let from_dht: u32 = got.from.iter().filter(|(holder, _)| holder.starts_with("dht:")).map(|(_, n)| n).sum();
     assert!(from_dht > 0, "the second holder, found on the DHT only, sent chunks: {:?}", got.from);
+    let mut said_dht = false;
+    while let Ok(event) = progress.try_recv() {
+        said_dht |= matches!(event, p2pq::peer::events::Progress::FromDht(n) if n > 0);
+    }
+    assert!(said_dht, "the download said a holder came from the DHT (status and --json show it)");
     net.stop().await;
     Ok(())
 }

@@ -151,21 +151,35 @@ struct View {
     started: Instant,
     /// Holders working, and for a folder its files in place of all: the bar's message.
     holders: usize,
+    /// Of the holders, how many were found on the DHT.
+    from_dht: usize,
     files: Option<(u64, u64)>,
 }
 
 impl View {
     fn new(show: Show, file: &FileInfo) -> View {
         let (bar, last_json, files) = (None, None, None);
-        View { show, file: file.clone(), bar, last_json, bytes: 0, resumed: 0, size: file.size, started: Instant::now(), holders: 0, files }
+        View {
+            show,
+            file: file.clone(),
+            bar,
+            last_json,
+            bytes: 0,
+            resumed: 0,
+            size: file.size,
+            started: Instant::now(),
+            holders: 0,
+            from_dht: 0,
+            files,
+        }
     }
 
     /// The bar's message: `3/120 files, 2 peers`, or the peers alone.
     fn label(&self) {
         let Some(bar) = &self.bar else { return };
         match self.files {
-            Some((done, total)) => bar.set_message(format!("{done}/{total} files, {}", holders_text(self.holders))),
-            None => bar.set_message(holders_text(self.holders)),
+            Some((done, total)) => bar.set_message(format!("{done}/{total} files, {}", holders_text(self.holders, self.from_dht))),
+            None => bar.set_message(holders_text(self.holders, self.from_dht)),
         }
     }
 
@@ -182,7 +196,7 @@ impl View {
             (_, Progress::Note(note)) => console::warn(note),
             (Show::Bars, Progress::Start { size, holders, .. }) => {
                 self.holders = *holders;
-                self.bar = Some(new_bar(&self.file.name, *size, &holders_text(*holders)));
+                self.bar = Some(new_bar(&self.file.name, *size, &holders_text(*holders, 0)));
             }
             (Show::Bars, Progress::Chunk { bytes }) => {
                 if let Some(bar) = &self.bar {
@@ -196,8 +210,9 @@ impl View {
                     bar.reset_eta();
                 }
             }
-            (Show::Bars, Progress::Holders(n)) => {
-                self.holders = *n;
+            (Show::Bars, Progress::Holders(n)) => self.holders = *n,
+            (Show::Bars, Progress::FromDht(n)) => {
+                self.from_dht = *n;
                 self.label();
             }
             (Show::Bars, Progress::Files { done, total }) => {
@@ -224,7 +239,12 @@ impl View {
                 json!({"event": "progress", "name": name, "id": id, "bytes": self.bytes, "size": self.size, "bytes_per_sec": rate})
             }
             Progress::Note(note) => json!({"event": "warning", "name": name, "id": id, "message": note}),
-            Progress::Holders(n) => json!({"event": "holders", "name": name, "id": id, "holders": n}),
+            Progress::Holders(n) => {
+                // Said with the count found on the DHT, which follows.
+                self.holders = *n;
+                return;
+            }
+            Progress::FromDht(n) => json!({"event": "holders", "name": name, "id": id, "holders": self.holders, "from_dht": n}),
             Progress::Files { done, total } => json!({"event": "files", "name": name, "id": id, "done": done, "total": total}),
             Progress::Found(_) | Progress::Done | Progress::Resumed { .. } => return,
         };
@@ -266,12 +286,13 @@ fn new_bar(name: &str, size: u64, message: &str) -> ProgressBar {
 }
 
 /// The bar's last column: how many peers work for the download, or that it waits for one.
-fn holders_text(holders: usize) -> String {
-    match holders {
+fn holders_text(holders: usize, from_dht: usize) -> String {
+    let text = match holders {
         0 => "waiting for holders".to_string(),
         1 => "1 peer".to_string(),
         n => format!("{n} peers"),
-    }
+    };
+    if from_dht == 0 { text } else { format!("{text} ({from_dht} from the DHT)") }
 }
 
 /// `text` cut or padded to exactly `columns` columns.

@@ -145,7 +145,8 @@ pub fn status(peer: &Peer) -> String {
             units::duration(std::time::Duration::from_secs((t.size - t.bytes.min(t.size)) / t.rate()))
         };
         let rate = format!("{}/s", units::bytes(t.rate()));
-        downloads.row(vec![t.name, format!("{percent}%"), units::bytes(t.size), rate, eta, t.holders.to_string()]);
+        let holders = if t.from_dht == 0 { t.holders.to_string() } else { format!("{} ({} from the DHT)", t.holders, t.from_dht) };
+        downloads.row(vec![t.name, format!("{percent}%"), units::bytes(t.size), rate, eta, holders]);
     }
     text.push_str(&downloads.render("download"));
     text.push_str(&hashing(peer));

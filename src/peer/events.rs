@@ -43,6 +43,8 @@ pub enum Progress {
     Note(String),
     /// The number of holders working for the download changed (0: waiting for one).
     Holders(usize),
+    /// How many of those holders were found on the DHT (sent after each `Holders`).
+    FromDht(usize),
     /// A folder: how many of its files are in place, of how many.
     Files {
         /// Files verified and in place.
@@ -67,6 +69,8 @@ pub struct Transfer {
     pub bytes: u64,
     /// Holders connected (0 until the manifest is in).
     pub holders: usize,
+    /// How many of them were found on the DHT (the rest came from a tracker).
+    pub from_dht: usize,
     /// Time since the download started, in milliseconds.
     pub elapsed_ms: u64,
     #[serde(skip)]
@@ -113,6 +117,7 @@ impl Transfers {
             size: file.size,
             bytes: 0,
             holders: 0,
+            from_dht: 0,
             elapsed_ms: 0,
             started: Instant::now(),
         };
@@ -136,6 +141,7 @@ impl Listing {
             Progress::Start { size, holders, .. } => (t.size, t.holders) = (*size, *holders),
             Progress::Chunk { bytes } | Progress::Resumed { bytes } => t.bytes += bytes,
             Progress::Holders(n) => t.holders = *n,
+            Progress::FromDht(n) => t.from_dht = *n,
             Progress::Found(_) | Progress::Note(_) | Progress::Files { .. } | Progress::Done => {}
         }
         Some(t.clone())

@@ -151,6 +151,8 @@ pub struct HolderLink {
     pub peer_id: String,
     /// The holder's certificate fingerprint (pinned on connecting).
     pub fingerprint: crate::protocol::Fingerprint,
+    /// Whether it was found on the DHT (no source vouched for its certificate).
+    pub from_dht: bool,
     conn: Connection,
     pending: Pending,
     router: tokio::task::JoinHandle<()>,
@@ -196,7 +198,17 @@ impl HolderLink {
         let state = Arc::new(Mutex::new(LinkState { window: Window::new(window, now), in_flight: 0, waiting: 0, heard: now }));
         let span = tracing::debug_span!("holder", peer = %holder.peer_id, addr = %holder.addr);
         let router = crate::net::task::spawn(span, route(conn.clone(), pending.clone(), state.clone()));
-        Ok(HolderLink { peer_id: holder.peer_id.clone(), fingerprint, conn, pending, router, state, turns: Notify::new(), limit: None })
+        Ok(HolderLink {
+            peer_id: holder.peer_id.clone(),
+            fingerprint,
+            from_dht: !holder.vouched(),
+            conn,
+            pending,
+            router,
+            state,
+            turns: Notify::new(),
+            limit: None,
+        })
     }
 
     /// The holder's address.

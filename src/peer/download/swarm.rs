@@ -174,7 +174,15 @@ impl<'c, 'a> Swarm<'c, 'a> {
             format!("the holders of {} have none of the missing chunks yet; waiting up to {wait}", self.job.name)
         };
         let _ = self.ctx.events.send(Progress::Note(format!("{what}, asking again ({kept} of {count} chunks kept)")));
-        let _ = self.ctx.events.send(Progress::Holders(live));
+        self.say_holders();
+    }
+
+    /// Says how many holders work for the download, and how many of them came from the DHT.
+    fn say_holders(&self) {
+        let live = |(at, _): &(usize, &InUse)| !self.plan.is_dropped(*at);
+        let from_dht = self.holders.iter().enumerate().filter(live).filter(|(_, h)| h.link.from_dht).count();
+        let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
+        let _ = self.ctx.events.send(Progress::FromDht(from_dht));
     }
 
     /// A holder joins: it gets a place in the plan and an `Observe` stream.
@@ -193,7 +201,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             let _ = self.ctx.events.send(Progress::Note(note));
         }
         self.add(link, None);
-        let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
+        self.say_holders();
     }
 
     /// A holder said what it has.
@@ -227,7 +235,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
         if self.plan.drop_holder(holder) {
             let link = &self.holders[holder].link;
             let _ = self.ctx.events.send(Progress::Note(format!("stopped using peer {} for {}: {why}", link.peer_id, self.job.name)));
-            let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
+            self.say_holders();
             if again {
                 self.finder.forget(link);
             }
@@ -284,7 +292,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             let link = &self.holders[holder].link;
             let note = format!("stopped using peer {} for {}: {err}", link.peer_id, self.job.name);
             let _ = self.ctx.events.send(Progress::Note(note));
-            let _ = self.ctx.events.send(Progress::Holders(self.plan.live_holders()));
+            self.say_holders();
             if penalty == Penalty::Drop {
                 self.finder.forget(link);
             }
