@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use quinn::{Connection, Endpoint, RecvStream};
 use tokio::sync::{Notify, oneshot};
-use tokio::task::JoinSet;
 
-use super::liveness::{Heard, LinkState, State, Waiting, state};
+mod route;
+
+use super::liveness::{Heard, LinkState, Waiting, state};
 pub use super::pieces::Pieces;
 use super::pieces::read_whole;
 use super::scheduler::Penalty;
@@ -37,6 +38,7 @@ use crate::protocol::{
     PROTOCOL_VERSION, PeerRequest, close,
 };
 use crate::store::StoreError;
+use route::{forget_closed, lock, route};
 
 /// Least silence, with requests waiting, after which a holder counts as gone: long enough for
 /// a busy holder's disk and a few lost packets, short enough that a dead one is left quickly.
@@ -354,57 +356,4 @@ impl HolderLink {
         }
         read_whole(&mut stream, len as usize, &self.state).await.map_err(|why| FetchError::Corrupt(format!("chunk {index}: {why}")))
     }
-}
-
-/// The oldest fetch still waiting for this chunk.
-fn next_waiter(map: &mut PendingMap, key: (FileId, u32)) -> Option<oneshot::Sender<(ChunkHeader, RecvStream)>> {
-    forget_closed(map, key);
-    let waiters = map.get_mut(&key)?;
-    let waiter = waiters.pop_front();
-    if waiters.is_empty() {
-        map.remove(&key);
-    }
-    waiter
-}
-
-/// Drops waiters that gave up (timed out) on this chunk.
-fn forget_closed(map: &mut PendingMap, key: (FileId, u32)) {
-    if let Some(waiters) = map.get_mut(&key) {
-        waiters.retain(|w| !w.is_closed());
-        if waiters.is_empty() {
-            map.remove(&key);
-        }
-    }
-}
-
-fn lock(pending: &Pending) -> MutexGuard<'_, PendingMap> {
-    pending.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Hands each incoming chunk stream to the fetch waiting for it; unsolicited streams are
-/// stopped. When the connection ends, every waiting fetch learns at once.
-async fn route(conn: Connection, pending: Pending, link: State) {
-    let mut headers = JoinSet::new();
-    while let Ok(mut stream) = conn.accept_uni().await {
-        while headers.try_join_next().is_some() {}
-        let (pending, link) = (pending.clone(), link.clone());
-        headers.spawn(async move {
-            let header = tokio::time::timeout(HEADER_TIMEOUT, protocol::read_frame::<_, ChunkHeader>(&mut stream, MAX_FRAME)).await;
-            let Ok(Ok(header)) = header else {
-                let _ = stream.stop(close::PROTOCOL);
-                return;
-            };
-            state(&link).heard(0);
-            let waiter = next_waiter(&mut lock(&pending), (header.id, header.index));
-            match waiter {
-                Some(waiter) => {
-                    let _ = waiter.send((header, stream));
-                }
-                None => {
-                    let _ = stream.stop(close::PROTOCOL);
-                }
-            }
-        });
-    }
-    lock(&pending).clear();
 }
