@@ -96,7 +96,7 @@ peak_rss_kib() {
 peer_args() {
     local id=$1
     mkdir -p "$DIR/p$id/data"
-    echo --tracker "$TRACKER" --listen 127.0.0.1:0 --certs "$DIR/certs" \
+    echo --tracker "$TRACKER" --listen 127.0.0.1:0 --no-dht --certs "$DIR/certs" \
         --data-dir "$DIR/p$id/data" --download-dir "$DIR/p$id/downloads" --state-dir "$DIR/p$id/state"
 }
 

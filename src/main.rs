@@ -139,8 +139,8 @@ enum Command {
         /// Folder the files are taken from (nothing outside it is ever read).
         #[arg(long, default_value = ".")]
         data_dir: PathBuf,
-        /// Share publicly: to anyone who knows a file's id (and announced on the DHT with
-        /// --dht), not only to the tracker's peers. They can also see this machine's address.
+        /// Share publicly: to anyone who knows a file's id (and announced on the DHT), not only
+        /// to the tracker's peers. They can also see this machine's address.
         #[arg(long)]
         public: bool,
         /// Also run a tracker for this seed while it runs, on all interfaces port 6771 or
@@ -207,7 +207,7 @@ impl LinkArgs {
     fn access(self) -> anyhow::Result<Access> {
         let a = self;
         let TrustArgs { tracker, certs, tracker_cert } = a.trust;
-        let (dht, no_tracker) = a.dht.settings()?;
+        let (dht, no_tracker) = a.dht.settings();
         let (id, listen) = (a.id, a.listen);
         let mut trackers = tracker.into_iter();
         Ok(Access {
@@ -229,38 +229,31 @@ impl LinkArgs {
 /// Whether to run a Mainline DHT node, and where it starts.
 #[derive(Args)]
 struct DhtArgs {
-    /// Run a Mainline DHT node, starting from its public bootstrap nodes: files shared with
-    /// --public are announced on it, and a get by full id looks there too. Off by default: a
-    /// DHT node talks to the public internet.
-    #[arg(long)]
-    dht: bool,
-    /// Start the DHT node from these nodes instead (a private DHT); implies --dht.
+    /// Run no DHT node. By default one runs, starting from mainline's public bootstrap nodes:
+    /// files shared with --public are announced on it, and a get by full id looks there too.
+    #[arg(long, conflicts_with_all = ["dht_bootstrap", "no_tracker"])]
+    no_dht: bool,
+    /// Start the DHT node from these nodes instead of the public ones (a private DHT).
     #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
     dht_bootstrap: Vec<SocketAddr>,
     /// Run with no tracker at all: holders come from the DHT only (by full id), and only
-    /// files shared with --public are served. Needs --dht or --dht-bootstrap.
+    /// files shared with --public are served.
     #[arg(long, conflicts_with_all = ["tracker", "tracker_cert"])]
     no_tracker: bool,
 }
 
 impl DhtArgs {
-    /// The DHT to run, and whether to run with no tracker; refused when that could find nothing.
-    fn settings(&self) -> anyhow::Result<(Option<p2pq::discovery::dht::Bootstrap>, bool)> {
-        let dht = self.bootstrap();
-        if self.no_tracker && dht.is_none() {
-            anyhow::bail!(
-                "--no-tracker needs --dht or --dht-bootstrap: with neither, this peer could find nothing and nobody could find it"
-            );
-        }
-        Ok((dht, self.no_tracker))
+    /// The DHT to run, and whether to run with no tracker.
+    fn settings(&self) -> (Option<p2pq::discovery::dht::Bootstrap>, bool) {
+        (self.bootstrap(), self.no_tracker)
     }
 
     fn bootstrap(&self) -> Option<p2pq::discovery::dht::Bootstrap> {
         use p2pq::discovery::dht::Bootstrap;
-        match (self.dht, self.dht_bootstrap.is_empty()) {
-            (_, false) => Some(Bootstrap::Nodes(self.dht_bootstrap.clone())),
-            (true, true) => Some(Bootstrap::Public),
-            (false, true) => None,
+        match (self.no_dht, self.dht_bootstrap.is_empty()) {
+            (true, _) => None,
+            (false, false) => Some(Bootstrap::Nodes(self.dht_bootstrap.clone())),
+            (false, true) => Some(Bootstrap::Public),
         }
     }
 }
@@ -298,7 +291,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
     else {
         anyhow::bail!("bad peer arguments");
     };
-    let (dht, no_tracker) = dht.settings()?;
+    let (dht, no_tracker) = dht.settings();
     let TrustArgs { tracker, certs, tracker_cert } = trust;
     let target = resolve_or_default(tracker.first().map(String::as_str)).await?;
     let other_trackers = p2pq::app::target::resolve_others(tracker.get(1..).unwrap_or_default()).await?;

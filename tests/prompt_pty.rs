@@ -19,7 +19,7 @@ fn a_person_at_the_prompt_completes_downloads_with_a_bar_and_leaves_with_ctrl_d(
     holder.command("share movie.bin", "shared movie.bin");
 
     let mut command = Command::new(env!("CARGO_BIN_EXE_p2pq"));
-    command.args(["peer", "2", "--tracker", &swarm.addr, "--heartbeat", "0.2", "--listen", "127.0.0.1:0"]);
+    command.args(["peer", "2", "--tracker", &swarm.addr, "--heartbeat", "0.2", "--listen", "127.0.0.1:0", "--no-dht"]);
     command.current_dir(swarm.path()).env("NO_COLOR", "1").env("TERM", "xterm").env_remove("RUST_LOG");
     let mut pty = Session::spawn(command).expect("start p2pq in a pty");
     pty.get_process_mut().set_window_size(120, 30).expect("window size");
@@ -63,7 +63,7 @@ fn a_person_at_the_prompt_completes_downloads_with_a_bar_and_leaves_with_ctrl_d(
 /// `p2pq peer ID` in a pty in `dir`, against `tracker`.
 fn pty_peer(dir: &std::path::Path, id: &str, tracker: &str) -> OsSession {
     let mut command = Command::new(env!("CARGO_BIN_EXE_p2pq"));
-    command.args(["peer", id, "--tracker", tracker, "--heartbeat", "0.2", "--listen", "127.0.0.1:0"]);
+    command.args(["peer", id, "--tracker", tracker, "--heartbeat", "0.2", "--listen", "127.0.0.1:0", "--no-dht"]);
     command.current_dir(dir).env("NO_COLOR", "1").env("TERM", "xterm").env_remove("RUST_LOG");
     let mut pty = Session::spawn(command).expect("start p2pq in a pty");
     pty.get_process_mut().set_window_size(120, 30).expect("window size");

@@ -237,7 +237,7 @@ fn at_a_terminal_a_big_share_hashes_with_a_bar_behind_a_usable_prompt_and_ctrl_c
     let swarm = Swarm::start("15");
     sparse(&swarm.path().join("data/huge.bin"), HUGE);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_p2pq"));
-    command.args(["peer", "1", "--tracker", &swarm.addr, "--heartbeat", "0.2", "--listen", "127.0.0.1:0"]);
+    command.args(["peer", "1", "--tracker", &swarm.addr, "--heartbeat", "0.2", "--listen", "127.0.0.1:0", "--no-dht"]);
     command.current_dir(swarm.path()).env("NO_COLOR", "1").env("TERM", "xterm").env_remove("RUST_LOG");
     let mut pty = Session::spawn(command).expect("start p2pq in a pty");
     pty.get_process_mut().set_window_size(120, 30).expect("window size");

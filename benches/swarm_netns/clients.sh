@@ -91,7 +91,7 @@ p2pq_tracker() {
 p2pq_peer_up() {
     local host=$1
     mkdir -p "$SC/$host/data" "$SC/$host/dl"
-    start "$host" "$host" "$BIN" peer "$host" --tracker "$(host_ip t):$P2PQ_PORT" --certs "$CERTS" \
+    start "$host" "$host" "$BIN" peer "$host" --no-dht --tracker "$(host_ip t):$P2PQ_PORT" --certs "$CERTS" \
         --listen "$(host_ip "$host"):0" --data-dir "$SC/$host/data" --download-dir "$SC/$host/dl" \
         --state-dir "$SC/$host/state"
 }

@@ -179,7 +179,7 @@ async fn seed_via(access: &Access, target: &TrackerTarget, home: &Scratch, files
                 }
                 match peer.has_tracker() {
                     true => console::out(&report::ticket_lines(&peer.ticket(&done.info).await)),
-                    false => console::out(&format!("on another machine: p2pq get {} --no-tracker --dht", done.info.id.to_hex())),
+                    false => console::out(&format!("on another machine: p2pq get {} --no-tracker", done.info.id.to_hex())),
                 }
             }
             Err(_) if peer.shutdown_token().is_cancelled() => {

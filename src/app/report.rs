@@ -58,7 +58,7 @@ pub fn public_line(info: &FileInfo, dht: bool) -> String {
     let line = format!(
         "{} is public: anyone who knows its id can fetch it from this peer and see this peer's address; {}",
         info.name,
-        if dht { "announcing it on the DHT" } else { "not on the DHT (start the peer with --dht to announce it)" }
+        if dht { "announcing it on the DHT" } else { "not on the DHT (this peer runs with --no-dht)" }
     );
     printable(&line)
 }

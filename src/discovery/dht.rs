@@ -81,19 +81,22 @@ pub enum Bootstrap {
     Nodes(Vec<SocketAddr>),
 }
 
-/// This peer's DHT node, and the QUIC port it announces.
+/// This peer's DHT node, and the QUIC port it announces. It starts in the background (its
+/// bootstrap host names are resolved first, which on a machine offline can take seconds):
+/// each call waits for it, and fails if it could not start.
 #[derive(Clone)]
 pub struct DhtNode {
-    dht: AsyncDht,
+    dht: watch::Receiver<Option<Result<AsyncDht, String>>>,
     /// The port downloaders reach this peer's QUIC endpoint at.
-    port: u16,
+    pub port: u16,
 }
 
 impl DhtNode {
-    /// Starts a DHT node on a free UDP port of `bind`, announcing QUIC port `port` for our files.
+    /// Starts a DHT node on a free UDP port of `bind`, announcing QUIC port `port` for our
+    /// files; returns at once.
     pub async fn start(bootstrap: Bootstrap, bind: Ipv4Addr, port: u16) -> Result<DhtNode> {
-        // Building resolves the bootstrap host names: blocking work.
-        let dht = tokio::task::spawn_blocking(move || {
+        let (ready, dht) = watch::channel(None);
+        tokio::task::spawn_blocking(move || {
             let mut builder = mainline::Dht::builder();
             builder.bind_address(bind);
             if let Bootstrap::Nodes(nodes) = &bootstrap {
@@ -102,26 +105,39 @@ impl DhtNode {
                 // (mainline's adaptive mode), so a node behind a NAT does not pollute tables.
                 builder.bootstrap(nodes).server_mode();
             }
-            builder.build()
-        })
-        .await?
-        .context("cannot start a DHT node")?;
-        Ok(DhtNode { dht: dht.as_async(), port })
+            let built = builder.build().map(|dht| dht.as_async()).map_err(|e| format!("cannot start a DHT node: {e}"));
+            let _ = ready.send(Some(built));
+        });
+        Ok(DhtNode { dht, port })
+    }
+
+    /// The running node, once it has started.
+    async fn node(&self) -> Result<AsyncDht> {
+        let mut dht = self.dht.clone();
+        let started = dht.wait_for(Option::is_some).await.map_err(|_| anyhow::anyhow!("the DHT node did not start"))?;
+        match started.as_ref() {
+            Some(Ok(dht)) => Ok(dht.clone()),
+            Some(Err(why)) => bail!("{why}"),
+            None => bail!("the DHT node did not start"),
+        }
     }
 
     /// Waits for the first bootstrap to end; whether it reached any node.
     pub async fn bootstrapped(&self) -> bool {
-        self.dht.bootstrapped().await
+        match self.node().await {
+            Ok(dht) => dht.bootstrapped().await,
+            Err(_) => false,
+        }
     }
 
-    /// The UDP address the DHT node listens on.
-    pub async fn local_addr(&self) -> SocketAddr {
-        self.dht.info().await.local_addr().into()
+    /// The UDP address the DHT node listens on, once it has started.
+    pub async fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.node().await?.info().await.local_addr().into())
     }
 
     /// Announces this peer as a holder of `id` to the nodes closest to its key.
     pub async fn announce(&self, id: &FileId) -> Result<()> {
-        match self.dht.announce_peer(key(id), Some(self.port)).await {
+        match self.node().await?.announce_peer(key(id), Some(self.port)).await {
             Ok(_) => Ok(()),
             Err(err) => bail!("cannot announce {} on the DHT: {err}", id.short()),
         }
@@ -132,7 +148,8 @@ impl DhtNode {
     /// gives none).
     pub async fn addresses(&self, id: &FileId) -> Vec<SocketAddr> {
         let mut found = BTreeSet::new();
-        let mut answers = self.dht.get_peers(key(id));
+        let Ok(Ok(dht)) = tokio::time::timeout(LOOKUP_TIMEOUT, self.node()).await else { return Vec::new() };
+        let mut answers = dht.get_peers(key(id));
         let mut until = tokio::time::Instant::now() + LOOKUP_TIMEOUT;
         while found.len() < MAX_ADDRESSES {
             let next = tokio::select! {

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use tokio::sync::broadcast;
@@ -21,6 +22,8 @@ use crate::protocol::{FileId, FileMatch};
 
 /// Notices kept for a slow listener before the oldest are dropped.
 const NOTICES: usize = 32;
+/// How long the other sources get once one has named holders.
+const GRACE: Duration = Duration::from_millis(250);
 
 /// Discovery sources asked together, each with a name for messages ("tracker", "dht").
 pub struct Many {
@@ -41,8 +44,15 @@ impl Many {
 
     /// Runs `ask` on every source at once and merges what they say.
     async fn ask<'a>(&'a self, ask: impl Fn(&'a dyn Discovery) -> Found<'a>) -> Result<Vec<FileMatch>> {
-        let answers = join_all(self.sources.iter().map(|(_, source)| ask(source.as_ref())).collect()).await;
-        let named = self.sources.iter().map(|(name, _)| name.clone()).zip(answers).collect();
+        let answers = join_all(self.sources.iter().map(|(_, source)| ask(source.as_ref())).collect(), GRACE).await;
+        let named = self
+            .sources
+            .iter()
+            .map(|(name, _)| name.clone())
+            .zip(answers)
+            // Too slow this time is not a failure: the download asks again later.
+            .map(|(name, answer)| (name, answer.unwrap_or_else(|| Ok(Vec::new()))))
+            .collect();
         let (merged, notices) = merge(named);
         for notice in notices {
             tracing::info!("{notice}");
@@ -100,23 +110,30 @@ fn add(merged: &mut Vec<FileMatch>, found: FileMatch) {
     known.holders.extend(found.holders.into_iter().filter(|h| addrs.insert(h.addr)));
 }
 
-/// Every future's output, in order; all of them run at once.
-async fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+/// Every future's output, in order, all run at once; once one has given holders, the others
+/// get `grace` more, and those still running then are `None` (a slow DHT lookup must not hold
+/// up a tracker's answer: the download asks again, and hears from it then).
+async fn join_all<'a>(futures: Vec<Found<'a>>, grace: Duration) -> Vec<Option<Result<Vec<FileMatch>>>> {
     let mut running: Vec<_> = futures.into_iter().map(Some).collect();
-    let mut done: Vec<Option<T>> = running.iter().map(|_| None).collect();
+    let mut done: Vec<Option<Result<Vec<FileMatch>>>> = running.iter().map(|_| None).collect();
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     std::future::poll_fn(|cx| {
         for (future, out) in running.iter_mut().zip(done.iter_mut()) {
             if let Some(fut) = future
                 && let Poll::Ready(value) = fut.as_mut().poll(cx)
             {
+                if deadline.is_none() && value.as_ref().is_ok_and(|found| found.iter().any(|m| !m.holders.is_empty())) {
+                    deadline = Some(Box::pin(tokio::time::sleep(grace)));
+                }
                 *out = Some(value);
                 *future = None;
             }
         }
-        if running.iter().all(Option::is_none) { Poll::Ready(()) } else { Poll::Pending }
+        let late = deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready());
+        if late || running.iter().all(Option::is_none) { Poll::Ready(()) } else { Poll::Pending }
     })
     .await;
-    done.into_iter().flatten().collect()
+    done
 }
 
 #[cfg(test)]
@@ -170,6 +187,25 @@ mod tests {
                 self.0.clone().ok_or_else(|| anyhow!("cannot answer"))
             })
         }
+    }
+
+    /// A source that never answers.
+    struct Silent;
+
+    impl Discovery for Silent {
+        fn find<'a>(&'a self, _query: &'a str) -> Found<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_source_does_not_hold_up_holders_another_found() {
+        let many = Many::new(vec![
+            ("tracker".into(), Arc::new(Fixed(Some(vec![found(1, "x", vec![holder(1, 1)])]))) as Arc<dyn Discovery>),
+            ("dht".into(), Arc::new(Silent)),
+        ]);
+        let found = tokio::time::timeout(Duration::from_secs(1), many.holders(Digest([1; 32]))).await.expect("not held up").unwrap();
+        assert_eq!(found[0].holders, vec![holder(1, 1)]);
     }
 
     #[tokio::test]

@@ -145,7 +145,10 @@ impl Peer {
             reached = node.bootstrapped() => reached,
             _ = self.inner.shutdown.cancelled() => return,
         };
-        let addr = node.local_addr().await;
+        let addr = match node.local_addr().await {
+            Ok(addr) => addr,
+            Err(err) => return self.inner.sharing.notify(format!("{err:#}; going on without the DHT")),
+        };
         let text = match (reached, self.has_tracker()) {
             (true, _) => format!("DHT node on {addr} is up"),
             (false, true) => format!("DHT node on {addr} reached no other node; going on with the tracker"),

@@ -18,6 +18,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Between two looks at a state that announces its change with no output line.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// `args` of a `p2pq` command, with `--no-dht` added to a peer, get or seed that names no DHT
+/// of its own: a test never reaches the public DHT (whose node runs by default).
+pub fn offline<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut out = args.to_vec();
+    let starts_peer = matches!(args.first(), Some(&("peer" | "get" | "seed")));
+    if starts_peer && !args.iter().any(|a| a.starts_with("--dht") || *a == "--no-dht" || *a == "--help") {
+        out.push("--no-dht");
+    }
+    out
+}
+
 /// Which stream a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -44,7 +55,7 @@ impl Proc {
     /// Starts `p2pq ARGS` in `dir` with these environment variables set too.
     pub fn spawn_with_env(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Proc {
         let mut command = Command::new(env!("CARGO_BIN_EXE_p2pq"));
-        command.args(args).current_dir(dir).envs(envs.iter().copied()).env("NO_COLOR", "1").env_remove("RUST_LOG");
+        command.args(offline(args)).current_dir(dir).envs(envs.iter().copied()).env("NO_COLOR", "1").env_remove("RUST_LOG");
         Proc::spawn_command(name, command)
     }
 

@@ -184,7 +184,7 @@ impl Bed {
     /// Starts `p2pq ARGS` in namespace `ns`, in `dir`, with `envs` set.
     pub fn spawn(&self, name: &str, ns: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut command = Command::new("ip");
-        command.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_p2pq")]).args(args).current_dir(dir);
+        command.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_p2pq")]).args(super::offline(args)).current_dir(dir);
         command.envs(envs.iter().copied()).env("NO_COLOR", "1");
         if !envs.iter().any(|(k, _)| *k == "RUST_LOG") {
             command.env_remove("RUST_LOG");

@@ -8,7 +8,7 @@ pub(super) const COMMANDS: &[CommandHelp] = &[
         name: "share",
         usage: "<file|folder>...",
         summary: "share files or folders from the data folder",
-        details: "Hashes each file (BLAKE3; a folder's files each, as files of their own, and the folder as its listing), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces. On a terminal big files hash in the background with a bar (Ctrl-C on an empty line cancels). Shared files are shared again when this peer restarts. With --public, anyone who knows a file's id may fetch it (not only the tracker's peers) and see this peer's address; with --dht it is also announced on the DHT.",
+        details: "Hashes each file (BLAKE3; a folder's files each, as files of their own, and the folder as its listing), serves it to other peers and tells the tracker. Names are paths inside the data folder; quote names with spaces. On a terminal big files hash in the background with a bar (Ctrl-C on an empty line cancels). Shared files are shared again when this peer restarts. With --public, anyone who knows a file's id may fetch it (not only the tracker's peers) and see this peer's address, and it is announced on the DHT (unless the peer runs with --no-dht).",
         example: "share notes.txt \"holiday photos.zip\"   share --public talk.mp4",
     },
     CommandHelp {
