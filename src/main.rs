@@ -218,6 +218,7 @@ impl LinkArgs {
             dht,
             no_tracker,
             public: false,
+            port_mapping: !a.dht.no_port_mapping,
         })
     }
 }
@@ -237,6 +238,9 @@ struct DhtArgs {
     /// files shared with --public are served. Needs --dht or --dht-bootstrap.
     #[arg(long, conflicts_with_all = ["tracker", "tracker_cert"])]
     no_tracker: bool,
+    /// Do not ask the home router (UPnP, NAT-PMP/PCP) to forward this peer's UDP port.
+    #[arg(long)]
+    no_port_mapping: bool,
 }
 
 impl DhtArgs {
@@ -294,7 +298,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
     else {
         anyhow::bail!("bad peer arguments");
     };
-    let (dht, no_tracker) = dht.settings()?;
+    let (port_mapping, (dht, no_tracker)) = (!dht.no_port_mapping, dht.settings()?);
     let TrustArgs { tracker, certs, tracker_cert } = trust;
     let target = resolve_or_default(tracker.first().map(String::as_str)).await?;
     let other_trackers = p2pq::app::target::resolve_others(tracker.get(1..).unwrap_or_default()).await?;
@@ -319,6 +323,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         other_trackers,
         dht,
         no_tracker,
+        port_mapping,
     })
 }
 
