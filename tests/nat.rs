@@ -138,6 +138,45 @@ fn a_transfer_survives_both_routers_forgetting_their_mappings() {
     assert_got(&mut get, dir.path(), &data);
 }
 
+#[test]
+fn a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped() {
+    let test = "a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped";
+    if !can_run(test) {
+        return;
+    }
+    if let Some(why) = common::upnp::unavailable() {
+        println!("skipped {test}: {why}");
+        return;
+    }
+    let mut bed = Bed::new("upnp");
+    // A symmetric NAT: punching cannot work, only the mapping can.
+    let home = bed.routable_home(1, Nat::Random);
+    let data = bytes(2 << 20, "upnp");
+    let dir = folder(&["mapped"], &data);
+    let _upnpd = common::upnp::start(&bed, &home, dir.path());
+    let mut tracker = start_tracker(&bed, dir.path());
+    let args = ["peer", "mapped", "--tracker", TRACKER, "--heartbeat", "1", "--data-dir", "mapped-data", "--listen", "0.0.0.0:0"];
+    let mut holder = bed.spawn("peer mapped", &home.host, dir.path(), &args, &[]);
+    let line = holder.expect("port mapped on the router: ");
+    let mapped = line.rsplit(": ").next().and_then(|rest| rest.split(' ').next()).unwrap_or_default().to_string();
+    assert!(mapped.starts_with(&format!("{}:", home.wan)), "mapped on the router's public address: {line}");
+    holder.command("share file.bin", "shared ");
+    let peers = tracker.poll("peers", "live peer", TIMEOUT, |out| out.iter().any(|l| l.contains(&format!("mapped {mapped}"))));
+    assert!(peers.iter().any(|l| l.starts_with("mapped ") || l.contains(" mapped ")), "{peers:?}");
+    // The downloader on the public segment connects to the mapped port, with no introduction.
+    let args = ["get", "file.bin", "--tracker", TRACKER, "--download-dir", "dl"];
+    let mut get = bed.spawn("get", &bed.public(), dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
+    assert_got(&mut get, dir.path(), &data);
+    let connected = get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default();
+    assert!(connected.contains(&mapped) && connected.contains("directly"), "reached at the mapped address directly:\n{}", get.transcript());
+    // Leaving removes the mapping from the router.
+    let port = mapped.rsplit(':').next().unwrap_or_default().to_string();
+    assert!(common::upnp::forwards(&home, &port), "the router forwards port {port} while the holder runs");
+    holder.send("exit");
+    assert!(holder.wait_exit(TIMEOUT).success(), "{}", holder.transcript());
+    assert!(!common::upnp::forwards(&home, &port), "the mapping of port {port} is removed on exit");
+}
+
 /// The target: at least 98% of 200 connection attempts between peers behind two
 /// port-preserving NATs connect within 1 s. Each attempt is a fresh `p2pq get` (a new port,
 /// so new NAT mappings) of a small file from a holder behind the other router; the time is
