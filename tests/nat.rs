@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::netns::{Bed, Home, Nat, has_conntrack, unavailable};
+use common::netns::{Bed, Home, Nat, PUBLIC6, has_conntrack, unavailable};
 use common::{Proc, Stream, TIMEOUT, bytes};
 
 /// The tracker's address on the public segment (`PUBLIC.1`).
@@ -175,6 +175,34 @@ fn a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped
     holder.send("exit");
     assert!(holder.wait_exit(TIMEOUT).success(), "{}", holder.transcript());
     assert!(!common::upnp::forwards(&home, &port), "the mapping of port {port} is removed on exit");
+}
+
+#[test]
+fn two_peers_with_global_ipv6_connect_directly_over_it() {
+    let test = "two_peers_with_global_ipv6_connect_directly_over_it";
+    if !can_run(test) {
+        return;
+    }
+    let mut bed = Bed::new("v6");
+    let ((holder_ns, _), (getter_ns, _)) = (bed.public_host(1), bed.public_host(2));
+    bed.ipv6(&[(&holder_ns, 1), (&getter_ns, 2)]);
+    let data = bytes(1 << 20, "v6");
+    let dir = folder(&["six"], &data);
+    let tracker6 = format!("[{PUBLIC6}::1]:6771");
+    let mut tracker = bed.spawn("tracker", &bed.public(), dir.path(), &["tracker", "--listen", &tracker6], &[]);
+    tracker.expect("tracker listening on ");
+    // No --listen: the default for an IPv6 tracker is [::], dual-stack.
+    let args = ["peer", "six", "--tracker", &tracker6, "--heartbeat", "1", "--data-dir", "six-data"];
+    let mut holder = bed.spawn("peer six", &holder_ns, dir.path(), &args, &[]);
+    holder.expect("connected to tracker");
+    holder.command("share file.bin", "shared ");
+    let peers = tracker.command("peers", "live peer");
+    assert!(peers.iter().any(|l| l.contains(&format!("[{PUBLIC6}::21]:"))), "the tracker sees the holder's IPv6 address: {peers:?}");
+    let args = ["get", "file.bin", "--tracker", &tracker6, "--download-dir", "dl"];
+    let mut get = bed.spawn("get", &getter_ns, dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
+    assert_got(&mut get, dir.path(), &data);
+    let connected = get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default();
+    assert!(connected.contains(&format!("[{PUBLIC6}::21]:")) && connected.contains("directly"), "{}", get.transcript());
 }
 
 /// The target: at least 98% of 200 connection attempts between peers behind two

@@ -30,6 +30,8 @@ use super::Proc;
 const PREFIX: &str = "p2pqn-";
 /// The public segment's /24.
 pub const PUBLIC: &str = "10.99.0";
+/// The public segment's IPv6 /64 (a documentation prefix, never routed anywhere).
+pub const PUBLIC6: &str = "2001:db8:99";
 /// A second /24 on the public segment, from an ordinary unicast range: miniupnpd maps nothing
 /// on a router whose WAN address is private or reserved (documentation ranges included), as
 /// nothing could reach it from the internet. Nothing leaves the namespaces, so these
@@ -150,6 +152,16 @@ impl Bed {
         let addr = format!("{PUBLIC}.{}", 20 + n);
         self.plug(&ns, "eth0", &format!("p{n}"), &format!("{addr}/24"));
         (ns, addr)
+    }
+
+    /// Gives the public segment global IPv6 too: `PUBLIC6::1` for its own namespace (the
+    /// tracker's) and `PUBLIC6::2X` for each public host `(ns, X)` given; no duplicate address
+    /// detection, so the addresses are usable at once.
+    pub fn ipv6(&self, hosts: &[(&str, u8)]) {
+        self.ip(&self.public(), &["-6", "addr", "add", &format!("{PUBLIC6}::1/64"), "dev", "br0", "nodad"]);
+        for (ns, n) in hosts {
+            self.ip(ns, &["-6", "addr", "add", &format!("{PUBLIC6}::2{n}/64"), "dev", "eth0", "nodad"]);
+        }
     }
 
     /// Home network `n` (1–9): a router at `PUBLIC.1n` doing `nat`, and a host `10.99.n.2`.
