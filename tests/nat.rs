@@ -82,8 +82,15 @@ fn a_get_crosses_two_port_preserving_nats_by_hole_punching() {
     let (home1, home2) = (bed.home(1, Nat::PortPreserving), bed.home(2, Nat::PortPreserving));
     let data = bytes(3 << 20, "nat");
     let dir = folder(&["a"], &data);
-    let _tracker = start_tracker(&bed, dir.path());
-    let _holder = start_holder(&bed, &home1.host, dir.path(), "a", &[]);
+    let mut tracker = start_tracker(&bed, dir.path());
+    let started = Instant::now();
+    let mut holder = start_holder(&bed, &home1.host, dir.path(), "a", &[]);
+    // Its router runs no UPnP or NAT-PMP daemon: said once, within the attempt's bound.
+    let said = "no port mapping: no UPnP/NAT-PMP router answered";
+    if !holder.saw(said) {
+        holder.expect(said);
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "the port mapping attempt took {:?}", started.elapsed());
     let mut get = start_get(&bed, &home2, dir.path(), "dl", &[]);
     get.expect("downloaded");
     let done = Instant::now();
@@ -91,6 +98,8 @@ fn a_get_crosses_two_port_preserving_nats_by_hole_punching() {
     // An attempt left unanswered lingers, and leaving waits for it up to 2 s.
     assert!(done.elapsed() < Duration::from_millis(1500), "the get took {:?} to leave after its download", done.elapsed());
     assert!(get.saw("by hole punching"), "the holder is behind a NAT, so only punching reaches it:\n{}", get.transcript());
+    let peers = tracker.command("peers", "live peer");
+    assert!(peers.iter().any(|l| l.starts_with("a ") && l.contains("punched (introduced")), "the tracker says it introduced: {peers:?}");
 }
 
 #[test]

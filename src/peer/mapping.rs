@@ -44,6 +44,8 @@ impl Peer {
     }
 
     /// Maps `port`, says how that went, then renews until `stop`, and removes the mapping.
+    /// Stopped while the router is still being asked (a one-shot get that is already done),
+    /// it does not wait: a mapping made meanwhile lapses with its lease.
     async fn hold_mapping(&self, port: u16, mapped: watch::Sender<Option<SocketAddr>>, stop: CancellationToken) {
         let made = tokio::select! {
             made = portmap::map(port) => made,
