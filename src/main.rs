@@ -62,6 +62,10 @@ enum Command {
         /// spreads them over 2/3 to 4/3 of this).
         #[arg(long, default_value = "45", value_parser = seconds)]
         busy_retry: Duration,
+        /// Serve a live web dashboard and Prometheus metrics (/metrics) on this address, e.g.
+        /// 127.0.0.1:8080 (it shows the peers' addresses: keep it on loopback unless meant).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
     },
     /// Run a peer (prompt: share FILE, get FILE, logs request, status, exit).
     Peer {
@@ -358,6 +362,7 @@ async fn main() -> ExitCode {
             max_peers_per_ip,
             max_peers_per_cert,
             busy_retry,
+            http,
         } => {
             let limits = Limits {
                 max_peers: max_peers as usize,
@@ -365,7 +370,7 @@ async fn main() -> ExitCode {
                 max_ids_per_cert: max_peers_per_cert as usize,
                 busy_retry,
             };
-            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout, advertise, limits }).await
+            p2pq::app::tracker_main(TrackerConfig { listen, certs, state_dir, peer_timeout, advertise, limits }, http).await
         }
         Command::Demo { size_mib } => exit_code(p2pq::app::demo::run(size_mib).await),
         peer => match peer_config(peer).await {

@@ -4,6 +4,7 @@
 //! never prints; everything a person sees is made here.
 
 pub mod console;
+pub mod dashboard;
 pub mod demo;
 pub mod oneshot;
 mod peer_prompt;
@@ -37,9 +38,23 @@ pub async fn peer_main(config: PeerConfig) -> Result<()> {
 }
 
 /// `p2pq tracker`: serves and runs the prompt until `exit` or a signal.
-pub async fn tracker_main(config: TrackerConfig) -> Result<()> {
+pub async fn tracker_main(config: TrackerConfig, http: Option<std::net::SocketAddr>) -> Result<()> {
+    // Bound first, so a dashboard address in use stops the tracker before it starts.
+    let dashboard = match http {
+        Some(addr) => Some(dashboard::bind(addr).await?),
+        None => None,
+    };
     let running = tracker::start(&config).await?;
     console::say(&format!("tracker listening on {} (fingerprint {})", running.addr, running.fingerprint.short()));
+    if let Some((listener, bound)) = dashboard {
+        console::say(&format!("dashboard on http://{bound}/ (metrics at /metrics)"));
+        let (tracker, shutdown) = (running.tracker.clone(), running.shutdown.clone());
+        crate::net::task::spawn(tracing::info_span!("dashboard"), async move {
+            if let Err(err) = dashboard::serve(listener, tracker, shutdown).await {
+                tracing::warn!("{err:#}");
+            }
+        });
+    }
     tracker_prompt::prompt(&running.tracker, &running.shutdown, &config.state_dir).await;
     running.stop().await;
     Ok(())

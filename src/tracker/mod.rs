@@ -5,6 +5,7 @@
 //! (`app::tracker_main`).
 
 mod contact;
+pub mod metrics;
 pub mod registry;
 mod rendezvous;
 mod reply;
@@ -78,6 +79,10 @@ struct Inner {
     contact: Vec<String>,
     /// Each registered session's connection, for introductions ([`rendezvous`]).
     links: rendezvous::Links,
+    /// What it has done since it started.
+    metrics: metrics::Metrics,
+    /// When it started.
+    started: Instant,
 }
 
 impl Tracker {
@@ -87,7 +92,17 @@ impl Tracker {
         let path = state_dir.join("events.jsonl");
         let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
         let registry = Mutex::new(Registry::new(limits.clone()));
-        let inner = Inner { registry, log, peer_timeout, limits, turns: Default::default(), contact, links: Default::default() };
+        let inner = Inner {
+            registry,
+            log,
+            peer_timeout,
+            limits,
+            turns: Default::default(),
+            contact,
+            links: Default::default(),
+            metrics: Default::default(),
+            started: Instant::now(),
+        };
         Ok(Tracker { inner: Arc::new(inner) })
     }
 
@@ -104,6 +119,31 @@ impl Tracker {
     /// Appends an event to the log.
     fn record(&self, event: Event) {
         self.inner.log.append(&event);
+    }
+
+    /// What the tracker has done since it started.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// How long it has been running.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// How many peers are live, files known, and (peer, file) listings kept.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        self.registry().counts()
+    }
+
+    /// The first `limit` live peers by id, without their file lists.
+    pub fn peer_rows(&self, limit: usize) -> Vec<registry::PeerRow> {
+        self.registry().peer_rows(limit)
+    }
+
+    /// The first `limit` files by name, with their holders.
+    pub fn first_files_upto(&self, limit: usize) -> Vec<FileMatch> {
+        self.files_page(None, limit.min(registry::MAX_PAGE)).0
     }
 
     /// Where others can reach this tracker (`host:port`, most useful first).
@@ -168,6 +208,7 @@ impl Tracker {
     /// Drops silent peers and logs each.
     fn sweep(&self) {
         let expired = self.registry().expire(Instant::now(), self.inner.peer_timeout);
+        self.inner.metrics.expired(expired.len());
         for peer in expired {
             let detail = format!("silent for over {:.1} s", self.inner.peer_timeout.as_secs_f64());
             self.record(Event::now(EventKind::Expire, &peer, detail));

@@ -45,6 +45,7 @@ struct Session {
 /// place among the connections of its address still registering, given back once it has.
 pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationToken, unregistered: Slot<IpAddr>) {
     let registered = register(&conn, &tracker).await;
+    tracker.metrics().registration(registered.is_ok());
     drop(unregistered);
     let session = match registered {
         Ok(session) => session,
@@ -161,10 +162,16 @@ async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, p
                 Err(err) => TrackerResponse::Error(err.to_string()),
             }
         }
-        Ok(Ok(request)) => act(tracker, peer, session, request),
+        Ok(Ok(request)) => {
+            tracker.metrics().request(&request);
+            act(tracker, peer, session, request)
+        }
         Ok(Err(err)) => TrackerResponse::Error(format!("bad request: {err}")),
         Err(_) => TrackerResponse::Error("request timed out".into()),
     };
+    if matches!(response, TrackerResponse::Error(_)) {
+        tracker.metrics().error();
+    }
     if let Err(err) = respond(&mut send, &response).await {
         tracing::debug!(peer, "cannot answer: {err:#}");
     }

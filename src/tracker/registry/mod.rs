@@ -95,6 +95,21 @@ impl PeerEntry {
     }
 }
 
+/// One live peer as a view lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRow {
+    /// Its id.
+    pub id: String,
+    /// The address its connection comes from.
+    pub addr: SocketAddr,
+    /// How many files it holds.
+    pub files: usize,
+    /// When it last sent anything.
+    pub last_alive: Instant,
+    /// Its certificate fingerprint.
+    pub fingerprint: Fingerprint,
+}
+
 /// Why the registry refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -323,6 +338,24 @@ impl Registry {
         let mut all: Vec<(String, PeerEntry)> = self.peers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The first `limit` live peers by id, each without its file list: what a view of a big
+    /// swarm shows, in O(n log limit) and copying only what it returns.
+    pub fn peer_rows(&self, limit: usize) -> Vec<PeerRow> {
+        let mut first: std::collections::BinaryHeap<&String> = std::collections::BinaryHeap::with_capacity(limit + 1);
+        for (id, _) in self.peers.iter() {
+            first.push(id);
+            if first.len() > limit {
+                first.pop();
+            }
+        }
+        let ids = first.into_sorted_vec();
+        let row = |id: &String| {
+            let p = self.peers.get(id)?;
+            Some(PeerRow { id: id.clone(), addr: p.addr, files: p.files.len(), last_alive: p.last_alive, fingerprint: p.fingerprint })
+        };
+        ids.into_iter().filter_map(row).collect()
     }
 
     /// How many peers are live, files known, and (peer, file) listings kept.

@@ -194,3 +194,16 @@ fn a_peer_is_shown_direct_until_someone_needs_an_introduction() {
     r.introduced("1");
     assert_eq!(r.peers()[0].1.reach(), "punched (introduced 2 times)");
 }
+
+#[test]
+fn peer_rows_are_the_first_by_id_with_their_file_counts() {
+    let (mut r, t) = with_peers(9);
+    r.share("3", 3, &file(1, "a"), t).unwrap();
+    r.share("3", 3, &file(2, "b"), t).unwrap();
+    let rows = r.peer_rows(3);
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert_eq!(rows[2].files, 2);
+    assert_eq!(r.peer_rows(100).len(), 9);
+    assert!(r.peer_rows(0).is_empty());
+}
