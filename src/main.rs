@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, default_value = "180", value_parser = seconds)]
         stall_timeout: Duration,
         #[command(flatten)]
-        dht: DhtArgs,
+        dht: NetArgs,
     },
     /// Download files and exit: status 0 once every file is verified, 1 if one failed.
     #[command(after_help = "Example:\n  p2pq get some-file.iso --tracker 10.0.0.5:6771 --json")]
@@ -199,7 +199,7 @@ struct LinkArgs {
     #[arg(long)]
     listen: Option<SocketAddr>,
     #[command(flatten)]
-    dht: DhtArgs,
+    dht: NetArgs,
 }
 
 impl LinkArgs {
@@ -222,13 +222,14 @@ impl LinkArgs {
             dht,
             no_tracker,
             public: false,
+            port_mapping: !a.dht.no_port_mapping,
         })
     }
 }
 
-/// Whether to run a Mainline DHT node, and where it starts.
+/// How a peer finds others and is found: the DHT, no tracker, port mapping.
 #[derive(Args)]
-struct DhtArgs {
+struct NetArgs {
     /// Run no DHT node. By default one runs, starting from mainline's public bootstrap nodes:
     /// files shared with --public are announced on it, and a get by full id looks there too.
     #[arg(long, conflicts_with_all = ["dht_bootstrap", "no_tracker"])]
@@ -240,9 +241,12 @@ struct DhtArgs {
     /// files shared with --public are served.
     #[arg(long, conflicts_with_all = ["tracker", "tracker_cert"])]
     no_tracker: bool,
+    /// Do not ask the home router (UPnP, NAT-PMP/PCP) to forward this peer's UDP port.
+    #[arg(long)]
+    no_port_mapping: bool,
 }
 
-impl DhtArgs {
+impl NetArgs {
     /// The DHT to run, and whether to run with no tracker.
     fn settings(&self) -> (Option<p2pq::discovery::dht::Bootstrap>, bool) {
         (self.bootstrap(), self.no_tracker)
@@ -291,7 +295,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
     else {
         anyhow::bail!("bad peer arguments");
     };
-    let (dht, no_tracker) = dht.settings();
+    let (port_mapping, (dht, no_tracker)) = (!dht.no_port_mapping, dht.settings());
     let TrustArgs { tracker, certs, tracker_cert } = trust;
     let target = resolve_or_default(tracker.first().map(String::as_str)).await?;
     let other_trackers = p2pq::app::target::resolve_others(tracker.get(1..).unwrap_or_default()).await?;
@@ -316,6 +320,7 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
         other_trackers,
         dht,
         no_tracker,
+        port_mapping,
     })
 }
 

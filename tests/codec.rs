@@ -132,6 +132,17 @@ fn the_hole_punching_messages_keep_their_bytes() {
     assert_eq!(protocol::encode(&punch).unwrap(), [0, 0, 0, 13, 0, 1, 1, b'b', 0, 10, 99, 0, 11, 251, 0x88, 0x13, 5]);
 }
 
+/// Port mapping's message, byte for byte (tag 13, after `Introduce`); a mapped IPv6 address,
+/// the largest, fits a request frame.
+#[tokio::test]
+async fn the_port_mapping_message_keeps_its_bytes_and_fits_a_request_frame() {
+    let addr: std::net::SocketAddr = "10.99.0.11:5000".parse().unwrap();
+    let mapped = protocol::encode(&TrackerRequest::Mapped { addr }).unwrap();
+    assert_eq!(mapped, [0, 0, 0, 9, 13, 0, 10, 99, 0, 11, 251, 0x88, 0x13]);
+    let widest = "[2001:db8::1]:65535".parse().unwrap();
+    roundtrip(TrackerRequest::Mapped { addr: widest }, protocol::MAX_REQUEST_FRAME).await;
+}
+
 #[tokio::test]
 async fn a_push_round_trips_within_its_limit_and_a_longer_one_is_refused() {
     let addr = "[2001:db8::1]:65535".parse().unwrap();

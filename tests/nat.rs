@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::netns::{Bed, Home, Nat, has_conntrack, unavailable};
+use common::netns::{Bed, Home, Nat, PUBLIC6, has_conntrack, unavailable};
 use common::{Proc, Stream, TIMEOUT, bytes};
 
 /// The tracker's address on the public segment (`PUBLIC.1`).
@@ -82,8 +82,15 @@ fn a_get_crosses_two_port_preserving_nats_by_hole_punching() {
     let (home1, home2) = (bed.home(1, Nat::PortPreserving), bed.home(2, Nat::PortPreserving));
     let data = bytes(3 << 20, "nat");
     let dir = folder(&["a"], &data);
-    let _tracker = start_tracker(&bed, dir.path());
-    let _holder = start_holder(&bed, &home1.host, dir.path(), "a", &[]);
+    let mut tracker = start_tracker(&bed, dir.path());
+    let started = Instant::now();
+    let mut holder = start_holder(&bed, &home1.host, dir.path(), "a", &[]);
+    // Its router runs no UPnP or NAT-PMP daemon: said once, within the attempt's bound.
+    let said = "no port mapping: no UPnP/NAT-PMP router answered";
+    if !holder.saw(said) {
+        holder.expect(said);
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "the port mapping attempt took {:?}", started.elapsed());
     let mut get = start_get(&bed, &home2, dir.path(), "dl", &[]);
     get.expect("downloaded");
     let done = Instant::now();
@@ -91,6 +98,8 @@ fn a_get_crosses_two_port_preserving_nats_by_hole_punching() {
     // An attempt left unanswered lingers, and leaving waits for it up to 2 s.
     assert!(done.elapsed() < Duration::from_millis(1500), "the get took {:?} to leave after its download", done.elapsed());
     assert!(get.saw("by hole punching"), "the holder is behind a NAT, so only punching reaches it:\n{}", get.transcript());
+    let peers = tracker.command("peers", "live peer");
+    assert!(peers.iter().any(|l| l.starts_with("a ") && l.contains("punched (introduced")), "the tracker says it introduced: {peers:?}");
 }
 
 #[test]
@@ -136,6 +145,73 @@ fn a_transfer_survives_both_routers_forgetting_their_mappings() {
     bed.flush_conntrack(&home1.router);
     bed.flush_conntrack(&home2.router);
     assert_got(&mut get, dir.path(), &data);
+}
+
+#[test]
+fn a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped() {
+    let test = "a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped";
+    if !can_run(test) {
+        return;
+    }
+    if let Some(why) = common::upnp::unavailable() {
+        println!("skipped {test}: {why}");
+        return;
+    }
+    let mut bed = Bed::new("upnp");
+    // A symmetric NAT: punching cannot work, only the mapping can.
+    let home = bed.routable_home(1, Nat::Random);
+    let data = bytes(2 << 20, "upnp");
+    let dir = folder(&["mapped"], &data);
+    let _upnpd = common::upnp::start(&bed, &home, dir.path());
+    let mut tracker = start_tracker(&bed, dir.path());
+    let args = ["peer", "mapped", "--tracker", TRACKER, "--heartbeat", "1", "--data-dir", "mapped-data", "--listen", "0.0.0.0:0"];
+    let mut holder = bed.spawn("peer mapped", &home.host, dir.path(), &args, &[]);
+    let line = holder.expect("port mapped on the router: ");
+    let mapped = line.rsplit(": ").next().and_then(|rest| rest.split(' ').next()).unwrap_or_default().to_string();
+    assert!(mapped.starts_with(&format!("{}:", home.wan)), "mapped on the router's public address: {line}");
+    holder.command("share file.bin", "shared ");
+    let peers = tracker.poll("peers", "live peer", TIMEOUT, |out| out.iter().any(|l| l.contains(&format!("mapped {mapped}"))));
+    assert!(peers.iter().any(|l| l.starts_with("mapped ") || l.contains(" mapped ")), "{peers:?}");
+    // The downloader on the public segment connects to the mapped port, with no introduction.
+    let args = ["get", "file.bin", "--tracker", TRACKER, "--download-dir", "dl"];
+    let mut get = bed.spawn("get", &bed.public(), dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
+    assert_got(&mut get, dir.path(), &data);
+    let connected = get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default();
+    assert!(connected.contains(&mapped) && connected.contains("directly"), "reached at the mapped address directly:\n{}", get.transcript());
+    // Leaving removes the mapping from the router.
+    let port = mapped.rsplit(':').next().unwrap_or_default().to_string();
+    assert!(common::upnp::forwards(&home, &port), "the router forwards port {port} while the holder runs");
+    holder.send("exit");
+    assert!(holder.wait_exit(TIMEOUT).success(), "{}", holder.transcript());
+    assert!(!common::upnp::forwards(&home, &port), "the mapping of port {port} is removed on exit");
+}
+
+#[test]
+fn two_peers_with_global_ipv6_connect_directly_over_it() {
+    let test = "two_peers_with_global_ipv6_connect_directly_over_it";
+    if !can_run(test) {
+        return;
+    }
+    let mut bed = Bed::new("v6");
+    let ((holder_ns, _), (getter_ns, _)) = (bed.public_host(1), bed.public_host(2));
+    bed.ipv6(&[(&holder_ns, 1), (&getter_ns, 2)]);
+    let data = bytes(1 << 20, "v6");
+    let dir = folder(&["six"], &data);
+    let tracker6 = format!("[{PUBLIC6}::1]:6771");
+    let mut tracker = bed.spawn("tracker", &bed.public(), dir.path(), &["tracker", "--listen", &tracker6], &[]);
+    tracker.expect("tracker listening on ");
+    // No --listen: the default for an IPv6 tracker is [::], dual-stack.
+    let args = ["peer", "six", "--tracker", &tracker6, "--heartbeat", "1", "--data-dir", "six-data"];
+    let mut holder = bed.spawn("peer six", &holder_ns, dir.path(), &args, &[]);
+    holder.expect("connected to tracker");
+    holder.command("share file.bin", "shared ");
+    let peers = tracker.command("peers", "live peer");
+    assert!(peers.iter().any(|l| l.contains(&format!("[{PUBLIC6}::21]:"))), "the tracker sees the holder's IPv6 address: {peers:?}");
+    let args = ["get", "file.bin", "--tracker", &tracker6, "--download-dir", "dl"];
+    let mut get = bed.spawn("get", &getter_ns, dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
+    assert_got(&mut get, dir.path(), &data);
+    let connected = get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default();
+    assert!(connected.contains(&format!("[{PUBLIC6}::21]:")) && connected.contains("directly"), "{}", get.transcript());
 }
 
 /// The target: at least 98% of 200 connection attempts between peers behind two

@@ -57,6 +57,8 @@ pub struct Access {
     pub no_tracker: bool,
     /// Share publicly (`seed --public`): to anyone who knows the id, not only the tracker's peers.
     pub public: bool,
+    /// Map the port on the home router (off with `--no-port-mapping`).
+    pub port_mapping: bool,
 }
 
 /// `p2pq get NAME|ID... [--only PATTERN]...`: downloads every file at once into `download_dir`; the exit status.
@@ -242,6 +244,7 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         other_trackers: target::resolve_others(&access.more_trackers).await?,
         dht: access.dht.clone(),
         no_tracker: access.no_tracker,
+        port_mapping: access.port_mapping,
     };
     let peer = Peer::start(config).await?;
     if !peer.has_tracker() {

@@ -68,7 +68,7 @@ const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "peers",
         usage: "[--json]",
-        summary: "live peers: id, address, files, last alive, fingerprint",
+        summary: "live peers: id, address, how reached (direct, mapped, punched), files, last alive, fingerprint",
         details: "Peers registered now; the address is the one the tracker sees, the fingerprint that of the peer's certificate.",
         example: "peers",
     },
@@ -219,10 +219,11 @@ fn events(tracker: &Tracker, view: &View, filter: &Filter, json: bool) -> Result
 
 fn peers(tracker: &Tracker) -> String {
     let now = Instant::now();
-    let mut table = Table::new(&["PEER", "ADDRESS", "FILES", "LAST ALIVE", "FINGERPRINT"]);
+    let mut table = Table::new(&["PEER", "ADDRESS", "REACHED", "FILES", "LAST ALIVE", "FINGERPRINT"]);
     for (id, peer) in tracker.peers() {
         let ago = format!("{:.1} s ago", now.saturating_duration_since(peer.last_alive).as_secs_f64());
-        table.row(vec![id, peer.addr.to_string(), peer.files.len().to_string(), ago, peer.fingerprint.short()]);
+        let (addr, files) = (peer.addr.to_string(), peer.files.len().to_string());
+        table.row(vec![id, addr, peer.reach(), files, ago, peer.fingerprint.short()]);
     }
     table.render("live peer")
 }
@@ -234,7 +235,9 @@ fn peers_json(tracker: &Tracker) -> Value {
         .into_iter()
         .map(|(id, p)| {
             let ago = now.saturating_duration_since(p.last_alive).as_millis() as u64;
-            json!({"id": id, "addr": p.addr.to_string(), "files": p.files.len(), "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
+            let mapped = p.mapped.map(|m| m.to_string());
+            json!({"id": id, "addr": p.addr.to_string(), "mapped": mapped, "introduced": p.introduced, "reached": p.reach(),
+                "files": p.files.len(), "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
         })
         .collect();
     Value::Array(peers)

@@ -137,6 +137,11 @@ impl TrackerLink {
         let _ = up.wait_for(|up| *up == Some(true)).await;
     }
 
+    /// Each change of the link: `Some(true)` every time a registration succeeds (again).
+    pub fn watch_up(&self) -> watch::Receiver<Option<bool>> {
+        self.up.subscribe()
+    }
+
     /// Resolves once the first connection attempt has succeeded or failed.
     pub async fn wait_first_attempt(&self) {
         let mut up = self.up.subscribe();

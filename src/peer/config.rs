@@ -51,6 +51,9 @@ pub struct PeerConfig {
     /// Run with no tracker at all: holders come from the DHT, and only public files are
     /// served (no tracker can vouch for a downloader).
     pub no_tracker: bool,
+    /// Ask the home router to map the endpoint's UDP port (UPnP, NAT-PMP/PCP) and tell the
+    /// tracker the mapped address. Never tried on loopback; off in [`PeerConfig::in_home`].
+    pub port_mapping: bool,
 }
 
 /// A further tracker: where it is, and the certificate fingerprint to pin.
@@ -72,7 +75,7 @@ impl PeerConfig {
     /// Peer `id` of the tracker at `tracker`, with its certificate in `certs` and everything
     /// else under `home` (`data/`, `downloads/`, `state/`), on a free loopback port, with the
     /// defaults: tracker certificate `certs/tracker.crt`, heartbeat [`HEARTBEAT`], no upload
-    /// limit, a window that follows each link. Change what differs with `..`.
+    /// limit, a window that follows each link, no port mapping. Change what differs with `..`.
     pub fn in_home(id: &str, tracker: SocketAddr, certs: &Path, home: &Path) -> PeerConfig {
         PeerConfig {
             id: id.to_string(),
@@ -93,6 +96,7 @@ impl PeerConfig {
             other_trackers: Vec::new(),
             dht: None,
             no_tracker: false,
+            port_mapping: false,
         }
     }
 }

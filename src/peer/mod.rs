@@ -19,6 +19,7 @@ mod gate;
 mod getting;
 mod holder;
 mod liveness;
+mod mapping;
 mod observe;
 mod partials;
 mod pieces;
@@ -236,6 +237,7 @@ impl Peer {
         let mut tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.extend([serving, linking, withdrawing]);
         tasks.extend(self.run_other_trackers());
+        tasks.extend(self.keep_port_mapped());
         if let Some(node) = &inner.dht {
             let on_dht = inner.on_dht.clone();
             let announcing = dht::keep_announced(node.clone(), inner.public.watch(), on_dht, dht::REANNOUNCE, inner.shutdown.clone());

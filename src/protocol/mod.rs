@@ -230,6 +230,14 @@ pub enum TrackerRequest {
         /// with another certificate is not the one we meant.
         fingerprint: Fingerprint,
     },
+    /// My router forwards this address to me (a UPnP or NAT-PMP/PCP port mapping): list me
+    /// there instead of at the observed address, so downloaders reach me directly. Taken only
+    /// when its IP is the one the tracker observes (only the port is ours to say). Sent again
+    /// after each registration and when a renewal changes it. (Last.)
+    Mapped {
+        /// The mapped external address.
+        addr: SocketAddr,
+    },
 }
 
 /// The last file of a `Files` page, as it was listed: the next page starts after it.

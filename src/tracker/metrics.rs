@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::protocol::TrackerRequest;
 
 /// The request kinds counted, in the order [`Snapshot::requests`] lists them.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "register",
     "alive",
     "share",
@@ -21,6 +21,7 @@ pub const KINDS: [&str; 13] = [
     "share_many",
     "files_page",
     "introduce",
+    "mapped",
 ];
 
 /// Counters of one running tracker.
@@ -100,6 +101,7 @@ fn kind(request: &TrackerRequest) -> usize {
         TrackerRequest::ShareMany(_) => "share_many",
         TrackerRequest::FilesPage { .. } => "files_page",
         TrackerRequest::Introduce { .. } => "introduce",
+        TrackerRequest::Mapped { .. } => "mapped",
     };
     KINDS.iter().position(|k| *k == name).unwrap_or(0)
 }

@@ -137,6 +137,7 @@ pub async fn introduce(tracker: &Tracker, asker: &str, holder: &str, fingerprint
         Ok(conns) => conns,
         Err(reason) => return TrackerResponse::Error(reason),
     };
+    tracker.registry().introduced(holder);
     let plan = plan(holder_conn.rtt(), asker_conn.rtt());
     let push = TrackerPush::Punch {
         version: PROTOCOL_VERSION,

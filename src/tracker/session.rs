@@ -213,6 +213,9 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
             let found = tracker.registry().holders(&id).into_iter().collect();
             Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
         }
+        TrackerRequest::Mapped { addr } => {
+            tracker.registry().map(peer, session, addr).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
+        }
         TrackerRequest::Exit => {
             if tracker.registry().leave(peer, session) {
                 tracker.record(Event::now(EventKind::Exit, peer, "exit"));

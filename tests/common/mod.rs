@@ -5,6 +5,7 @@
 pub mod hostile;
 pub mod inproc;
 pub mod netns;
+pub mod upnp;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -30,6 +30,13 @@ use super::Proc;
 const PREFIX: &str = "p2pqn-";
 /// The public segment's /24.
 pub const PUBLIC: &str = "10.99.0";
+/// The public segment's IPv6 /64 (a documentation prefix, never routed anywhere).
+pub const PUBLIC6: &str = "2001:db8:99";
+/// A second /24 on the public segment, from an ordinary unicast range: miniupnpd maps nothing
+/// on a router whose WAN address is private or reserved (documentation ranges included), as
+/// nothing could reach it from the internet. Nothing leaves the namespaces, so these
+/// addresses are never used outside them.
+pub const ROUTABLE: &str = "11.99.0";
 
 /// How a home router maps ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +77,8 @@ fn run(program: &str, args: &[&str]) {
 pub struct Bed {
     base: String,
     made: Vec<String>,
+    /// Whether the public segment holds `ROUTABLE.1` yet.
+    routable: bool,
 }
 
 /// One home network: its router's and its host's namespaces, and the host's address.
@@ -95,7 +104,7 @@ impl Bed {
     /// A public segment, for the test named `tag`; leftovers of killed runs go first.
     pub fn new(tag: &str) -> Bed {
         remove_stale();
-        let mut bed = Bed { base: format!("{PREFIX}{}-{tag}", std::process::id()), made: Vec::new() };
+        let mut bed = Bed { base: format!("{PREFIX}{}-{tag}", std::process::id()), made: Vec::new(), routable: false };
         let public = bed.add("pub");
         bed.ip(&public, &["link", "add", "br0", "type", "bridge"]);
         bed.ip(&public, &["addr", "add", &format!("{PUBLIC}.1/24"), "dev", "br0"]);
@@ -122,7 +131,8 @@ impl Bed {
         run("ip", &all);
     }
 
-    fn exec(&self, ns: &str, args: &[&str]) {
+    /// Runs `args` in namespace `ns`; panics with its stderr if it fails.
+    pub fn exec(&self, ns: &str, args: &[&str]) {
         let mut all = vec!["netns", "exec", ns];
         all.extend_from_slice(args);
         run("ip", &all);
@@ -144,10 +154,37 @@ impl Bed {
         (ns, addr)
     }
 
+    /// Gives the public segment global IPv6 too: `PUBLIC6::1` for its own namespace (the
+    /// tracker's) and `PUBLIC6::2X` for each public host `(ns, X)` given; no duplicate address
+    /// detection, so the addresses are usable at once.
+    pub fn ipv6(&self, hosts: &[(&str, u8)]) {
+        self.ip(&self.public(), &["-6", "addr", "add", &format!("{PUBLIC6}::1/64"), "dev", "br0", "nodad"]);
+        for (ns, n) in hosts {
+            self.ip(ns, &["-6", "addr", "add", &format!("{PUBLIC6}::2{n}/64"), "dev", "eth0", "nodad"]);
+        }
+    }
+
     /// Home network `n` (1–9): a router at `PUBLIC.1n` doing `nat`, and a host `10.99.n.2`.
     pub fn home(&mut self, n: u8, nat: Nat) -> Home {
+        self.home_on(PUBLIC, n, nat)
+    }
+
+    /// Home network `n` whose router's WAN leg is at `ROUTABLE.1n`, an address miniupnpd
+    /// takes for a public one (the public segment's namespace holds `ROUTABLE.1` too, so the
+    /// tracker and a peer there reach it on the link).
+    pub fn routable_home(&mut self, n: u8, nat: Nat) -> Home {
+        if !self.routable {
+            self.ip(&self.public(), &["addr", "add", &format!("{ROUTABLE}.1/24"), "dev", "br0"]);
+            self.routable = true;
+        }
+        let home = self.home_on(ROUTABLE, n, nat);
+        self.ip(&home.router, &["route", "add", &format!("{PUBLIC}.0/24"), "dev", "wan"]);
+        home
+    }
+
+    fn home_on(&mut self, net: &str, n: u8, nat: Nat) -> Home {
         let (router, host) = (self.add(&format!("r{n}")), self.add(&format!("h{n}")));
-        let wan = format!("{PUBLIC}.1{n}");
+        let wan = format!("{net}.1{n}");
         self.plug(&router, "wan", &format!("w{n}"), &format!("{wan}/24"));
         self.ip(&router, &["link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", &host]);
         self.ip(&router, &["addr", "add", &format!("10.99.{n}.1/24"), "dev", "lan"]);
@@ -161,6 +198,8 @@ impl Bed {
             masquerade.push("--random-fully");
         }
         self.exec(&router, &masquerade);
+        // What the router itself forwards (a port mapping's DNAT) is let in, as OpenWrt does.
+        self.exec(&router, &["iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]);
         for chain in ["INPUT", "FORWARD"] {
             self.exec(&router, &["iptables", "-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP"]);
         }

@@ -69,6 +69,30 @@ pub struct PeerEntry {
     pub session: u64,
     /// Files it holds.
     pub files: BTreeSet<FileId>,
+    /// The address its router forwards to it (a port mapping it told us of), listed to
+    /// downloaders instead of `addr`.
+    pub mapped: Option<SocketAddr>,
+    /// How many times a downloader that could not reach it directly was introduced to it.
+    pub introduced: u32,
+}
+
+impl PeerEntry {
+    /// Where downloaders are told to connect: the mapped address if there is one.
+    pub fn reachable_at(&self) -> SocketAddr {
+        self.mapped.unwrap_or(self.addr)
+    }
+
+    /// How downloaders reach it, for a person: `mapped ADDR` (its router forwards a port),
+    /// `punched (introduced N times)` (downloaders needed introductions), or `direct` (listed
+    /// at its observed address, and no downloader ever needed an introduction).
+    pub fn reach(&self) -> String {
+        match (self.mapped, self.introduced) {
+            (Some(mapped), _) => format!("mapped {mapped}"),
+            (None, 0) => "direct".into(),
+            (None, 1) => "punched (introduced once)".into(),
+            (None, n) => format!("punched (introduced {n} times)"),
+        }
+    }
 }
 
 /// One live peer as a view lists it.
@@ -110,6 +134,9 @@ pub enum RegistryError {
     /// The peer's IP address holds as many peers as it may.
     #[error("too many peers from {0} ({1}); retry later")]
     AddressFull(std::net::IpAddr, usize),
+    /// A mapped address on another IP than the one the peer's connection comes from.
+    #[error("a mapped address must be on the address the tracker sees you at ({1}), not {0}")]
+    MappedElsewhere(SocketAddr, std::net::IpAddr),
     /// Same id, but the file's size differs from what others announced.
     #[error("file {0} was announced with another size")]
     SizeMismatch(String),
@@ -157,7 +184,7 @@ impl Registry {
             self.remove(id);
         }
         self.admit(&fingerprint, addr)?;
-        let entry = PeerEntry { fingerprint, addr, last_alive: now, session, files: BTreeSet::new() };
+        let entry = PeerEntry { fingerprint, addr, last_alive: now, session, files: BTreeSet::new(), mapped: None, introduced: 0 };
         self.peers.insert(id, entry);
         Ok(())
     }
@@ -216,6 +243,23 @@ impl Registry {
             self.listings -= 1;
         }
         Ok(self.files.remove_holder(id, file))
+    }
+
+    /// Lists `id` at `mapped`, the address its router forwards to it. Only the port is the
+    /// peer's to say: an IP other than the observed one is refused, so nobody can make the
+    /// tracker send downloaders towards a third party.
+    pub fn map(&mut self, id: &str, session: u64, mapped: SocketAddr) -> Result<(), RegistryError> {
+        let entry = self.peers.entry_mut(id, session).ok_or(RegistryError::NotRegistered)?;
+        if mapped.ip() != entry.addr.ip() || mapped.port() == 0 {
+            return Err(RegistryError::MappedElsewhere(mapped, entry.addr.ip()));
+        }
+        entry.mapped = Some(mapped);
+        Ok(())
+    }
+
+    /// Counts an introduction to `id` (it is reached by hole punching, or tried to be).
+    pub fn introduced(&mut self, id: &str) {
+        self.peers.introduced(id);
     }
 
     /// Drops `id` if it is registered on `session`; returns whether it was.
@@ -278,7 +322,7 @@ impl Registry {
             .holders
             .keys()
             .filter_map(|pid| self.peers.get(pid).map(|p| (pid, p)))
-            .map(|(pid, p)| Holder { peer_id: pid.clone(), addr: p.addr, fingerprint: p.fingerprint })
+            .map(|(pid, p)| Holder { peer_id: pid.clone(), addr: p.reachable_at(), fingerprint: p.fingerprint })
             .collect();
         FileMatch { file: FileInfo { id: *id, name, size: entry.size, folder: entry.folder }, holders }
     }

@@ -81,7 +81,20 @@ impl PeerTable {
 
     /// The files of `id` if it is registered on `session`.
     pub fn files_mut(&mut self, id: &str, session: u64) -> Option<&mut BTreeSet<FileId>> {
-        self.by_id.get_mut(id).filter(|p| p.session == session).map(|p| &mut p.files)
+        self.entry_mut(id, session).map(|p| &mut p.files)
+    }
+
+    /// The entry of `id` if it is registered on `session`; its address is not to be changed
+    /// here (the count per IP follows it).
+    pub fn entry_mut(&mut self, id: &str, session: u64) -> Option<&mut PeerEntry> {
+        self.by_id.get_mut(id).filter(|p| p.session == session)
+    }
+
+    /// Counts one more introduction of `id` as a holder.
+    pub fn introduced(&mut self, id: &str) {
+        if let Some(peer) = self.by_id.get_mut(id) {
+            peer.introduced = peer.introduced.saturating_add(1);
+        }
     }
 
     /// Records a sign of life from `id` at `now`.

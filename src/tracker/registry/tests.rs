@@ -172,6 +172,30 @@ fn holders_of_one_id_are_found_without_a_lookup() {
 }
 
 #[test]
+fn a_mapped_port_on_the_observed_ip_is_listed_and_one_elsewhere_refused() {
+    let (mut r, t) = with_peers(1);
+    r.share("1", 1, &file(1, "a"), t).unwrap();
+    let elsewhere: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    assert_eq!(r.map("1", 1, elsewhere), Err(RegistryError::MappedElsewhere(elsewhere, addr().ip())));
+    assert_eq!(r.map("1", 2, elsewhere), Err(RegistryError::NotRegistered));
+    let mapped: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    r.map("1", 1, mapped).unwrap();
+    let holders = r.holders(&file(1, "a").id).unwrap().holders;
+    assert_eq!(holders.iter().map(|h| h.addr).collect::<Vec<_>>(), [mapped]);
+    r.introduced("1");
+    assert_eq!(r.peers()[0].1.reach(), "mapped 127.0.0.1:4000");
+}
+
+#[test]
+fn a_peer_is_shown_direct_until_someone_needs_an_introduction() {
+    let (mut r, _) = with_peers(1);
+    assert_eq!(r.peers()[0].1.reach(), "direct");
+    r.introduced("1");
+    r.introduced("1");
+    assert_eq!(r.peers()[0].1.reach(), "punched (introduced 2 times)");
+}
+
+#[test]
 fn peer_rows_are_the_first_by_id_with_their_file_counts() {
     let (mut r, t) = with_peers(9);
     r.share("3", 3, &file(1, "a"), t).unwrap();
