@@ -21,6 +21,7 @@ mod holder;
 mod liveness;
 mod mapping;
 mod observe;
+mod outcome;
 mod partials;
 mod pieces;
 mod punch;
@@ -52,6 +53,7 @@ use crate::store::lock::StateLock;
 use crate::store::public::Public;
 use crate::store::shares::Shares;
 pub use config::{HEARTBEAT, OtherTracker, PeerConfig, STALL_TIMEOUT};
+pub use outcome::{Got, Shared};
 pub use sharing::Unshared;
 
 use crate::content::manifest::Manifest;
@@ -102,34 +104,6 @@ struct Inner {
     downloading: crate::store::claims::Claims,
     /// The share list kept across runs, the hashers, what restoring it says.
     sharing: sharing::Sharing,
-}
-
-/// A file now shared.
-pub struct Shared {
-    /// What was announced.
-    pub info: FileInfo,
-    /// Number of chunks.
-    pub chunks: u32,
-    /// Why the tracker has not heard of it yet, if it has not.
-    pub pending: Option<String>,
-    /// For a folder: its files, and what was left out.
-    pub folder: Option<folders::FolderShared>,
-}
-
-/// A finished `get`.
-pub struct Got {
-    /// The file.
-    pub info: FileInfo,
-    /// Where it is.
-    pub path: PathBuf,
-    /// Time from lookup to the file in place.
-    pub elapsed: Duration,
-    /// Chunks from each holder; empty if we already had the file.
-    pub from: Vec<(String, u32)>,
-    /// Chunks an interrupted earlier attempt had already verified.
-    pub resumed: u32,
-    /// Bytes moved this time (the size less what an earlier attempt left): what the rate is of.
-    pub moved: u64,
 }
 
 impl Peer {
