@@ -51,6 +51,7 @@ fn the_dashboard_shows_live_peers_and_files_and_metrics_count_requests() {
     let state: serde_json::Value = serde_json::from_str(&state).expect("JSON state");
     assert_eq!(state["peers"], 1, "{state}");
     assert_eq!(state["peer_rows"][0]["id"], "alice");
+    assert_eq!(state["peer_rows"][0]["reached"], "direct", "on loopback, nobody needed an introduction");
     assert_eq!(state["file_rows"][0]["name"], "<img src=x onerror=alert(1)>.txt", "names as given, escaped by JSON only");
     assert_eq!(state["file_rows"][0]["holders"], 1);
 

@@ -56,7 +56,7 @@ pub fn snapshot(tracker: &Tracker) -> Value {
         .into_iter()
         .map(|p| {
             let ago = p.last_alive.elapsed().as_millis() as u64;
-            json!({"id": p.id, "addr": p.addr.to_string(), "files": p.files, "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
+            json!({"id": p.id, "addr": p.addr.to_string(), "reached": p.reach, "files": p.files, "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
         })
         .collect();
     let file_rows: Vec<Value> = tracker

@@ -108,6 +108,8 @@ pub struct PeerRow {
     pub last_alive: Instant,
     /// Its certificate fingerprint.
     pub fingerprint: Fingerprint,
+    /// How downloaders reach it ([`PeerEntry::reach`]).
+    pub reach: String,
 }
 
 /// Why the registry refused a request.
@@ -353,7 +355,14 @@ impl Registry {
         let ids = first.into_sorted_vec();
         let row = |id: &String| {
             let p = self.peers.get(id)?;
-            Some(PeerRow { id: id.clone(), addr: p.addr, files: p.files.len(), last_alive: p.last_alive, fingerprint: p.fingerprint })
+            Some(PeerRow {
+                id: id.clone(),
+                addr: p.addr,
+                files: p.files.len(),
+                last_alive: p.last_alive,
+                fingerprint: p.fingerprint,
+                reach: p.reach(),
+            })
         };
         ids.into_iter().filter_map(row).collect()
     }
