@@ -20,12 +20,15 @@
 
 #[path = "common/sizes.rs"]
 mod sizes;
+#[path = "common/space.rs"]
+mod space;
+use space::check_free_space;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use p2pq::discovery::dht::Bootstrap;
 use p2pq::net::linksim::{self, Link};
 use p2pq::peer::events::Progress;
@@ -185,21 +188,4 @@ async fn share_public(dir: &Path, holder: &Peer, size: u64) -> Result<FileId> {
     let id = shared.info.id;
     tokio::time::timeout(STEP, on_dht.wait_for(|on| on.contains(&id))).await.context("never announced on the DHT")??;
     Ok(id)
-}
-
-/// Fails when `dir` cannot hold `need` bytes; warns and goes on when `df` cannot tell.
-fn check_free_space(dir: &Path, need: u64) -> Result<()> {
-    let out = std::process::Command::new("df").arg("-Pk").arg(dir).output();
-    let free = out.ok().and_then(|o| {
-        let text = String::from_utf8(o.stdout).ok()?;
-        text.lines().nth(1)?.split_whitespace().nth(3)?.parse::<u64>().ok().map(|kib| kib << 10)
-    });
-    match free {
-        Some(free) if free < need => bail!("{} has {} free, the bench needs {}", dir.display(), sizes::mib(free), sizes::mib(need)),
-        Some(_) => Ok(()),
-        None => {
-            eprintln!("warning: cannot tell the free space in {} (df -Pk); going on", dir.display());
-            Ok(())
-        }
-    }
 }

@@ -36,7 +36,10 @@
 mod raw;
 #[path = "common/sizes.rs"]
 mod sizes;
+#[path = "common/space.rs"]
+mod space;
 use sizes::mib;
+use space::check_free_space;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -325,23 +328,6 @@ async fn run_profile(profile: &'static Profile, size: u64, pairs: usize) -> Resu
     print_medians(&report);
     println!();
     Ok(report)
-}
-
-/// Fails when `dir` cannot hold `need` bytes; warns and goes on when `df` cannot tell.
-fn check_free_space(dir: &Path, need: u64) -> Result<()> {
-    let free = std::process::Command::new("df").arg("-Pk").arg(dir).output().ok().and_then(|out| {
-        let text = String::from_utf8(out.stdout).ok()?;
-        // POSIX format: a header line, then "fs blocks used available capacity mount".
-        text.lines().nth(1)?.split_whitespace().nth(3)?.parse::<u64>().ok().map(|kib| kib << 10)
-    });
-    match free {
-        Some(free) if free < need => bail!("{} has {} free, the bench needs {}", dir.display(), mib(free), mib(need)),
-        Some(_) => Ok(()),
-        None => {
-            eprintln!("warning: cannot tell the free space in {} (df -Pk); going on", dir.display());
-            Ok(())
-        }
-    }
 }
 
 // ---------------------------------------------------------------- p2pq

@@ -25,6 +25,8 @@
 
 #[path = "common/sizes.rs"]
 mod sizes;
+#[path = "common/space.rs"]
+mod space;
 use sizes::mib;
 #[path = "../tests/common/inproc.rs"]
 #[allow(dead_code)]
@@ -141,17 +143,8 @@ fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
 }
 
 /// Fails when the temp folder cannot hold `copies` of a `size` file; warns when it cannot tell.
-fn check_free_space(copies: usize, size: u64) -> Result<()> {
-    let dir = std::env::temp_dir();
-    let need = copies as u64 * size + SPACE_MARGIN;
-    match p2pq::store::space::free_bytes(&dir) {
-        Some(free) if free < need => bail!("{} has {} free, the run needs {}", dir.display(), mib(free), mib(need)),
-        Some(_) => Ok(()),
-        None => {
-            eprintln!("warning: cannot tell the free space in {}; going on", dir.display());
-            Ok(())
-        }
-    }
+fn check_copies_fit(copies: usize, size: u64) -> Result<()> {
+    space::check_free_space(&std::env::temp_dir(), copies as u64 * size + SPACE_MARGIN)
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -159,7 +152,7 @@ fn check_free_space(copies: usize, size: u64) -> Result<()> {
 /// One seeder, `leechers` leechers, all on capped uplinks; every leecher gets at once.
 async fn flash_crowd(settings: &Settings, leechers: usize) -> Result<()> {
     println!("flash crowd: 1 seeder + {leechers} leechers, every uplink capped at R");
-    check_free_space(leechers + 1, settings.size)?;
+    check_copies_fit(leechers + 1, settings.size)?;
     let data = generate(settings.size);
     let mut net = Net::start().await?;
     let (seeder, _) = net.seeder("seeder", settings.uplink(), FILE_NAME, &data).await?;
@@ -231,7 +224,7 @@ fn report_crowd(settings: &Settings, runs: &[(String, Result<Fetched>)], data: &
 /// `HOLDERS` holders on capped uplinks, one uncapped downloader.
 async fn multi_source(settings: &Settings) -> Result<()> {
     println!("multi-source: {HOLDERS} holders each capped at R, 1 uncapped downloader");
-    check_free_space(HOLDERS + 1, settings.size)?;
+    check_copies_fit(HOLDERS + 1, settings.size)?;
     let data = generate(settings.size);
     let mut net = Net::start().await?;
     for k in 1..=HOLDERS {
