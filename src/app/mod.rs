@@ -46,6 +46,9 @@ pub async fn tracker_main(config: TrackerConfig, http: Option<std::net::SocketAd
     };
     let running = tracker::start(&config).await?;
     console::say(&format!("tracker listening on {} (fingerprint {})", running.addr, running.fingerprint.short()));
+    if let Some(notice) = running.buffer_notice() {
+        console::say(&notice);
+    }
     if let Some((listener, bound)) = dashboard {
         console::say(&format!("dashboard on http://{bound}/ (metrics at /metrics)"));
         let (tracker, shutdown) = (running.tracker.clone(), running.shutdown.clone());

@@ -108,9 +108,14 @@ fn client_transport(rtt: Option<Duration>, idle: Duration, keep_alive: Option<Du
 /// learns at its next packet that we are back and reconnects at once, instead of waiting out
 /// an idle timeout.
 pub fn endpoint(id: &Identity, server: quinn::ServerConfig, addr: SocketAddr) -> Result<quinn::Endpoint> {
-    let socket = udp_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(endpoint_with(id, server, addr, SOCKET_BUFFER)?.0)
+}
+
+/// [`endpoint`] with a receive buffer of `buffer` bytes asked for; returns the one granted.
+pub fn endpoint_with(id: &Identity, server: quinn::ServerConfig, addr: SocketAddr, buffer: usize) -> Result<(quinn::Endpoint, usize)> {
+    let (socket, granted) = udp_socket_with(addr, buffer).with_context(|| format!("cannot listen on {addr}"))?;
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime"))?;
-    endpoint_on(id, server, runtime.wrap_udp_socket(socket)?)
+    Ok((endpoint_on(id, server, runtime.wrap_udp_socket(socket)?)?, granted))
 }
 
 /// Like [`endpoint`], on a socket the caller made (a simulated link in tests and benches).
@@ -157,15 +162,45 @@ fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
 /// default (~200 KiB) buffers drain, and every overflow is a lost packet QUIC must resend;
 /// 4 MiB holds a full flow-control window. The kernel caps the request at `net.core.rmem_max`.
 pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    Ok(udp_socket_with(addr, SOCKET_BUFFER)?.0)
+}
+
+/// A UDP socket asking for a receive buffer of `buffer` bytes, past `net.core.rmem_max` where
+/// the process may (as root); returns it with the receive buffer the kernel granted.
+pub fn udp_socket_with(addr: SocketAddr, buffer: usize) -> std::io::Result<(std::net::UdpSocket, usize)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(false);
     }
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_recv_buffer_size(buffer);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    // Linux reports twice what was set (its bookkeeping overhead), so compare with that.
+    #[cfg(target_os = "linux")]
+    if socket.recv_buffer_size().is_ok_and(|got| got < buffer * 2) {
+        force_recv_buffer(&socket, buffer);
+    }
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    let granted = socket.recv_buffer_size().map_or(0, |got| if cfg!(target_os = "linux") { got / 2 } else { got });
+    Ok((socket.into(), granted))
+}
+
+/// `SO_RCVBUFFORCE`: a receive buffer past `net.core.rmem_max`, allowed with CAP_NET_ADMIN;
+/// without it the call fails and the capped buffer stays.
+#[cfg(target_os = "linux")]
+fn force_recv_buffer(socket: &socket2::Socket, buffer: usize) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(buffer).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a plain setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Server config that requires a client certificate (any self-signed one) and speaks `alpn`.

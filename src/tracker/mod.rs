@@ -41,6 +41,11 @@ const PENDING_PER_IP: usize = 16;
 const FILES_REPLY_MOST: usize = 10_000;
 /// Silence after which a peer is dropped unless told otherwise (the CLI's default too).
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(15);
+/// UDP receive buffer the tracker asks for: every peer's packets arrive on one socket, and a
+/// burst of them (a thousand peers leaving at once, each with an `Exit` and a close) must
+/// queue there while the endpoint catches up, not be dropped. Mostly empty; the kernel
+/// charges only what is queued.
+const SOCKET_BUFFER: usize = 32 << 20;
 /// How long shutdown waits for connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -269,8 +274,23 @@ pub struct Running {
     pub fingerprint: Fingerprint,
     /// Cancel to stop it.
     pub shutdown: CancellationToken,
+    /// The UDP receive buffer the kernel granted, when it is less than [`SOCKET_BUFFER`].
+    pub short_buffer: Option<usize>,
     endpoint: quinn::Endpoint,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// What to tell the person running the tracker about its socket, if anything.
+    pub fn buffer_notice(&self) -> Option<String> {
+        let got = self.short_buffer?;
+        Some(format!(
+            "the UDP receive buffer is {} KiB, not the {} MiB asked for: packets that arrive at once (many peers leaving together) may be lost; raise it with sysctl -w net.core.rmem_max={}",
+            got >> 10,
+            SOCKET_BUFFER >> 20,
+            SOCKET_BUFFER
+        ))
+    }
 }
 
 impl Running {
@@ -284,7 +304,15 @@ impl Running {
 
 /// Loads or makes the certificate, binds `config.listen`, and serves in the background.
 pub async fn start(config: &TrackerConfig) -> Result<Running> {
-    start_with(config, |identity, server| tls::endpoint(identity, server, config.listen)).await
+    let mut granted = None;
+    let mut running = start_with(config, |identity, server| {
+        let (endpoint, got) = tls::endpoint_with(identity, server, config.listen, SOCKET_BUFFER)?;
+        granted = Some(got);
+        Ok(endpoint)
+    })
+    .await?;
+    running.short_buffer = granted.filter(|&got| got < SOCKET_BUFFER);
+    Ok(running)
 }
 
 /// Like [`start`], on a socket the caller made (a [`crate::net::linksim`] socket in tests).
@@ -304,5 +332,5 @@ async fn start_with(
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
     let addr = endpoint.local_addr()?;
-    Ok(Running { tracker, addr, fingerprint: identity.fingerprint, shutdown, endpoint, task })
+    Ok(Running { tracker, addr, fingerprint: identity.fingerprint, shutdown, short_buffer: None, endpoint, task })
 }

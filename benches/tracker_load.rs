@@ -1,0 +1,591 @@
+//! Load on the tracker from many simulated peers: issue 16's table (N, CPU, RSS, p50/p99 per
+//! request kind, false expiries, the heartbeat interval the tracker asked for).
+//!
+//! The tracker is the real binary in its own process (`p2pq tracker --http`), so its CPU time
+//! and memory are read off `/proc` apart from the load generator's. The simulated peers
+//! ([`sim`]) run in this process, each with its own certificate and QUIC connection, from
+//! many 127.x source addresses ([`PEERS_PER_ADDRESS`] each, under the tracker's per-address
+//! limit), each registering [`P2PQ_LOAD_FILES`] files. Phases:
+//! 1. **join**: every peer connects and registers, [`JOINS_AT_ONCE`] at a time; the
+//!    registration's round trip is timed (the handshake apart).
+//! 2. **steady**: every peer heartbeats in datagrams at 5 s (or the interval the tracker
+//!    pushes), while random peers make `Lookup`s of random names at a fixed rate and new peers
+//!    join at a fixed rate; timed: lookups, registrations under load; read: the tracker's
+//!    CPU over the phase, its RSS, and its `expired_total` (every simulated peer heartbeats,
+//!    so any expiry is false).
+//! 3. **mass close**: every peer closes its connection at once (`close(DONE)`, as `exit`
+//!    does after its `Exit`), and the tracker's live-peer count is read until it is 0 or
+//!    the peer timeout has passed: clean exits the tracker missed are left to the sweep.
+//!
+//! Then the same peers connect to a bare quinn server with the tracker's transport settings
+//! (this bench re-run as `P2PQ_LOAD_ROLE=raw`), which holds the connections and does nothing
+//! else: its RSS per connection is quinn's own part of the tracker's memory.
+//!
+//! Run: `cargo bench --bench tracker_load`. Knobs: `P2PQ_LOAD_PEERS` (default 10000),
+//! `P2PQ_LOAD_FILES` (10), `P2PQ_LOAD_STEADY_S` (30), `P2PQ_LOAD_LOOKUPS` (per second, 100),
+//! `P2PQ_LOAD_JOINS` (new peers per second during steady, 20), `P2PQ_LOAD_RAW` (0 skips the
+//! bare-quinn run). It needs about 40 KiB of memory per peer on each side.
+
+#[path = "tracker_load/probe.rs"]
+mod probe;
+#[path = "tracker_load/sim.rs"]
+mod sim;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use p2pq::net::identity::Identity;
+use p2pq::net::tls;
+use p2pq::protocol::{TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
+use quinn::{Connection, Endpoint};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Simulated peers sharing one source address (the tracker admits 256 by default).
+const PEERS_PER_ADDRESS: usize = 200;
+/// Registrations under way at once in the join phase.
+const JOINS_AT_ONCE: usize = 64;
+/// The heartbeat interval of a peer, unless the tracker asks for a slower one.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The tracker's peer timeout in the bench (its default).
+const PEER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest any one step may take before the bench gives up.
+const STEP: Duration = Duration::from_secs(600);
+
+/// What a run is asked to do.
+struct Knobs {
+    peers: usize,
+    files: usize,
+    steady: Duration,
+    lookups: u32,
+    joins: u32,
+    raw: bool,
+}
+
+fn main() -> Result<()> {
+    if std::env::var("P2PQ_LOAD_ROLE").as_deref() == Ok("raw") {
+        return tokio::runtime::Runtime::new()?.block_on(raw_server());
+    }
+    let knobs = Knobs {
+        peers: env("P2PQ_LOAD_PEERS", 10_000)?,
+        files: env("P2PQ_LOAD_FILES", 10)?,
+        steady: Duration::from_secs(env("P2PQ_LOAD_STEADY_S", 30)?),
+        lookups: env("P2PQ_LOAD_LOOKUPS", 100)?,
+        joins: env("P2PQ_LOAD_JOINS", 20)?,
+        raw: env::<u8>("P2PQ_LOAD_RAW", 1)? != 0,
+    };
+    tokio::runtime::Runtime::new()?.block_on(run(knobs))
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(text) => text.parse().map_err(|_| anyhow::anyhow!("{name}={text:?} is not valid")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// A child process, killed when dropped (also when the bench fails half-way).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The tracker under test, or the bare quinn server.
+struct Server {
+    proc: Killed,
+    addr: SocketAddr,
+    /// The dashboard (the tracker only).
+    http: Option<SocketAddr>,
+    /// The certificate to pin (the tracker only; the bare server is not pinned).
+    pin: Option<p2pq::protocol::Fingerprint>,
+}
+
+async fn run(knobs: Knobs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    eprintln!("making {} certificates…", knobs.peers + knobs.joins as usize * knobs.steady.as_secs() as usize);
+    let ids = identities(knobs.peers + knobs.joins as usize * knobs.steady.as_secs() as usize + 1).await?;
+    let endpoints = endpoints(ids.len())?;
+    let tracker = start_tracker(dir.path(), knobs.peers)?;
+    let report = load(&knobs, &tracker, &ids, &endpoints).await?;
+    let raw = match knobs.raw {
+        true => Some(raw_rss(&knobs, &ids, &endpoints).await?),
+        false => None,
+    };
+    report.print(&knobs, raw);
+    Ok(())
+}
+
+/// One certificate a simulated peer, made on the blocking pool.
+async fn identities(n: usize) -> Result<Arc<Vec<Identity>>> {
+    let started = Instant::now();
+    let halves: Vec<_> = (0..2)
+        .map(|half| {
+            tokio::task::spawn_blocking(move || {
+                (half..n).step_by(2).map(|i| Identity::ephemeral(&format!("sim{i}"))).collect::<Result<Vec<_>>>()
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for half in halves {
+        all.push(half.await??);
+    }
+    let (odd, even) = (all.pop().unwrap_or_default(), all.pop().unwrap_or_default());
+    let mut ids = Vec::with_capacity(n);
+    let mut odd = odd.into_iter();
+    for id in even {
+        ids.push(id);
+        ids.extend(odd.next());
+    }
+    eprintln!("{n} certificates in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(Arc::new(ids))
+}
+
+/// Client endpoints on 127.1.x.y, one for each [`PEERS_PER_ADDRESS`] peers.
+fn endpoints(peers: usize) -> Result<Vec<Endpoint>> {
+    (0..peers.div_ceil(PEERS_PER_ADDRESS))
+        .map(|i| {
+            let addr: SocketAddr = format!("127.1.{}.{}:0", i / 250, i % 250 + 1).parse()?;
+            let socket = tls::udp_socket(addr)?;
+            let runtime = quinn::default_runtime().context("no runtime")?;
+            Ok(Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?)
+        })
+        .collect()
+}
+
+/// The endpoint peer `i` connects from: consecutive peers from different addresses, so the
+/// joins under way at once stay under the tracker's limit of handshakes per address.
+fn endpoint_of(endpoints: &[Endpoint], i: usize) -> &Endpoint {
+    &endpoints[i % endpoints.len()]
+}
+
+/// Starts `p2pq tracker` with its dashboard, admitting `peers` and more.
+fn start_tracker(dir: &std::path::Path, peers: usize) -> Result<Server> {
+    let max = (peers * 2 + 10_000).to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p2pq"))
+        .args(["tracker", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--max-peers", &max])
+        .arg("--certs")
+        .arg(dir.join("certs"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start the tracker")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let proc = Killed(child);
+    let (addr, http) = listening(stdout, &["tracker listening on ", "dashboard on http://"])?;
+    let addr = addr.split_whitespace().next().unwrap_or_default().parse().context("tracker address")?;
+    let http = http.split('/').next().unwrap_or_default().parse().context("dashboard address")?;
+    let pin = Some(tls::pinned_fingerprint(&dir.join("certs/tracker.crt"))?);
+    Ok(Server { proc, addr, http: Some(http), pin })
+}
+
+/// Reads `out` until a line starting with each of `prefixes` has come (returns what follows
+/// each), then drains it on a thread, so the child never blocks on a full pipe.
+fn listening(out: impl std::io::Read + Send + 'static, prefixes: &[&'static str; 2]) -> Result<(String, String)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prefixes = *prefixes;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            for (i, prefix) in prefixes.iter().enumerate() {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    let _ = tx.send((i, rest.to_string()));
+                }
+            }
+        }
+    });
+    let mut found: [Option<String>; 2] = [None, None];
+    while found.iter().any(Option::is_none) {
+        let (i, rest) = rx.recv_timeout(Duration::from_secs(30)).context("the server did not say where it listens")?;
+        found[i] = Some(rest);
+    }
+    let [a, b] = found;
+    Ok((a.unwrap_or_default(), b.unwrap_or_default()))
+}
+
+/// p50 and p99 of `samples`, in ms.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    (at(0.5), at(0.99))
+}
+
+/// A small deterministic generator for picking peers and names.
+struct Pick(u64);
+
+impl Pick {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// What one load run measured.
+#[derive(Default)]
+struct Report {
+    joined: usize,
+    join_took: Duration,
+    handshakes: Vec<Duration>,
+    registrations: Vec<Duration>,
+    registrations_loaded: Vec<Duration>,
+    lookups: Vec<Duration>,
+    lookup_errors: usize,
+    busy: usize,
+    cpu: f64,
+    rss_idle: u64,
+    rss: u64,
+    beats_per_s: f64,
+    expired_metric: f64,
+    false_expiries: u64,
+    lost: u64,
+    paced_ms: u64,
+    paces: u64,
+    close_left: Vec<(Duration, f64)>,
+}
+
+/// Joins every peer, holds the steady phase, then closes them all at once.
+async fn load(knobs: &Knobs, tracker: &Server, ids: &Arc<Vec<Identity>>, endpoints: &[Endpoint]) -> Result<Report> {
+    let pid = tracker.proc.0.id();
+    let mut report = Report { rss_idle: probe::rss_bytes(pid)?, ..Report::default() };
+    let seen = Arc::new(sim::Seen::default());
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let beats = Beats { seen: seen.clone(), stop: stop.clone() };
+    let conns = join_all(knobs, tracker, ids, endpoints, &beats, &mut report).await?;
+    report.join_took = started.elapsed();
+    report.joined = conns.len();
+    eprintln!("{} peers joined in {:.1} s", conns.len(), report.join_took.as_secs_f64());
+    let mut conns = conns;
+    let load = Load { knobs, server: tracker, ids, endpoints, beats: &beats };
+    load.steady(&mut conns, &mut report).await?;
+    stop.cancel();
+    mass_close(tracker, &conns, &mut report).await?;
+    Ok(report)
+}
+
+/// Registers every peer, [`JOINS_AT_ONCE`] at a time; peers that fail are counted out.
+async fn join_all(
+    knobs: &Knobs,
+    server: &Server,
+    ids: &Arc<Vec<Identity>>,
+    endpoints: &[Endpoint],
+    beats: &Beats,
+    report: &mut Report,
+) -> Result<Vec<Connection>> {
+    let mut conns = Vec::with_capacity(knobs.peers);
+    let mut joining = JoinSet::new();
+    let mut failed = 0usize;
+    for i in 0..knobs.peers {
+        if joining.len() >= JOINS_AT_ONCE {
+            collect(joining.join_next().await, &mut conns, report, &mut failed);
+        }
+        joining.spawn(join_one(server, ids.clone(), endpoint_of(endpoints, i).clone(), i, knobs.files, beats.clone()));
+    }
+    while let Some(joined) = joining.join_next().await {
+        collect(Some(joined), &mut conns, report, &mut failed);
+    }
+    if failed > 0 {
+        eprintln!("{failed} peers could not join");
+    }
+    Ok(conns)
+}
+
+type Joined = Result<(Connection, Duration, Duration)>;
+
+fn collect(joined: Option<Result<Joined, tokio::task::JoinError>>, conns: &mut Vec<Connection>, report: &mut Report, failed: &mut usize) {
+    match joined {
+        Some(Ok(Ok((conn, handshake, register)))) => {
+            conns.push(conn);
+            report.handshakes.push(handshake);
+            report.registrations.push(register);
+        }
+        Some(Ok(Err(err))) => {
+            if *failed == 0 {
+                eprintln!("a join failed: {err:#}");
+            }
+            *failed += 1;
+        }
+        _ => *failed += 1,
+    }
+}
+
+/// Where simulated peers count what they see, and what stops their heartbeats.
+#[derive(Clone)]
+struct Beats {
+    seen: Arc<sim::Seen>,
+    stop: CancellationToken,
+}
+
+/// Joins peer `i` to `server`; it heartbeats from then on, until `beats.stop`.
+fn join_one(
+    server: &Server,
+    ids: Arc<Vec<Identity>>,
+    endpoint: Endpoint,
+    i: usize,
+    files: usize,
+    beats: Beats,
+) -> impl std::future::Future<Output = Joined> + use<> {
+    let (addr, pin) = (server.addr, server.pin);
+    async move {
+        let client = match pin {
+            Some(pin) => tls::client_config(&ids[i], TRACKER_ALPN, pin)?,
+            None => tls::client_config_unpinned(&ids[i], TRACKER_ALPN)?,
+        };
+        let join = sim::join(&endpoint, client, addr, format!("sim{i}"), sim::files_of(i, files));
+        let joined = tokio::time::timeout(STEP, join).await.context("join timed out")??;
+        tokio::spawn(sim::beat(joined.0.clone(), HEARTBEAT, phase_of(i), beats.seen, beats.stop));
+        Ok(joined)
+    }
+}
+
+/// Where peer `i`'s heartbeats fall within the interval: spread evenly, as real peers are.
+fn phase_of(i: usize) -> Duration {
+    Duration::from_millis((i as u64 * 7_919) % HEARTBEAT.as_millis() as u64)
+}
+
+/// What the steady phase works with.
+struct Load<'a> {
+    knobs: &'a Knobs,
+    server: &'a Server,
+    ids: &'a Arc<Vec<Identity>>,
+    endpoints: &'a [Endpoint],
+    beats: &'a Beats,
+}
+
+/// How one timed lookup ended.
+enum Looked {
+    Answered(Duration),
+    Busy,
+    Failed,
+}
+
+impl Load<'_> {
+    /// Heartbeats from every peer for the phase's length, with lookups and new peers joining
+    /// at fixed rates (open loop: a slow tracker does not slow what is asked of it).
+    async fn steady(&self, conns: &mut Vec<Connection>, report: &mut Report) -> Result<()> {
+        let seen = &self.beats.seen;
+        let pid = self.server.proc.0.id();
+        let (cpu0, t0, beats0) = (probe::cpu_seconds(pid)?, Instant::now(), seen.beats.load(Ordering::Relaxed));
+        let (looked, joined) = tokio::join!(self.lookups(conns), self.joins(self.knobs.peers));
+        let elapsed = t0.elapsed().as_secs_f64();
+        report.cpu = (probe::cpu_seconds(pid)? - cpu0) / elapsed;
+        report.rss = probe::rss_bytes(pid)?;
+        report.beats_per_s = (seen.beats.load(Ordering::Relaxed) - beats0) as f64 / elapsed;
+        for looked in looked {
+            match looked {
+                Looked::Answered(took) => report.lookups.push(took),
+                Looked::Busy => report.busy += 1,
+                Looked::Failed => report.lookup_errors += 1,
+            }
+        }
+        for joined in joined {
+            match joined {
+                Ok((conn, _, register)) => {
+                    report.registrations_loaded.push(register);
+                    conns.push(conn);
+                }
+                Err(err) => eprintln!("a join under load failed: {err:#}"),
+            }
+        }
+        let metrics = probe::http_get(self.server.http.context("no dashboard")?, "/metrics")?;
+        report.expired_metric = probe::metric(&metrics, "p2pq_tracker_expired_total").unwrap_or(f64::NAN);
+        report.false_expiries = seen.expired.load(Ordering::Relaxed);
+        report.lost = seen.lost.load(Ordering::Relaxed);
+        report.paced_ms = seen.paced_ms.load(Ordering::Relaxed);
+        report.paces = seen.paces.load(Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `Lookup`s of random names from random peers, at the knob's rate, for the phase.
+    async fn lookups(&self, conns: &[Connection]) -> Vec<Looked> {
+        let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+        let mut asked = JoinSet::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / self.knobs.lookups.max(1));
+        let until = Instant::now() + self.knobs.steady;
+        while Instant::now() < until {
+            tick.tick().await;
+            let conn = conns[pick.below(conns.len())].clone();
+            let query = sim::name_of(pick.below(self.knobs.peers), pick.below(self.knobs.files));
+            asked.spawn(async move {
+                let started = Instant::now();
+                match tokio::time::timeout(STEP, sim::exchange(&conn, &TrackerRequest::Lookup { query })).await {
+                    Ok(Ok(TrackerResponse::Matches(_))) => Looked::Answered(started.elapsed()),
+                    Ok(Ok(TrackerResponse::RetryLater { .. })) => Looked::Busy,
+                    _ => Looked::Failed,
+                }
+            });
+        }
+        asked.join_all().await
+    }
+
+    /// New peers joining at the knob's rate, for the phase; numbered from `first`.
+    async fn joins(&self, first: usize) -> Vec<Joined> {
+        let mut joining = JoinSet::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / self.knobs.joins.max(1));
+        let until = Instant::now() + self.knobs.steady;
+        let mut i = first;
+        while Instant::now() < until && self.knobs.joins > 0 && i < self.ids.len() {
+            tick.tick().await;
+            joining.spawn(join_one(
+                self.server,
+                self.ids.clone(),
+                endpoint_of(self.endpoints, i).clone(),
+                i,
+                self.knobs.files,
+                self.beats.clone(),
+            ));
+            i += 1;
+        }
+        joining.join_all().await
+    }
+}
+
+/// Every peer leaves at once as `exit` does (an `Exit` request, at most 2 s for its answer,
+/// then `close(DONE)`); then reads the tracker's live-peer count until it is 0 or the peer
+/// timeout (and a little) has passed.
+async fn mass_close(server: &Server, conns: &[Connection], report: &mut Report) -> Result<()> {
+    let http = server.http.context("no dashboard")?;
+    let started = Instant::now();
+    for conn in conns {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), sim::exchange(&conn, &TrackerRequest::Exit)).await;
+            conn.close(close::DONE, b"bye");
+        });
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while started.elapsed() < PEER_TIMEOUT + Duration::from_secs(5) {
+        tick.tick().await;
+        let metrics = tokio::task::spawn_blocking(move || probe::http_get(http, "/metrics")).await??;
+        let left = probe::metric(&metrics, "p2pq_tracker_peers").unwrap_or(f64::NAN);
+        report.close_left.push((started.elapsed(), left));
+        if left == 0.0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Connects as many peers to a bare quinn server with the tracker's transport settings and
+/// returns its RSS per connection: quinn's own part of what a peer costs the tracker.
+async fn raw_rss(knobs: &Knobs, ids: &Arc<Vec<Identity>>, endpoints: &[Endpoint]) -> Result<f64> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .env("P2PQ_LOAD_ROLE", "raw")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start the bare server")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let proc = Killed(child);
+    let (addr, _) = listening(stdout, &["raw listening on ", "raw listening on "])?;
+    let server = Server { proc, addr: addr.trim().parse()?, http: None, pin: None };
+    let before = probe::rss_bytes(server.proc.0.id())?;
+    let mut report = Report::default();
+    let beats = Beats { seen: Arc::default(), stop: CancellationToken::new() };
+    let conns = join_all(knobs, &server, ids, endpoints, &beats, &mut report).await?;
+    let after = probe::rss_bytes(server.proc.0.id())?;
+    beats.stop.cancel();
+    for conn in &conns {
+        conn.close(close::DONE, b"bye");
+    }
+    Ok(after.saturating_sub(before) as f64 / conns.len().max(1) as f64)
+}
+
+/// The bare server: accepts connections, answers each one's first request `Registered`,
+/// and holds it, dropping its datagrams, until it closes.
+async fn raw_server() -> Result<()> {
+    let id = Identity::ephemeral("raw")?;
+    let endpoint = tls::endpoint(&id, tls::server_config(&id, TRACKER_ALPN)?, "127.0.0.1:0".parse()?)?;
+    println!("raw listening on {}", endpoint.local_addr()?);
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
+            let _ = p2pq::protocol::read_frame::<_, TrackerRequest>(&mut recv, p2pq::protocol::MAX_FRAME).await;
+            let _ = p2pq::protocol::write_frame(&mut send, &TrackerResponse::Registered { observed: conn.remote_address() }).await;
+            let _ = send.finish();
+            while conn.read_datagram().await.is_ok() {}
+        });
+    }
+    Ok(())
+}
+
+impl Report {
+    fn print(&self, knobs: &Knobs, raw: Option<f64>) {
+        let mut reg = self.registrations.clone();
+        let mut loaded = self.registrations_loaded.clone();
+        let mut lookups = self.lookups.clone();
+        let mut hs = self.handshakes.clone();
+        let per_peer = self.rss.saturating_sub(self.rss_idle) as f64 / self.joined.max(1) as f64;
+        println!(
+            "\ntracker under load: {} peers x {} files, heartbeats at {} s, {} s steady",
+            self.joined,
+            knobs.files,
+            HEARTBEAT.as_secs(),
+            knobs.steady.as_secs()
+        );
+        println!("| measure | value |\n|---|---|");
+        println!(
+            "| peers joined | {} in {:.1} s ({:.0}/s) |",
+            self.joined,
+            self.join_took.as_secs_f64(),
+            self.joined as f64 / self.join_took.as_secs_f64()
+        );
+        let (h50, h99) = percentiles(&mut hs);
+        println!("| handshake p50 / p99 (join phase) | {h50:.1} / {h99:.1} ms |");
+        let (r50, r99) = percentiles(&mut reg);
+        println!("| registration p50 / p99 (join phase) | {r50:.1} / {r99:.1} ms |");
+        let (l50, l99) = percentiles(&mut loaded);
+        println!("| registration p50 / p99 (steady, {}/s) | {l50:.1} / {l99:.1} ms ({} joined) |", knobs.joins, loaded.len());
+        let (k50, k99) = percentiles(&mut lookups);
+        println!(
+            "| lookup p50 / p99 ({}/s) | {k50:.1} / {k99:.1} ms ({} answered, {} busy, {} failed) |",
+            knobs.lookups,
+            lookups.len(),
+            self.busy,
+            self.lookup_errors
+        );
+        println!("| tracker CPU (steady) | {:.0}% of one core |", self.cpu * 100.0);
+        println!("| heartbeats sent | {:.0}/s |", self.beats_per_s);
+        println!(
+            "| heartbeat interval asked by the tracker | {} |",
+            if self.paced_ms == 0 {
+                "none (5 s)".to_string()
+            } else {
+                format!("{:.1} s ({} pushes)", self.paced_ms as f64 / 1e3, self.paces)
+            }
+        );
+        println!("| tracker RSS idle / loaded | {:.0} / {:.0} MiB |", self.rss_idle as f64 / 1048576.0, self.rss as f64 / 1048576.0);
+        println!("| tracker memory per peer | {:.1} KiB |", per_peer / 1024.0);
+        if let Some(raw) = raw {
+            println!("| of which quinn's own (bare server) | {:.1} KiB; beyond quinn {:.1} KiB |", raw / 1024.0, (per_peer - raw) / 1024.0);
+        }
+        println!(
+            "| false expiries (tracker metric / peers told) | {} / {} ({} lost otherwise) |",
+            self.expired_metric, self.false_expiries, self.lost
+        );
+        let at =
+            |s: f64| self.close_left.iter().find(|(t, _)| t.as_secs_f64() >= s).or(self.close_left.last()).map_or(f64::NAN, |(_, n)| *n);
+        let gone = self
+            .close_left
+            .iter()
+            .find(|(_, n)| *n == 0.0)
+            .map_or("not within the timeout".to_string(), |(t, _)| format!("{:.2} s", t.as_secs_f64()));
+        println!("| mass close: still listed after 1 s / 3 s; all gone after | {} / {} ; {gone} |", at(1.0), at(3.0));
+    }
+}
