@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::tracker::Tracker;
+use crate::tracker::{Tracker, metrics};
 
 /// Peers and files listed on the page, at most, each.
 pub const ROWS: usize = 200;
@@ -85,22 +85,21 @@ async fn metrics(State(tracker): State<Tracker>) -> impl IntoResponse {
 /// The counters in Prometheus' text exposition format.
 pub fn prometheus(tracker: &Tracker) -> String {
     let (peers, files, listings) = tracker.counts();
-    let m = tracker.metrics().snapshot();
+    let metrics = tracker.metrics();
+    let m = metrics.snapshot();
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    let mut single = |name: &str, help: &str, kind: &str, value: u64| {
+        metrics::family(&mut out, name, help, kind);
+        out.push_str(&format!("{name} {value}\n"));
     };
-    gauge("p2pq_tracker_peers", "Live registered peers.", "gauge", peers as u64);
-    gauge("p2pq_tracker_files", "Files known.", "gauge", files as u64);
-    gauge("p2pq_tracker_listings", "(peer, file) listings kept.", "gauge", listings as u64);
-    gauge("p2pq_tracker_uptime_seconds", "Seconds since the tracker started.", "counter", tracker.uptime().as_secs());
-    gauge("p2pq_tracker_registrations_total", "Registrations accepted.", "counter", m.registered);
-    gauge("p2pq_tracker_turned_away_total", "Connections that did not register (refused, or no registration).", "counter", m.turned_away);
-    gauge("p2pq_tracker_expired_total", "Peers dropped for going silent.", "counter", m.expired);
-    gauge("p2pq_tracker_request_errors_total", "Requests answered with an error.", "counter", m.errors);
-    out.push_str("# HELP p2pq_tracker_requests_total Requests answered, by kind.\n# TYPE p2pq_tracker_requests_total counter\n");
-    for (kind, n) in m.requests {
-        out.push_str(&format!("p2pq_tracker_requests_total{{kind=\"{kind}\"}} {n}\n"));
-    }
+    single("p2pq_tracker_peers", "Live registered peers.", "gauge", peers as u64);
+    single("p2pq_tracker_files", "Files known.", "gauge", files as u64);
+    single("p2pq_tracker_listings", "(peer, file) listings kept.", "gauge", listings as u64);
+    single("p2pq_tracker_uptime_seconds", "Seconds since the tracker started.", "counter", tracker.uptime().as_secs());
+    single("p2pq_tracker_registrations_total", "Registrations accepted.", "counter", m.registered);
+    single("p2pq_tracker_turned_away_total", "Connections that did not register (refused, or no registration).", "counter", m.turned_away);
+    single("p2pq_tracker_expired_total", "Peers dropped for going silent.", "counter", m.expired);
+    single("p2pq_tracker_request_errors_total", "Requests answered with an error.", "counter", m.errors);
+    metrics.write_prometheus(&mut out);
     out
 }
