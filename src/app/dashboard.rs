@@ -1,20 +1,24 @@
 //! The tracker's live web dashboard and metrics (`p2pq tracker --http ADDR`), served with axum.
 //!
-//! Three read-only routes: `/` a page that redraws itself every 2 s from `/api/state` (live
-//! peers and files, the first [`ROWS`] of each, and the counters), and `/metrics` the same
-//! counters in Prometheus' text format. Each request costs what it shows: counts are kept by
-//! the registry, the rows are the first by id or name (never the whole swarm copied), and the
-//! lock is held only while they are read. Nothing here can change the tracker. It shows the
-//! addresses of the peers: bind it to loopback (the default of the example) unless the people
-//! who can reach it may see them.
+//! Four read-only routes: `/` one page (embedded, no build step) that shows the swarm live,
+//! pushed to it by `/api/events` ([`sse`]: server-sent events, one snapshot a second at most,
+//! shared by every viewer); `/api/state` the same snapshot once, for scripts (live peers and
+//! files, the first [`ROWS`] of each, the last [`EVENTS`] events, the totals and counters);
+//! and `/metrics` the counters in Prometheus' text format. Each snapshot costs what it shows:
+//! counts are kept by the registry, the rows are the first by id or name (never the whole swarm
+//! copied), the lock is held only while they are read, and the events come from the end of the
+//! log only. Nothing here can change the tracker. It shows the addresses of the peers: bind it
+//! to loopback (the default of the example) unless the people who can reach it may see them.
+
+mod sse;
 
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Json};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -23,17 +27,28 @@ use crate::tracker::{Tracker, metrics};
 
 /// Peers and files listed on the page, at most, each.
 pub const ROWS: usize = 200;
+/// Recent events listed on the page, at most: a screenful.
+pub const EVENTS: usize = 50;
 
 /// The page, with its script; every value it shows is set as text, never as HTML.
 const PAGE: &str = include_str!("dashboard/page.html");
 
+/// What every route is served from.
+#[derive(Clone)]
+struct App {
+    tracker: Tracker,
+    hub: sse::Hub,
+}
+
 /// Serves the dashboard for `tracker` on `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, tracker: Tracker, shutdown: CancellationToken) -> Result<()> {
+    let hub = sse::Hub::start(tracker.clone(), shutdown.clone());
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/api/state", get(state))
+        .route("/api/events", get(|State(app): State<App>| async move { app.hub.respond() }))
         .route("/metrics", get(metrics))
-        .with_state(tracker);
+        .with_state(App { tracker, hub });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.context("the dashboard stopped")
 }
 
@@ -44,11 +59,16 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
     Ok((listener, bound))
 }
 
-async fn state(State(tracker): State<Tracker>) -> Json<Value> {
-    Json(snapshot(&tracker))
+/// `/api/state`: one snapshot, built off the runtime's threads (it reads the log's end).
+async fn state(State(app): State<App>) -> Response {
+    match tokio::task::spawn_blocking(move || snapshot(&app.tracker)).await {
+        Ok(snapshot) => Json(snapshot).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("no snapshot: {err}")).into_response(),
+    }
 }
 
-/// What `/api/state` says: counts, the first rows, the counters.
+/// What `/api/state` says and `/api/events` pushes: counts, the first rows, the last events,
+/// the counters (blocking: it reads the end of the event log).
 pub fn snapshot(tracker: &Tracker) -> Value {
     let (peers, files, listings) = tracker.counts();
     let peer_rows: Vec<Value> = tracker
@@ -75,11 +95,24 @@ pub fn snapshot(tracker: &Tracker) -> Value {
         "metrics": tracker.metrics().snapshot(),
         "peer_rows": peer_rows,
         "file_rows": file_rows,
+        "events": recent_events(tracker),
     })
 }
 
-async fn metrics(State(tracker): State<Tracker>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus(&tracker))
+/// The last [`EVENTS`] events but heartbeats; none if the log cannot be read (said once in
+/// the tracker's own log, at debug level: the page still shows the rest).
+fn recent_events(tracker: &Tracker) -> Value {
+    match tracker.recent_events(EVENTS) {
+        Ok(events) => serde_json::to_value(events).unwrap_or_default(),
+        Err(err) => {
+            tracing::debug!("cannot read the event log: {err}");
+            Value::Array(Vec::new())
+        }
+    }
+}
+
+async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus(&app.tracker))
 }
 
 /// The counters in Prometheus' text exposition format.
