@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::hostile::{self, Hostile};
 use common::{Swarm, TIMEOUT};
+use p2pq::protocol::{self, Heartbeat, PROTOCOL_VERSION, PeerDatagram, TrackerRequest, TrackerResponse, close};
 
 fn live(out: &[String]) -> usize {
     out.last().and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
@@ -12,6 +14,71 @@ fn live(out: &[String]) -> usize {
 
 fn listed(out: &[String], id: &str) -> bool {
     out.iter().skip(1).any(|l| l.split_whitespace().next() == Some(id))
+}
+
+/// Heartbeats of `id` in the tracker's event table (which folds a run into `alive ×N`).
+fn beats(log: &[String], id: &str) -> usize {
+    let rows = log.iter().filter(|l| l.contains("alive") && l.contains(id));
+    rows.map(|l| l.split_once('×').and_then(|(_, n)| n.split_whitespace().next()?.parse().ok()).unwrap_or(1)).sum()
+}
+
+fn datagram(version: u16, seq: u32) -> bytes::Bytes {
+    protocol::encode(&PeerDatagram::Alive(Heartbeat { version, seq, uploaded: 0, downloaded: 0 })).unwrap().into()
+}
+
+#[test]
+fn heartbeat_datagrams_keep_a_peer_listed_and_a_flood_of_them_or_of_junk_costs_one_look_each() {
+    let mut swarm = Swarm::start("1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hostile = rt.block_on(async { Hostile::new() });
+    let (conn, answer) = rt.block_on(hostile.register(&swarm, "flooder", vec![])).unwrap();
+    assert!(matches!(answer, TrackerResponse::Registered { .. }), "{answer:?}");
+    // Every 100 ms: one heartbeat, then 50 more at once and junk (too short, too long, of
+    // another version). Over 3 s that is ~1,500 heartbeats against a 1 s timeout.
+    let sender = conn.clone();
+    let flood = rt.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        for seq in 0..30u32 {
+            tick.tick().await;
+            for extra in 0..50 {
+                let _ = sender.send_datagram(datagram(PROTOCOL_VERSION, seq * 100 + extra));
+            }
+            let _ = sender.send_datagram(bytes::Bytes::from_static(&[0, 0, 0, 9, 1]));
+            let _ = sender.send_datagram(bytes::Bytes::from(vec![0u8; 600]));
+            let _ = sender.send_datagram(datagram(PROTOCOL_VERSION + 1, seq));
+        }
+    });
+    rt.block_on(flood).unwrap();
+    let log = swarm.tracker.command("logs-all", " events");
+    let taken = beats(&log, "flooder");
+    // One heartbeat at most every 250 ms is looked at: ~12 in 3 s, not 1,500.
+    assert!((6..=20).contains(&taken), "{taken} heartbeats taken of ~1,500 sent: {log:?}");
+    assert!(!log.iter().any(|l| l.contains("expire") && l.contains("flooder")), "{log:?}");
+    // The connection still serves requests, and the peer is listed.
+    let answer = rt.block_on(hostile::request(&conn, &TrackerRequest::Files)).unwrap();
+    assert!(matches!(answer, TrackerResponse::Matches(_)), "{answer:?}");
+    assert!(listed(&swarm.tracker.command("peers", "live peer"), "flooder"));
+    // Silent now: the tracker expires it and closes its connection, saying why.
+    let closed = rt.block_on(async { tokio::time::timeout(TIMEOUT, conn.closed()).await }).expect("expired peer's connection not closed");
+    let quinn::ConnectionError::ApplicationClosed(reason) = closed else { panic!("closed for another reason: {closed}") };
+    assert_eq!(reason.error_code, close::EXPIRED, "{reason:?}");
+}
+
+#[test]
+fn a_peer_frozen_past_the_timeout_is_forgotten_then_registers_again_by_itself() {
+    let mut swarm = Swarm::start("1");
+    let mut sleeper = swarm.peer("sleeper");
+    swarm.tracker.command("peers", "live peer");
+    sleeper.signal("STOP");
+    let out = swarm.tracker.poll("peers", "live peer", TIMEOUT, |out| !listed(out, "sleeper"));
+    assert_eq!(live(&out), 0, "{out:?}");
+    sleeper.signal("CONT");
+    // It hears it was forgotten (the tracker closed its connection) or that its heartbeats
+    // went unanswered, and is back on the list without anyone doing anything.
+    sleeper.expect("reconnecting");
+    let out = swarm.tracker.poll("peers", "live peer", TIMEOUT, |out| listed(out, "sleeper"));
+    assert_eq!(live(&out), 1, "{out:?}");
+    assert!(sleeper.is_running());
 }
 
 #[test]
@@ -29,13 +96,8 @@ fn a_silent_peer_expires_and_a_beating_one_stays() {
     assert!(log.iter().any(|l| l.contains("alive") && l.contains("beating")), "{log:?}");
     // Expiry keeps going: once the beating peer has sent heartbeats over several more
     // timeouts (5 at 0.2 s make a 1 s timeout), it is still there and was never expired.
-    // The table folds a run of one peer's heartbeats into one row, `alive ×N`.
-    let beats = |log: &[String]| -> usize {
-        let rows = log.iter().filter(|l| l.contains("alive") && l.contains("beating"));
-        rows.map(|l| l.split_once('×').and_then(|(_, n)| n.split_whitespace().next()?.parse().ok()).unwrap_or(1)).sum()
-    };
-    let before = beats(&log);
-    let log = swarm.tracker.poll("logs-all", " events", TIMEOUT, |log| beats(log) >= before + 15);
+    let before = beats(&log, "beating");
+    let log = swarm.tracker.poll("logs-all", " events", TIMEOUT, |log| beats(log, "beating") >= before + 15);
     assert!(!log.iter().any(|l| l.contains("expire") && l.contains("beating")), "{log:?}");
     let out = swarm.tracker.command("peers", "live peer");
     assert!(listed(&out, "beating"), "{out:?}");

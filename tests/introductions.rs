@@ -27,7 +27,7 @@ fn a_registered_holder_is_told_where_the_downloader_is_and_the_downloader_where_
         assert!(start_in_ms <= MAX_START_IN_MS);
         let mut push = tokio::time::timeout(hostile::STEP, holder_conn.accept_uni()).await.unwrap().unwrap();
         let push: TrackerPush = protocol::read_frame(&mut push, MAX_PUSH_FRAME).await.unwrap();
-        let TrackerPush::Punch { version, peer_id, addr, .. } = push;
+        let TrackerPush::Punch { version, peer_id, addr, .. } = push else { panic!("not a punch: {push:?}") };
         assert_eq!((version, peer_id.as_str()), (PROTOCOL_VERSION, "asker"));
         assert_eq!(addr, asker.endpoint.local_addr().unwrap(), "the downloader's observed address, not one it claims");
     });

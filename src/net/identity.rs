@@ -57,6 +57,16 @@ impl Identity {
         Ok(Identity { cert, key, fingerprint })
     }
 
+    /// A new identity kept in memory only, never written anywhere: for simulated peers (the
+    /// tracker's load bench) and tests that need many certificates.
+    pub fn ephemeral(name: &str) -> Result<Identity> {
+        let (key, cert) = new_pair(name)?;
+        let cert = cert.der().clone();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| anyhow!("cannot keep the key: {e}"))?;
+        let fingerprint = fingerprint(&cert);
+        Ok(Identity { cert, key, fingerprint })
+    }
+
     pub(super) fn clone_key(&self) -> PrivateKeyDer<'static> {
         self.key.clone_key()
     }
@@ -97,12 +107,18 @@ pub fn pinned_fingerprint(path: &Path) -> Result<Fingerprint> {
 /// Makes a new self-signed certificate and key, the key readable by its owner only.
 fn create(dir: &Path, cert_path: &Path, key_path: &Path, name: &str) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (key, cert) = new_pair(name)?;
+    write_private(key_path, key.serialize_pem().as_bytes())?;
+    write_atomic(cert_path, cert.pem().as_bytes())
+}
+
+/// A new key and a self-signed certificate for it, named `p2pq NAME`.
+fn new_pair(name: &str) -> Result<(rcgen::KeyPair, rcgen::Certificate)> {
     let key = rcgen::KeyPair::generate().context("cannot generate a key")?;
     let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()]).context("bad certificate name")?;
     params.distinguished_name.push(rcgen::DnType::CommonName, format!("p2pq {name}"));
     let cert = params.self_signed(&key).context("cannot sign the certificate")?;
-    write_private(key_path, key.serialize_pem().as_bytes())?;
-    write_atomic(cert_path, cert.pem().as_bytes())
+    Ok((key, cert))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -53,6 +53,15 @@ const SERVER_CONNECTION_WINDOW: u32 = 256 << 10;
 /// holder can have on the wire to one downloader. 16 MiB covers the bandwidth-delay product of
 /// 1 Gbit/s at 100 ms (12.5 MB); 4 MiB capped such a link at 40 MB/s.
 const SERVER_SEND_WINDOW: u64 = 16 << 20;
+/// Idle time after which a tracker connection is dropped: longer than twice the slowest
+/// heartbeat pace ([`crate::protocol::MAX_HEARTBEAT_MS`]), since heartbeats are all that keeps
+/// it open. Neither side waits this long to notice the other gone: a peer gives the tracker
+/// up after two unacknowledged heartbeats, and the tracker expires a silent peer and closes
+/// its connection at its own timeout.
+const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Heartbeat datagrams the tracker buffers for one connection before dropping newer ones: a
+/// heartbeat is a dozen bytes, and a peer sends one every few seconds.
+const TRACKER_DATAGRAM_BUFFER: usize = 4 << 10;
 /// Request streams a peer may have open towards the tracker at once (heartbeat, share, get…).
 const TRACKER_BIDI_STREAMS: u32 = 16;
 /// Connection attempts waiting for the accept loop, and the bytes each may buffer meanwhile:
@@ -72,19 +81,19 @@ pub(super) fn provider() -> Arc<CryptoProvider> {
 
 /// QUIC transport settings shared by every endpoint.
 pub fn transport() -> Arc<quinn::TransportConfig> {
-    client_transport(None, IDLE_TIMEOUT)
+    client_transport(None, IDLE_TIMEOUT, Some(KEEP_ALIVE))
 }
 
 /// [`transport`], with `rtt` as the round trip assumed before the first sample (quinn's 333 ms
-/// if `None`) and `idle` as the idle timeout.
-fn client_transport(rtt: Option<Duration>, idle: Duration) -> Arc<quinn::TransportConfig> {
+/// if `None`), `idle` as the idle timeout and `keep_alive` as the keep-alive interval.
+fn client_transport(rtt: Option<Duration>, idle: Duration, keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
         .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window(CONNECTION_WINDOW.into())
         .send_window(CONNECTION_WINDOW as u64)
-        .keep_alive_interval(Some(KEEP_ALIVE));
+        .keep_alive_interval(keep_alive);
     if let Some(rtt) = rtt {
         t.initial_rtt(rtt);
     }
@@ -130,10 +139,15 @@ fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
         // burst. Measured (chunk_throughput, p2pq_get with 8 in flight): 430 -> 472-494 MiB/s.
         .send_fairness(false)
         .keep_alive_interval(Some(KEEP_ALIVE));
+    let mut idle = IDLE_TIMEOUT;
     if alpn == crate::protocol::TRACKER_ALPN {
-        t.max_concurrent_uni_streams(0u32.into()).max_concurrent_bidi_streams(TRACKER_BIDI_STREAMS.into());
+        t.max_concurrent_uni_streams(0u32.into())
+            .max_concurrent_bidi_streams(TRACKER_BIDI_STREAMS.into())
+            .datagram_receive_buffer_size(Some(TRACKER_DATAGRAM_BUFFER))
+            .keep_alive_interval(None);
+        idle = TRACKER_IDLE_TIMEOUT;
     }
-    if let Ok(idle) = IDLE_TIMEOUT.try_into() {
+    if let Ok(idle) = idle.try_into() {
         t.max_idle_timeout(Some(idle));
     }
     Arc::new(t)
@@ -195,8 +209,15 @@ fn client_config_with(id: &Identity, alpn: &[u8], pinned: Option<Fingerprint>) -
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport());
+    config.transport_config(if alpn == crate::protocol::TRACKER_ALPN { tracker_transport() } else { transport() });
     Ok(config)
+}
+
+/// Transport of a peer's connection to the tracker: no QUIC keep-alive (the heartbeats keep
+/// it open, and a keep-alive between them would double what each peer costs the tracker), and
+/// an idle timeout longer than the slowest pace a busy tracker may ask for.
+fn tracker_transport() -> Arc<quinn::TransportConfig> {
+    client_transport(None, TRACKER_IDLE_TIMEOUT, None)
 }
 
 /// Client config of a hole-punching attempt ([`crate::protocol::PUNCH_ALPN`]): its packets open
@@ -213,7 +234,7 @@ pub fn punch_config(lifetime: Duration) -> Result<quinn::ClientConfig> {
     tls.alpn_protocols = vec![crate::protocol::PUNCH_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(client_transport(Some(PUNCH_RESEND_RTT), lifetime));
+    config.transport_config(client_transport(Some(PUNCH_RESEND_RTT), lifetime, Some(KEEP_ALIVE)));
     Ok(config)
 }
 
@@ -222,7 +243,7 @@ pub fn punch_config(lifetime: Duration) -> Result<quinn::ClientConfig> {
 /// times the round trip it assumes, 333 ms unless told), so a first packet that met a NAT
 /// not yet open is resent within tens of milliseconds, not a second.
 pub fn with_initial_rtt(mut config: quinn::ClientConfig, rtt: Duration) -> quinn::ClientConfig {
-    config.transport_config(client_transport(Some(rtt.max(PUNCH_RESEND_RTT)), IDLE_TIMEOUT));
+    config.transport_config(client_transport(Some(rtt.max(PUNCH_RESEND_RTT)), IDLE_TIMEOUT, Some(KEEP_ALIVE)));
     config
 }
 

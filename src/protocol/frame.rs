@@ -80,6 +80,21 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8], limit: usize) -> Result<T, 
     Ok(msg)
 }
 
+/// Decodes a frame that arrived whole in one QUIC datagram: its length prefix must say
+/// exactly the bytes that follow, and those at most `limit`.
+pub fn decode_datagram<T: DeserializeOwned>(datagram: &[u8], limit: usize) -> Result<T, WireError> {
+    let (prefix, body) = datagram.split_first_chunk::<4>().ok_or(WireError::Truncated)?;
+    let len = u32::from_be_bytes(*prefix) as usize;
+    if len > limit {
+        return Err(WireError::TooLarge { len, limit });
+    }
+    match body.len().cmp(&len) {
+        std::cmp::Ordering::Less => Err(WireError::Truncated),
+        std::cmp::Ordering::Greater => Err(WireError::Trailing(body.len() - len)),
+        std::cmp::Ordering::Equal => decode_body(body, limit),
+    }
+}
+
 /// Writes one frame.
 pub async fn write_frame<W, T>(out: &mut W, msg: &T) -> Result<(), WireError>
 where

@@ -6,7 +6,8 @@
 //!   [`TrackerRequest`] per bidirectional stream, reading one [`TrackerResponse`] back. The first
 //!   request must be [`TrackerRequest::Register`], which carries [`PROTOCOL_VERSION`] so a later
 //!   version can refuse cleanly, and a tracker at one of its limits answers it `RetryLater`
-//!   with a reason and a wait. `Alive` heartbeats, `Share`, `Lookup`, `Files` (or the listing
+//!   with a reason and a wait. Heartbeats go in QUIC datagrams ([`PeerDatagram::Alive`]; `Alive`
+//!   on a stream where the tracker takes no datagrams). `Share`, `Lookup`, `Files` (or the listing
 //!   page by page with `FilesPage`), `Verify` and `Exit` follow. A holder sends `Verify` to ask whether a downloader's certificate belongs to a
 //!   live registered peer before it serves that downloader. A downloader that cannot reach a
 //!   holder directly sends `Introduce`; the tracker then pushes [`TrackerPush::Punch`] to the
@@ -40,15 +41,17 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 mod frame;
+mod heartbeat;
 mod peer;
 mod push;
 
 pub use crate::content::id::{Digest, FileId, Fingerprint};
 use crate::content::names::printable_reason;
 pub use crate::content::names::{MAX_NAME_LEN, MAX_PEER_ID_LEN, MAX_REASON_LEN, check_name, check_peer_id, printable, printable_capped};
-pub use frame::{WireError, decode_body, encode, read_exact, read_frame, write_frame};
+pub use frame::{WireError, decode_body, decode_datagram, encode, read_exact, read_frame, write_frame};
+pub use heartbeat::{Heartbeat, MAX_DATAGRAM_FRAME, PeerDatagram};
 pub use peer::*;
-pub use push::{MAX_PUSH_FRAME, MAX_START_IN_MS, PUNCH_ALPN, TrackerPush};
+pub use push::{MAX_HEARTBEAT_MS, MAX_PUSH_FRAME, MAX_START_IN_MS, PUNCH_ALPN, TrackerPush};
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -86,6 +89,8 @@ pub mod close {
     pub const REFUSED: VarInt = VarInt::from_u32(2);
     /// The process is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(3);
+    /// The tracker forgot this peer (silent past its timeout): register again.
+    pub const EXPIRED: VarInt = VarInt::from_u32(4);
 }
 
 /// What a holder announces about a file it shares.
@@ -336,5 +341,23 @@ mod tests {
         let frame = encode(&PeerRequest::Describe { id: crate::content::id::Digest([0xab; 32]) }).unwrap();
         assert_eq!(frame[..5], [0, 0, 0, 33, 3]);
         assert!(frame[5..].iter().all(|&b| b == 0xab));
+        // The heartbeat datagram: tag 0, then version, seq, uploaded, downloaded as varints.
+        let beat = PeerDatagram::Alive(Heartbeat { version: 1, seq: 2, uploaded: 300, downloaded: 4 });
+        assert_eq!(encode(&beat).unwrap(), [0, 0, 0, 7, 0, 1, 2, 251, 44, 1, 4]);
+        let pace = TrackerPush::Pace { heartbeat_ms: 20_000, expiry_ms: 60_000 };
+        assert_eq!(encode(&pace).unwrap()[4], 1, "Pace is TrackerPush's second tag");
+    }
+
+    #[test]
+    fn a_datagram_decodes_only_whole_and_within_its_limit() {
+        let beat = PeerDatagram::Alive(Heartbeat { version: 1, seq: 9, uploaded: u64::MAX, downloaded: 0 });
+        let bytes = encode(&beat).unwrap();
+        assert_eq!(decode_datagram::<PeerDatagram>(&bytes, MAX_DATAGRAM_FRAME).unwrap(), beat);
+        assert!(decode_datagram::<PeerDatagram>(&bytes[..bytes.len() - 1], MAX_DATAGRAM_FRAME).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_datagram::<PeerDatagram>(&longer, MAX_DATAGRAM_FRAME).is_err());
+        assert!(decode_datagram::<PeerDatagram>(&[0, 0, 0], MAX_DATAGRAM_FRAME).is_err());
+        assert!(decode_datagram::<PeerDatagram>(&[0; 100], MAX_DATAGRAM_FRAME).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! What the tracker sends a peer unasked: [`TrackerPush`], one a unidirectional stream the
 //! tracker opens on the peer's connection (the only stream of the tracker protocol that goes
-//! that way), and the limits of hole punching, which is what pushes are for today.
+//! that way): hole punching's introductions and their limits, and the heartbeat pace.
 
 use std::net::SocketAddr;
 
@@ -23,7 +23,22 @@ pub enum TrackerPush {
         /// How long to wait from receiving this before sending.
         start_in_ms: u32,
     },
+    /// Heartbeat every `heartbeat_ms` (or at the peer's own interval, if longer): the tracker
+    /// is busy, and will expire a peer only after `expiry_ms` of silence. Pushed when a peer
+    /// registers with a tracker that is pacing, and when the pace changes; a peer caps what
+    /// it is told at [`MAX_HEARTBEAT_MS`]. (Second.)
+    Pace {
+        /// The interval the tracker asks for.
+        heartbeat_ms: u32,
+        /// The silence after which the tracker expires a peer, for the peer to show.
+        expiry_ms: u32,
+    },
 }
+
+/// Longest heartbeat interval a peer takes from a `Pace` push: a heartbeat is also what keeps
+/// the peer's NAT mapping towards the tracker open, and home routers close idle UDP mappings
+/// after 30 s or more.
+pub const MAX_HEARTBEAT_MS: u32 = 25_000;
 
 /// Limit of a [`TrackerPush`] frame: a peer id, an address and a few numbers.
 pub const MAX_PUSH_FRAME: usize = 1 << 10;

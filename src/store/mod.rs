@@ -16,6 +16,7 @@ pub mod public;
 pub mod resume;
 pub mod shares;
 pub mod space;
+pub mod traffic;
 pub mod tree;
 pub mod unfinished;
 

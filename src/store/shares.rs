@@ -230,6 +230,8 @@ pub struct Shares {
     withdrawn: mpsc::UnboundedSender<FileInfo>,
     /// Set in the view a downloader nobody vouched for gets: only these files are in it.
     only: Option<super::public::Public>,
+    /// Chunk bytes sent and received by this peer in all.
+    traffic: Arc<super::traffic::Traffic>,
 }
 
 impl Shares {
@@ -241,7 +243,7 @@ impl Shares {
     /// shared file), for the tracker to hear of.
     pub fn new() -> (Shares, mpsc::UnboundedReceiver<FileInfo>) {
         let (withdrawn, gone) = mpsc::unbounded_channel();
-        (Shares { files: Arc::default(), withdrawn, only: None }, gone)
+        (Shares { files: Arc::default(), withdrawn, only: None, traffic: Arc::default() }, gone)
     }
 
     /// The same shares, seen by a downloader no tracker vouched for: only `public` files.
@@ -324,8 +326,14 @@ impl Shares {
         all
     }
 
+    /// This peer's chunk traffic in all, sent and received.
+    pub fn traffic(&self) -> &super::traffic::Traffic {
+        &self.traffic
+    }
+
     /// Counts a chunk of `bytes` sent from file `id` to the downloader at `to`.
     pub fn count_sent(&self, id: &FileId, bytes: usize, to: SocketAddr) {
+        self.traffic.sent(bytes as u64);
         if let Some(file) = self.get(id) {
             file.sent.0.fetch_add(1, Ordering::Relaxed);
             file.sent.1.fetch_add(bytes as u64, Ordering::Relaxed);

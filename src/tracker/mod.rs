@@ -212,6 +212,7 @@ impl Tracker {
         self.inner.metrics.expired(expired.len());
         for peer in expired {
             let detail = format!("silent for over {:.1} s", self.inner.peer_timeout.as_secs_f64());
+            self.inner.links.close(&peer, close::EXPIRED, b"silent past the tracker's timeout; register again");
             self.record(Event::now(EventKind::Expire, &peer, detail));
         }
     }

@@ -90,6 +90,15 @@ impl Links {
         self.lock().insert(peer.to_string(), Entry { session, conn, fingerprint, introduced, asks });
     }
 
+    /// Closes the connection `peer` registered on, if it still has one: the expiry sweep tells
+    /// a peer it forgot at once, so the peer registers again instead of heartbeating into
+    /// nothing.
+    pub fn close(&self, peer: &str, code: quinn::VarInt, reason: &[u8]) {
+        if let Some(entry) = self.lock().remove(peer) {
+            entry.conn.close(code, reason);
+        }
+    }
+
     /// Forgets `peer`'s session `session` (a newer session of the same id stays).
     pub fn remove(&self, peer: &str, session: u64) {
         let mut entries = self.lock();

@@ -1,4 +1,5 @@
-//! One peer's connection to the tracker: register first, then one request per stream.
+//! One peer's connection to the tracker: register first, then one request per stream, and
+//! heartbeats in datagrams ([`PeerDatagram`]).
 //!
 //! The first bidirectional stream must carry `Register`; it binds the connection to a peer id
 //! and the certificate the peer presented. Every later stream carries one request that acts on
@@ -23,7 +24,10 @@ use super::{Tracker, reply};
 use crate::logbook::{Event, EventKind};
 use crate::net::limits::{RateLimit, Slot};
 use crate::net::tls::remote_fingerprint;
-use crate::protocol::{self, Fingerprint, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+use crate::protocol::{
+    self, Fingerprint, MAX_DATAGRAM_FRAME, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, PeerDatagram, TrackerRequest, TrackerResponse,
+    close,
+};
 
 /// How long a peer may take to send one request frame once it opened the stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +38,9 @@ const MAX_IN_FLIGHT: usize = 8;
 const REQUESTS_PER_SECOND: u32 = 100;
 /// Requests one session may make at once after being quiet.
 const REQUEST_BURST: u32 = 200;
+/// Least time between two heartbeat datagrams of one session that are both looked at: an
+/// honest peer sends one every few seconds.
+const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
 
 /// Who is on the other end of a registered connection.
 struct Session {
@@ -60,6 +67,7 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
     }
     let mut requests = JoinSet::new();
     let mut bucket = RateLimit::new(REQUESTS_PER_SECOND, REQUEST_BURST, Instant::now());
+    let mut last_beat = None;
     let reason = loop {
         let wait = bucket.wait(Instant::now());
         let ready = wait.is_zero() && requests.len() < MAX_IN_FLIGHT;
@@ -70,6 +78,14 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
             }
             reason = conn.closed() => break reason,
             Some(_) = requests.join_next() => {}
+            datagram = conn.read_datagram() => match datagram {
+                Ok(bytes) => {
+                    if heartbeat(&tracker, &session, &bytes, &mut last_beat) == Beat::Forgotten {
+                        conn.close(close::EXPIRED, b"not registered (expired); register again");
+                    }
+                }
+                Err(reason) => break reason,
+            },
             _ = tokio::time::sleep(wait), if !wait.is_zero() => {}
             stream = conn.accept_bi(), if ready => match stream {
                 Ok((send, recv)) => {
@@ -83,6 +99,43 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
         }
     };
     closed(&tracker, &session, reason);
+}
+
+/// What became of one heartbeat datagram.
+#[derive(Debug, PartialEq, Eq)]
+enum Beat {
+    /// Recorded.
+    Taken,
+    /// Malformed, of another version, or too soon after the last: dropped, as a lost one is.
+    Dropped,
+    /// The registry no longer lists this session's peer (it expired): it must register again.
+    Forgotten,
+}
+
+/// Records one heartbeat datagram. At most one every [`MIN_BEAT_GAP`] is looked at, so a
+/// flood of datagrams costs a comparison each, never the registry's lock.
+fn heartbeat(tracker: &Tracker, session: &Session, bytes: &[u8], last: &mut Option<Instant>) -> Beat {
+    let now = Instant::now();
+    if last.is_some_and(|at| now.saturating_duration_since(at) < MIN_BEAT_GAP) {
+        return Beat::Dropped;
+    }
+    let beat = match protocol::decode_datagram::<PeerDatagram>(bytes, MAX_DATAGRAM_FRAME) {
+        Ok(PeerDatagram::Alive(beat)) if beat.version == PROTOCOL_VERSION => beat,
+        Ok(PeerDatagram::Alive(_)) | Err(_) => {
+            tracker.metrics().error();
+            return Beat::Dropped;
+        }
+    };
+    *last = Some(now);
+    tracker.metrics().request(&TrackerRequest::Alive);
+    let beat = tracker.registry().beat(&session.peer, session.id, now, beat.uploaded, beat.downloaded);
+    match beat {
+        Ok(()) => {
+            tracker.record(Event::now(EventKind::Alive, &session.peer, ""));
+            Beat::Taken
+        }
+        Err(_) => Beat::Forgotten,
+    }
 }
 
 /// Reads the first request, which must be `Register`, and records the peer.

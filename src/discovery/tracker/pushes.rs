@@ -1,5 +1,6 @@
-//! What the tracker pushes to us on our connection to it: today only [`TrackerPush::Punch`],
-//! an introduction to a downloader that cannot reach us directly (see `tracker::rendezvous`).
+//! What the tracker pushes to us on our connection to it: [`TrackerPush::Punch`], an
+//! introduction to a downloader that cannot reach us directly (see `tracker::rendezvous`), and
+//! [`TrackerPush::Pace`], a slower heartbeat while the tracker is busy.
 //!
 //! Each push arrives on a unidirectional stream the tracker opens, one message a stream, read
 //! through the codec with [`MAX_PUSH_FRAME`] as its limit. For a punch we wait as told, then
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::{Connection, Endpoint, RecvStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::protocol::{self, MAX_PUSH_FRAME, MAX_START_IN_MS, PROTOCOL_VERSION, TrackerPush};
@@ -33,8 +34,9 @@ const PUNCHES_AT_ONCE: usize = 32;
 /// How long the tracker may take to send one push once it opened its stream.
 const PUSH_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves the tracker's pushes on `conn` until it closes.
-pub(super) async fn serve(conn: &Connection, endpoint: &Endpoint) {
+/// Serves the tracker's pushes on `conn` until it closes; a pace it asks for goes to `pace`.
+pub(super) async fn serve(conn: &Connection, endpoint: &Endpoint, pace: watch::Sender<Option<Duration>>) {
+    let pace = Arc::new(pace);
     let config = match crate::net::tls::punch_config(PUNCH_LIFETIME) {
         Ok(config) => config,
         Err(err) => {
@@ -50,16 +52,16 @@ pub(super) async fn serve(conn: &Connection, endpoint: &Endpoint) {
             tracing::debug!("too many punches under way; a push is ignored");
             continue;
         };
-        let (endpoint, config) = (endpoint.clone(), config.clone());
+        let (endpoint, config, pace) = (endpoint.clone(), config.clone(), pace.clone());
         crate::net::task::spawn_in(&mut work, tracing::debug_span!("push"), async move {
             let _permit = permit;
-            handle(stream, &endpoint, config).await;
+            handle(stream, &endpoint, config, &pace).await;
         });
     }
 }
 
 /// Reads one push and acts on it.
-async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::ClientConfig) {
+async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::ClientConfig, pace: &watch::Sender<Option<Duration>>) {
     let push = tokio::time::timeout(PUSH_READ_TIMEOUT, protocol::read_frame::<_, TrackerPush>(&mut stream, MAX_PUSH_FRAME)).await;
     match push {
         Ok(Ok(TrackerPush::Punch { version: PROTOCOL_VERSION, peer_id, addr, start_in_ms })) => {
@@ -69,6 +71,10 @@ async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::Clie
             punch(endpoint, config, addr).await;
         }
         Ok(Ok(TrackerPush::Punch { version, .. })) => tracing::debug!(version, "a punch of another protocol version is ignored"),
+        Ok(Ok(TrackerPush::Pace { heartbeat_ms, expiry_ms })) => {
+            tracing::debug!(heartbeat_ms, expiry_ms, "the tracker asks for a heartbeat pace");
+            pace.send_replace(Some(Duration::from_millis(heartbeat_ms.into())));
+        }
         Ok(Err(err)) => tracing::debug!("bad push from the tracker: {err}"),
         Err(_) => tracing::debug!("the tracker's push timed out"),
     }

@@ -1,15 +1,18 @@
 //! One connection's life on the peer's side: dial every address of the tracker at once,
 //! register with what fits one frame (the rest follows in `ShareMany`), then heartbeat until
-//! the connection fails or the tracker forgets us. The reconnecting loop around it is in
+//! the connection fails or the tracker forgets us. Heartbeats go in datagrams (one packet, no
+//! stream) at our interval or the slower pace the tracker asks for when it is busy. The reconnecting loop around it is in
 //! [`super::TrackerLink::run`].
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use quinn::{Connection, Endpoint};
+use quinn::{Connection, ConnectionError, Endpoint};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::{BUSY_WAIT, Ended, NO_TRACKER, REQUEST_TIMEOUT, TrackerLink, busy, exchange, pushes};
-use crate::protocol::{PROTOCOL_VERSION, TrackerRequest, TrackerResponse, close};
+use crate::protocol::{Heartbeat, MAX_HEARTBEAT_MS, PROTOCOL_VERSION, PeerDatagram, TrackerRequest, TrackerResponse, close};
 use crate::store::shares::Shares;
 
 impl TrackerLink {
@@ -42,11 +45,12 @@ impl TrackerLink {
         self.set(Some(conn.clone()));
         *was_up = true;
         self.notify(format!("connected to tracker {} as peer {id}", self.shown()));
-        let work = async { tokio::join!(heartbeats(&conn, heartbeat), share_rest(&conn, rest)).0 };
+        let (pace, paced) = watch::channel(None);
+        let work = async { tokio::join!(heartbeats(&conn, heartbeat, paced, shares), share_rest(&conn, rest)).0 };
         // Pushes end only with the connection, which the heartbeats notice too.
         let reason = tokio::select! {
             reason = work => reason,
-            () = pushes::serve(&conn, endpoint) => "the tracker closed the connection".to_string(),
+            () = pushes::serve(&conn, endpoint, pace) => "the tracker closed the connection".to_string(),
         };
         self.set(None);
         conn.close(close::DONE, b"reconnecting");
@@ -81,32 +85,121 @@ impl TrackerLink {
     }
 }
 
-/// Sends `alive` every `period` until the connection fails or the tracker forgets us.
-async fn heartbeats(conn: &Connection, period: Duration) -> String {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+/// Sends a heartbeat every `base` (or at the slower pace the tracker pushes) until the
+/// connection fails or the tracker forgets us.
+async fn heartbeats(conn: &Connection, base: Duration, mut pace: watch::Receiver<Option<Duration>>, shares: &Shares) -> String {
+    let mut beats = Beats::new(conn);
+    let mut period = base;
+    let mut next = Instant::now() + period;
+    let mut paced = true;
     loop {
         tokio::select! {
-            reason = conn.closed() => return reason.to_string(),
-            _ = tick.tick() => {}
+            reason = conn.closed() => return ended(reason),
+            changed = pace.changed(), if paced => {
+                // The pushes end with the connection; the heartbeats notice that themselves.
+                paced = changed.is_ok();
+                let told = *pace.borrow_and_update();
+                period = paced_period(base, told);
+                tracing::debug!(?period, "heartbeat pace");
+                next = next.min(Instant::now() + period);
+                continue;
+            }
+            () = tokio::time::sleep_until(next) => {}
         }
-        match tokio::time::timeout(alive_timeout(period), exchange(conn, &TrackerRequest::Alive)).await {
-            Ok(Ok(TrackerResponse::Ok)) => {}
-            Ok(Ok(
-                TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. } | TrackerResponse::RetryLater { reason, .. },
-            )) => return format!("tracker says: {reason}"),
-            Ok(Ok(_)) => return "unexpected answer to alive".into(),
-            Ok(Err(err)) => return format!("{err:#}"),
-            Err(_) => return "heartbeat timed out".into(),
+        next = Instant::now() + period;
+        if let Err(reason) = beats.send(conn, period, shares.traffic().totals()).await {
+            return reason;
         }
     }
 }
 
-/// How long an `alive` may go unanswered: two heartbeats (at least a second, at most the
-/// request timeout), so a vanished tracker is noticed quickly and reconnection starts.
+/// The interval to heartbeat at: ours, or the tracker's if it asked for a longer one (capped
+/// at [`MAX_HEARTBEAT_MS`], so the NAT mapping towards the tracker stays open).
+fn paced_period(base: Duration, told: Option<Duration>) -> Duration {
+    let cap = Duration::from_millis(MAX_HEARTBEAT_MS.into());
+    told.map_or(base, |told| base.max(told.min(cap)))
+}
+
+/// Why the connection ended, for a person.
+fn ended(reason: ConnectionError) -> String {
+    match reason {
+        ConnectionError::ApplicationClosed(c) if c.error_code == close::EXPIRED => {
+            "the tracker forgot us (our heartbeats did not reach it in time)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// One connection's heartbeats: in datagrams while the tracker takes them, else on streams.
+struct Beats {
+    /// Heartbeats sent on this connection.
+    seq: u32,
+    /// Whether heartbeats go in datagrams (the tracker takes them).
+    datagrams: bool,
+    /// UDP datagrams received from the tracker when last counted, and when that count last moved.
+    heard: (u64, Instant),
+}
+
+impl Beats {
+    fn new(conn: &Connection) -> Beats {
+        Beats { seq: 0, datagrams: conn.max_datagram_size().is_some(), heard: (conn.stats().udp_rx.datagrams, Instant::now()) }
+    }
+
+    /// Sends one heartbeat; an error says why the tracker is to be given up on.
+    async fn send(&mut self, conn: &Connection, period: Duration, (uploaded, downloaded): (u64, u64)) -> Result<(), String> {
+        let beat = Heartbeat { version: PROTOCOL_VERSION, seq: self.seq, uploaded, downloaded };
+        self.seq = self.seq.wrapping_add(1);
+        if self.datagrams {
+            let frame = crate::protocol::encode(&PeerDatagram::Alive(beat)).map_err(|e| e.to_string())?;
+            match conn.send_datagram(frame.into()) {
+                Ok(()) => return self.still_heard(conn, period),
+                Err(quinn::SendDatagramError::ConnectionLost(reason)) => return Err(ended(reason)),
+                // The tracker takes no datagrams after all: streams, from now on.
+                Err(err) => {
+                    tracing::debug!("heartbeats on streams: {err}");
+                    self.datagrams = false;
+                }
+            }
+        }
+        alive_on_stream(conn, period).await
+    }
+
+    /// A datagram is not answered, only acknowledged: the tracker is gone when nothing at all
+    /// has come from it for [`alive_timeout`].
+    fn still_heard(&mut self, conn: &Connection, period: Duration) -> Result<(), String> {
+        let (count, since) = self.heard;
+        let now = Instant::now();
+        let received = conn.stats().udp_rx.datagrams;
+        if received != count {
+            self.heard = (received, now);
+            return Ok(());
+        }
+        let silent = now.saturating_duration_since(since);
+        match silent > alive_timeout(period) {
+            true => Err(format!("heartbeat not acknowledged: nothing from the tracker for {:.1} s", silent.as_secs_f64())),
+            false => Ok(()),
+        }
+    }
+}
+
+/// One `Alive` request on its own stream, for a tracker that takes no datagrams.
+async fn alive_on_stream(conn: &Connection, period: Duration) -> Result<(), String> {
+    match tokio::time::timeout(alive_timeout(period), exchange(conn, &TrackerRequest::Alive)).await {
+        Ok(Ok(TrackerResponse::Ok)) => Ok(()),
+        Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. } | TrackerResponse::RetryLater { reason, .. })) => {
+            Err(format!("tracker says: {reason}"))
+        }
+        Ok(Ok(_)) => Err("unexpected answer to alive".into()),
+        Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(_) => Err("heartbeat timed out".into()),
+    }
+}
+
+/// How long a heartbeat may go unacknowledged: two heartbeats (at least a second), so a
+/// vanished tracker is noticed soon and reconnection starts, and one heartbeat's own span
+/// never counts as silence.
 fn alive_timeout(heartbeat: Duration) -> Duration {
-    (heartbeat * 2).clamp(Duration::from_secs(1), REQUEST_TIMEOUT)
+    (heartbeat * 2).max(Duration::from_secs(1))
 }
 
 /// Announces the shares that did not fit the registration, a request frame at a time; stops

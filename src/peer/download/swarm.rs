@@ -335,6 +335,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             partial: !h.complete,
         };
         self.ctx.log.append(&record);
+        self.ctx.shares.traffic().received(bytes);
         let _ = self.ctx.events.send(Progress::Chunk { bytes });
         bytes
     }

@@ -38,6 +38,7 @@ impl Peer {
         for holder in holders.iter().cycle().skip(start).take(holders.len()) {
             match self.small_from(file, holder, path).await {
                 Ok(manifest) => {
+                    self.inner.shares.traffic().received(file.info.size);
                     let _ = events.send(Progress::Chunk { bytes: file.info.size });
                     let (info, path) = (file.info.clone(), file.path.clone());
                     return Ok(Fetched { path, info, manifest, from: vec![(holder.peer_id.clone(), 1)], resumed: 0, resumed_bytes: 0 });

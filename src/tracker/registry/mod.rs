@@ -12,6 +12,7 @@
 
 mod index;
 mod peers;
+mod transfer;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
 use index::{FileEntry, FileIndex};
 use peers::PeerTable;
+pub use transfer::Transfer;
 
 /// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded
 /// (about 300 bytes each: at most 30 MiB per peer). A folder's files count one each, so this
@@ -74,6 +76,8 @@ pub struct PeerEntry {
     pub mapped: Option<SocketAddr>,
     /// How many times a downloader that could not reach it directly was introduced to it.
     pub introduced: u32,
+    /// What it says it has moved, from its heartbeats.
+    pub transfer: Transfer,
 }
 
 impl PeerEntry {
@@ -110,6 +114,8 @@ pub struct PeerRow {
     pub fingerprint: Fingerprint,
     /// How downloaders reach it ([`PeerEntry::reach`]).
     pub reach: String,
+    /// (upload, download) rates it reports, bytes per second.
+    pub rates: (u64, u64),
 }
 
 /// Why the registry refused a request.
@@ -160,6 +166,8 @@ pub struct Registry {
     files: FileIndex,
     /// (peer, file) listings in all: the sum of every peer's files, kept as they change.
     listings: usize,
+    /// The sum of live peers' reported (upload, download) rates, kept as reports arrive.
+    rates: (u64, u64),
     limits: Limits,
 }
 
@@ -186,7 +194,16 @@ impl Registry {
             self.remove(id);
         }
         self.admit(&fingerprint, addr)?;
-        let entry = PeerEntry { fingerprint, addr, last_alive: now, session, files: BTreeSet::new(), mapped: None, introduced: 0 };
+        let entry = PeerEntry {
+            fingerprint,
+            addr,
+            last_alive: now,
+            session,
+            files: BTreeSet::new(),
+            mapped: None,
+            introduced: 0,
+            transfer: Transfer::default(),
+        };
         self.peers.insert(id, entry);
         Ok(())
     }
@@ -213,6 +230,21 @@ impl Registry {
         }
         self.peers.touch(id, now);
         Ok(())
+    }
+
+    /// Records a heartbeat that carries the peer's transfer totals.
+    pub fn beat(&mut self, id: &str, session: u64, now: Instant, uploaded: u64, downloaded: u64) -> Result<(), RegistryError> {
+        self.alive(id, session, now)?;
+        let before = self.peers.get(id).map(|p| p.transfer.rates()).unwrap_or_default();
+        let after = self.peers.report(id, uploaded, downloaded, now);
+        let (up, down) = self.rates;
+        self.rates = (up.saturating_sub(before.0).saturating_add(after.0), down.saturating_sub(before.1).saturating_add(after.1));
+        Ok(())
+    }
+
+    /// The swarm's (upload, download) rates: the sum of what live peers last reported.
+    pub fn rates(&self) -> (u64, u64) {
+        self.rates
     }
 
     /// Records that `id` holds `file`; returns whether that is news (not a repeat of a listing
@@ -276,6 +308,8 @@ impl Registry {
     fn remove(&mut self, id: &str) {
         let Some(peer) = self.peers.remove(id) else { return };
         self.listings -= peer.files.len();
+        let (up, down) = peer.transfer.rates();
+        self.rates = (self.rates.0.saturating_sub(up), self.rates.1.saturating_sub(down));
         for file in &peer.files {
             self.files.remove_holder(id, file);
         }
@@ -362,6 +396,7 @@ impl Registry {
                 last_alive: p.last_alive,
                 fingerprint: p.fingerprint,
                 reach: p.reach(),
+                rates: p.transfer.rates(),
             })
         };
         ids.into_iter().filter_map(row).collect()

@@ -108,6 +108,13 @@ impl PeerTable {
         peer.last_alive = now;
     }
 
+    /// Takes `id`'s reported transfer totals; returns its rates after.
+    pub fn report(&mut self, id: &str, uploaded: u64, downloaded: u64, now: Instant) -> (u64, u64) {
+        let Some(peer) = self.by_id.get_mut(id) else { return (0, 0) };
+        peer.transfer.report(uploaded, downloaded, now);
+        peer.transfer.rates()
+    }
+
     /// Ids of the peers silent for longer than `timeout` at `now`, oldest first; looks at
     /// those only.
     pub fn silent(&self, now: Instant, timeout: Duration) -> Vec<String> {

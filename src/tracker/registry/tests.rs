@@ -207,3 +207,21 @@ fn peer_rows_are_the_first_by_id_with_their_file_counts() {
     assert_eq!(r.peer_rows(100).len(), 9);
     assert!(r.peer_rows(0).is_empty());
 }
+
+#[test]
+fn swarm_rates_are_the_sum_of_live_peers_reports_and_a_peer_that_leaves_takes_its_share() {
+    let (mut r, t) = with_peers(2);
+    let later = t + Duration::from_secs(1);
+    for (id, session) in [("1", 1), ("2", 2)] {
+        r.beat(id, session, t, 0, 0).unwrap();
+    }
+    r.beat("1", 1, later, 1_000, 3_000).unwrap();
+    r.beat("2", 2, later, 500, 0).unwrap();
+    assert_eq!(r.rates(), (1_500, 3_000));
+    assert_eq!(r.peer_rows(10).iter().map(|p| p.rates).collect::<Vec<_>>(), [(1_000, 3_000), (500, 0)]);
+    assert_eq!(r.beat("2", 1, later, 0, 0), Err(RegistryError::NotRegistered), "a beat counts for its own session only");
+    assert!(r.leave("1", 1));
+    assert_eq!(r.rates(), (500, 0));
+    assert_eq!(r.expire(t + Duration::from_secs(60), Duration::from_secs(15)), ["2"]);
+    assert_eq!(r.rates(), (0, 0));
+}
