@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{Swarm, TIMEOUT};
 use prometheus::exposition;
+use serde_json::json;
 
 /// `METHOD path` on `addr` with an optional JSON body: the status line and the body, read to
 /// its `Content-Length` (ChromeDriver keeps the connection open after it), else to the end.
@@ -142,6 +143,7 @@ fn the_dashboard_shows_live_peers_and_files_and_metrics_count_requests() {
     assert_eq!(state["peers"], 1, "{state}");
     assert_eq!(state["peer_rows"][0]["id"], "alice");
     assert_eq!(state["peer_rows"][0]["reached"], "direct", "on loopback, nobody needed an introduction");
+    assert_eq!((&state["peer_rows"][0]["upload_bps"], &state["download_bps"]), (&json!(0), &json!(0)), "nothing moved yet");
     assert_eq!(state["file_rows"][0]["name"], "<img src=x onerror=alert(1)>.txt", "names as given, escaped by JSON only");
     assert_eq!(state["file_rows"][0]["holders"], 1);
     // The event log is written by a thread of its own: the events land within moments.
@@ -162,7 +164,7 @@ fn the_dashboard_shows_live_peers_and_files_and_metrics_count_requests() {
     assert_eq!(samples["p2pq_tracker_requests_total{kind=\"share\"}"], 1.0, "{metrics}");
     assert_eq!(samples["p2pq_tracker_registrations_total"], 1.0, "{metrics}");
     assert_eq!(samples["p2pq_tracker_request_duration_seconds_count{kind=\"share\"}"], 1.0, "the share was timed: {metrics}");
-    assert!(samples["p2pq_tracker_request_duration_seconds_count{kind=\"alive\"}"] >= 1.0, "{metrics}");
+    assert_eq!(samples["p2pq_tracker_upload_bytes_per_second"], 0.0, "nothing moved: {metrics}");
     assert!(samples["p2pq_tracker_request_duration_seconds_sum{kind=\"share\"}"] > 0.0, "{metrics}");
     assert_eq!(samples["p2pq_tracker_refusals_total{reason=\"id_taken\"}"], 0.0, "{metrics}");
 

@@ -71,12 +71,15 @@ async fn state(State(app): State<App>) -> Response {
 /// the counters (blocking: it reads the end of the event log).
 pub fn snapshot(tracker: &Tracker) -> Value {
     let (peers, files, listings) = tracker.counts();
+    let (up, down) = tracker.rates();
     let peer_rows: Vec<Value> = tracker
         .peer_rows(ROWS)
         .into_iter()
         .map(|p| {
             let ago = p.last_alive.elapsed().as_millis() as u64;
-            json!({"id": p.id, "addr": p.addr.to_string(), "reached": p.reach, "files": p.files, "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
+            let (up, down) = p.rates;
+            json!({"id": p.id, "addr": p.addr.to_string(), "reached": p.reach, "files": p.files, "last_alive_ms_ago": ago,
+                "fingerprint": p.fingerprint.to_hex(), "upload_bps": up, "download_bps": down})
         })
         .collect();
     let file_rows: Vec<Value> = tracker
@@ -92,6 +95,8 @@ pub fn snapshot(tracker: &Tracker) -> Value {
         "peers": peers,
         "files": files,
         "listings": listings,
+        "upload_bps": up,
+        "download_bps": down,
         "metrics": tracker.metrics().snapshot(),
         "peer_rows": peer_rows,
         "file_rows": file_rows,
@@ -128,6 +133,9 @@ pub fn prometheus(tracker: &Tracker) -> String {
     single("p2pq_tracker_peers", "Live registered peers.", "gauge", peers as u64);
     single("p2pq_tracker_files", "Files known.", "gauge", files as u64);
     single("p2pq_tracker_listings", "(peer, file) listings kept.", "gauge", listings as u64);
+    let (up, down) = tracker.rates();
+    single("p2pq_tracker_upload_bytes_per_second", "Upload rate of the swarm, as its live peers last reported.", "gauge", up);
+    single("p2pq_tracker_download_bytes_per_second", "Download rate of the swarm, as its live peers last reported.", "gauge", down);
     single("p2pq_tracker_uptime_seconds", "Seconds since the tracker started.", "counter", tracker.uptime().as_secs());
     single("p2pq_tracker_registrations_total", "Registrations accepted.", "counter", m.registered);
     single("p2pq_tracker_turned_away_total", "Connections that did not register (refused, or no registration).", "counter", m.turned_away);

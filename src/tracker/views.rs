@@ -20,4 +20,10 @@ impl Tracker {
         let tail = Filter { tail: Some(most), ..Filter::default() };
         Ok(tail.events(events.into_iter().filter(|e| e.kind != EventKind::Alive).collect()))
     }
+
+    /// The swarm's (upload, download) rates in bytes per second: the sum of what live peers
+    /// last reported in their heartbeats (kept as reports arrive).
+    pub fn rates(&self) -> (u64, u64) {
+        self.registry().rates()
+    }
 }
