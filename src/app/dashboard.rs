@@ -4,10 +4,12 @@
 //! pushed to it by `/api/events` ([`sse`]: server-sent events, one snapshot a second at most,
 //! shared by every viewer); `/api/state` the same snapshot once, for scripts (live peers and
 //! files, the first [`ROWS`] of each, the last [`EVENTS`] events, the totals and counters);
-//! and `/metrics` the counters in Prometheus' text format. Each snapshot costs what it shows:
-//! counts are kept by the registry, the rows are the first by id or name (never the whole swarm
-//! copied), the lock is held only while they are read, and the events come from the end of the
-//! log only. Nothing here can change the tracker. It shows the addresses of the peers: bind it
+//! and `/metrics` the counters in Prometheus' text format. Counts are kept by the registry, the
+//! rows are the first by id or name (never the whole swarm copied), the lock is held only
+//! while they are read, and the events come from the end of the log only; two costs still grow
+//! with the swarm (finding the first peers by id looks at every id, and a listed file's holders
+//! are copied to be counted), so the stream paces itself by what a snapshot took
+//! (`sse::COST_SHARE`). Nothing here can change the tracker. It shows the addresses of the peers: bind it
 //! to loopback (the default of the example) unless the people who can reach it may see them.
 
 mod sse;
