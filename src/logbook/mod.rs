@@ -203,6 +203,19 @@ impl<T: Serialize + DeserializeOwned> Logbook<T> {
         read_lines(&self.path, &mut records)?;
         Ok(records)
     }
+
+    /// The records in the last `window` bytes of the log (reaching into the rotated file when
+    /// the current one is shorter), oldest first: what a live view shows, at a cost bounded by
+    /// `window` however long the log. It does not wait for records still queued (blocking).
+    pub fn read_tail(&self, window: u64) -> io::Result<Vec<T>> {
+        let (current, len) = tail(&self.path, window)?;
+        let mut text = match window.saturating_sub(len) {
+            0 => Vec::new(),
+            rest => tail(&rotated(&self.path), rest)?.0,
+        };
+        text.extend(current);
+        Ok(text.split(|b| *b == b'\n').filter_map(|line| serde_json::from_slice(line).ok()).collect())
+    }
 }
 
 impl<T> Drop for Logbook<T> {
@@ -299,6 +312,28 @@ fn read_lines<T: DeserializeOwned>(path: &Path, records: &mut Vec<T>) -> io::Res
     Ok(())
 }
 
+/// The whole lines in the last `window` bytes of the file at `path` (none if there is no file),
+/// and the file's length.
+fn tail(path: &Path, window: u64) -> io::Result<(Vec<u8>, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    // One byte before the window too: whether it is a newline tells if the window starts a line.
+    let start = len.saturating_sub(window.saturating_add(1));
+    file.seek(SeekFrom::Start(start))?;
+    let mut text = Vec::new();
+    file.take(len - start).read_to_end(&mut text)?;
+    if start > 0 || len > window {
+        let first = text.iter().position(|b| *b == b'\n').map_or(text.len(), |at| at + 1);
+        text.drain(..first);
+    }
+    Ok((text, len))
+}
+
 /// Ends a torn last line (a crash mid-write) so the next record starts on a line of its own.
 fn end_with_newline(file: &mut File) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
@@ -332,14 +367,20 @@ mod tests {
         assert!(events[0].is_about("a.txt") && events[0].is_about("abab"));
     }
 
+    /// A log in `dir` rotated at 4 KiB, with heartbeats of peers "0" to `n - 1` appended.
+    fn rotating_log(dir: &Path, n: u32) -> (PathBuf, Logbook<Event>) {
+        let path = dir.join("events.jsonl");
+        let log = Logbook::<Event>::open_rotating_at(&path, 4096).unwrap();
+        for i in 0..n {
+            log.append(&Event::now(EventKind::Alive, &i.to_string(), ""));
+        }
+        (path, log)
+    }
+
     #[test]
     fn a_full_log_is_rotated_and_both_files_are_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let log = Logbook::<Event>::open_rotating_at(&path, 4096).unwrap();
-        for i in 0..200 {
-            log.append(&Event::now(EventKind::Alive, &i.to_string(), ""));
-        }
+        let (path, log) = rotating_log(dir.path(), 200);
         let events = log.read_all().unwrap();
         let on_disk = fs::metadata(&path).unwrap().len() + fs::metadata(dir.path().join("events.jsonl.1")).unwrap().len();
         assert!(on_disk <= 2 * 4096 + 200, "{on_disk} bytes kept for a 4 KiB log");
@@ -347,5 +388,25 @@ mod tests {
         assert_eq!(events.last().map(|e| e.peer.as_str()), Some("199"), "the newest are kept, in order");
         let peers: Vec<u32> = events.iter().filter_map(|e| e.peer.parse().ok()).collect();
         assert!(peers.windows(2).all(|w| w[0] + 1 == w[1]), "the rotated file is read first");
+    }
+
+    #[test]
+    fn the_tail_reads_only_the_last_whole_lines_and_reaches_into_the_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, log) = rotating_log(dir.path(), 100);
+        log.flush();
+        let line = fs::read_to_string(&path).unwrap().lines().last().unwrap().len() as u64 + 1;
+        let peers = |events: Vec<Event>| events.iter().map(|e| e.peer.parse::<u32>().unwrap()).collect::<Vec<_>>();
+        assert_eq!(peers(log.read_tail(3 * line).unwrap()), [97, 98, 99], "three lines exactly");
+        assert_eq!(peers(log.read_tail(3 * line - 1).unwrap()), [98, 99], "a line cut by the window is left out");
+        assert!(fs::metadata(dir.path().join("events.jsonl.1")).is_ok(), "100 events rotated a 4 KiB log");
+        let current = fs::metadata(&path).unwrap().len();
+        let across = peers(log.read_tail(current + 2 * line).unwrap());
+        assert!(across.len() > 2 && across.windows(2).all(|w| w[0] + 1 == w[1]), "the rotated file's last lines first: {across:?}");
+        assert_eq!(across.last(), Some(&99));
+        let all = log.read_all().unwrap().len();
+        assert_eq!(log.read_tail(1 << 20).unwrap().len(), all, "a window past both files reads them whole");
+        let empty = Logbook::<Event>::open(&dir.path().join("new.jsonl")).unwrap();
+        assert!(empty.read_tail(1024).unwrap().is_empty());
     }
 }

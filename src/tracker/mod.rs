@@ -10,6 +10,7 @@ pub mod registry;
 mod rendezvous;
 mod reply;
 mod session;
+mod views;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -143,6 +143,7 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
     let fingerprint = remote_fingerprint(conn)?;
     let (mut send, mut recv) = tokio::time::timeout(REQUEST_TIMEOUT, conn.accept_bi()).await.context("no registration")??;
     let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
+    tracker.metrics().first_request(&request);
     let (version, peer_id, files) = match request {
         Ok(TrackerRequest::Register { version, peer_id, files }) => (version, peer_id, files),
         Ok(_) => return refuse(conn, &mut send, for_good("the first request must be Register")).await,
@@ -150,15 +151,18 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
     };
     if version != PROTOCOL_VERSION {
         let msg = format!("protocol version {version} is not supported (this tracker speaks {PROTOCOL_VERSION})");
+        tracker.metrics().refused(super::metrics::Refusal::Version);
         return refuse(conn, &mut send, for_good(&msg)).await;
     }
     if let Err(msg) = protocol::check_peer_id(&peer_id) {
+        tracker.metrics().refused(super::metrics::Refusal::BadId);
         return refuse(conn, &mut send, for_good(&msg)).await;
     }
     let addr = conn.remote_address();
     let session = Session { peer: peer_id, id: conn.stable_id() as u64 };
     let registered = tracker.registry().register(&session.peer, fingerprint, addr, session.id, Instant::now());
     if let Err(err) = registered {
+        tracker.metrics().refused(super::metrics::Refusal::of(&err));
         tracker.record(Event::now(EventKind::Refused, &session.peer, err.to_string()));
         return refuse(conn, &mut send, refusal(tracker, &err)).await;
     }
@@ -205,6 +209,7 @@ async fn refuse<T>(conn: &Connection, send: &mut SendStream, (answer, reason): (
 /// Reads one request, acts on it, writes the response.
 async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, peer: &str, session: u64) {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
+    let timer = super::metrics::Timer::start(&request);
     let response = match request {
         // The one request that waits on another connection (the holder's), so not in `act`.
         Ok(Ok(TrackerRequest::Introduce { peer_id, fingerprint })) => {
@@ -228,6 +233,7 @@ async fn answer(mut send: SendStream, mut recv: RecvStream, tracker: &Tracker, p
     if let Err(err) = respond(&mut send, &response).await {
         tracing::debug!(peer, "cannot answer: {err:#}");
     }
+    tracker.metrics().answered(timer);
 }
 
 /// The registry side of each request.
