@@ -85,11 +85,11 @@ pub fn snapshot(tracker: &Tracker) -> Value {
         })
         .collect();
     let file_rows: Vec<Value> = tracker
-        .first_files_upto(ROWS)
+        .file_rows(ROWS)
         .into_iter()
-        .map(|m| {
-            let bytes = m.file.folder.map_or(m.file.size, |f| f.bytes);
-            json!({"name": m.file.name, "id": m.file.id.to_hex(), "size": m.file.size, "bytes": bytes, "folder": m.file.folder, "holders": m.holders.len()})
+        .map(|(file, holders)| {
+            let bytes = file.folder.map_or(file.size, |f| f.bytes);
+            json!({"name": file.name, "id": file.id.to_hex(), "size": file.size, "bytes": bytes, "folder": file.folder, "holders": holders})
         })
         .collect();
     json!({

@@ -122,6 +122,11 @@ impl Tracker {
         self.inner.turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The holders a reply names: one reply's worth, the next run of them each time.
+    fn listed(&self) -> registry::Listed {
+        registry::Listed::Turn(self.turn(), reply::HOLDERS_PER_FILE)
+    }
+
     /// Appends an event to the log.
     fn record(&self, event: Event) {
         self.inner.log.append(&event);
@@ -147,9 +152,9 @@ impl Tracker {
         self.registry().peer_rows(limit)
     }
 
-    /// The first `limit` files by name, with their holders.
-    pub fn first_files_upto(&self, limit: usize) -> Vec<FileMatch> {
-        self.files_page(None, limit.min(registry::MAX_PAGE)).0
+    /// The first `limit` files by name, with how many live holders each has.
+    pub fn file_rows(&self, limit: usize) -> Vec<(crate::protocol::FileInfo, usize)> {
+        self.registry().file_rows(limit)
     }
 
     /// Where others can reach this tracker (`host:port`, most useful first).
@@ -165,16 +170,16 @@ impl Tracker {
     /// Known files with their holders, by name: read a page at a time, so the lock is never
     /// held for the whole listing.
     pub fn files(&self) -> Vec<FileMatch> {
-        self.first_files(usize::MAX)
+        self.first_files(usize::MAX, registry::Listed::All)
     }
 
     /// The first `most` files (and a page more at most) with their holders, by name, read a
     /// page at a time.
-    fn first_files(&self, most: usize) -> Vec<FileMatch> {
+    fn first_files(&self, most: usize, listed: registry::Listed) -> Vec<FileMatch> {
         let mut all: Vec<FileMatch> = Vec::new();
         loop {
             let after = all.last().map(|m| (m.file.name.clone(), m.file.id));
-            let (page, more) = self.files_page(after.as_ref().map(|(name, id)| (name.as_str(), id)), registry::MAX_PAGE);
+            let (page, more) = self.files_page(after.as_ref().map(|(name, id)| (name.as_str(), id)), registry::MAX_PAGE, listed);
             let empty = page.is_empty();
             all.extend(page);
             if !more || empty || all.len() >= most {
@@ -186,12 +191,12 @@ impl Tracker {
     /// The answer to `Files`: the first files by name, more than one reply frame holds (it is
     /// cut to fit), so it keeps answering as it did before pages.
     fn files_for_reply(&self) -> Vec<FileMatch> {
-        self.first_files(FILES_REPLY_MOST)
+        self.first_files(FILES_REPLY_MOST, self.listed())
     }
 
     /// Up to `limit` files after the one listed as `after` (name, id), and whether more follow.
-    pub fn files_page(&self, after: Option<(&str, &FileId)>, limit: usize) -> (Vec<FileMatch>, bool) {
-        self.registry().files_page(after, limit)
+    pub fn files_page(&self, after: Option<(&str, &FileId)>, limit: usize, listed: registry::Listed) -> (Vec<FileMatch>, bool) {
+        self.registry().files_page(after, limit, listed)
     }
 
     /// Every logged event, oldest first.

@@ -269,7 +269,7 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
         TrackerRequest::Contact => Ok(TrackerResponse::Contact(tracker.contact().to_vec())),
         TrackerRequest::Holders(id) => {
-            let found = tracker.registry().holders(&id).into_iter().collect();
+            let found = tracker.registry().holders(&id, tracker.listed()).into_iter().collect();
             Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
         }
         TrackerRequest::Mapped { addr } => {
@@ -299,7 +299,7 @@ fn share(tracker: &Tracker, peer: &str, session: u64, file: protocol::FileInfo) 
 /// One page of the listing, cut to one frame: `more` also when the frame cut it short.
 fn files_page(tracker: &Tracker, after: Option<protocol::PageAfter>, limit: u32) -> TrackerResponse {
     let after = after.as_ref().map(|a| (a.name.as_str(), &a.id));
-    let (page, more) = tracker.files_page(after, usize::try_from(limit).unwrap_or(MAX_PAGE));
+    let (page, more) = tracker.files_page(after, usize::try_from(limit).unwrap_or(MAX_PAGE), tracker.listed());
     let wanted = page.len();
     let files = reply::fit(page, tracker.turn());
     let more = more || files.len() < wanted;
@@ -310,7 +310,7 @@ fn files_page(tracker: &Tracker, after: Option<protocol::PageAfter>, limit: u32)
 /// nothing unprintable reaches the event log and the tracker's screen.
 fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse, String> {
     protocol::check_name(query).map_err(|reason| format!("bad lookup: {reason}"))?;
-    let found = tracker.registry().lookup(query);
+    let found = tracker.registry().lookup(query, tracker.listed());
     let (name, id) = match found.as_slice() {
         [one] => (one.file.name.clone(), Some(one.file.id.to_hex())),
         _ => (query.to_string(), None),

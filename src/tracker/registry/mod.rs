@@ -118,6 +118,17 @@ pub struct PeerRow {
     pub rates: (u64, u64),
 }
 
+/// Which holders of a file a match names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// Every live holder (views, tests).
+    All,
+    /// At most `most` (what one reply carries), a different run of them for each turn, so
+    /// the load spreads over every holder across lookups; a popular file's hundred thousand
+    /// holders are never all copied to answer one lookup.
+    Turn(u64, usize),
+}
+
 /// Why the registry refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -326,37 +337,56 @@ impl Registry {
     }
 
     /// Files whose name is `query` or whose id starts with `query` (hex, at least 4 digits).
-    pub fn lookup(&self, query: &str) -> Vec<FileMatch> {
+    pub fn lookup(&self, query: &str, listed: Listed) -> Vec<FileMatch> {
         let mut ids: BTreeSet<FileId> = self.files.named(query).collect();
         if query.len() >= MIN_ID_PREFIX {
             ids.extend(self.files.with_prefix(query));
         }
         let mut found: Vec<FileMatch> =
-            ids.iter().filter_map(|id| self.files.get(id).map(|entry| self.file_match(id, entry, Some(query)))).collect();
+            ids.iter().filter_map(|id| self.files.get(id).map(|entry| self.file_match(id, entry, Some(query), listed))).collect();
         found.sort_by(|a, b| a.file.name.cmp(&b.file.name).then(a.file.id.cmp(&b.file.id)));
         found
     }
 
     /// The file with exactly this id and its holders, if some live peer holds it.
-    pub fn holders(&self, id: &FileId) -> Option<FileMatch> {
-        self.files.get(id).map(|entry| self.file_match(id, entry, None))
+    pub fn holders(&self, id: &FileId, listed: Listed) -> Option<FileMatch> {
+        self.files.get(id).map(|entry| self.file_match(id, entry, None, listed))
     }
 
     /// Up to `limit` files (at most [`MAX_PAGE`]) with their holders, by name then id,
     /// starting after the file named `after` (its listed name and id); and whether more follow.
-    pub fn files_page(&self, after: Option<(&str, &FileId)>, limit: usize) -> (Vec<FileMatch>, bool) {
+    pub fn files_page(&self, after: Option<(&str, &FileId)>, limit: usize, listed: Listed) -> (Vec<FileMatch>, bool) {
         let (page, more) = self.files.page(after, limit.clamp(1, MAX_PAGE));
-        (page.into_iter().map(|(id, entry)| self.file_match(&id, entry, None)).collect(), more)
+        (page.into_iter().map(|(id, entry)| self.file_match(&id, entry, None, listed)).collect(), more)
     }
 
-    fn file_match(&self, id: &FileId, entry: &FileEntry, query: Option<&str>) -> FileMatch {
+    /// The first `limit` files by name with how many live holders each has, copying no holder:
+    /// what a view of a big swarm shows.
+    pub fn file_rows(&self, limit: usize) -> Vec<(FileInfo, usize)> {
+        let (page, _) = self.files.page(None, limit.clamp(1, MAX_PAGE));
+        page.into_iter()
+            .map(|(id, e)| (FileInfo { id, name: e.shown().to_string(), size: e.size, folder: e.folder }, e.holders.len()))
+            .collect()
+    }
+
+    fn file_match(&self, id: &FileId, entry: &FileEntry, query: Option<&str>, listed: Listed) -> FileMatch {
         let name = match query {
             Some(q) if entry.has_name(q) => q.to_string(),
             _ => entry.shown().to_string(),
         };
+        let (skip, take) = match listed {
+            Listed::All => (0, usize::MAX),
+            Listed::Turn(turn, most) => {
+                let n = entry.holders.len().max(1);
+                ((turn.wrapping_mul(most as u64) % n as u64) as usize, most)
+            }
+        };
         let holders = entry
             .holders
             .keys()
+            .cycle()
+            .skip(skip)
+            .take(take.min(entry.holders.len()))
             .filter_map(|pid| self.peers.get(pid).map(|p| (pid, p)))
             .map(|(pid, p)| Holder { peer_id: pid.clone(), addr: p.reachable_at(), fingerprint: p.fingerprint })
             .collect();
@@ -377,29 +407,18 @@ impl Registry {
     }
 
     /// The first `limit` live peers by id, each without its file list: what a view of a big
-    /// swarm shows, in O(n log limit) and copying only what it returns.
+    /// swarm shows, in O(limit) and copying only what it returns.
     pub fn peer_rows(&self, limit: usize) -> Vec<PeerRow> {
-        let mut first: std::collections::BinaryHeap<&String> = std::collections::BinaryHeap::with_capacity(limit + 1);
-        for (id, _) in self.peers.iter() {
-            first.push(id);
-            if first.len() > limit {
-                first.pop();
-            }
-        }
-        let ids = first.into_sorted_vec();
-        let row = |id: &String| {
-            let p = self.peers.get(id)?;
-            Some(PeerRow {
-                id: id.clone(),
-                addr: p.addr,
-                files: p.files.len(),
-                last_alive: p.last_alive,
-                fingerprint: p.fingerprint,
-                reach: p.reach(),
-                rates: p.transfer.rates(),
-            })
+        let row = |(id, p): (&String, &PeerEntry)| PeerRow {
+            id: id.clone(),
+            addr: p.addr,
+            files: p.files.len(),
+            last_alive: p.last_alive,
+            fingerprint: p.fingerprint,
+            reach: p.reach(),
+            rates: p.transfer.rates(),
         };
-        ids.into_iter().filter_map(row).collect()
+        self.peers.iter().take(limit).map(row).collect()
     }
 
     /// How many peers are live, files known, and (peer, file) listings kept.

@@ -208,7 +208,7 @@ impl Run {
         let mut all: Vec<FileMatch> = Vec::new();
         for _ in 0..=self.registry.counts().1 {
             let after = all.last().map(|m| (m.file.name.as_str(), &m.file.id));
-            let (page, more) = self.registry.files_page(after, size);
+            let (page, more) = self.registry.files_page(after, size, Listed::All);
             assert!(page.len() == size || !more, "a short page says no more follow");
             all.extend(page);
             if !more {
@@ -223,12 +223,12 @@ impl Run {
         let listings = self.model.values().map(|p| p.files.len()).sum();
         assert_eq!(self.registry.counts(), (self.model.len(), files.len(), listings), "counts");
         for name in NAMES.iter().chain(&["", "nothing"]) {
-            assert_eq!(self.registry.lookup(name), self.scan(name), "lookup {name:?}");
+            assert_eq!(self.registry.lookup(name, Listed::All), self.scan(name), "lookup {name:?}");
         }
         let hex = file_id((step % usize::from(FILES)) as u8).to_hex();
         for len in 1..=hex.len() {
             let prefix = if len % 3 == 0 { hex[..len].to_ascii_uppercase() } else { hex[..len].to_string() };
-            assert_eq!(self.registry.lookup(&prefix), self.scan(&prefix), "lookup {prefix:?}");
+            assert_eq!(self.registry.lookup(&prefix, Listed::All), self.scan(&prefix), "lookup {prefix:?}");
         }
         let mut listing: Vec<FileMatch> = files.iter().map(|(id, (size, h))| self.found(id, *size, h, None)).collect();
         listing.sort_by(|a, b| (&a.file.name, a.file.id).cmp(&(&b.file.name, b.file.id)));

@@ -2,7 +2,7 @@
 //! certificate, peers per IP address, and the peers in order of their last sign of life, so
 //! admitting a peer never counts and the expiry sweep looks only at the silent ones.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,8 @@ use crate::protocol::{FileId, Fingerprint};
 /// Peers by id, certificate, address and silence.
 #[derive(Default)]
 pub(super) struct PeerTable {
-    by_id: HashMap<String, PeerEntry>,
+    /// In order of id, so a view's first rows are read without looking at the rest.
+    by_id: BTreeMap<String, PeerEntry>,
     /// The ids each certificate holds (a few: they are capped).
     by_cert: HashMap<Fingerprint, Vec<String>>,
     /// How many peers each IP address holds.
@@ -32,7 +33,7 @@ impl PeerTable {
         self.by_id.len()
     }
 
-    /// Every live peer, in no order.
+    /// Every live peer, in order of id.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &PeerEntry)> {
         self.by_id.iter()
     }

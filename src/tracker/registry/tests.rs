@@ -49,13 +49,13 @@ fn holders_are_found_by_name_and_id_prefix_and_vanish_with_their_peer() {
     let (mut r, t) = with_peers(2);
     r.share("1", 1, &file(0xab, "a.txt"), t).unwrap();
     r.share("2", 2, &file(0xab, "copy.txt"), t).unwrap();
-    assert_eq!(r.lookup("a.txt")[0].holders.len(), 2);
-    assert_eq!(r.lookup("copy.txt")[0].file.name, "copy.txt");
-    assert_eq!(r.lookup("abab").len(), 1);
-    assert!(r.lookup("ab").is_empty());
+    assert_eq!(r.lookup("a.txt", Listed::All)[0].holders.len(), 2);
+    assert_eq!(r.lookup("copy.txt", Listed::All)[0].file.name, "copy.txt");
+    assert_eq!(r.lookup("abab", Listed::All).len(), 1);
+    assert!(r.lookup("ab", Listed::All).is_empty());
     assert!(r.leave("1", 1));
-    assert_eq!(r.lookup("a.txt").len(), 0);
-    assert_eq!(r.lookup("copy.txt")[0].holders[0].peer_id, "2");
+    assert_eq!(r.lookup("a.txt", Listed::All).len(), 0);
+    assert_eq!(r.lookup("copy.txt", Listed::All)[0].holders[0].peer_id, "2");
 }
 
 #[test]
@@ -64,10 +64,10 @@ fn an_unshared_file_loses_only_that_holder() {
     r.share("1", 1, &file(5, "f"), t).unwrap();
     r.share("2", 2, &file(5, "f"), t).unwrap();
     assert_eq!(r.unshare("1", 1, &file(5, "f").id), Ok(Some("f".into())));
-    assert_eq!(r.lookup("f")[0].holders.len(), 1);
+    assert_eq!(r.lookup("f", Listed::All)[0].holders.len(), 1);
     assert!(r.unshare("2", 1, &file(5, "f").id).is_err(), "only on one's own session");
     assert_eq!(r.unshare("2", 2, &file(5, "f").id), Ok(Some("f".into())));
-    assert!(r.lookup("f").is_empty());
+    assert!(r.lookup("f", Listed::All).is_empty());
 }
 
 #[test]
@@ -145,8 +145,8 @@ fn counts_follow_every_change_and_the_sweep_takes_only_the_silent() {
     r.alive("2", 2, t + Duration::from_secs(20)).unwrap();
     assert_eq!(r.expire(t + Duration::from_secs(20), Duration::from_secs(15)), ["1"]);
     assert_eq!(r.counts(), (1, 1, 1));
-    assert_eq!(r.lookup("f").len(), 0);
-    assert_eq!(r.lookup("g")[0].holders[0].peer_id, "2");
+    assert_eq!(r.lookup("f", Listed::All).len(), 0);
+    assert_eq!(r.lookup("g", Listed::All)[0].holders[0].peer_id, "2");
 }
 
 #[test]
@@ -155,20 +155,20 @@ fn a_long_listing_is_complete_across_pages() {
     for n in 0..=255u8 {
         r.share("1", 1, &file(n, &format!("{:03}", 255 - n)), t).unwrap();
     }
-    let (first, more) = r.files_page(None, 100);
+    let (first, more) = r.files_page(None, 100, Listed::All);
     assert_eq!((first.len(), more, first[0].file.name.as_str()), (100, true, "000"));
     let last = first.last().unwrap();
-    let (second, _) = r.files_page(Some((&last.file.name, &last.file.id)), MAX_PAGE * 2);
+    let (second, _) = r.files_page(Some((&last.file.name, &last.file.id)), MAX_PAGE * 2, Listed::All);
     assert_eq!((second.len(), second[0].file.name.as_str()), (156, "100"));
-    assert_eq!(r.files_page(None, 0).0.len(), 1, "a page holds at least one file");
+    assert_eq!(r.files_page(None, 0, Listed::All).0.len(), 1, "a page holds at least one file");
 }
 
 #[test]
 fn holders_of_one_id_are_found_without_a_lookup() {
     let (mut r, t) = with_peers(1);
     r.share("1", 1, &file(7, "seven"), t).unwrap();
-    assert_eq!(r.holders(&file(7, "").id).map(|m| m.file.name), Some("seven".into()));
-    assert!(r.holders(&file(8, "").id).is_none());
+    assert_eq!(r.holders(&file(7, "").id, Listed::All).map(|m| m.file.name), Some("seven".into()));
+    assert!(r.holders(&file(8, "").id, Listed::All).is_none());
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn a_mapped_port_on_the_observed_ip_is_listed_and_one_elsewhere_refused() {
     assert_eq!(r.map("1", 2, elsewhere), Err(RegistryError::NotRegistered));
     let mapped: SocketAddr = "127.0.0.1:4000".parse().unwrap();
     r.map("1", 1, mapped).unwrap();
-    let holders = r.holders(&file(1, "a").id).unwrap().holders;
+    let holders = r.holders(&file(1, "a").id, Listed::All).unwrap().holders;
     assert_eq!(holders.iter().map(|h| h.addr).collect::<Vec<_>>(), [mapped]);
     r.introduced("1");
     assert_eq!(r.peers()[0].1.reach(), "mapped 127.0.0.1:4000");
@@ -224,4 +224,22 @@ fn swarm_rates_are_the_sum_of_live_peers_reports_and_a_peer_that_leaves_takes_it
     assert_eq!(r.rates(), (500, 0));
     assert_eq!(r.expire(t + Duration::from_secs(60), Duration::from_secs(15)), ["2"]);
     assert_eq!(r.rates(), (0, 0));
+}
+
+#[test]
+fn a_reply_names_one_run_of_a_popular_files_holders_and_the_next_reply_the_next() {
+    let mut r = Registry::default();
+    let t = Instant::now();
+    for i in 0..300u16 {
+        let id = format!("{i:03}");
+        let from: SocketAddr = ([10, 0, (i / 200) as u8, 1], 9).into();
+        r.register(&id, crate::protocol::Digest([(i % 250) as u8; 32]), from, u64::from(i), t).unwrap();
+        r.share(&id, u64::from(i), &file(1, "popular"), t).unwrap();
+    }
+    let run = |turn| r.holders(&file(1, "").id, Listed::Turn(turn, 50)).unwrap().holders;
+    assert_eq!(run(0).len(), 50);
+    assert_eq!((run(0)[0].peer_id.as_str(), run(1)[0].peer_id.as_str()), ("000", "050"));
+    let named: BTreeSet<String> = (0..6).flat_map(run).map(|h| h.peer_id).collect();
+    assert_eq!(named.len(), 300, "six replies name every holder once");
+    assert_eq!(r.file_rows(10), [(FileInfo { name: "popular".into(), ..file(1, "") }, 300)]);
 }
