@@ -155,3 +155,29 @@ fn tracker_keeps_serving_at_end_of_input_and_stops_on_exit_or_signal() {
     swarm.tracker.send("exit");
     assert!(swarm.tracker.wait_exit(TIMEOUT).success());
 }
+
+#[test]
+fn a_tracker_past_its_heartbeat_budget_asks_every_peer_for_a_slower_pace_with_a_longer_expiry() {
+    // A budget of 1 heartbeat a second: six peers at the base 5 s are past it.
+    let mut swarm = Swarm::start_with(&["--peer-timeout", "1", "--heartbeat-budget", "1"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let crowd: Vec<Hostile> = (0..6).map(|_| Hostile::new()).collect();
+        let mut conns = Vec::new();
+        for (i, peer) in crowd.iter().enumerate() {
+            conns.push(peer.register(&swarm, &format!("crowd{i}"), vec![]).await.unwrap().0);
+        }
+        // Every peer registered hears the new pace; so does one that comes later.
+        let late = Hostile::new();
+        let (late_conn, _) = late.register(&swarm, "late", vec![]).await.unwrap();
+        conns.push(late_conn);
+        for conn in &conns {
+            let mut push = tokio::time::timeout(TIMEOUT, conn.accept_uni()).await.expect("no pace push").unwrap();
+            let push: protocol::TrackerPush = protocol::read_frame(&mut push, protocol::MAX_PUSH_FRAME).await.unwrap();
+            let protocol::TrackerPush::Pace { heartbeat_ms, expiry_ms } = push else { panic!("not a pace: {push:?}") };
+            assert_eq!((heartbeat_ms, expiry_ms), (10_000, 30_000), "10 s, and three of them before expiry");
+        }
+    });
+    let log = swarm.tracker.command("logs-all", " events");
+    assert!(log.iter().any(|l| l.contains("pace") && l.contains("every 10 s")), "{log:?}");
+}

@@ -143,6 +143,10 @@ pub fn prometheus(tracker: &Tracker) -> String {
     single("p2pq_tracker_turned_away_total", "Connections that did not register (refused, or no registration).", "counter", m.turned_away);
     single("p2pq_tracker_expired_total", "Peers dropped for going silent.", "counter", m.expired);
     single("p2pq_tracker_request_errors_total", "Requests answered with an error.", "counter", m.errors);
+    single("p2pq_tracker_shed_total", "Lookups and listings answered busy, retry (the tracker was busy).", "counter", m.shed);
+    let (interval, expiry) = tracker.heartbeat_pace();
+    single("p2pq_tracker_heartbeat_interval_seconds", "Heartbeat interval asked of peers.", "gauge", interval.as_secs());
+    single("p2pq_tracker_peer_expiry_seconds", "Silence after which a peer is expired.", "gauge", expiry.as_secs());
     metrics.write_prometheus(&mut out);
     out
 }

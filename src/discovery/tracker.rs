@@ -164,19 +164,30 @@ impl TrackerLink {
         self.current().is_some_and(|c| c.close_reason().is_none())
     }
 
-    /// Sends one request and returns the tracker's answer (its `Error` as an error).
+    /// Sends one request and returns the tracker's answer (its `Error` as an error). A
+    /// tracker too busy for it says when to come back; it is asked again then, jittered, while
+    /// the request's time lasts.
     pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
         if self.client.is_none() {
             bail!("{NO_TRACKER}");
         }
-        let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.shown()))?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, request)).await {
-            Ok(Ok(
-                TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. } | TrackerResponse::RetryLater { reason, .. },
-            )) => bail!("tracker refused: {reason}"),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(err.context(format!("tracker at {} did not answer", self.shown()))),
-            Err(_) => bail!("tracker at {} did not answer within {:?}", self.shown(), REQUEST_TIMEOUT),
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let conn = self.current().ok_or_else(|| anyhow!("tracker unreachable at {}", self.shown()))?;
+            match tokio::time::timeout_at(deadline, exchange(&conn, request)).await {
+                Ok(Ok(TrackerResponse::RetryLater { reason, after_ms })) => {
+                    let wait = jittered(Duration::from_millis(after_ms.into())).max(MIN_BACKOFF);
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        bail!("tracker refused: {reason}");
+                    }
+                    tracing::debug!(?wait, "tracker busy: {reason}");
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(Ok(TrackerResponse::Error(reason) | TrackerResponse::Refused { reason, .. })) => bail!("tracker refused: {reason}"),
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(err)) => return Err(err.context(format!("tracker at {} did not answer", self.shown()))),
+                Err(_) => bail!("tracker at {} did not answer within {:?}", self.shown(), REQUEST_TIMEOUT),
+            }
         }
     }
 

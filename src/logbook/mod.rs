@@ -40,6 +40,8 @@ pub enum EventKind {
     Refused,
     /// A holder withdrew a file (its copy changed on disk).
     Unshare,
+    /// The tracker changed the heartbeat interval it asks peers for (its swarm grew or shrank).
+    Pace,
 }
 
 impl EventKind {
@@ -52,6 +54,7 @@ impl EventKind {
         match self {
             EventKind::Register => "register",
             EventKind::Alive => "alive",
+            EventKind::Pace => "pace",
             EventKind::Share => "share",
             EventKind::Get => "get",
             EventKind::Exit => "exit",

@@ -85,6 +85,7 @@ pub struct Metrics {
     registered: AtomicU64,
     turned_away: AtomicU64,
     expired: AtomicU64,
+    shed: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -104,6 +105,8 @@ pub struct Snapshot {
     pub turned_away: u64,
     /// Peers dropped for going silent.
     pub expired: u64,
+    /// Lookups and listings answered "busy, retry" because the tracker was busy.
+    pub shed: u64,
 }
 
 /// One request being timed: from when its frame was read to when its answer was written, so
@@ -164,6 +167,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a read shed because the tracker was busy.
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts `peers` dropped for silence.
     pub fn expired(&self, peers: usize) {
         self.expired.fetch_add(peers as u64, Ordering::Relaxed);
@@ -181,6 +189,7 @@ impl Metrics {
             registered: load(&self.registered),
             turned_away: load(&self.turned_away),
             expired: load(&self.expired),
+            shed: load(&self.shed),
         }
     }
 

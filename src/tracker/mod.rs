@@ -5,7 +5,9 @@
 //! (`app::tracker_main`).
 
 mod contact;
+pub mod load;
 pub mod metrics;
+pub mod pace;
 pub mod registry;
 mod rendezvous;
 mod reply;
@@ -87,6 +89,10 @@ struct Inner {
     links: rendezvous::Links,
     /// What it has done since it started.
     metrics: metrics::Metrics,
+    /// The heartbeat pace it asks for, and the expiry that goes with it.
+    pace: Mutex<pace::Pace>,
+    /// How busy it is, for shedding reads.
+    load: load::Load,
     /// When it started.
     started: Instant,
 }
@@ -98,6 +104,7 @@ impl Tracker {
         let path = state_dir.join("events.jsonl");
         let log = Logbook::open(&path).with_context(|| format!("cannot open the log {}", path.display()))?;
         let registry = Mutex::new(Registry::new(limits.clone()));
+        let pace = pace::Pace::new(limits.heartbeats_per_second);
         let inner = Inner {
             registry,
             log,
@@ -107,6 +114,8 @@ impl Tracker {
             contact,
             links: Default::default(),
             metrics: Default::default(),
+            pace: Mutex::new(pace),
+            load: Default::default(),
             started: Instant::now(),
         };
         Ok(Tracker { inner: Arc::new(inner) })
@@ -216,14 +225,71 @@ impl Tracker {
         (limits.max_peers.saturating_add(PENDING_CONNECTIONS), limits.max_peers_per_ip.saturating_add(PENDING_PER_IP))
     }
 
-    /// Drops silent peers and logs each.
+    /// The pace, locked; held only for a few plain calls.
+    fn pace(&self) -> MutexGuard<'_, pace::Pace> {
+        self.inner.pace.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The heartbeat interval asked of peers now, and the silence after which one expires.
+    pub fn heartbeat_pace(&self) -> (Duration, Duration) {
+        let pace = self.pace();
+        (pace.current(), pace.expiry(self.inner.peer_timeout, Instant::now()))
+    }
+
+    /// Drops silent peers and logs each, then paces heartbeats to the swarm's size.
     fn sweep(&self) {
-        let expired = self.registry().expire(Instant::now(), self.inner.peer_timeout);
+        let now = Instant::now();
+        let timeout = self.pace().expiry(self.inner.peer_timeout, now);
+        let (expired, peers) = {
+            let mut registry = self.registry();
+            (registry.expire(now, timeout), registry.counts().0)
+        };
         self.inner.metrics.expired(expired.len());
+        let changed = self.pace().update(peers, self.inner.peer_timeout, now);
+        if let Some(interval) = changed {
+            self.record(Event::now(
+                EventKind::Pace,
+                "",
+                format!("heartbeats asked every {:.0} s for {peers} peers", interval.as_secs_f64()),
+            ));
+            tokio::spawn(self.clone().push_pace_to_all());
+        }
         for peer in expired {
-            let detail = format!("silent for over {:.1} s", self.inner.peer_timeout.as_secs_f64());
+            let detail = format!("silent for over {:.1} s", timeout.as_secs_f64());
             self.inner.links.close(&peer, close::EXPIRED, b"silent past the tracker's timeout; register again");
             self.record(Event::now(EventKind::Expire, &peer, detail));
+        }
+    }
+}
+
+/// Pace pushes sent a second when the pace changes: 100,000 peers hear within a minute, and
+/// the pushes never crowd out the heartbeats they are about.
+const PACE_PUSHES_PER_SECOND: u32 = 2_000;
+
+impl Tracker {
+    /// The pace push as it is now.
+    fn pace_push(&self) -> crate::protocol::TrackerPush {
+        let (interval, expiry) = self.heartbeat_pace();
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        crate::protocol::TrackerPush::Pace { heartbeat_ms: ms(interval), expiry_ms: ms(expiry) }
+    }
+
+    /// Tells a newly registered peer the pace, if the tracker is pacing.
+    fn tell_pace(&self, conn: &quinn::Connection) {
+        if self.pace().pacing() {
+            let (conn, push) = (conn.clone(), self.pace_push());
+            tokio::spawn(async move { rendezvous::send_push(&conn, &push).await });
+        }
+    }
+
+    /// Tells every registered peer the new pace, [`PACE_PUSHES_PER_SECOND`] at most.
+    async fn push_pace_to_all(self) {
+        let push = self.pace_push();
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / PACE_PUSHES_PER_SECOND);
+        for conn in self.inner.links.connections() {
+            tick.tick().await;
+            let push = push.clone();
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), rendezvous::send_push(&conn, &push)).await });
         }
     }
 }
@@ -236,6 +302,8 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
     let pending = Quota::new(PENDING_PER_IP);
     let mut sessions = JoinSet::new();
     let mut sweep = tokio::time::interval(sweep_period(tracker.inner.peer_timeout));
+    let (probe, stop_probe) = (tracker.clone(), shutdown.clone());
+    crate::net::task::spawn_in(&mut sessions, tracing::debug_span!("load probe"), async move { probe.inner.load.probe(stop_probe).await });
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -99,6 +99,11 @@ impl Links {
         }
     }
 
+    /// Every registered session's connection, for a push to all.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.lock().values().map(|e| e.conn.clone()).collect()
+    }
+
     /// Forgets `peer`'s session `session` (a newer session of the same id stays).
     pub fn remove(&self, peer: &str, session: u64) {
         let mut entries = self.lock();
@@ -166,7 +171,7 @@ fn millis(wait: Duration) -> u32 {
 }
 
 /// One push on a unidirectional stream of its own.
-async fn send_push(conn: &Connection, push: &TrackerPush) -> Result<(), String> {
+pub(super) async fn send_push(conn: &Connection, push: &TrackerPush) -> Result<(), String> {
     let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
     protocol::write_frame(&mut stream, push).await.map_err(|e| e.to_string())?;
     stream.finish().map_err(|e| e.to_string())

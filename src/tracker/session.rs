@@ -65,6 +65,7 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
     if let Ok(fingerprint) = remote_fingerprint(&conn) {
         tracker.inner.links.insert(&session.peer, session.id, conn.clone(), fingerprint);
     }
+    tracker.tell_pace(&conn);
     let mut requests = JoinSet::new();
     let mut bucket = RateLimit::new(REQUESTS_PER_SECOND, REQUEST_BURST, Instant::now());
     let mut last_beat = None;
@@ -253,6 +254,22 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
     if reads && let Err(err) = tracker.registry().alive(peer, session, now) {
         return TrackerResponse::Error(err.to_string());
     }
+    // Lookups and listings wait for nothing when the tracker is busy: they are told to come
+    // back, so heartbeats and exits keep their time.
+    let heavy = matches!(
+        request,
+        TrackerRequest::Lookup { .. } | TrackerRequest::Files | TrackerRequest::FilesPage { .. } | TrackerRequest::Holders(_)
+    );
+    let _reading = match heavy {
+        true => match tracker.inner.load.read() {
+            Some(reading) => Some(reading),
+            None => {
+                tracker.metrics().shed();
+                return TrackerResponse::RetryLater { reason: "tracker busy".into(), after_ms: super::load::RETRY_AFTER_MS };
+            }
+        },
+        false => None,
+    };
     let result = match request {
         TrackerRequest::Register { .. } => Err("already registered".to_string()),
         TrackerRequest::Introduce { .. } => Err("introductions are answered apart".to_string()),

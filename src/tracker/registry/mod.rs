@@ -50,11 +50,20 @@ pub struct Limits {
     /// How long a peer refused at one of these limits is told to wait before trying again
     /// (it adds jitter); not used by the registry itself.
     pub busy_retry: Duration,
+    /// Heartbeats a second the tracker takes before it asks peers for a slower pace
+    /// ([`crate::tracker::pace`]); not used by the registry itself.
+    pub heartbeats_per_second: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_peers: 200_000, max_peers_per_ip: 256, max_ids_per_cert: 8, busy_retry: Duration::from_secs(45) }
+        Limits {
+            max_peers: 200_000,
+            max_peers_per_ip: 256,
+            max_ids_per_cert: 8,
+            busy_retry: Duration::from_secs(45),
+            heartbeats_per_second: crate::tracker::pace::HEARTBEATS_PER_SECOND,
+        }
     }
 }
 

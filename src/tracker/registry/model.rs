@@ -14,7 +14,7 @@ use crate::protocol::Digest;
 
 /// Small caps, so the runs hit them.
 fn limits() -> Limits {
-    Limits { max_peers: 6, max_peers_per_ip: 4, max_ids_per_cert: 3, busy_retry: Duration::from_secs(1) }
+    Limits { max_peers: 6, max_peers_per_ip: 4, max_ids_per_cert: 3, busy_retry: Duration::from_secs(1), ..Limits::default() }
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
