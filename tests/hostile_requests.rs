@@ -104,8 +104,10 @@ fn lookups_count_as_signs_of_life_and_an_expired_peer_is_told_to_register_again(
     });
     let listed = swarm.tracker.command("peers", " peer");
     assert!(listed.iter().any(|l| l.starts_with("looker ")), "a peer that only looks things up is alive: {listed:?}");
-    // Silent now: once expired, its next lookup is refused with what to do.
+    // Silent now: once expired, it is told what to do: its connection is closed, saying so.
     swarm.tracker.poll("peers", " peer", common::TIMEOUT, |out| !out.iter().any(|l| l.starts_with("looker ")));
-    let answer = rt.block_on(hostile::request(&conn, &TrackerRequest::Lookup { query: "x.bin".into() })).unwrap();
-    assert!(matches!(&answer, TrackerResponse::Error(r) if r.contains("not registered")), "{answer:?}");
+    let closed = rt.block_on(async { tokio::time::timeout(common::TIMEOUT, conn.closed()).await }).expect("not told");
+    let quinn::ConnectionError::ApplicationClosed(close) = closed else { panic!("closed for another reason: {closed}") };
+    assert_eq!(close.error_code, p2pq::protocol::close::EXPIRED);
+    assert!(String::from_utf8_lossy(&close.reason).contains("register again"), "{close:?}");
 }
