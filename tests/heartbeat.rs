@@ -181,3 +181,25 @@ fn a_tracker_past_its_heartbeat_budget_asks_every_peer_for_a_slower_pace_with_a_
     let log = swarm.tracker.command("logs-all", " events");
     assert!(log.iter().any(|l| l.contains("pace") && l.contains("every 10 s")), "{log:?}");
 }
+
+#[test]
+fn two_hundred_peers_closing_at_once_are_all_seen_leaving_not_left_to_the_sweep() {
+    // A 600 s timeout: only a seen exit can take a peer off the list within the test.
+    let mut swarm = Swarm::start("600");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let crowd: Vec<Hostile> = rt.block_on(async { (0..200).map(|_| Hostile::new()).collect() });
+    let conns: Vec<quinn::Connection> = rt.block_on(async {
+        let mut conns = Vec::new();
+        for (i, peer) in crowd.iter().enumerate() {
+            conns.push(peer.register(&swarm, &format!("crowd{i}"), vec![]).await.unwrap().0);
+        }
+        conns
+    });
+    assert_eq!(live(&swarm.tracker.command("peers", "live peer")), 200);
+    // The harder half of a clean exit: the close alone, no Exit request before it.
+    for conn in &conns {
+        conn.close(close::DONE, b"bye");
+    }
+    let out = swarm.tracker.poll("peers", "live peer", TIMEOUT, |out| live(out) == 0);
+    assert_eq!(live(&out), 0, "exits missed: {out:?}");
+}
