@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
+use super::small_map::SmallMap;
 use crate::protocol::{Digest, FileId, FileInfo, FolderSize};
 
 /// A file and its holders, each with the name it shares the file under.
@@ -20,14 +21,14 @@ pub(super) struct FileEntry {
     /// What the folder holds, when the file is a folder's listing.
     pub folder: Option<FolderSize>,
     /// Holder peer id → the name it shares the file under.
-    pub holders: BTreeMap<String, String>,
+    pub holders: SmallMap<String, String>,
     /// Each of the holders' names, with how many holders use it.
-    names: BTreeMap<String, u32>,
+    names: SmallMap<String, u32>,
 }
 
 impl FileEntry {
     fn new(file: &FileInfo) -> FileEntry {
-        FileEntry { size: file.size, folder: file.folder, holders: BTreeMap::new(), names: BTreeMap::new() }
+        FileEntry { size: file.size, folder: file.folder, holders: SmallMap::default(), names: SmallMap::default() }
     }
 
     /// The name the file is listed under: the first, in order, of its holders' names.
@@ -98,10 +99,12 @@ impl FileIndex {
     /// One more holder of `id` uses `name`.
     fn count_name(&mut self, id: &FileId, name: &str) {
         let Some(entry) = self.by_id.get_mut(id) else { return };
-        let count = entry.names.entry(name.to_string()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            self.by_name.insert((name.to_string(), *id));
+        match entry.names.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                entry.names.insert(name.to_string(), 1);
+                self.by_name.insert((name.to_string(), *id));
+            }
         }
     }
 

@@ -12,6 +12,7 @@
 
 mod index;
 mod peers;
+mod small_map;
 mod transfer;
 
 use std::collections::BTreeSet;
