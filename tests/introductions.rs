@@ -59,3 +59,27 @@ fn strangers_and_other_certificates_are_not_introduced_and_a_holder_only_a_burst
         assert!((20..30).contains(&introduced), "{introduced} of 30 introductions in a burst went through");
     });
 }
+
+#[test]
+fn a_downloaders_report_of_a_punch_is_kept_but_never_more_reports_than_introductions() {
+    let mut swarm = Swarm::start("15");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Both stay connected (and listed) until the view is read.
+    let _connected = rt.block_on(async {
+        let (holder, asker) = (Hostile::new(), Hostile::new());
+        let (holder_conn, _) = holder.register(&swarm, "holder", vec![]).await.unwrap();
+        let (asker_conn, _) = asker.register(&swarm, "asker", vec![]).await.unwrap();
+        let answer = hostile::request(&asker_conn, &introduce("holder", holder.identity.fingerprint)).await.unwrap();
+        assert!(matches!(answer, TrackerResponse::Introduced { .. }), "{answer:?}");
+        let report = |connected| TrackerRequest::Punched { peer_id: "holder".into(), fingerprint: holder.identity.fingerprint, connected };
+        for connected in [true, false, false] {
+            let answer = hostile::request(&asker_conn, &report(connected)).await.unwrap();
+            assert_eq!(answer, TrackerResponse::Ok);
+        }
+        (holder, asker, holder_conn, asker_conn)
+    });
+    let peers = swarm.tracker.command("peers --json", "]").pop().unwrap();
+    let peers: serde_json::Value = serde_json::from_str(&peers).expect("json");
+    let holder = peers.as_array().and_then(|all| all.iter().find(|p| p["id"] == "holder")).expect("holder listed");
+    assert_eq!(holder["reached"], "punched (introduced once, 1 connected, 0 no path)", "one introduction, one report counted");
+}

@@ -98,8 +98,15 @@ fn a_get_crosses_two_port_preserving_nats_by_hole_punching() {
     // An attempt left unanswered lingers, and leaving waits for it up to 2 s.
     assert!(done.elapsed() < Duration::from_millis(1500), "the get took {:?} to leave after its download", done.elapsed());
     assert!(get.saw("by hole punching"), "the holder is behind a NAT, so only punching reaches it:\n{}", get.transcript());
-    let peers = tracker.command("peers", "live peer");
-    assert!(peers.iter().any(|l| l.starts_with("a ") && l.contains("punched (introduced")), "the tracker says it introduced: {peers:?}");
+    // The downloader reports how the introduction went; the tracker's view says so.
+    let is_reported = |peers: &[String]| {
+        let reached = |p: &serde_json::Value| p["id"] == "a" && p["reached"].as_str().is_some_and(|r| r.starts_with("punched (introduced"));
+        let json = peers.last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        json.and_then(|all| all.as_array().cloned())
+            .is_some_and(|all| all.iter().any(|p| reached(p) && p["reached"].as_str().is_some_and(|r| r.contains(" 1 connected"))))
+    };
+    let peers = tracker.poll("peers --json", "]", Duration::from_secs(10), is_reported);
+    assert!(is_reported(&peers), "the tracker says it introduced and a connection came of it: {peers:?}");
 }
 
 #[test]

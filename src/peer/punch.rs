@@ -104,6 +104,7 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
             let punched = introduced.load(Ordering::Relaxed);
             if punched {
                 rendezvous.remember(holder.addr);
+                rendezvous.report(holder, done.is_ok());
             }
             connected(done, if punched { "by hole punching" } else { "directly" }, started)
         }
@@ -124,15 +125,22 @@ async fn settle(
     match punched {
         Ok(conn) => {
             rendezvous.remember(holder.addr);
+            rendezvous.report(holder, true);
             connected(Ok(conn), "by hole punching", started)
         }
         Err(Punch::NotIntroduced(why)) => direct.await.with_context(|| format!("the tracker could not introduce us either ({why})")),
         Err(Punch::NoPath(tries)) => match tokio::time::timeout(NO_PATH_AFTER.saturating_sub(started.elapsed()), direct).await {
-            Ok(done) => connected(done, "directly", started),
-            Err(_) => bail!(
-                "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker \
+            Ok(done) => {
+                rendezvous.report(holder, done.is_ok());
+                connected(done, "directly", started)
+            }
+            Err(_) => {
+                rendezvous.report(holder, false);
+                bail!(
+                    "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker \
                  (its NAT or ours gives each destination a new port)"
-            ),
+                )
+            }
         },
         Err(Punch::Failed(err)) => Err(err),
     }
@@ -172,6 +180,19 @@ impl Rendezvous {
     /// bound on the direct one; quinn resends unanswered first packets after three of it.
     fn rtt_guess(&self) -> Duration {
         (self.link.rtt().unwrap_or_default() * 2).min(MAX_GUESSED_RTT)
+    }
+
+    /// Tells the tracker, in the background, how the connection to `holder` it introduced us
+    /// to went, for its views of how peers are reached.
+    fn report(&self, holder: &Holder, connected: bool) {
+        let request = TrackerRequest::Punched { peer_id: holder.peer_id.clone(), fingerprint: holder.fingerprint, connected };
+        let link = self.link.clone();
+        let span = tracing::debug_span!("punch report", holder = %holder.peer_id);
+        crate::net::task::spawn(span, async move {
+            if let Err(err) = link.request(&request).await {
+                tracing::debug!("the tracker did not take the punch report: {err:#}");
+            }
+        });
     }
 
     fn remember(&self, addr: SocketAddr) {

@@ -245,6 +245,17 @@ pub enum TrackerRequest {
         /// The mapped external address.
         addr: SocketAddr,
     },
+    /// How my connection to a holder I was introduced to went: `connected`, or no path (every
+    /// punched attempt unanswered). Kept as the holder's record in the tracker's views, and
+    /// counted only up to the introductions made to it. (Last.)
+    Punched {
+        /// The holder's peer id.
+        peer_id: String,
+        /// Its certificate fingerprint, as the introduction named it.
+        fingerprint: Fingerprint,
+        /// Whether a connection came of it.
+        connected: bool,
+    },
 }
 
 /// The last file of a `Files` page, as it was listed: the next page starts after it.

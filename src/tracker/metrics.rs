@@ -11,7 +11,7 @@ use super::registry::RegistryError;
 use crate::protocol::TrackerRequest;
 
 /// The request kinds counted, in the order [`Snapshot::requests`] lists them.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "register",
     "alive",
     "share",
@@ -26,6 +26,7 @@ pub const KINDS: [&str; 14] = [
     "files_page",
     "introduce",
     "mapped",
+    "punched",
 ];
 
 /// Why registrations are refused, as `/metrics` labels them, in the order of [`Refusal`].
@@ -293,6 +294,7 @@ fn kind(request: &TrackerRequest) -> usize {
         TrackerRequest::FilesPage { .. } => "files_page",
         TrackerRequest::Introduce { .. } => "introduce",
         TrackerRequest::Mapped { .. } => "mapped",
+        TrackerRequest::Punched { .. } => "punched",
     };
     KINDS.iter().position(|k| *k == name).unwrap_or(0)
 }

@@ -289,6 +289,10 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
             let found = tracker.registry().holders(&id, tracker.listed()).into_iter().collect();
             Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
         }
+        TrackerRequest::Punched { peer_id, fingerprint, connected } => {
+            tracker.registry().punch_outcome(&peer_id, &fingerprint, connected);
+            Ok(TrackerResponse::Ok)
+        }
         TrackerRequest::Mapped { addr } => {
             tracker.registry().map(peer, session, addr).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
         }

@@ -88,6 +88,8 @@ pub struct PeerEntry {
     pub introduced: u32,
     /// What it says it has moved, from its heartbeats.
     pub transfer: Transfer,
+    /// Of the introductions to it, how many the downloaders reported connected, and failed.
+    pub punches: (u32, u32),
 }
 
 impl PeerEntry {
@@ -97,14 +99,22 @@ impl PeerEntry {
     }
 
     /// How downloaders reach it, for a person: `mapped ADDR` (its router forwards a port),
-    /// `punched (introduced N times)` (downloaders needed introductions), or `direct` (listed
-    /// at its observed address, and no downloader ever needed an introduction).
+    /// `punched (introduced N times, K connected, F no path)` (downloaders needed
+    /// introductions, and said how they went), or `direct` (listed at its observed address,
+    /// and no downloader ever needed an introduction).
     pub fn reach(&self) -> String {
+        let times = match self.introduced {
+            1 => "once".to_string(),
+            n => format!("{n} times"),
+        };
+        let outcome = match self.punches {
+            (0, 0) => String::new(),
+            (ok, failed) => format!(", {ok} connected, {failed} no path"),
+        };
         match (self.mapped, self.introduced) {
             (Some(mapped), _) => format!("mapped {mapped}"),
             (None, 0) => "direct".into(),
-            (None, 1) => "punched (introduced once)".into(),
-            (None, n) => format!("punched (introduced {n} times)"),
+            (None, _) => format!("punched (introduced {times}{outcome})"),
         }
     }
 }
@@ -223,6 +233,7 @@ impl Registry {
             files: BTreeSet::new(),
             mapped: None,
             introduced: 0,
+            punches: (0, 0),
             transfer: Transfer::default(),
         };
         self.peers.insert(id, entry);
@@ -315,6 +326,13 @@ impl Registry {
     /// Counts an introduction to `id` (it is reached by hole punching, or tried to be).
     pub fn introduced(&mut self, id: &str) {
         self.peers.introduced(id);
+    }
+
+    /// Records how a downloader's punched connection to `id` (with certificate `fingerprint`)
+    /// went. Reports are counted only up to the introductions made, so nobody can pad a
+    /// holder's record; returns whether it was counted.
+    pub fn punch_outcome(&mut self, id: &str, fingerprint: &Fingerprint, connected: bool) -> bool {
+        self.peers.punch_outcome(id, fingerprint, connected)
     }
 
     /// Drops `id` if it is registered on `session`; returns whether it was.

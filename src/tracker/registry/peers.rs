@@ -98,6 +98,18 @@ impl PeerTable {
         }
     }
 
+    /// Counts one downloader's report of a punch to `id`, while reports stay within its
+    /// introductions; returns whether it was counted.
+    pub fn punch_outcome(&mut self, id: &str, fingerprint: &Fingerprint, connected: bool) -> bool {
+        let Some(peer) = self.by_id.get_mut(id).filter(|p| p.fingerprint == *fingerprint) else { return false };
+        let (ok, failed) = peer.punches;
+        if ok.saturating_add(failed) >= peer.introduced {
+            return false;
+        }
+        peer.punches = if connected { (ok + 1, failed) } else { (ok, failed + 1) };
+        true
+    }
+
     /// Records a sign of life from `id` at `now`.
     pub fn touch(&mut self, id: &str, now: Instant) {
         let Some(peer) = self.by_id.get_mut(id) else { return };
