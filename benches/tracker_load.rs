@@ -28,21 +28,28 @@
 
 #[path = "tracker_load/probe.rs"]
 mod probe;
+#[path = "tracker_load/raw.rs"]
+mod raw;
+#[path = "tracker_load/report.rs"]
+mod report;
 #[path = "tracker_load/sim.rs"]
 mod sim;
+#[path = "tracker_load/steady.rs"]
+mod steady;
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use p2pq::net::identity::Identity;
 use p2pq::net::tls;
-use p2pq::protocol::{TRACKER_ALPN, TrackerRequest, TrackerResponse, close};
+use p2pq::protocol::{TRACKER_ALPN, TrackerRequest, close};
 use quinn::{Connection, Endpoint};
+use report::Report;
+use steady::Load;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +76,7 @@ struct Knobs {
 
 fn main() -> Result<()> {
     if std::env::var("P2PQ_LOAD_ROLE").as_deref() == Ok("raw") {
-        return tokio::runtime::Runtime::new()?.block_on(raw_server());
+        return tokio::runtime::Runtime::new()?.block_on(raw::serve());
     }
     let knobs = Knobs {
         peers: env("P2PQ_LOAD_PEERS", 10_000)?,
@@ -213,50 +220,6 @@ fn listening(out: impl std::io::Read + Send + 'static, prefixes: &[&'static str;
     Ok((a.unwrap_or_default(), b.unwrap_or_default()))
 }
 
-/// p50 and p99 of `samples`, in ms.
-fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| {
-        samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-    };
-    (at(0.5), at(0.99))
-}
-
-/// A small deterministic generator for picking peers and names.
-struct Pick(u64);
-
-impl Pick {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-}
-
-/// What one load run measured.
-#[derive(Default)]
-struct Report {
-    joined: usize,
-    join_took: Duration,
-    handshakes: Vec<Duration>,
-    registrations: Vec<Duration>,
-    registrations_loaded: Vec<Duration>,
-    lookups: Vec<Duration>,
-    lookup_errors: usize,
-    busy: usize,
-    cpu: f64,
-    rss_idle: u64,
-    rss: u64,
-    beats_per_s: f64,
-    expired_metric: f64,
-    false_expiries: u64,
-    lost: u64,
-    paced_ms: u64,
-    paces: u64,
-    close_left: Vec<(Duration, f64)>,
-}
-
 /// Joins every peer, holds the steady phase, then closes them all at once.
 async fn load(knobs: &Knobs, tracker: &Server, ids: &Arc<Vec<Identity>>, endpoints: &[Endpoint]) -> Result<Report> {
     let pid = tracker.proc.0.id();
@@ -357,103 +320,6 @@ fn phase_of(i: usize) -> Duration {
     Duration::from_millis((i as u64 * 7_919) % HEARTBEAT.as_millis() as u64)
 }
 
-/// What the steady phase works with.
-struct Load<'a> {
-    knobs: &'a Knobs,
-    server: &'a Server,
-    ids: &'a Arc<Vec<Identity>>,
-    endpoints: &'a [Endpoint],
-    beats: &'a Beats,
-}
-
-/// How one timed lookup ended.
-enum Looked {
-    Answered(Duration),
-    Busy,
-    Failed,
-}
-
-impl Load<'_> {
-    /// Heartbeats from every peer for the phase's length, with lookups and new peers joining
-    /// at fixed rates (open loop: a slow tracker does not slow what is asked of it).
-    async fn steady(&self, conns: &mut Vec<Connection>, report: &mut Report) -> Result<()> {
-        let seen = &self.beats.seen;
-        let pid = self.server.proc.0.id();
-        let (cpu0, t0, beats0) = (probe::cpu_seconds(pid)?, Instant::now(), seen.beats.load(Ordering::Relaxed));
-        let (looked, joined) = tokio::join!(self.lookups(conns), self.joins(self.knobs.peers));
-        let elapsed = t0.elapsed().as_secs_f64();
-        report.cpu = (probe::cpu_seconds(pid)? - cpu0) / elapsed;
-        report.rss = probe::rss_bytes(pid)?;
-        report.beats_per_s = (seen.beats.load(Ordering::Relaxed) - beats0) as f64 / elapsed;
-        for looked in looked {
-            match looked {
-                Looked::Answered(took) => report.lookups.push(took),
-                Looked::Busy => report.busy += 1,
-                Looked::Failed => report.lookup_errors += 1,
-            }
-        }
-        for joined in joined {
-            match joined {
-                Ok((conn, _, register)) => {
-                    report.registrations_loaded.push(register);
-                    conns.push(conn);
-                }
-                Err(err) => eprintln!("a join under load failed: {err:#}"),
-            }
-        }
-        let metrics = probe::http_get(self.server.http.context("no dashboard")?, "/metrics")?;
-        report.expired_metric = probe::metric(&metrics, "p2pq_tracker_expired_total").unwrap_or(f64::NAN);
-        report.false_expiries = seen.expired.load(Ordering::Relaxed);
-        report.lost = seen.lost.load(Ordering::Relaxed);
-        report.paced_ms = seen.paced_ms.load(Ordering::Relaxed);
-        report.paces = seen.paces.load(Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// `Lookup`s of random names from random peers, at the knob's rate, for the phase.
-    async fn lookups(&self, conns: &[Connection]) -> Vec<Looked> {
-        let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
-        let mut asked = JoinSet::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(1) / self.knobs.lookups.max(1));
-        let until = Instant::now() + self.knobs.steady;
-        while Instant::now() < until {
-            tick.tick().await;
-            let conn = conns[pick.below(conns.len())].clone();
-            let query = sim::name_of(pick.below(self.knobs.peers), pick.below(self.knobs.files));
-            asked.spawn(async move {
-                let started = Instant::now();
-                match tokio::time::timeout(STEP, sim::exchange(&conn, &TrackerRequest::Lookup { query })).await {
-                    Ok(Ok(TrackerResponse::Matches(_))) => Looked::Answered(started.elapsed()),
-                    Ok(Ok(TrackerResponse::RetryLater { .. })) => Looked::Busy,
-                    _ => Looked::Failed,
-                }
-            });
-        }
-        asked.join_all().await
-    }
-
-    /// New peers joining at the knob's rate, for the phase; numbered from `first`.
-    async fn joins(&self, first: usize) -> Vec<Joined> {
-        let mut joining = JoinSet::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(1) / self.knobs.joins.max(1));
-        let until = Instant::now() + self.knobs.steady;
-        let mut i = first;
-        while Instant::now() < until && self.knobs.joins > 0 && i < self.ids.len() {
-            tick.tick().await;
-            joining.spawn(join_one(
-                self.server,
-                self.ids.clone(),
-                endpoint_of(self.endpoints, i).clone(),
-                i,
-                self.knobs.files,
-                self.beats.clone(),
-            ));
-            i += 1;
-        }
-        joining.join_all().await
-    }
-}
-
 /// Every peer leaves at once as `exit` does (an `Exit` request, at most 2 s for its answer,
 /// then `close(DONE)`); then reads the tracker's live-peer count until it is 0 or the peer
 /// timeout (and a little) has passed.
@@ -504,88 +370,4 @@ async fn raw_rss(knobs: &Knobs, ids: &Arc<Vec<Identity>>, endpoints: &[Endpoint]
         conn.close(close::DONE, b"bye");
     }
     Ok(after.saturating_sub(before) as f64 / conns.len().max(1) as f64)
-}
-
-/// The bare server: accepts connections, answers each one's first request `Registered`,
-/// and holds it, dropping its datagrams, until it closes.
-async fn raw_server() -> Result<()> {
-    let id = Identity::ephemeral("raw")?;
-    let endpoint = tls::endpoint(&id, tls::server_config(&id, TRACKER_ALPN)?, "127.0.0.1:0".parse()?)?;
-    println!("raw listening on {}", endpoint.local_addr()?);
-    while let Some(incoming) = endpoint.accept().await {
-        tokio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
-            let _ = p2pq::protocol::read_frame::<_, TrackerRequest>(&mut recv, p2pq::protocol::MAX_FRAME).await;
-            let _ = p2pq::protocol::write_frame(&mut send, &TrackerResponse::Registered { observed: conn.remote_address() }).await;
-            let _ = send.finish();
-            while conn.read_datagram().await.is_ok() {}
-        });
-    }
-    Ok(())
-}
-
-impl Report {
-    fn print(&self, knobs: &Knobs, raw: Option<f64>) {
-        let mut reg = self.registrations.clone();
-        let mut loaded = self.registrations_loaded.clone();
-        let mut lookups = self.lookups.clone();
-        let mut hs = self.handshakes.clone();
-        let per_peer = self.rss.saturating_sub(self.rss_idle) as f64 / self.joined.max(1) as f64;
-        println!(
-            "\ntracker under load: {} peers x {} files, heartbeats at {} s, {} s steady",
-            self.joined,
-            knobs.files,
-            HEARTBEAT.as_secs(),
-            knobs.steady.as_secs()
-        );
-        println!("| measure | value |\n|---|---|");
-        println!(
-            "| peers joined | {} in {:.1} s ({:.0}/s) |",
-            self.joined,
-            self.join_took.as_secs_f64(),
-            self.joined as f64 / self.join_took.as_secs_f64()
-        );
-        let (h50, h99) = percentiles(&mut hs);
-        println!("| handshake p50 / p99 (join phase) | {h50:.1} / {h99:.1} ms |");
-        let (r50, r99) = percentiles(&mut reg);
-        println!("| registration p50 / p99 (join phase) | {r50:.1} / {r99:.1} ms |");
-        let (l50, l99) = percentiles(&mut loaded);
-        println!("| registration p50 / p99 (steady, {}/s) | {l50:.1} / {l99:.1} ms ({} joined) |", knobs.joins, loaded.len());
-        let (k50, k99) = percentiles(&mut lookups);
-        println!(
-            "| lookup p50 / p99 ({}/s) | {k50:.1} / {k99:.1} ms ({} answered, {} busy, {} failed) |",
-            knobs.lookups,
-            lookups.len(),
-            self.busy,
-            self.lookup_errors
-        );
-        println!("| tracker CPU (steady) | {:.0}% of one core |", self.cpu * 100.0);
-        println!("| heartbeats sent | {:.0}/s |", self.beats_per_s);
-        println!(
-            "| heartbeat interval asked by the tracker | {} |",
-            if self.paced_ms == 0 {
-                "none (5 s)".to_string()
-            } else {
-                format!("{:.1} s ({} pushes)", self.paced_ms as f64 / 1e3, self.paces)
-            }
-        );
-        println!("| tracker RSS idle / loaded | {:.0} / {:.0} MiB |", self.rss_idle as f64 / 1048576.0, self.rss as f64 / 1048576.0);
-        println!("| tracker memory per peer | {:.1} KiB |", per_peer / 1024.0);
-        if let Some(raw) = raw {
-            println!("| of which quinn's own (bare server) | {:.1} KiB; beyond quinn {:.1} KiB |", raw / 1024.0, (per_peer - raw) / 1024.0);
-        }
-        println!(
-            "| false expiries (tracker metric / peers told) | {} / {} ({} lost otherwise) |",
-            self.expired_metric, self.false_expiries, self.lost
-        );
-        let at =
-            |s: f64| self.close_left.iter().find(|(t, _)| t.as_secs_f64() >= s).or(self.close_left.last()).map_or(f64::NAN, |(_, n)| *n);
-        let gone = self
-            .close_left
-            .iter()
-            .find(|(_, n)| *n == 0.0)
-            .map_or("not within the timeout".to_string(), |(t, _)| format!("{:.2} s", t.as_secs_f64()));
-        println!("| mass close: still listed after 1 s / 3 s; all gone after | {} / {} ; {gone} |", at(1.0), at(3.0));
-    }
 }

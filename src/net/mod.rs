@@ -6,5 +6,6 @@ pub mod identity;
 pub mod limits;
 pub mod linksim;
 pub mod portmap;
+pub mod socket;
 pub mod task;
 pub mod tls;

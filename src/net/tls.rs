@@ -34,8 +34,6 @@ const MAX_BIDI_STREAMS: u32 = 32;
 /// Per-stream receive window: a whole chunk of a file up to 32 GiB (1 MiB) plus headroom, so a
 /// chunk never waits on a window update.
 const STREAM_WINDOW: u32 = 2 << 20;
-/// Kernel send and receive buffer asked for each UDP socket.
-const SOCKET_BUFFER: usize = 4 << 20;
 /// Per-connection receive window; bounds the bytes one holder can have in flight towards us.
 /// At least the bandwidth-delay product of the fastest link we aim to fill, 1 Gbit/s at 100 ms
 /// (12.5 MB), with room for the congestion window to overshoot it; as deep as the most a
@@ -74,6 +72,7 @@ const INCOMING_BUFFER: u64 = 64 << 10;
 const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
 
 pub use super::identity::{Identity, fingerprint, paths, pinned_fingerprint};
+pub use super::socket::{SOCKET_BUFFER, udp_socket, udp_socket_with};
 
 pub(super) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -156,51 +155,6 @@ fn server_transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
         t.max_idle_timeout(Some(idle));
     }
     Arc::new(t)
-}
-
-/// A UDP socket with large kernel buffers. Loopback and LAN transfers run faster than the
-/// default (~200 KiB) buffers drain, and every overflow is a lost packet QUIC must resend;
-/// 4 MiB holds a full flow-control window. The kernel caps the request at `net.core.rmem_max`.
-pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    Ok(udp_socket_with(addr, SOCKET_BUFFER)?.0)
-}
-
-/// A UDP socket asking for a receive buffer of `buffer` bytes, past `net.core.rmem_max` where
-/// the process may (as root); returns it with the receive buffer the kernel granted.
-pub fn udp_socket_with(addr: SocketAddr, buffer: usize) -> std::io::Result<(std::net::UdpSocket, usize)> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        let _ = socket.set_only_v6(false);
-    }
-    let _ = socket.set_recv_buffer_size(buffer);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    // Linux reports twice what was set (its bookkeeping overhead), so compare with that.
-    #[cfg(target_os = "linux")]
-    if socket.recv_buffer_size().is_ok_and(|got| got < buffer * 2) {
-        force_recv_buffer(&socket, buffer);
-    }
-    socket.bind(&addr.into())?;
-    let granted = socket.recv_buffer_size().map_or(0, |got| if cfg!(target_os = "linux") { got / 2 } else { got });
-    Ok((socket.into(), granted))
-}
-
-/// `SO_RCVBUFFORCE`: a receive buffer past `net.core.rmem_max`, allowed with CAP_NET_ADMIN;
-/// without it the call fails and the capped buffer stays.
-#[cfg(target_os = "linux")]
-fn force_recv_buffer(socket: &socket2::Socket, buffer: usize) {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(buffer).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a plain setsockopt on a socket we own, with a pointer to a live c_int and its size.
-    let _ = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
 
 /// Server config that requires a client certificate (any self-signed one) and speaks `alpn`.
