@@ -128,6 +128,11 @@ impl Timer {
         };
         Timer { kind, started: Instant::now() }
     }
+
+    /// Starts timing `request`, read by other means (a heartbeat datagram, a registration).
+    pub fn of(request: &TrackerRequest) -> Timer {
+        Timer { kind: Some(kind(request)), started: Instant::now() }
+    }
 }
 
 impl Metrics {

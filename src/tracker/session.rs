@@ -128,11 +128,13 @@ fn heartbeat(tracker: &Tracker, session: &Session, bytes: &[u8], last: &mut Opti
         }
     };
     *last = Some(now);
+    let timer = super::metrics::Timer::of(&TrackerRequest::Alive);
     tracker.metrics().request(&TrackerRequest::Alive);
     let beat = tracker.registry().beat(&session.peer, session.id, now, beat.uploaded, beat.downloaded);
     match beat {
         Ok(()) => {
             tracker.record(Event::now(EventKind::Alive, &session.peer, ""));
+            tracker.metrics().answered(timer);
             Beat::Taken
         }
         Err(_) => Beat::Forgotten,
@@ -145,6 +147,7 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
     let (mut send, mut recv) = tokio::time::timeout(REQUEST_TIMEOUT, conn.accept_bi()).await.context("no registration")??;
     let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
     tracker.metrics().first_request(&request);
+    let timer = request.as_ref().ok().map(super::metrics::Timer::of);
     let (version, peer_id, files) = match request {
         Ok(TrackerRequest::Register { version, peer_id, files }) => (version, peer_id, files),
         Ok(_) => return refuse(conn, &mut send, for_good("the first request must be Register")).await,
@@ -174,6 +177,9 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
         tracker.record(Event::now(EventKind::Refused, &session.peer, detail));
     }
     respond(&mut send, &TrackerResponse::Registered { observed: addr }).await?;
+    if let Some(timer) = timer {
+        tracker.metrics().answered(timer);
+    }
     Ok(session)
 }
 
