@@ -92,6 +92,8 @@ struct Inner {
     metrics: metrics::Metrics,
     /// The heartbeat pace it asks for, and the expiry that goes with it.
     pace: Mutex<pace::Pace>,
+    /// Rounds of pace pushes to everyone started so far; only the latest goes on.
+    pace_rounds: std::sync::atomic::AtomicU64,
     /// How busy it is, for shedding reads.
     load: load::Load,
     /// When it started.
@@ -116,6 +118,7 @@ impl Tracker {
             links: Default::default(),
             metrics: Default::default(),
             pace: Mutex::new(pace),
+            pace_rounds: Default::default(),
             load: Default::default(),
             started: Instant::now(),
         };

@@ -2,6 +2,7 @@
 //! tracker paces, and to every peer, at a bounded rate, when it changes.
 
 use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Tracker, pace, rendezvous};
@@ -37,13 +38,19 @@ impl Tracker {
         }
     }
 
-    /// Tells every registered peer the new pace, [`PACE_PUSHES_PER_SECOND`] at most.
+    /// Tells every registered peer the new pace, [`PACE_PUSHES_PER_SECOND`] at most. A round
+    /// started by a later change ends this one, and each push says the pace as it is when
+    /// sent, so a peer never hears an old pace after a new one.
     pub(super) async fn push_pace_to_all(self) {
-        let push = self.pace_push();
+        let rounds = &self.inner.pace_rounds;
+        let round = rounds.fetch_add(1, Ordering::Relaxed) + 1;
         let mut tick = tokio::time::interval(Duration::from_secs(1) / PACE_PUSHES_PER_SECOND);
         for conn in self.inner.links.connections() {
             tick.tick().await;
-            let push = push.clone();
+            if rounds.load(Ordering::Relaxed) != round {
+                return;
+            }
+            let push = self.pace_push();
             tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), rendezvous::send_push(&conn, &push)).await });
         }
     }
