@@ -95,6 +95,12 @@ impl Proc {
 
     /// Waits for a line on `stream` that satisfies `want`; returns it.
     pub fn expect_on(&mut self, stream: Stream, want: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        self.wait_line(stream, want, timeout).unwrap_or_else(|why| panic!("{}: {why}; saw:\n{}", self.name, self.transcript()))
+    }
+
+    /// Like [`Proc::expect_on`], but says why no such line came (timed out, or the process
+    /// exited) instead of panicking.
+    pub fn wait_line(&mut self, stream: Stream, want: impl Fn(&str) -> bool, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -102,11 +108,11 @@ impl Proc {
                 Ok((s, line)) => {
                     self.seen.push((s, line.clone()));
                     if s == stream && want(&line) {
-                        return line;
+                        return Ok(line);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("{}: timed out waiting; saw:\n{}", self.name, self.transcript()),
-                Err(RecvTimeoutError::Disconnected) => panic!("{}: exited while waiting; saw:\n{}", self.name, self.transcript()),
+                Err(RecvTimeoutError::Timeout) => return Err("timed out waiting".into()),
+                Err(RecvTimeoutError::Disconnected) => return Err("exited while waiting".into()),
             }
         }
     }

@@ -7,13 +7,13 @@
 //! also when the test fails. WebDriver is plain HTTP and JSON, spoken with the same few lines
 //! of std HTTP as the rest of the test: no crate and no download.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::common::{POLL_INTERVAL, Proc, TIMEOUT};
+use super::common::{POLL_INTERVAL, Proc, Stream, TIMEOUT};
 
 /// The flags Chromium runs with: headless, without a sandbox (CI runs as root, where
 /// Chromium's sandbox refuses to start), and touching nothing but the page it is sent to.
@@ -50,7 +50,7 @@ impl Browser {
         let mut command = Command::new(chromium);
         command.args(FLAGS).arg(format!("--user-data-dir={}", profile.path().display())).arg("about:blank");
         let mut chromium = Proc::spawn_command("chromium", command);
-        let devtools = devtools_port(&mut chromium, profile.path())?;
+        let devtools = devtools_port(&mut chromium)?;
         let mut command = Command::new(driver);
         command.arg("--port=0");
         let mut driver = Proc::spawn_command("chromedriver", command);
@@ -106,24 +106,21 @@ fn webdriver(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Valu
     answer["value"].clone()
 }
 
-/// The port Chromium's DevTools listen on, from the file it writes into its profile once it
-/// serves; an error if Chromium exits first (it cannot run here).
-fn devtools_port(chromium: &mut Proc, profile: &Path) -> Result<u16, String> {
-    let file = profile.join("DevToolsActivePort");
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let port = std::fs::read_to_string(&file).ok().and_then(|text| text.lines().next().and_then(|l| l.trim().parse().ok()));
-        if let Some(port) = port {
-            return Ok(port);
+/// The port Chromium's DevTools listen on, from the line it prints on stderr once it serves
+/// (`DevTools listening on ws://127.0.0.1:PORT/…`); an error if Chromium exits first (it
+/// cannot run here).
+fn devtools_port(chromium: &mut Proc) -> Result<u16, String> {
+    const SAYS: &str = "DevTools listening on ws://127.0.0.1:";
+    match chromium.wait_line(Stream::Err, |l| l.contains(SAYS), TIMEOUT) {
+        Ok(line) => {
+            let rest = line.split_once(SAYS).map_or("", |(_, rest)| rest);
+            rest.split('/').next().and_then(|port| port.parse().ok()).ok_or_else(|| format!("no port in {line:?}"))
         }
-        if !chromium.is_running() {
-            chromium.wait_exit(TIMEOUT);
+        Err(why) => {
+            assert!(!chromium.is_running(), "chromium runs but never opened its DevTools port; it said:\n{}", chromium.transcript());
             let said = chromium.said();
-            return Err(format!("chromium cannot run here: {}", said.last().map_or("it exited", String::as_str)));
+            Err(format!("chromium cannot run here ({why}): {}", said.last().map_or("it said nothing", String::as_str)))
         }
-        assert!(Instant::now() < deadline, "chromium runs but never opened its DevTools port; it said:\n{}", chromium.transcript());
-        // Chromium announces its port only in this file: looked at until it is there.
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
