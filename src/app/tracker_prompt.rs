@@ -222,7 +222,7 @@ fn peers(tracker: &Tracker) -> String {
     let mut table = Table::new(&["PEER", "ADDRESS", "REACHED", "FILES", "LAST ALIVE", "FINGERPRINT"]);
     for (id, peer) in tracker.peers() {
         let ago = format!("{:.1} s ago", now.saturating_duration_since(peer.last_alive).as_secs_f64());
-        let (addr, files) = (peer.addr.to_string(), peer.files.len().to_string());
+        let (addr, files) = (peer.addr.to_string(), peer.file_count().to_string());
         table.row(vec![id, addr, peer.reach(), files, ago, peer.fingerprint.short()]);
     }
     table.render("live peer")
@@ -237,7 +237,7 @@ fn peers_json(tracker: &Tracker) -> Value {
             let ago = now.saturating_duration_since(p.last_alive).as_millis() as u64;
             let mapped = p.mapped.map(|m| m.to_string());
             json!({"id": id, "addr": p.addr.to_string(), "mapped": mapped, "introduced": p.introduced, "reached": p.reach(),
-                "files": p.files.len(), "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
+                "files": p.file_count(), "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
         })
         .collect();
     Value::Array(peers)

@@ -9,36 +9,95 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use super::small_map::SmallMap;
 use crate::protocol::{Digest, FileId, FileInfo, FolderSize};
 
-/// A file and its holders, each with the name it shares the file under.
+/// A file and its holders, each with the name it shares the file under. Peer ids and names
+/// are shared (`Arc<str>`): a name is kept once per file however many holders use it, and a
+/// peer id once for the whole registry.
 #[derive(Clone, Debug)]
 pub(super) struct FileEntry {
     /// Size in bytes, the same for every holder.
     pub size: u64,
-    /// What the folder holds, when the file is a folder's listing.
-    pub folder: Option<FolderSize>,
     /// Holder peer id → the name it shares the file under.
-    pub holders: SmallMap<String, String>,
-    /// Each of the holders' names, with how many holders use it.
-    names: SmallMap<String, u32>,
+    pub holders: SmallMap<Arc<str>, Arc<str>>,
+    /// Each of the holders' names with how many holders use it, once there are more holders
+    /// than a glance over them costs (`None` while `holders` is a small vector).
+    /// Boxed on purpose: 8 bytes in every file's entry instead of a map's 24, for the few
+    /// files that need it.
+    #[allow(clippy::box_collection)]
+    names: Option<Box<BTreeMap<Arc<str>, u32>>>,
 }
 
 impl FileEntry {
-    fn new(file: &FileInfo) -> FileEntry {
-        FileEntry { size: file.size, folder: file.folder, holders: SmallMap::default(), names: SmallMap::default() }
+    fn new(size: u64) -> FileEntry {
+        FileEntry { size, holders: SmallMap::default(), names: None }
     }
 
     /// The name the file is listed under: the first, in order, of its holders' names.
     pub fn shown(&self) -> &str {
-        self.names.keys().next().map_or("", String::as_str)
+        match &self.names {
+            Some(names) => names.keys().next().map_or("", |name| name),
+            None => self.holders.iter().map(|(_, name)| &**name).min().unwrap_or(""),
+        }
     }
 
     /// Whether some holder shares the file under `name`.
     pub fn has_name(&self, name: &str) -> bool {
-        self.names.contains_key(name)
+        self.known(name).is_some()
+    }
+
+    /// The name as kept, if some holder uses it.
+    fn known(&self, name: &str) -> Option<&Arc<str>> {
+        match &self.names {
+            Some(names) => names.get_key_value(name).map(|(known, _)| known),
+            None => self.holders.iter().map(|(_, known)| known).find(|known| ***known == *name),
+        }
+    }
+
+    /// `peer` now shares the file under `name` (kept once per file: an earlier holder's copy
+    /// if it uses the same); returns the name it used before, if it held the file already.
+    fn insert(&mut self, peer: &Arc<str>, name: &str) -> Option<Arc<str>> {
+        let name = self.known(name).cloned().unwrap_or_else(|| Arc::from(name));
+        let old = self.holders.insert(peer.clone(), name.clone());
+        match &mut self.names {
+            Some(names) => {
+                *names.entry(name).or_insert(0) += 1;
+                if let Some(old) = &old {
+                    uncount(names, old);
+                }
+            }
+            None if matches!(self.holders, SmallMap::Many(_)) => {
+                let mut names = BTreeMap::new();
+                for (_, name) in self.holders.iter() {
+                    *names.entry(name.clone()).or_insert(0) += 1;
+                }
+                self.names = Some(Box::new(names));
+            }
+            None => {}
+        }
+        old
+    }
+
+    /// `peer` no longer holds the file; returns the name it shared it under.
+    fn remove(&mut self, peer: &str) -> Option<Arc<str>> {
+        let name = self.holders.remove(peer)?;
+        if let Some(names) = &mut self.names {
+            uncount(names, &name);
+        }
+        Some(name)
+    }
+}
+
+/// One holder fewer uses `name`.
+fn uncount(names: &mut BTreeMap<Arc<str>, u32>, name: &str) {
+    if let Some(count) = names.get_mut(name) {
+        *count -= 1;
+        if *count == 0 {
+            names.remove(name);
+        }
     }
 }
 
@@ -47,15 +106,22 @@ impl FileEntry {
 pub(super) struct FileIndex {
     by_id: BTreeMap<FileId, FileEntry>,
     /// Every (name, file) pair some holder uses.
-    by_name: BTreeSet<(String, FileId)>,
+    by_name: BTreeSet<(Arc<str>, FileId)>,
     /// (shown name, file), one pair per file: the order of `Files` pages.
-    listed: BTreeSet<(String, FileId)>,
+    listed: BTreeSet<(Arc<str>, FileId)>,
+    /// What each folder listing holds (few files are folders, so not a field of every entry).
+    folders: BTreeMap<FileId, FolderSize>,
 }
 
 impl FileIndex {
     /// The file with this id, if some live peer holds it.
     pub fn get(&self, id: &FileId) -> Option<&FileEntry> {
         self.by_id.get(id)
+    }
+
+    /// What the folder `id` holds, if it is a folder's listing.
+    pub fn folder(&self, id: &FileId) -> Option<FolderSize> {
+        self.folders.get(id).copied()
     }
 
     /// Files known, each once.
@@ -65,57 +131,49 @@ impl FileIndex {
 
     /// Records that `peer` holds `file` under its name; returns whether that is news (a new
     /// holder, or a new name for it).
-    pub fn add_holder(&mut self, peer: &str, file: &FileInfo) -> bool {
-        let entry = self.by_id.entry(file.id).or_insert_with(|| FileEntry::new(file));
-        let shown_before = (!entry.holders.is_empty()).then(|| entry.shown().to_string());
-        let old = entry.holders.insert(peer.to_string(), file.name.clone());
-        if old.as_deref() == Some(file.name.as_str()) {
+    pub fn add_holder(&mut self, peer: &Arc<str>, file: &FileInfo) -> bool {
+        let entry = self.by_id.entry(file.id).or_insert_with(|| FileEntry::new(file.size));
+        if let Some(folder) = file.folder {
+            self.folders.insert(file.id, folder);
+        }
+        if entry.holders.get(&**peer).is_some_and(|name| **name == *file.name) {
             return false;
         }
-        if let Some(old) = old {
-            self.forget_name(&file.id, &old);
+        let shown_before = (!entry.holders.is_empty()).then(|| entry.shown().to_string());
+        let new_name = !entry.has_name(&file.name);
+        let old = entry.insert(peer, &file.name);
+        if new_name && let Some(name) = entry.known(&file.name) {
+            self.by_name.insert((name.clone(), file.id));
         }
-        self.count_name(&file.id, &file.name);
+        if let Some(old) = old {
+            self.name_dropped(&file.id, &old);
+        }
         self.relist(&file.id, shown_before);
         true
     }
 
     /// Stops listing `peer` as a holder of `id`; returns the name it shared it under. A file
     /// nobody holds any more is dropped.
-    pub fn remove_holder(&mut self, peer: &str, id: &FileId) -> Option<String> {
+    pub fn remove_holder(&mut self, peer: &str, id: &FileId) -> Option<Arc<str>> {
         let entry = self.by_id.get_mut(id)?;
         let shown_before = entry.shown().to_string();
-        let name = entry.holders.remove(peer)?;
-        self.forget_name(id, &name);
+        let name = entry.remove(peer)?;
+        self.name_dropped(id, &name);
         if self.by_id.get(id).is_some_and(|e| e.holders.is_empty()) {
             self.by_id.remove(id);
-            self.listed.remove(&(shown_before, *id));
+            self.folders.remove(id);
+            self.listed.remove(&(Arc::from(shown_before), *id));
         } else {
             self.relist(id, Some(shown_before));
         }
         Some(name)
     }
 
-    /// One more holder of `id` uses `name`.
-    fn count_name(&mut self, id: &FileId, name: &str) {
-        let Some(entry) = self.by_id.get_mut(id) else { return };
-        match entry.names.get_mut(name) {
-            Some(count) => *count += 1,
-            None => {
-                entry.names.insert(name.to_string(), 1);
-                self.by_name.insert((name.to_string(), *id));
-            }
-        }
-    }
-
-    /// One holder of `id` fewer uses `name`.
-    fn forget_name(&mut self, id: &FileId, name: &str) {
-        let Some(entry) = self.by_id.get_mut(id) else { return };
-        let Some(count) = entry.names.get_mut(name) else { return };
-        *count -= 1;
-        if *count == 0 {
-            entry.names.remove(name);
-            self.by_name.remove(&(name.to_string(), *id));
+    /// A holder of `id` stopped using `name`: the name leaves the name index if nobody else
+    /// uses it for that file.
+    fn name_dropped(&mut self, id: &FileId, name: &Arc<str>) {
+        if !self.by_id.get(id).is_some_and(|entry| entry.has_name(name)) {
+            self.by_name.remove(&(name.clone(), *id));
         }
     }
 
@@ -125,16 +183,17 @@ impl FileIndex {
         if before.as_deref() == Some(entry.shown()) {
             return;
         }
-        let now = entry.shown().to_string();
+        let Some(now) = entry.known(entry.shown()).cloned() else { return };
         if let Some(before) = before {
-            self.listed.remove(&(before, *id));
+            self.listed.remove(&(Arc::from(before), *id));
         }
         self.listed.insert((now, *id));
     }
 
     /// Ids of the files some holder shares under `name`, in order.
     pub fn named(&self, name: &str) -> impl Iterator<Item = FileId> + '_ {
-        let range = (name.to_string(), Digest([0; 32]))..=(name.to_string(), Digest([0xff; 32]));
+        let name: Arc<str> = Arc::from(name);
+        let range = (name.clone(), Digest([0; 32]))..=(name, Digest([0xff; 32]));
         self.by_name.range(range).map(|(_, id)| *id)
     }
 
@@ -149,7 +208,7 @@ impl FileIndex {
     /// whether more follow.
     pub fn page(&self, after: Option<(&str, &FileId)>, limit: usize) -> (Vec<(FileId, &FileEntry)>, bool) {
         let start = match after {
-            Some((name, id)) => Bound::Excluded((name.to_string(), *id)),
+            Some((name, id)) => Bound::Excluded((Arc::from(name), *id)),
             None => Bound::Unbounded,
         };
         let mut ids = self.listed.range((start, Bound::Unbounded)).map(|(_, id)| *id);
@@ -209,9 +268,9 @@ mod tests {
     fn a_file_is_listed_under_the_first_of_its_names_and_moves_when_that_holder_leaves() {
         let mut index = FileIndex::default();
         let file = |name: &str| FileInfo { id: Digest([1; 32]), name: name.into(), size: 3, folder: None };
-        assert!(index.add_holder("p1", &file("b.txt")));
-        assert!(index.add_holder("p2", &file("a.txt")));
-        assert!(!index.add_holder("p2", &file("a.txt")), "a repeat is no news");
+        assert!(index.add_holder(&"p1".into(), &file("b.txt")));
+        assert!(index.add_holder(&"p2".into(), &file("a.txt")));
+        assert!(!index.add_holder(&"p2".into(), &file("a.txt")), "a repeat is no news");
         let shown = |index: &FileIndex| index.page(None, 10).0.iter().map(|(_, e)| e.shown().to_string()).collect::<Vec<_>>();
         assert_eq!(shown(&index), ["a.txt"]);
         assert_eq!(index.named("b.txt").count(), 1);
@@ -220,5 +279,30 @@ mod tests {
         assert_eq!(index.named("a.txt").count(), 0);
         assert_eq!(index.remove_holder("p1", &Digest([1; 32])), Some("b.txt".into()));
         assert_eq!((index.len(), index.page(None, 10).0.len(), index.by_name.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_file_with_many_holders_keeps_its_names_counted_past_the_small_vector() {
+        let mut index = FileIndex::default();
+        let id = Digest([2; 32]);
+        let file = |name: &str| FileInfo { id, name: name.into(), size: 3, folder: None };
+        for p in 0..20 {
+            let name = if p % 2 == 0 { "even.txt" } else { "odd.txt" };
+            assert!(index.add_holder(&format!("p{p:02}").into(), &file(name)));
+        }
+        assert!(matches!(index.get(&id).map(|e| &e.holders), Some(SmallMap::Many(_))));
+        assert_eq!((index.named("even.txt").count(), index.named("odd.txt").count()), (1, 1));
+        assert_eq!(index.page(None, 10).0[0].1.shown(), "even.txt");
+        for p in (0..20).step_by(2) {
+            assert_eq!(index.remove_holder(&format!("p{p:02}"), &id).as_deref(), Some("even.txt"));
+        }
+        assert_eq!(index.named("even.txt").count(), 0, "no holder uses the name any more");
+        assert_eq!(index.page(None, 10).0[0].1.shown(), "odd.txt");
+        assert!(index.add_holder(&"p01".into(), &file("even.txt")), "a holder renames its copy");
+        assert_eq!((index.named("even.txt").count(), index.named("odd.txt").count()), (1, 1));
+        for p in (1..20).step_by(2) {
+            assert!(index.remove_holder(&format!("p{p:02}"), &id).is_some());
+        }
+        assert_eq!((index.len(), index.by_name.len(), index.listed.len()), (0, 0, 0));
     }
 }

@@ -18,11 +18,13 @@ mod types;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
 use index::{FileEntry, FileIndex};
 use peers::PeerTable;
+use small_map::SmallMap;
 pub use transfer::Transfer;
 pub use types::{Limits, Listed, PeerEntry, PeerRow, RegistryError};
 
@@ -78,7 +80,7 @@ impl Registry {
             addr,
             last_alive: now,
             session,
-            files: BTreeSet::new(),
+            files: SmallMap::default(),
             mapped: None,
             introduced: 0,
             punches: (0, 0),
@@ -91,7 +93,7 @@ impl Registry {
     /// Whether one more peer with this certificate and address fits every limit.
     fn admit(&self, fingerprint: &Fingerprint, addr: SocketAddr) -> Result<(), RegistryError> {
         let limits = &self.limits;
-        if self.peers.ids_of(fingerprint).len() >= limits.max_ids_per_cert {
+        if self.peers.count_of(fingerprint) >= limits.max_ids_per_cert {
             return Err(RegistryError::TooManyIds(limits.max_ids_per_cert));
         }
         if self.peers.at_ip(addr.ip()) >= limits.max_peers_per_ip {
@@ -135,28 +137,29 @@ impl Registry {
         {
             return Err(RegistryError::SizeMismatch(file.id.short()));
         }
+        let key = self.peers.key(id).cloned().ok_or(RegistryError::NotRegistered)?;
         let files = self.peers.files_mut(id, session).ok_or(RegistryError::NotRegistered)?;
-        let new = !files.contains(&file.id);
+        let new = !files.contains_key(&file.id);
         if new && files.len() >= MAX_FILES_PER_PEER {
             return Err(RegistryError::TooManyFiles);
         }
         if new && self.listings >= MAX_LISTINGS {
             return Err(RegistryError::Full);
         }
-        if files.insert(file.id) {
+        if files.insert(file.id, ()).is_none() {
             self.listings += 1;
         }
         self.peers.touch(id, now);
-        Ok(self.files.add_holder(id, file) || new)
+        Ok(self.files.add_holder(&key, file) || new)
     }
 
     /// Stops listing `id` as a holder of `file`; returns the name it shared it under.
     pub fn unshare(&mut self, id: &str, session: u64, file: &FileId) -> Result<Option<String>, RegistryError> {
         let files = self.peers.files_mut(id, session).ok_or(RegistryError::NotRegistered)?;
-        if files.remove(file) {
+        if files.remove(file).is_some() {
             self.listings -= 1;
         }
-        Ok(self.files.remove_holder(id, file))
+        Ok(self.files.remove_holder(id, file).map(|name| name.to_string()))
     }
 
     /// Lists `id` at `mapped`, the address its router forwards to it. Only the port is the
@@ -193,11 +196,11 @@ impl Registry {
     }
 
     fn remove(&mut self, id: &str) {
-        let Some(peer) = self.peers.remove(id) else { return };
+        let Some((_, peer)) = self.peers.remove(id) else { return };
         self.listings -= peer.files.len();
         let (up, down) = peer.transfer.rates();
         self.rates = (self.rates.0.saturating_sub(up), self.rates.1.saturating_sub(down));
-        for file in &peer.files {
+        for file in peer.files.keys() {
             self.files.remove_holder(id, file);
         }
     }
@@ -241,7 +244,7 @@ impl Registry {
     pub fn file_rows(&self, limit: usize) -> Vec<(FileInfo, usize)> {
         let (page, _) = self.files.page(None, limit.clamp(1, MAX_PAGE));
         page.into_iter()
-            .map(|(id, e)| (FileInfo { id, name: e.shown().to_string(), size: e.size, folder: e.folder }, e.holders.len()))
+            .map(|(id, e)| (FileInfo { id, name: e.shown().to_string(), size: e.size, folder: self.files.folder(&id) }, e.holders.len()))
             .collect()
     }
 
@@ -264,20 +267,20 @@ impl Registry {
             .skip(skip)
             .take(take.min(entry.holders.len()))
             .filter_map(|pid| self.peers.get(pid).map(|p| (pid, p)))
-            .map(|(pid, p)| Holder { peer_id: pid.clone(), addr: p.reachable_at(), fingerprint: p.fingerprint })
+            .map(|(pid, p)| Holder { peer_id: pid.to_string(), addr: p.reachable_at(), fingerprint: p.fingerprint })
             .collect();
-        FileMatch { file: FileInfo { id: *id, name, size: entry.size, folder: entry.folder }, holders }
+        FileMatch { file: FileInfo { id: *id, name, size: entry.size, folder: self.files.folder(id) }, holders }
     }
 
     /// The id of the live peer whose certificate has `fingerprint`, if any (a holder asks before
     /// serving a downloader).
     pub fn peer_with(&self, fingerprint: &Fingerprint) -> Option<String> {
-        self.peers.ids_of(fingerprint).first().cloned()
+        self.peers.ids_of(fingerprint).next().map(|id| id.to_string())
     }
 
     /// Live peers by id.
     pub fn peers(&self) -> Vec<(String, PeerEntry)> {
-        let mut all: Vec<(String, PeerEntry)> = self.peers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<(String, PeerEntry)> = self.peers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -285,8 +288,8 @@ impl Registry {
     /// The first `limit` live peers by id, each without its file list: what a view of a big
     /// swarm shows, in O(limit) and copying only what it returns.
     pub fn peer_rows(&self, limit: usize) -> Vec<PeerRow> {
-        let row = |(id, p): (&String, &PeerEntry)| PeerRow {
-            id: id.clone(),
+        let row = |(id, p): (&Arc<str>, &PeerEntry)| PeerRow {
+            id: id.to_string(),
             addr: p.addr,
             files: p.files.len(),
             last_alive: p.last_alive,

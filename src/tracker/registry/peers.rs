@@ -4,22 +4,25 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::PeerEntry;
+use super::small_map::SmallMap;
 use crate::protocol::{FileId, Fingerprint};
 
 /// Peers by id, certificate, address and silence.
 #[derive(Default)]
 pub(super) struct PeerTable {
-    /// In order of id, so a view's first rows are read without looking at the rest.
-    by_id: BTreeMap<String, PeerEntry>,
+    /// In order of id, so a view's first rows are read without looking at the rest. The id is
+    /// kept once and shared with every other place that names the peer.
+    by_id: BTreeMap<Arc<str>, PeerEntry>,
     /// The ids each certificate holds (a few: they are capped).
-    by_cert: HashMap<Fingerprint, Vec<String>>,
+    by_cert: HashMap<Fingerprint, SmallMap<Arc<str>, ()>>,
     /// How many peers each IP address holds.
     by_ip: HashMap<IpAddr, usize>,
     /// (last sign of life, id) of every peer, oldest first.
-    by_alive: BTreeSet<(Instant, String)>,
+    by_alive: BTreeSet<(Instant, Arc<str>)>,
 }
 
 impl PeerTable {
@@ -33,14 +36,24 @@ impl PeerTable {
         self.by_id.len()
     }
 
+    /// The peer `id` as the registry keeps its id (shared, not copied, by what names it).
+    pub fn key(&self, id: &str) -> Option<&Arc<str>> {
+        self.by_id.get_key_value(id).map(|(key, _)| key)
+    }
+
     /// Every live peer, in order of id.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &PeerEntry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &PeerEntry)> {
         self.by_id.iter()
     }
 
-    /// The ids registered with this certificate.
-    pub fn ids_of(&self, fingerprint: &Fingerprint) -> &[String] {
-        self.by_cert.get(fingerprint).map_or(&[], Vec::as_slice)
+    /// The ids registered with this certificate, in order.
+    pub fn ids_of(&self, fingerprint: &Fingerprint) -> impl Iterator<Item = &Arc<str>> {
+        self.by_cert.get(fingerprint).into_iter().flat_map(SmallMap::keys)
+    }
+
+    /// How many ids are registered with this certificate.
+    pub fn count_of(&self, fingerprint: &Fingerprint) -> usize {
+        self.by_cert.get(fingerprint).map_or(0, SmallMap::len)
     }
 
     /// How many live peers connect from `ip`.
@@ -50,17 +63,18 @@ impl PeerTable {
 
     /// Adds a peer (its id must not be live).
     pub fn insert(&mut self, id: &str, entry: PeerEntry) {
-        self.by_cert.entry(entry.fingerprint).or_default().push(id.to_string());
+        let id: Arc<str> = Arc::from(id);
+        self.by_cert.entry(entry.fingerprint).or_default().insert(id.clone(), ());
         *self.by_ip.entry(entry.addr.ip()).or_insert(0) += 1;
-        self.by_alive.insert((entry.last_alive, id.to_string()));
-        self.by_id.insert(id.to_string(), entry);
+        self.by_alive.insert((entry.last_alive, id.clone()));
+        self.by_id.insert(id, entry);
     }
 
     /// Drops a peer; returns its entry.
-    pub fn remove(&mut self, id: &str) -> Option<PeerEntry> {
-        let entry = self.by_id.remove(id)?;
+    pub fn remove(&mut self, id: &str) -> Option<(Arc<str>, PeerEntry)> {
+        let (key, entry) = self.by_id.remove_entry(id)?;
         if let Some(ids) = self.by_cert.get_mut(&entry.fingerprint) {
-            ids.retain(|other| other != id);
+            ids.remove(id);
             if ids.is_empty() {
                 self.by_cert.remove(&entry.fingerprint);
             }
@@ -71,8 +85,8 @@ impl PeerTable {
                 self.by_ip.remove(&entry.addr.ip());
             }
         }
-        self.by_alive.remove(&(entry.last_alive, id.to_string()));
-        Some(entry)
+        self.by_alive.remove(&(entry.last_alive, key.clone()));
+        Some((key, entry))
     }
 
     /// Whether `id` is live and registered on connection `session`.
@@ -81,7 +95,7 @@ impl PeerTable {
     }
 
     /// The files of `id` if it is registered on `session`.
-    pub fn files_mut(&mut self, id: &str, session: u64) -> Option<&mut BTreeSet<FileId>> {
+    pub fn files_mut(&mut self, id: &str, session: u64) -> Option<&mut SmallMap<FileId, (), 64>> {
         self.entry_mut(id, session).map(|p| &mut p.files)
     }
 
@@ -112,12 +126,14 @@ impl PeerTable {
 
     /// Records a sign of life from `id` at `now`.
     pub fn touch(&mut self, id: &str, now: Instant) {
+        let Some((key, _)) = self.by_id.get_key_value(id) else { return };
+        let key = key.clone();
         let Some(peer) = self.by_id.get_mut(id) else { return };
         if peer.last_alive == now {
             return;
         }
-        self.by_alive.remove(&(peer.last_alive, id.to_string()));
-        self.by_alive.insert((now, id.to_string()));
+        self.by_alive.remove(&(peer.last_alive, key.clone()));
+        self.by_alive.insert((now, key));
         peer.last_alive = now;
     }
 
@@ -132,6 +148,6 @@ impl PeerTable {
     /// those only.
     pub fn silent(&self, now: Instant, timeout: Duration) -> Vec<String> {
         let Some(cutoff) = now.checked_sub(timeout) else { return Vec::new() };
-        self.by_alive.range(..(cutoff, String::new())).map(|(_, id)| id.clone()).collect()
+        self.by_alive.range(..(cutoff, Arc::from(""))).map(|(_, id)| id.to_string()).collect()
     }
 }

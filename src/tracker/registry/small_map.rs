@@ -1,29 +1,30 @@
-//! An ordered map that stays a sorted vector while it is small: most files have one holder
-//! under one name, and a one-entry `BTreeMap` allocates a whole node (11 slots, about 560
-//! bytes for a peer id and a name), which made the index cost about 1.5 KiB a listed file
-//! (benches/tracker_load.rs). Past [`FEW`] entries it becomes a `BTreeMap`, so a file with a
-//! hundred thousand holders still inserts and removes in O(log n).
+//! An ordered map that stays a sorted vector while it is small, with its first entry kept
+//! inline: most files have one holder under one name, and a one-entry `BTreeMap` allocates a
+//! whole node (11 slots, about 560 bytes for a peer id and a name), which made the index cost
+//! about 1.5 KiB a listed file (benches/tracker_load.rs); a one-entry `Vec` still costs an
+//! allocation. Past `FEW` entries it becomes a `BTreeMap`, so a file with a hundred thousand
+//! holders still inserts and removes in O(log n).
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
-/// Entries kept in a sorted vector before moving to a tree.
-const FEW: usize = 8;
+use smallvec::SmallVec;
 
-/// An ordered map, a sorted vector while small.
+/// An ordered map, a sorted vector (its first entry inline) while it has at most `FEW`
+/// entries.
 #[derive(Clone, Debug)]
-pub(super) enum SmallMap<K, V> {
-    Few(Vec<(K, V)>),
+pub(super) enum SmallMap<K, V, const FEW: usize = 8> {
+    Few(SmallVec<[(K, V); 1]>),
     Many(BTreeMap<K, V>),
 }
 
-impl<K: Ord, V> Default for SmallMap<K, V> {
+impl<K: Ord, V, const FEW: usize> Default for SmallMap<K, V, FEW> {
     fn default() -> Self {
-        SmallMap::Few(Vec::new())
+        SmallMap::Few(SmallVec::new())
     }
 }
 
-impl<K: Ord, V> SmallMap<K, V> {
+impl<K: Ord, V, const FEW: usize> SmallMap<K, V, FEW> {
     /// Entries.
     pub fn len(&self) -> usize {
         match self {
@@ -35,17 +36,6 @@ impl<K: Ord, V> SmallMap<K, V> {
     /// Whether it has no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The value of `key`, to change.
-    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-    {
-        match self {
-            SmallMap::Few(v) => v.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok().map(|i| &mut v[i].1),
-            SmallMap::Many(m) => m.get_mut(key),
-        }
     }
 
     /// Whether `key` has an entry.
@@ -65,7 +55,7 @@ impl<K: Ord, V> SmallMap<K, V> {
             SmallMap::Few(v) => match v.binary_search_by(|(k, _)| k.cmp(&key)) {
                 Ok(i) => Some(std::mem::replace(&mut v[i].1, value)),
                 Err(i) if v.len() < FEW => {
-                    // Grow by one, not to Vec's usual four: most maps here hold one entry.
+                    // Grow by one, not to the usual double: most maps here hold one or a few entries.
                     v.reserve_exact(1);
                     v.insert(i, (key, value));
                     None
@@ -92,13 +82,29 @@ impl<K: Ord, V> SmallMap<K, V> {
         }
     }
 
-    /// The keys, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &K> + Clone {
+    /// The value of `key`.
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        match self {
+            SmallMap::Few(v) => v.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok().map(|i| &v[i].1),
+            SmallMap::Many(m) => m.get(key),
+        }
+    }
+
+    /// The entries, in order of key.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> + Clone {
         let (few, many) = match self {
-            SmallMap::Few(v) => (Some(v.iter().map(|(k, _)| k)), None),
-            SmallMap::Many(m) => (None, Some(m.keys())),
+            SmallMap::Few(v) => (Some(v.iter().map(|(k, v)| (k, v))), None),
+            SmallMap::Many(m) => (None, Some(m.iter())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> + Clone {
+        self.iter().map(|(k, _)| k)
     }
 }
 
@@ -120,7 +126,7 @@ mod tests {
             assert_eq!(small.len(), model.len());
             assert!(small.keys().eq(model.keys()), "keys in order");
             assert_eq!(small.contains_key(key.as_str()), model.contains_key(&key));
-            assert_eq!(small.get_mut(key.as_str()).copied(), model.get(&key).copied());
+            assert_eq!(small.get(key.as_str()).copied(), model.get(&key).copied());
         }
         assert!(matches!(small, SmallMap::Many(_)), "more than a few entries make a tree");
     }

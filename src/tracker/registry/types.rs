@@ -1,10 +1,10 @@
 //! What the registry hands out and takes: its limits, a peer's entry and the row a view
 //! shows of it, which holders a match names, and why a request is refused.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::small_map::SmallMap;
 use super::{MAX_FILES_PER_PEER, MAX_LISTINGS, Transfer};
 use crate::protocol::{FileId, Fingerprint};
 
@@ -51,8 +51,8 @@ pub struct PeerEntry {
     pub last_alive: Instant,
     /// The connection it registered on.
     pub session: u64,
-    /// Files it holds.
-    pub files: BTreeSet<FileId>,
+    /// Files it holds (a sorted vector while at most 64, most peers' whole list).
+    pub(super) files: SmallMap<FileId, (), 64>,
     /// The address its router forwards to it (a port mapping it told us of), listed to
     /// downloaders instead of `addr`.
     pub mapped: Option<SocketAddr>,
@@ -65,6 +65,11 @@ pub struct PeerEntry {
 }
 
 impl PeerEntry {
+    /// How many files it holds.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
     /// Where downloaders are told to connect: the mapped address if there is one.
     pub fn reachable_at(&self) -> SocketAddr {
         self.mapped.unwrap_or(self.addr)
