@@ -44,6 +44,11 @@ impl FileEntry {
         }
     }
 
+    /// The shown name as kept (no copy), if the file has a holder.
+    fn shown_name(&self) -> Option<Arc<str>> {
+        self.known(self.shown()).cloned()
+    }
+
     /// Whether some holder shares the file under `name`.
     pub fn has_name(&self, name: &str) -> bool {
         self.known(name).is_some()
@@ -139,7 +144,7 @@ impl FileIndex {
         if entry.holders.get(&**peer).is_some_and(|name| **name == *file.name) {
             return false;
         }
-        let shown_before = (!entry.holders.is_empty()).then(|| entry.shown().to_string());
+        let shown_before = entry.shown_name();
         let new_name = !entry.has_name(&file.name);
         let old = entry.insert(peer, &file.name);
         if new_name && let Some(name) = entry.known(&file.name) {
@@ -156,15 +161,17 @@ impl FileIndex {
     /// nobody holds any more is dropped.
     pub fn remove_holder(&mut self, peer: &str, id: &FileId) -> Option<Arc<str>> {
         let entry = self.by_id.get_mut(id)?;
-        let shown_before = entry.shown().to_string();
+        let shown_before = entry.shown_name();
         let name = entry.remove(peer)?;
         self.name_dropped(id, &name);
         if self.by_id.get(id).is_some_and(|e| e.holders.is_empty()) {
             self.by_id.remove(id);
             self.folders.remove(id);
-            self.listed.remove(&(Arc::from(shown_before), *id));
+            if let Some(shown) = shown_before {
+                self.listed.remove(&(shown, *id));
+            }
         } else {
-            self.relist(id, Some(shown_before));
+            self.relist(id, shown_before);
         }
         Some(name)
     }
@@ -178,14 +185,14 @@ impl FileIndex {
     }
 
     /// Moves `id` in the listing order if its shown name changed from `before`.
-    fn relist(&mut self, id: &FileId, before: Option<String>) {
+    fn relist(&mut self, id: &FileId, before: Option<Arc<str>>) {
         let Some(entry) = self.by_id.get(id) else { return };
         if before.as_deref() == Some(entry.shown()) {
             return;
         }
-        let Some(now) = entry.known(entry.shown()).cloned() else { return };
+        let Some(now) = entry.shown_name() else { return };
         if let Some(before) = before {
-            self.listed.remove(&(Arc::from(before), *id));
+            self.listed.remove(&(before, *id));
         }
         self.listed.insert((now, *id));
     }
