@@ -32,7 +32,9 @@ use crate::store::shares::Shares;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Downloaders served at once.
 const MAX_CONNECTIONS: usize = 512;
-/// Send priority of manifest replies; chunk streams keep quinn's default, 0.
+/// Send priority of manifest replies; other control answers (`Observe` news) keep quinn's
+/// default, 0, and chunk streams go below that, in the order they were asked for (see
+/// [`chunk_priority`]).
 const MANIFEST_PRIORITY: i32 = 1;
 /// Longest one answer may take to send once it is its turn (a manifest from its stream
 /// opening): a downloader that stops reading cannot pin a chunk buffer or a send slot longer
@@ -103,6 +105,7 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
     let mut streams = JoinSet::new();
     let observes = Arc::new(Semaphore::new(observe::MAX_OBSERVES_PER_CONNECTION));
     let served = Arc::new(AtomicU64::new(0));
+    let mut asked = 0u32;
     // The crowds this downloader is in, while it is connected.
     let joined = Arc::new(std::sync::Mutex::new(Vec::new()));
     loop {
@@ -125,8 +128,10 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
                     let (conn, serving, sends, served) = (conn.clone(), serving.clone(), sends.clone(), served.clone());
+                    let priority = chunk_priority(asked);
+                    asked = asked.wrapping_add(1);
                     task::spawn_in(&mut streams, tracing::debug_span!("chunk request"), async move {
-                        if let Err(err) = answer_chunk(conn, recv, serving, sends).await {
+                        if let Err(err) = answer_chunk(conn, (recv, priority), serving, sends).await {
                             tracing::debug!("chunk request failed: {err:#}");
                         } else {
                             served.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +243,7 @@ async fn send_frame(send: &mut SendStream, frame: Bytes) {
 /// requests rightly waits for the ones before it. Once it is this chunk's turn, reading and
 /// sending it must finish within [`Serving::chunk_timeout`], so a downloader that stops reading
 /// cannot pin a buffer and a permit.
-async fn answer_chunk(conn: Connection, mut recv: RecvStream, serving: Serving, sends: Arc<Semaphore>) -> Result<()> {
+async fn answer_chunk(conn: Connection, (mut recv, priority): (RecvStream, i32), serving: Serving, sends: Arc<Semaphore>) -> Result<()> {
     let (id, index) = match read_request(&mut recv).await? {
         PeerRequest::Chunk { id, index } => (id, index),
         PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } | PeerRequest::Describe { .. } => {
@@ -246,17 +251,30 @@ async fn answer_chunk(conn: Connection, mut recv: RecvStream, serving: Serving, 
         }
     };
     // Counted as taken when asked for, not when sent: a crowd's offers then pass over a chunk
-    // already on its way to someone.
-    serving.crowds.sent(&id, index);
-    let _permit = sends.acquire().await?;
+    // already on its way to someone, and offer it again only once it had time to spread.
+    let asked = serving.crowds.ask(&id, index);
+    let permit = sends.acquire().await?;
     let limit = serving.chunk_timeout();
-    tokio::time::timeout(limit, send_chunk(conn, serving, id, index)).await.context("downloader too slow to take the chunk")?
+    let sending = tokio::time::timeout(limit, send_chunk(conn, serving, (id, index), priority));
+    let out = sending.await.context("downloader too slow to take the chunk")??;
+    drop(permit);
+    if let Some(asked) = asked {
+        // Sent means there, acknowledged, not handed to quinn: on an uplink shared by a crowd a
+        // chunk's bytes wait seconds in the connection's buffer, and offered again meanwhile
+        // it went out twice.
+        if let Ok(Ok(None)) = tokio::time::timeout(limit, out.stopped()).await {
+            asked.sent();
+        }
+    }
+    Ok(())
 }
 
-/// Reads chunk `index` of `id` and sends it (or why not) on a new unidirectional stream.
-async fn send_chunk(conn: Connection, serving: Serving, id: FileId, index: u32) -> Result<()> {
+/// Reads chunk `index` of `id` and sends it (or why not) on a new unidirectional stream, which
+/// it returns finished.
+async fn send_chunk(conn: Connection, serving: Serving, (id, index): (FileId, u32), priority: i32) -> Result<SendStream> {
     let result = read_chunk(&serving.shares, &id, index).await;
     let mut out = conn.open_uni().await?;
+    let _ = out.set_priority(priority);
     let header = ChunkHeader { id, index, result: result.as_ref().map(|d| d.len() as u32).map_err(|e| format!("{e:#}")) };
     protocol::write_frame(&mut out, &header).await?;
     let sent = result.as_ref().map(Buffer::len).ok();
@@ -267,7 +285,16 @@ async fn send_chunk(conn: Connection, serving: Serving, id: FileId, index: u32) 
     if let Some(bytes) = sent {
         serving.shares.count_sent(&id, bytes, conn.remote_address());
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The send priority of a downloader's chunk request number `asked`: below every control
+/// answer, and each below the ones asked for before it. Sent side by side (quinn's default for
+/// equal priorities), a downloader's chunks all arrive late together: one asking a seeder shared
+/// by a crowd of 16 for 4 at once has nothing verified to trade until 4 of its shares of the
+/// uplink have passed. One after another, the first lands after one share, and is served on.
+fn chunk_priority(asked: u32) -> i32 {
+    -1 - (asked % (1 << 30)) as i32
 }
 
 /// Reads chunk `index` of shared file `id` off the disk.
