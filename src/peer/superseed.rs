@@ -95,20 +95,27 @@ pub struct Crowds {
 
 /// One file's offers.
 struct Crowd {
-    /// How many downloaders each chunk was offered to.
-    offered: Vec<u32>,
-    /// How many times each chunk was asked for since the crowd formed.
-    asked: Vec<u32>,
-    /// Copies of each chunk asked for and not yet sent (waiting their turn, or on their way).
-    sending: Vec<u32>,
-    /// When each chunk's last copy was sent.
-    left: Vec<Option<Instant>>,
-    /// When each chunk was last offered.
-    offered_at: Vec<Option<Instant>>,
+    /// Each chunk's offers and copies.
+    chunks: Vec<Copies>,
     /// Downloaders observing it now.
     observers: usize,
     /// Picks ties at random (SplitMix64).
     seed: u64,
+}
+
+/// One chunk's offers and copies since the crowd formed.
+#[derive(Clone, Copy, Default)]
+struct Copies {
+    /// Downloaders it was offered to.
+    offered: u32,
+    /// When it was last offered.
+    offered_at: Option<Instant>,
+    /// Times it was asked for.
+    asked: u32,
+    /// Copies asked for and not yet sent (waiting their turn, or on their way).
+    sending: u32,
+    /// When its last copy arrived.
+    left: Option<Instant>,
 }
 
 /// A chunk of a crowded file asked for: counted as on its way until [`Asked::sent`] (its bytes
@@ -189,39 +196,38 @@ impl Crowds {
 
 impl Crowd {
     fn new(count: usize, seed: u64) -> Crowd {
-        let (offered, asked, sending) = (vec![0; count], vec![0; count], vec![0; count]);
-        Crowd { offered, asked, sending, left: vec![None; count], offered_at: vec![None; count], observers: 0, seed }
+        Crowd { chunks: vec![Copies::default(); count], observers: 0, seed }
     }
 
     /// Chunk `index` was asked for; `None` past the file.
     fn asked(&mut self, index: u32) -> Option<()> {
-        let i = index as usize;
-        *self.asked.get_mut(i)? += 1;
-        self.sending[i] += 1;
+        let chunk = self.chunks.get_mut(index as usize)?;
+        chunk.asked += 1;
+        chunk.sending += 1;
         Some(())
     }
 
     /// A copy of chunk `index` asked for is no longer on its way: sent whole at `sent`, or not.
     fn ended(&mut self, index: u32, sent: Option<Instant>) {
-        let i = index as usize;
-        if let Some(sending) = self.sending.get_mut(i) {
-            *sending = sending.saturating_sub(1);
-            self.left[i] = sent.or(self.left[i]);
+        if let Some(chunk) = self.chunks.get_mut(index as usize) {
+            chunk.sending = chunk.sending.saturating_sub(1);
+            chunk.left = sent.or(chunk.left);
         }
     }
 
     /// Whether chunk `i` may be offered at `now`: no recent offer still to be asked for, no
     /// copy on its way, none sent just now.
     fn may_offer(&self, i: usize, now: Instant) -> bool {
+        let c = &self.chunks[i];
         let since = |at: Option<Instant>, wait: Duration| at.is_none_or(|at| now.saturating_duration_since(at) >= wait);
-        let promised = self.offered[i] > self.asked[i] && !since(self.offered_at[i], OFFER_HOLD);
-        !promised && self.sending[i] == 0 && since(self.left[i], RESEND_AFTER)
+        let promised = c.offered > c.asked && !since(c.offered_at, OFFER_HOLD);
+        !promised && c.sending == 0 && since(c.left, RESEND_AFTER)
     }
 
     fn pick(&mut self, mine: &mut Bitfield, n: usize, now: Instant) -> Vec<u32> {
-        let count = self.offered.len() as u32;
+        let count = self.chunks.len() as u32;
         let mut picked = Vec::with_capacity(n);
-        let rank = |crowd: &Crowd, i: u32| (crowd.asked[i as usize], crowd.offered[i as usize]);
+        let rank = |crowd: &Crowd, i: u32| (crowd.chunks[i as usize].asked, crowd.chunks[i as usize].offered);
         let open = |crowd: &Crowd, mine: &Bitfield, i: u32| !mine.has(i) && crowd.may_offer(i as usize, now);
         while picked.len() < n {
             let Some(least) = (0..count).filter(|&i| open(self, mine, i)).map(|i| rank(self, i)).min() else { break };
@@ -230,8 +236,9 @@ impl Crowd {
                 let i = (start + step) % count;
                 if picked.len() < n && open(self, mine, i) && rank(self, i) == least {
                     mine.set(i);
-                    self.offered[i as usize] += 1;
-                    self.offered_at[i as usize] = Some(now);
+                    let chunk = &mut self.chunks[i as usize];
+                    chunk.offered += 1;
+                    chunk.offered_at = Some(now);
                     picked.push(i);
                 }
             }
