@@ -20,7 +20,7 @@ fn a_holder_that_starts_sharing_during_a_download_is_used() {
     let mut swarm = Swarm::start("15");
     let data = bytes(4 << 20, "late holder");
     swarm.write_data("late.bin", &data);
-    let mut slow = swarm.peer_with("slow", &["--upload-limit", "400K"]);
+    let mut slow = swarm.peer_with("slow", &["--upload-limit", "200K"]);
     slow.command("share late.bin", "shared late.bin");
     let args = ["get", "late.bin", "--json", "--download-dir", "out", "--tracker", &swarm.addr];
     let mut get = Proc::spawn("get", swarm.path(), &args);

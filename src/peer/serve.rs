@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::gate::{Gate, SENDS_PER_PEER};
 use super::observe;
 use super::superseed::Crowds;
-use super::throttle::Throttle;
+use super::throttle::{Sending, Throttle};
 use crate::net::task;
 use crate::protocol::{
     self, Availability, ChunkHeader, Description, FileId, MAX_FRAME, ManifestReply, PROTOCOL_VERSION, PeerRequest, close,
@@ -254,10 +254,15 @@ async fn answer_chunk(conn: Connection, (mut recv, priority): (RecvStream, i32),
     // already on its way to someone, and offer it again only once it had time to spread.
     let asked = serving.crowds.ask(&id, index);
     let permit = sends.acquire().await?;
+    // In the upload limit's lane, in the order the permits admit the downloader's requests.
+    let lane = match serving.throttle.as_deref() {
+        Some(throttle) => Some(throttle.sending(crate::net::tls::remote_fingerprint(&conn)?)),
+        None => None,
+    };
     let limit = serving.chunk_timeout();
-    let sending = tokio::time::timeout(limit, send_chunk(conn, serving, (id, index), priority));
+    let sending = tokio::time::timeout(limit, send_chunk(&conn, &serving, (id, index), priority, lane.as_ref()));
     let out = sending.await.context("downloader too slow to take the chunk")??;
-    drop(permit);
+    drop((lane, permit));
     if let Some(asked) = asked {
         // Sent means there, acknowledged, not handed to quinn: on an uplink shared by a crowd a
         // chunk's bytes wait seconds in the connection's buffer, and offered again meanwhile
@@ -270,8 +275,14 @@ async fn answer_chunk(conn: Connection, (mut recv, priority): (RecvStream, i32),
 }
 
 /// Reads chunk `index` of `id` and sends it (or why not) on a new unidirectional stream, which
-/// it returns finished.
-async fn send_chunk(conn: Connection, serving: Serving, (id, index): (FileId, u32), priority: i32) -> Result<SendStream> {
+/// it returns finished; with an upload limit, through the downloader's `lane`.
+async fn send_chunk(
+    conn: &Connection,
+    serving: &Serving,
+    (id, index): (FileId, u32),
+    priority: i32,
+    lane: Option<&Sending<'_>>,
+) -> Result<SendStream> {
     let result = read_chunk(&serving.shares, &id, index).await;
     let mut out = conn.open_uni().await?;
     let _ = out.set_priority(priority);
@@ -279,7 +290,7 @@ async fn send_chunk(conn: Connection, serving: Serving, (id, index): (FileId, u3
     protocol::write_frame(&mut out, &header).await?;
     let sent = result.as_ref().map(Buffer::len).ok();
     if let Ok(data) = result {
-        send_paced(&mut out, data, serving.throttle.as_deref(), &conn).await?;
+        send_paced(&mut out, data, lane).await?;
     }
     out.finish()?;
     if let Some(bytes) = sent {
@@ -324,20 +335,19 @@ async fn read_chunk(shares: &Shares, id: &FileId, index: u32) -> Result<Buffer> 
     data
 }
 
-/// Writes `data` to the downloader at the other end of `conn`, pacing it through the upload
-/// limit if there is one; the limit is shared equally by the downloaders (by certificate, as
-/// the gate admitted them), whatever their number of streams.
+/// Writes `data` to the downloader, pacing it through its `lane` of the upload limit if there
+/// is one; the limit is shared equally by the downloaders (by certificate, as the gate
+/// admitted them), whatever their number of streams.
 /// Unpaced, the buffer is handed to quinn as it is, with no copy, and returns to the pool once
 /// the downloader has acknowledged it.
-async fn send_paced(out: &mut quinn::SendStream, data: Buffer, throttle: Option<&Throttle>, conn: &Connection) -> Result<()> {
-    let Some(throttle) = throttle else {
+async fn send_paced(out: &mut quinn::SendStream, data: Buffer, lane: Option<&Sending<'_>>) -> Result<()> {
+    let Some(lane) = lane else {
         out.write_chunk(data.into_bytes()).await?;
         return Ok(());
     };
-    let sending = throttle.sending(crate::net::tls::remote_fingerprint(conn)?);
     let mut rest = data.as_slice();
     while !rest.is_empty() {
-        let (slice, after) = rest.split_at(sending.take(rest.len()).await);
+        let (slice, after) = rest.split_at(lane.take(rest.len()).await);
         out.write_all(slice).await?;
         rest = after;
     }

@@ -23,7 +23,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// of its own: a test never reaches the public DHT (whose node runs by default).
 pub fn offline<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut out = args.to_vec();
-    let starts_peer = matches!(args.first(), Some(&("peer" | "get" | "seed")));
+    let starts_peer = matches!(args.iter().find(|a| !a.starts_with('-')), Some(&("peer" | "get" | "seed")));
     if starts_peer && !args.iter().any(|a| a.starts_with("--dht") || *a == "--no-dht" || *a == "--help") {
         out.push("--no-dht");
     }
