@@ -106,6 +106,14 @@ async fn a_crowd_on_one_slow_seeder_trades_chunks_among_itself() -> Result<()> {
     ensure!(repeats <= chunks as usize, "the seeder sent {repeats} second copies before every chunk was out once");
     let partial: usize = leechers.iter().map(|p| p.chunk_log().map(|log| log.iter().filter(|r| r.partial).count()).unwrap_or(0)).sum();
     ensure!(partial > 0, "no chunk log names a partial holder as the source");
+    // What a leecher served while it downloaded still shows once its download is done.
+    let from_leechers: usize =
+        got.iter().map(|g| g.from.iter().filter(|(p, _)| p != "seeder").map(|(_, n)| *n as usize).sum::<usize>()).sum();
+    let uploaded: u64 = leechers.iter().flat_map(|p| p.uploads()).map(|u| u.chunks).sum();
+    ensure!(
+        uploaded as usize >= from_leechers,
+        "the leechers show {uploaded} chunks uploaded, their downloads got {from_leechers} from them"
+    );
     net.stop().await;
     Ok(())
 }

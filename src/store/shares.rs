@@ -270,9 +270,17 @@ impl Shares {
         self.lock().remove(id);
     }
 
-    /// Adds (or replaces) a shared file.
+    /// Adds (or replaces) a shared file. A download that completes becomes the same share: what
+    /// it sent while partial still counts (its uploads showed 0 once the download was done).
     pub fn insert(&self, file: SharedFile) {
-        self.lock().insert(file.info.id, Arc::new(file));
+        let mut files = self.lock();
+        if let Some(was) = files.get(&file.info.id).filter(|was| was.partial.is_some()) {
+            file.sent.0.fetch_add(was.sent.0.load(Ordering::Relaxed), Ordering::Relaxed);
+            file.sent.1.fetch_add(was.sent.1.load(Ordering::Relaxed), Ordering::Relaxed);
+            let served = was.served.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            file.served.lock().unwrap_or_else(|p| p.into_inner()).extend(served);
+        }
+        files.insert(file.info.id, Arc::new(file));
     }
 
     /// The shared file with this id (complete, or a download under way).
