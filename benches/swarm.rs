@@ -32,12 +32,13 @@ use sizes::mib;
 #[allow(dead_code)]
 mod inproc;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use inproc::Net;
-use p2pq::net::linksim::Link;
+use p2pq::net::linksim::{Link, LinkStats};
 use p2pq::peer::{Got, Peer};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -161,11 +162,13 @@ async fn flash_crowd(settings: &Settings, leechers: usize) -> Result<()> {
         crowd.push(net.add_peer(&format!("l{k}"), settings.uplink()).await?.0);
     }
     let sent = net.link_stats(&seeder).context("the seeder has no link")?;
+    let links: Vec<_> = crowd.iter().filter_map(|p| net.link_stats(p)).collect();
     let before = sent.bytes.load(Ordering::Relaxed);
     let runs = get_all(&crowd, settings.limit(leechers)).await;
     let uploaded = sent.bytes.load(Ordering::Relaxed) - before;
     let report = report_crowd(settings, &runs, &data);
     println!("  seeder upload / size = {:.2}", uploaded as f64 / settings.size as f64);
+    report_crowd_upload(settings, &crowd, &links);
     net.stop().await;
     report
 }
@@ -194,6 +197,22 @@ async fn fetch(peer: &Peer, started: Instant, limit: Duration) -> Result<Fetched
         Ok(got) => Ok(Fetched { took: started.elapsed(), got: got? }),
         Err(_) => bail!("stalled: not done after {} s", limit.as_secs()),
     }
+}
+
+/// Prints what the leechers' links carried over the file's size, beside the chunk bytes they
+/// sent (what was handed to quinn whole), and the datagrams their queues dropped: the gap is
+/// retransmission, headers and acknowledgements.
+fn report_crowd_upload(settings: &Settings, crowd: &[Peer], links: &[Arc<LinkStats>]) {
+    let size = settings.size as f64;
+    let on_links: u64 = links.iter().map(|l| l.bytes.load(Ordering::Relaxed)).sum();
+    let dropped: u64 = links.iter().map(|l| l.overflowed.load(Ordering::Relaxed)).sum();
+    let datagrams: u64 = links.iter().map(|l| l.sent.load(Ordering::Relaxed)).sum();
+    let chunks: u64 = crowd.iter().flat_map(|p| p.uploads()).map(|u| u.bytes).sum();
+    println!(
+        "  leechers upload / size = {:.2} on their links, {:.2} in chunks sent; {dropped} of {datagrams} datagrams dropped at their caps",
+        on_links as f64 / size,
+        chunks as f64 / size
+    );
 }
 
 /// Prints each leecher's time and sources, then the last one's time over size/R; checks every
