@@ -32,6 +32,7 @@ use tracing::Span;
 
 mod availability;
 mod checkpoints;
+mod fetches;
 mod swarm;
 
 /// How often the resume state is brought up to date while chunks land.

@@ -19,10 +19,10 @@
 //!
 //! A chunk that fails goes back ahead of its equals so another holder picks it up; a holder is
 //! struck for each failure and dropped for this download after [`MAX_STRIKES`], or at once
-//! when its connection is gone, and what it had no longer counts. In the endgame, when no
-//! needed chunk is left that any holder has, an idle holder may race a slow one for a chunk
-//! still in flight (looking only at those): whichever verifies first wins and the other copy
-//! is ignored.
+//! when its connection is gone, and what it had no longer counts. In the endgame, when every
+//! missing chunk is in flight, an idle holder may race a slow one for a chunk still in flight
+//! (looking only at those): whichever verifies first wins and the download calls the other
+//! copy off.
 
 mod buckets;
 mod holdings;
@@ -61,8 +61,8 @@ enum Chunk {
     Done,
 }
 
-/// What the picker is handing out: needed chunks, or (none being left at any holder) second
-/// copies of chunks in flight.
+/// What the picker is handing out: needed chunks, or (every missing chunk being in flight)
+/// second copies of chunks in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Needed,

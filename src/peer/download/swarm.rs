@@ -17,6 +17,7 @@ use tracing::Span;
 
 use super::availability::{self, News};
 use super::checkpoints::Checkpoints;
+use super::fetches::Fetches;
 use super::{Context, Job};
 use crate::logbook::{ChunkRecord, now_ms};
 use crate::net::task;
@@ -60,6 +61,7 @@ pub(super) struct Swarm<'c, 'a> {
     plan: Scheduler,
     holders: Vec<InUse>,
     tasks: JoinSet<ChunkResult>,
+    fetches: Fetches,
     watchers: JoinSet<()>,
     news: (mpsc::Sender<Heard>, mpsc::Receiver<Heard>),
     finder: Finder,
@@ -80,6 +82,7 @@ impl<'c, 'a> Swarm<'c, 'a> {
             plan,
             holders: Vec::new(),
             tasks: JoinSet::new(),
+            fetches: Fetches::default(),
             watchers: JoinSet::new(),
             news: mpsc::channel(NEWS_QUEUE),
             finder,
@@ -96,10 +99,14 @@ impl<'c, 'a> Swarm<'c, 'a> {
             self.check_stalled()?;
             let give_up = tokio::time::Instant::from_std(self.stalled.map_or_else(Instant::now, |s| s + self.ctx.stall_timeout));
             tokio::select! {
-                Some(ended) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    let (holder, index, started, step) = ended.context("chunk task failed")?;
-                    self.step(holder, index, started, step)?;
-                }
+                Some(ended) = self.tasks.join_next(), if !self.tasks.is_empty() => match ended {
+                    // A race's loser, called off and settled when the winner landed.
+                    Err(err) if err.is_cancelled() => {}
+                    ended => {
+                        let (holder, index, started, step) = ended.context("chunk task failed")?;
+                        self.step(holder, index, started, step)?;
+                    }
+                },
                 Some((holder, news)) = self.news.1.recv() => self.heard(holder, news),
                 link = self.finder.next(self.stalled.is_some()) => self.found(link),
                 _ = tokio::time::sleep_until(give_up), if self.stalled.is_some() => continue,
@@ -245,6 +252,8 @@ impl<'c, 'a> Swarm<'c, 'a> {
     /// One chunk task moved on: its bytes are here (or not), or it is verified (or not).
     fn step(&mut self, holder: usize, index: u32, started: Instant, step: Step) -> Result<()> {
         let landed = match step {
+            // Called off, but it ended before it could be stopped: settled already.
+            Step::Fetched(_) if !self.fetches.ended(holder, index) => 0,
             Step::Fetched(fetched) => {
                 self.plan.arrived(holder);
                 match fetched {
@@ -253,7 +262,10 @@ impl<'c, 'a> Swarm<'c, 'a> {
                 }
                 0
             }
-            Step::Stored(Ok(())) if self.plan.done(holder, index) => self.landed(holder, index, started),
+            Step::Stored(Ok(())) if self.plan.done(holder, index) => {
+                self.call_off_racers(index);
+                self.landed(holder, index, started)
+            }
             Step::Stored(Ok(())) => 0,
             Step::Stored(Err(err)) => {
                 self.failed(holder, index, err)?;
@@ -310,12 +322,22 @@ impl<'c, 'a> Swarm<'c, 'a> {
             self.plan.set_window(holder, h.link.window(chunk_size));
             while let Some(index) = self.plan.next(holder) {
                 let (link, job) = (h.link.clone(), self.job.clone());
-                task::spawn_in(&mut self.tasks, Span::current(), async move {
+                let fetch = task::spawn_in(&mut self.tasks, Span::current(), async move {
                     let started = Instant::now();
                     let fetched = link.chunk(job.id, index, job.manifest.len_of(index)).await;
                     (holder, index, started, Step::Fetched(fetched))
                 });
+                self.fetches.started(holder, index, fetch);
             }
+        }
+    }
+
+    /// Stops the other copies of a chunk just verified that are still on their way (an endgame
+    /// race's losers): their holders' uplinks have better things to carry.
+    fn call_off_racers(&mut self, index: u32) {
+        for loser in self.fetches.call_off(index) {
+            self.plan.arrived(loser);
+            self.plan.done(loser, index);
         }
     }
 
