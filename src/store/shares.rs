@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use crate::protocol::{self, FileId, FileInfo, ManifestReply};
 use crate::store::buffers::{self, Buffer};
 use crate::store::catalog::Origin;
 use crate::store::partial::Partial;
+use crate::store::traffic::FileTraffic;
 
 /// A file this peer serves.
 pub struct SharedFile {
@@ -33,20 +34,15 @@ pub struct SharedFile {
     /// not hold 10,000 descriptors: the usual limit is 1,024); opened per read otherwise.
     file: Mutex<Option<Arc<File>>>,
     stamp: Stamp,
-    /// Chunks and bytes sent to downloaders since it was shared.
-    sent: (AtomicU64, AtomicU64),
+    /// What it sent to downloaders since it was shared.
+    sent: FileTraffic,
     /// The encoded manifest reply, once asked for.
     manifest_frame: OnceLock<Bytes>,
     /// How it came to be shared, and whether from the share list of the last run.
     source: (Origin, bool),
-    /// When each downloader (by address: one endpoint per peer) last got a chunk of it.
-    served: Mutex<HashMap<SocketAddr, Instant>>,
     /// The download it is, while it is one: only the chunks verified there are served.
     partial: Option<Arc<Partial>>,
 }
-
-/// How recently a downloader must have been sent a chunk to count as being served now.
-pub const SERVING_WINDOW: Duration = Duration::from_secs(10);
 
 /// A shared file and how much of it went out.
 #[derive(Clone, Debug)]
@@ -61,7 +57,7 @@ pub struct Uploads {
     pub origin: Origin,
     /// Whether it is served again from the last run's share list.
     pub restored: bool,
-    /// Downloaders sent a chunk of it within [`SERVING_WINDOW`].
+    /// Downloaders sent a chunk of it within [`SERVING_WINDOW`](super::traffic::SERVING_WINDOW).
     pub serving: usize,
     /// For a download under way: chunks verified so far, of how many.
     pub partial: Option<(u32, u32)>,
@@ -125,8 +121,8 @@ impl SharedFile {
             }
         };
         let (sent, manifest_frame, source) = (Default::default(), OnceLock::new(), (Origin::Shared, false));
-        let (served, file) = (Mutex::default(), Mutex::new(file));
-        Ok(SharedFile { info, path, manifest, file, stamp, sent, manifest_frame, source, served, partial: None })
+        let file = Mutex::new(file);
+        Ok(SharedFile { info, path, manifest, file, stamp, sent, manifest_frame, source, partial: None })
     }
 
     /// Serves the chunks of a download under way as they are verified (its partial file,
@@ -156,12 +152,6 @@ impl SharedFile {
     /// How it came to be shared.
     pub fn origin(&self) -> Origin {
         self.source.0
-    }
-
-    /// Downloaders sent a chunk within [`SERVING_WINDOW`] before `now`.
-    fn serving_now(&self, now: Instant) -> usize {
-        let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
-        served.values().filter(|last| now.saturating_duration_since(**last) < SERVING_WINDOW).count()
     }
 
     /// Reads `len` bytes at `offset` into a pooled buffer, refusing if the file changed since
@@ -275,10 +265,7 @@ impl Shares {
     pub fn insert(&self, file: SharedFile) {
         let mut files = self.lock();
         if let Some(was) = files.get(&file.info.id).filter(|was| was.partial.is_some()) {
-            file.sent.0.fetch_add(was.sent.0.load(Ordering::Relaxed), Ordering::Relaxed);
-            file.sent.1.fetch_add(was.sent.1.load(Ordering::Relaxed), Ordering::Relaxed);
-            let served = was.served.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            file.served.lock().unwrap_or_else(|p| p.into_inner()).extend(served);
+            file.sent.take_over(&was.sent);
         }
         files.insert(file.info.id, Arc::new(file));
     }
@@ -322,11 +309,11 @@ impl Shares {
             .values()
             .map(|f| Uploads {
                 info: f.info.clone(),
-                chunks: f.sent.0.load(Ordering::Relaxed),
-                bytes: f.sent.1.load(Ordering::Relaxed),
+                chunks: f.sent.totals().0,
+                bytes: f.sent.totals().1,
                 origin: f.source.0,
                 restored: f.source.1,
-                serving: f.serving_now(Instant::now()),
+                serving: f.sent.serving_now(Instant::now()),
                 partial: f.partial.as_ref().map(|p| (p.verified(), f.manifest.count())),
             })
             .collect();
@@ -343,14 +330,7 @@ impl Shares {
     pub fn count_sent(&self, id: &FileId, bytes: usize, to: SocketAddr) {
         self.traffic.sent(bytes as u64);
         if let Some(file) = self.get(id) {
-            file.sent.0.fetch_add(1, Ordering::Relaxed);
-            file.sent.1.fetch_add(bytes as u64, Ordering::Relaxed);
-            let now = Instant::now();
-            let mut served = file.served.lock().unwrap_or_else(|p| p.into_inner());
-            // Forget who has not been served for a while, so the map stays as small as the
-            // set of downloaders of the moment.
-            served.retain(|_, last| now.saturating_duration_since(*last) < SERVING_WINDOW);
-            served.insert(to, now);
+            file.sent.count(bytes as u64, to, Instant::now());
         }
     }
 
