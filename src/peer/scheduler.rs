@@ -39,6 +39,14 @@ const FREE: u32 = u32::MAX;
 /// Second copies a holder may be fetching at once in the endgame.
 const ENDGAME_RACES: usize = 1;
 
+/// Second copies one download may be fetching at once in the endgame, from all its holders. One
+/// race per idle holder let a leecher in a crowd of 16 race each of its last chunks at another
+/// leecher; on uplinks shared 15 ways both copies move at the same pace, so the loser, called
+/// off when the winner lands, had sent most of its chunk: about one copy of the file in all
+/// (in process, 64 MiB at 20 Mbit/s). Two races still rescue chunks from a holder that slowed
+/// down.
+const MAX_RACES: usize = 2;
+
 /// Failures after which a holder gets no more work in this download.
 pub const MAX_STRIKES: u32 = 3;
 
@@ -248,6 +256,9 @@ impl Scheduler {
         if h.starved == Some(phase) || (phase == Phase::Endgame && h.receiving >= ENDGAME_RACES) {
             return None;
         }
+        if phase == Phase::Endgame && self.races() >= MAX_RACES {
+            return None;
+        }
         let pick = match phase {
             Phase::Needed => self.pick_needed(holder),
             Phase::Endgame => self.pick_race(holder),
@@ -257,6 +268,11 @@ impl Scheduler {
             None => self.holders[holder].starved = Some(phase),
         }
         pick
+    }
+
+    /// Chunks being raced now (in flight at two holders); only the chunks in flight are looked at.
+    fn races(&self) -> usize {
+        self.flying.items().iter().filter(|&&chunk| self.slots[chunk as usize][1] != FREE).count()
     }
 
     /// Hands `holder` chunk `index` if it could have picked it: needed, one it has, and room
