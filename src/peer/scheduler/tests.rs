@@ -2,6 +2,9 @@
 
 use super::*;
 
+mod endgame;
+mod random_events;
+
 /// A plan over `count` chunks with `holders` complete holders taking `window` chunks each.
 fn complete(count: u32, holders: usize, window: usize) -> Scheduler {
     let mut plan = Scheduler::new(count, 1, |_| false).with_seed(1);
@@ -132,74 +135,6 @@ fn chunks_we_have_are_skipped() {
     let mut got = drain(&mut s, h);
     got.sort();
     assert_eq!(got, [1, 3]);
-}
-
-#[test]
-fn the_endgame_races_the_last_chunk_and_the_first_copy_wins() {
-    let mut s = complete(1, 2, 4);
-    assert_eq!(s.next(0), Some(0));
-    assert_eq!(s.next(1), Some(0));
-    assert_eq!(s.next(1), None);
-    assert!(s.done(1, 0));
-    assert!(!s.done(0, 0));
-    assert!(s.is_complete());
-    assert_eq!((s.delivered(0), s.delivered(1)), (0, 1), "only the winner's copy counts");
-}
-
-#[test]
-fn a_download_races_at_most_a_couple_of_chunks_at_once_whatever_its_holders() {
-    // Eight holders, each with a chunk in flight and nothing needed: the endgame.
-    let mut s = Scheduler::new(8, 1, |_| false).with_seed(9);
-    let holders: Vec<usize> = (0..8).map(|_| s.add_holder(1)).collect();
-    holders.iter().for_each(|&h| s.holder_has_all(h));
-    let first: Vec<u32> = holders.iter().filter_map(|&h| s.next(h)).collect();
-    assert_eq!(first.len(), 8);
-    // Each holder's chunk arrives and waits to be verified: every link is idle.
-    holders.iter().for_each(|&h| s.arrived(h));
-    let races: Vec<u32> = holders.iter().filter_map(|&h| s.next(h)).collect();
-    assert_eq!(races.len(), super::MAX_RACES, "raced: {races:?}");
-    // The first copy of a raced chunk is verified: that race is over, and one more may start.
-    let owner = holders[first.iter().position(|&c| c == races[0]).expect("a raced chunk was in flight")];
-    assert!(s.done(owner, races[0]));
-    let more: Vec<u32> = holders.iter().filter_map(|&h| s.next(h)).collect();
-    assert_eq!(more.len(), 1, "raced now: {more:?}");
-}
-
-#[test]
-fn a_holder_never_races_itself() {
-    let mut s = complete(1, 2, 4);
-    assert_eq!(s.next(0), Some(0));
-    assert_eq!(s.next(0), None);
-    assert_eq!(s.next(1), Some(0));
-    s.failed(0, 0, Penalty::Strike);
-    assert_eq!(s.next(1), None);
-    assert_eq!(s.next(0), Some(0));
-}
-
-#[test]
-fn the_endgame_races_only_chunks_the_holder_has() {
-    let mut s = Scheduler::new(2, 1, |_| false).with_seed(3);
-    let (a, b) = (s.add_holder(4), s.add_holder(4));
-    s.holder_has_all(a);
-    s.holder_has(b, 1);
-    assert_eq!(drain(&mut s, a).len(), 2);
-    assert_eq!(s.next(b), Some(1), "it races chunk 1, which it has");
-    assert_eq!(s.next(b), None, "not chunk 0, which it does not");
-}
-
-#[test]
-fn the_endgame_waits_while_a_chunk_is_needed_and_some_holder_has_it() {
-    // b has only chunk 4, in flight at a. While 5 is needed (a has it, its window is full),
-    // b does not race for 4: it is not the endgame yet.
-    let mut s = Scheduler::new(6, 1, |i| i < 4).with_seed(5);
-    let (a, b) = (s.add_holder(1), s.add_holder(4));
-    s.holder_has_all(a);
-    s.holder_has(b, 4);
-    assert!(s.claim(a, 4));
-    assert_eq!(s.next(b), None, "chunk 5 is still needed and a has it");
-    s.arrived(a);
-    assert_eq!(s.next(a), Some(5));
-    assert_eq!(s.next(b), Some(4), "now nothing is needed: b races a for chunk 4");
 }
 
 #[test]
@@ -416,99 +351,4 @@ fn the_first_picks_are_random_then_the_rarest() {
     }
     assert!(!s.is_done(99));
     assert_eq!(s.next(seeder), Some(99), "after {RANDOM_FIRST} chunks, the rarest");
-}
-
-#[test]
-fn the_endgame_looks_only_at_the_chunks_in_flight() {
-    let mut s = complete(1 << 14, 2, 1 << 14);
-    for i in 0..(1 << 14) - 8 {
-        assert!(s.claim(0, i));
-        s.done(0, i);
-    }
-    let last: Vec<u32> = drain(&mut s, 0);
-    assert_eq!(last.len(), 8);
-    let looked = s.looked;
-    assert!(s.next(1).is_some_and(|i| last.contains(&i)), "holder 1 races one of the last 8");
-    assert!(s.looked - looked <= 8, "it looked at {} chunks", s.looked - looked);
-}
-
-/// Every count the picker keeps agrees with what it was told, after each of many random
-/// events: haves, bitfields, seeders, picks, arrivals, dones, failures and drops.
-#[test]
-fn random_events_keep_every_count_true() {
-    let mut rng = Rng::seeded(31);
-    for round in 0..20 {
-        let count = 1 + rng.below(80) as u32;
-        let kept: Vec<bool> = (0..count).map(|_| rng.below(5) == 0).collect();
-        let mut s = Scheduler::new(count, 1, |i| kept[i as usize]).with_seed(round);
-        let mut flying: Vec<(usize, u32)> = Vec::new();
-        for _ in 0..600 {
-            match rng.below(10) {
-                0 if s.holders.len() < 8 => _ = s.add_holder(1 + rng.below(4)),
-                1 if !s.holders.is_empty() && rng.below(8) == 0 => s.holder_has_all(rng.below(s.holders.len())),
-                1..=3 if !s.holders.is_empty() => _ = s.holder_has(rng.below(s.holders.len()), rng.below(count as usize + 2) as u32),
-                4..=6 if !s.holders.is_empty() => {
-                    let h = rng.below(s.holders.len());
-                    match s.next(h) {
-                        Some(c) => {
-                            assert!(s.holder_might_have(h, c));
-                            flying.push((h, c));
-                        }
-                        None => check_nothing_for(&s, h),
-                    }
-                }
-                _ if !flying.is_empty() => {
-                    let (h, c) = flying.swap_remove(rng.below(flying.len()));
-                    s.arrived(h);
-                    match rng.below(6) {
-                        0 => _ = s.failed(h, c, Penalty::Strike),
-                        1 if rng.below(3) == 0 => _ = s.failed(h, c, Penalty::Drop),
-                        _ => _ = s.done(h, c),
-                    }
-                }
-                _ => {}
-            }
-            check_counts(&s);
-        }
-    }
-}
-
-/// `next(h)` said None: with room in its window, nothing was there for it (so a starved
-/// holder was rightly left alone).
-fn check_nothing_for(s: &Scheduler, h: usize) {
-    let state = &s.holders[h];
-    if state.dropped || state.receiving >= state.window {
-        return;
-    }
-    let has = |c: u32| state.holdings.has(c);
-    let needed = (0..s.chunks.len() as u32).any(|c| s.chunks[c as usize] == Chunk::Needed && has(c));
-    assert!(!needed, "holder {h} got nothing, but has a needed chunk");
-    let missing = (0..s.chunks.len() as u32).any(|c| s.chunks[c as usize] == Chunk::Needed);
-    let raceable = |c: u32| {
-        let slots = s.slots[c as usize];
-        s.chunks[c as usize] == Chunk::InFlight && slots[0] != h as u32 && slots[1] == FREE && has(c)
-    };
-    let races = (0..s.chunks.len() as u32).filter(|&c| s.slots[c as usize][1] != FREE).count();
-    assert!(
-        missing || races >= super::MAX_RACES || !(0..s.chunks.len() as u32).any(raceable),
-        "holder {h} got nothing in the endgame, but could race"
-    );
-}
-
-fn check_counts(s: &Scheduler) {
-    let live = |h: &&HolderState| !h.dropped;
-    assert_eq!(s.seeds as usize, s.holders.iter().filter(live).filter(|h| h.holdings.is_all()).count());
-    for c in 0..s.chunks.len() as u32 {
-        let partial = s.holders.iter().filter(live).filter(|h| h.holdings.is_partial() && h.holdings.has(c)).count();
-        assert_eq!(s.partial[c as usize] as usize, partial, "chunk {c}");
-        assert_eq!(s.needed.contains(c), s.chunks[c as usize] == Chunk::Needed, "chunk {c}");
-    }
-    for (i, h) in s.holders.iter().enumerate().filter(|(_, h)| !h.dropped && h.holdings.is_partial()) {
-        for k in 0..h.holdings.buckets().max(1) {
-            let truth = (0..s.chunks.len() as u32)
-                .filter(|&c| s.needed.contains(c) && s.partial[c as usize] as usize == k && h.holdings.has(c))
-                .count();
-            assert_eq!(h.holdings.in_bucket(k) as usize, truth, "holder {i}, bucket {k}");
-        }
-    }
 }
