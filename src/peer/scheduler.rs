@@ -253,10 +253,8 @@ impl Scheduler {
         let phase = self.phase();
         // In the endgame a holder races one chunk at a time: a whole window of second copies
         // would send a small file twice (4 holders, 8 MiB, 4 MiB windows: it did).
-        if h.starved == Some(phase) || (phase == Phase::Endgame && h.receiving >= ENDGAME_RACES) {
-            return None;
-        }
-        if phase == Phase::Endgame && self.races() >= MAX_RACES {
+        let no_race = phase == Phase::Endgame && (h.receiving >= ENDGAME_RACES || self.races() >= MAX_RACES);
+        if h.starved == Some(phase) || no_race {
             return None;
         }
         let pick = match phase {

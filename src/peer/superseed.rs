@@ -15,12 +15,13 @@
 //!
 //! A chunk is offered a second time only when nobody it was offered to is still to ask for it
 //! (for up to [`OFFER_HOLD`]), no copy of it is on its way from here, and the last one left at
-//! least [`RESEND_AFTER`] ago (acknowledged, not merely handed to quinn): time for its downloader to verify it and tell the crowd (a
-//! `Have`), after which the others fetch it there. On a shared uplink a downloader asks for an
-//! offered chunk only when its earlier ones are through, seconds later, and a chunk asked for
-//! waits seconds more in line; offered again meanwhile, as when offers ranked chunks only by how
-//! often they were asked for, a 16-way crowd fetched half the file from the seeder twice (128
-//! to 147 of 256 chunks, in process at 20 Mbit/s).
+//! least [`RESEND_AFTER`] ago (acknowledged, not merely handed to quinn): time for its
+//! downloader to verify it and tell the crowd (a `Have`), after which the others fetch it
+//! there. On a shared uplink a downloader asks for an offered chunk only when its earlier ones
+//! are through, seconds later, and a chunk asked for waits seconds more in line; offered again
+//! meanwhile, as when offers ranked chunks only by how often they were asked for, a 16-way
+//! crowd fetched half the file from the seeder twice (128 to 147 of 256 chunks, in process at
+//! 20 Mbit/s).
 //!
 //! [`Crowds`] is plain state: which chunks of each file were offered how often, and how many
 //! downloaders observe it now.

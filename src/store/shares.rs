@@ -307,10 +307,11 @@ impl Shares {
         let mut all: Vec<Uploads> = self
             .lock()
             .values()
-            .map(|f| Uploads {
+            .map(|f| (f, f.sent.totals()))
+            .map(|(f, (chunks, bytes))| Uploads {
                 info: f.info.clone(),
-                chunks: f.sent.totals().0,
-                bytes: f.sent.totals().1,
+                chunks,
+                bytes,
                 origin: f.source.0,
                 restored: f.source.1,
                 serving: f.sent.serving_now(Instant::now()),
