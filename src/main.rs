@@ -304,11 +304,10 @@ async fn peer_config(command: Command) -> anyhow::Result<PeerConfig> {
     let target = resolve_or_default(tracker.first().map(String::as_str)).await?;
     let other_trackers = p2pq::app::target::resolve_others(tracker.get(1..).unwrap_or_default()).await?;
     let tracker = target.first();
-    let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     Ok(PeerConfig {
         download_dir: download_dir.unwrap_or_else(|| data_dir.join(format!("peer-{id}"))),
         state_dir: state_dir.unwrap_or_else(|| PathBuf::from(".p2pq").join(format!("peer-{id}"))),
-        listen: listen.unwrap_or(unspecified),
+        listen: listen.unwrap_or(p2pq::net::addrs::ANYWHERE),
         id,
         tracker,
         tracker_alternates: target.addrs[1..].to_vec(),

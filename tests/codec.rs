@@ -21,7 +21,8 @@ where
 
 #[tokio::test]
 async fn every_message_round_trips() {
-    let holder = Holder { peer_id: "alice".into(), addr: "127.0.0.1:4000".parse().unwrap(), fingerprint: Digest([9; 32]) };
+    let holder =
+        Holder { peer_id: "alice".into(), addr: "127.0.0.1:4000".parse().unwrap(), fingerprint: Digest([9; 32]), also: Vec::new() };
     let limit = protocol::MAX_FRAME;
     roundtrip(TrackerRequest::Register { version: protocol::PROTOCOL_VERSION, peer_id: "1".into(), files: vec![info()] }, limit).await;
     roundtrip(TrackerRequest::Alive, limit).await;
@@ -151,4 +152,31 @@ async fn a_push_round_trips_within_its_limit_and_a_longer_one_is_refused() {
     let huge = protocol::encode(&TrackerPush::Punch { version: 1, peer_id: "x".repeat(2000), addr, start_in_ms: 0 }).unwrap();
     let err = protocol::read_frame::<_, TrackerPush>(&mut huge.as_slice(), protocol::MAX_PUSH_FRAME).await.unwrap_err();
     assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
+}
+
+/// Further addresses, byte for byte: `Addresses` is the request's tag 15 and `MatchesAt` the
+/// response's tag 10, after every earlier variant. A holder's further addresses never change
+/// the bytes of a plain `Matches` (older peers read it as before); they travel in `MatchesAt`
+/// and come back onto each holder when it is read.
+#[tokio::test]
+async fn further_addresses_keep_their_bytes_and_leave_plain_matches_as_they_were() {
+    let addr: std::net::SocketAddr = "10.99.0.11:5000".parse().unwrap();
+    let told = protocol::encode(&TrackerRequest::Addresses(vec![addr])).unwrap();
+    assert_eq!(told, [0, 0, 0, 10, 15, 1, 0, 10, 99, 0, 11, 251, 0x88, 0x13]);
+    let reach = vec![protocol::Reach { peer_id: "a".into(), addrs: vec![addr] }];
+    let at = protocol::encode(&TrackerResponse::MatchesAt { found: vec![], reach }).unwrap();
+    assert_eq!(at, [0, 0, 0, 14, 10, 0, 1, 1, b'a', 1, 0, 10, 99, 0, 11, 251, 0x88, 0x13]);
+
+    let file = FileInfo { id: Digest([1; 32]), name: "f".into(), size: 3, folder: None };
+    let plain = Holder { peer_id: "h".into(), addr: "5.6.7.8:4000".parse().unwrap(), fingerprint: Digest([2; 32]), also: Vec::new() };
+    let further = vec![addr, "[2001:db8::5]:4000".parse().unwrap()];
+    let holder = Holder { also: further.clone(), ..plain.clone() };
+    let found = vec![FileMatch { file: file.clone(), holders: vec![holder.clone()] }];
+    let old = protocol::encode(&TrackerResponse::Matches(vec![FileMatch { file, holders: vec![plain] }])).unwrap();
+    assert_eq!(protocol::encode(&TrackerResponse::matches(found.clone(), false)).unwrap(), old);
+    let frame = protocol::encode(&TrackerResponse::matches(found.clone(), true)).unwrap();
+    let read: TrackerResponse = protocol::read_frame(&mut frame.as_slice(), protocol::MAX_FRAME).await.unwrap();
+    assert_eq!(read.into_matches().unwrap()[0].holders[0].also, further);
+    let widest: Vec<std::net::SocketAddr> = (0..8).map(|p| std::net::SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], p))).collect();
+    roundtrip(TrackerRequest::Addresses(widest), protocol::MAX_REQUEST_FRAME).await;
 }

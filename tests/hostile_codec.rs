@@ -29,7 +29,7 @@ fn addr() -> impl Strategy<Value = std::net::SocketAddr> {
 }
 
 fn holder() -> impl Strategy<Value = Holder> {
-    (text(), addr(), digest()).prop_map(|(peer_id, addr, fingerprint)| Holder { peer_id, addr, fingerprint })
+    (text(), addr(), digest()).prop_map(|(peer_id, addr, fingerprint)| Holder { peer_id, addr, fingerprint, also: Vec::new() })
 }
 
 fn tracker_request() -> impl Strategy<Value = TrackerRequest> {

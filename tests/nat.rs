@@ -60,9 +60,19 @@ fn start_holder(bed: &Bed, ns: &str, dir: &Path, id: &str, extra: &[&str]) -> Pr
 
 /// `p2pq get file.bin` in `home`'s host, into `dl` under `dir`, with punch diagnostics on.
 fn start_get(bed: &Bed, home: &Home, dir: &Path, dl: &str, extra: &[&str]) -> Proc {
+    start_get_in(bed, &home.host, dir, dl, extra)
+}
+
+/// `p2pq get file.bin` in namespace `ns`, as [`start_get`].
+fn start_get_in(bed: &Bed, ns: &str, dir: &Path, dl: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["get", "file.bin", "--tracker", TRACKER, "--download-dir", dl];
     args.extend_from_slice(extra);
-    bed.spawn("get", &home.host, dir, &args, &[("RUST_LOG", "p2pq::peer::punch=debug")])
+    bed.spawn("get", ns, dir, &args, &[("RUST_LOG", "p2pq::peer::punch=debug")])
+}
+
+/// The downloader's "connected to holder" line (punch diagnostics), or "".
+fn connected_line(get: &Proc) -> String {
+    get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default()
 }
 
 /// Waits for `get` to end and checks it succeeded with the original bytes in `dir/dl`.
@@ -183,7 +193,7 @@ fn a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped
     let args = ["get", "file.bin", "--tracker", TRACKER, "--download-dir", "dl"];
     let mut get = bed.spawn("get", &bed.public(), dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
     assert_got(&mut get, dir.path(), &data);
-    let connected = get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default();
+    let connected = connected_line(&get);
     assert!(connected.contains(&mapped) && connected.contains("directly"), "reached at the mapped address directly:\n{}", get.transcript());
     // Leaving removes the mapping from the router.
     let port = mapped.rsplit(':').next().unwrap_or_default().to_string();
@@ -217,8 +227,56 @@ fn two_peers_with_global_ipv6_connect_directly_over_it() {
     let args = ["get", "file.bin", "--tracker", &tracker6, "--download-dir", "dl"];
     let mut get = bed.spawn("get", &getter_ns, dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
     assert_got(&mut get, dir.path(), &data);
-    let connected = get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default();
+    let connected = connected_line(&get);
     assert!(connected.contains(&format!("[{PUBLIC6}::21]:")) && connected.contains("directly"), "{}", get.transcript());
+}
+
+/// Two peers behind one router that does not loop packets for its public address back
+/// inside: the holder's public address leads nowhere from its own home, punching through it
+/// neither, so the downloader must use the home-network address the holder told the tracker.
+#[test]
+fn two_peers_behind_one_router_connect_over_their_home_network() {
+    let test = "two_peers_behind_one_router_connect_over_their_home_network";
+    if !can_run(test) {
+        return;
+    }
+    let mut bed = Bed::new("hair");
+    let home = bed.home(1, Nat::PortPreserving);
+    let neighbour = bed.neighbour(&home);
+    let data = bytes(1 << 20, "hairpin");
+    let dir = folder(&["near"], &data);
+    let _tracker = start_tracker(&bed, dir.path());
+    let _holder = start_holder(&bed, &home.host, dir.path(), "near", &[]);
+    let started = Instant::now();
+    let mut get = start_get_in(&bed, &neighbour, dir.path(), "dl", &[]);
+    assert_got(&mut get, dir.path(), &data);
+    let line = connected_line(&get);
+    let lan = format!("{}:", home.lan_host());
+    assert!(line.contains(&lan) && line.contains("directly"), "reached at its home-network address {lan}, directly: {}", get.transcript());
+    assert!(started.elapsed() < Duration::from_secs(10), "the get took {:?}", started.elapsed());
+}
+
+/// Two peers behind routers that give every destination a new port (no IPv4 path at all,
+/// punched or not), each with global IPv6, and a tracker they reach over IPv4 only: the
+/// holder's IPv6 address comes with the lookup, and the downloader connects over it directly.
+#[test]
+fn peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists() {
+    let test = "peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists";
+    if !can_run(test) {
+        return;
+    }
+    let mut bed = Bed::new("six4");
+    let (home1, home2) = (bed.home(1, Nat::Random), bed.home(2, Nat::Random));
+    bed.ipv6_homes(&[&home1, &home2]);
+    let data = bytes(1 << 20, "six over four");
+    let dir = folder(&["dual"], &data);
+    let _tracker = start_tracker(&bed, dir.path());
+    // On [::], dual-stack: what a peer listens on unless told (start_holder's own is IPv4).
+    let _holder = start_holder(&bed, &home1.host, dir.path(), "dual", &["--listen", "[::]:0"]);
+    let mut get = start_get(&bed, &home2, dir.path(), "dl", &[]);
+    assert_got(&mut get, dir.path(), &data);
+    let line = connected_line(&get);
+    assert!(line.contains("[2001:db8:91::2]:") && line.contains("directly"), "reached over IPv6, directly: {}", get.transcript());
 }
 
 /// The target: at least 98% of 200 connection attempts between peers behind two

@@ -224,7 +224,6 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
     let lasting = access.id.is_some();
     let id = access.id.clone().unwrap_or_else(|| throwaway_id(kind));
     let tracker = target.first();
-    let unspecified: SocketAddr = if tracker.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let config = PeerConfig {
         id,
         tracker,
@@ -236,7 +235,7 @@ async fn start(access: &Access, target: &TrackerTarget, home: &Scratch, kind: &s
         download_dir: download_dir.to_path_buf(),
         state_dir: home.path.join("state"),
         heartbeat: HEARTBEAT,
-        listen: access.listen.unwrap_or(unspecified),
+        listen: access.listen.unwrap_or(crate::net::addrs::ANYWHERE),
         upload_limit: None,
         download_limit: access.download_limit,
         window: None,

@@ -143,7 +143,7 @@ mod tests {
     use crate::protocol::{FileInfo, Holder};
 
     fn holder(port: u16, fp: u8) -> Holder {
-        Holder { peer_id: format!("p{port}"), addr: ([127, 0, 0, 1], port).into(), fingerprint: Digest([fp; 32]) }
+        Holder { peer_id: format!("p{port}"), addr: ([127, 0, 0, 1], port).into(), fingerprint: Digest([fp; 32]), also: Vec::new() }
     }
 
     fn found(id: u8, name: &str, holders: Vec<Holder>) -> FileMatch {

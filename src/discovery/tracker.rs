@@ -76,6 +76,25 @@ pub struct TrackerLink {
     up: watch::Sender<Option<bool>>,
     /// What a person should hear about the link (connected, lost); the prompt prints them.
     notices: broadcast::Sender<String>,
+    /// Where the tracker sees us, and our further addresses, as of the last registration.
+    seen: Mutex<Whereabouts>,
+}
+
+/// Where this peer is, as its last registration found: the address the tracker observed,
+/// and the further addresses it told (`Addresses`).
+#[derive(Clone, Debug, Default)]
+pub struct Whereabouts {
+    /// Our address as the tracker sees it; `None` before a registration.
+    pub observed: Option<SocketAddr>,
+    /// Our further addresses (home network, global IPv6).
+    pub further: Vec<SocketAddr>,
+}
+
+impl Whereabouts {
+    /// Whether we have a global IPv6 address to reach holders' IPv6 addresses from.
+    pub fn ipv6(&self) -> bool {
+        self.further.iter().any(|a| crate::net::addrs::scope(a.ip()) == crate::net::addrs::Scope::Global6)
+    }
 }
 
 impl TrackerLink {
@@ -95,6 +114,7 @@ impl TrackerLink {
             conn: Mutex::new(None),
             up: watch::Sender::new(None),
             notices: broadcast::Sender::new(NOTICES),
+            seen: Mutex::default(),
         }
     }
 
@@ -152,6 +172,11 @@ impl TrackerLink {
     /// Why the last attempt to reach the tracker failed, if one did.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Where the last registration found us.
+    pub fn whereabouts(&self) -> Whereabouts {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The measured round trip to the tracker, while connected.

@@ -1,6 +1,6 @@
 //! UDP sockets for QUIC endpoints, with kernel buffers big enough for what arrives at once.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Kernel send and receive buffer asked for each UDP socket.
 pub const SOCKET_BUFFER: usize = 4 << 20;
@@ -13,8 +13,19 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 /// A UDP socket asking for a receive buffer of `buffer` bytes, past `net.core.rmem_max` where
-/// the process may (as root); returns it with the receive buffer the kernel granted.
+/// the process may (as root); returns it with the receive buffer the kernel granted. All of
+/// IPv6 (`[::]`) is dual-stack, and where this system has no IPv6 it is all of IPv4 instead.
 pub fn udp_socket_with(addr: SocketAddr, buffer: usize) -> std::io::Result<(std::net::UdpSocket, usize)> {
+    match bound_with(addr, buffer) {
+        Err(err) if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+            tracing::debug!("no IPv6 socket here ({err}); listening on IPv4 only");
+            bound_with((Ipv4Addr::UNSPECIFIED, addr.port()).into(), buffer)
+        }
+        made => made,
+    }
+}
+
+fn bound_with(addr: SocketAddr, buffer: usize) -> std::io::Result<(std::net::UdpSocket, usize)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {

@@ -202,7 +202,7 @@ impl Gate {
         match verdict {
             Ok(admitted) => Some(admitted),
             Err(reason) => {
-                tracing::debug!(addr = %conn.remote_address(), "downloader refused: {reason}");
+                tracing::debug!(addr = %crate::net::addrs::canonical(conn.remote_address()), "downloader refused: {reason}");
                 conn.close(close::REFUSED, reason.as_bytes());
                 None
             }

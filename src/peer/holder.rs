@@ -215,7 +215,7 @@ impl HolderLink {
 
     /// The holder's address.
     pub fn addr(&self) -> SocketAddr {
-        self.conn.remote_address()
+        crate::net::addrs::canonical(self.conn.remote_address())
     }
 
     fn lock(&self) -> MutexGuard<'_, PendingMap> {

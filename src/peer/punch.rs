@@ -13,6 +13,12 @@
 //! introductions are tried, with backoff; the direct attempt keeps running meanwhile, and
 //! whichever connects first is the link.
 //!
+//! The direct attempt goes to every address worth trying at once
+//! ([`addrs::worth_trying`](crate::net::addrs::worth_trying)): the observed one, the holder's
+//! home-network address when we sit behind the same router (most routers do not loop a
+//! packet for their own public address back inside), its global IPv6 address when we have
+//! IPv6. The first handshake wins; the certificate pins out any other machine there.
+//!
 //! When both NATs give each destination a new port, neither side's packets are ever let in:
 //! the holder fails after about [`NO_PATH_AFTER`] with a reason that says so, and the download
 //! goes on with the holders it reached.
@@ -88,9 +94,12 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
     let Some(rendezvous) = rendezvous.filter(|_| holder.vouched()) else {
         return attempt(endpoint, config, holder.addr, CONNECT_TIMEOUT).await;
     };
+    let seen = rendezvous.link.whereabouts();
+    let also = crate::net::addrs::worth_trying(holder.addr, &holder.also, seen.observed, seen.ipv6());
     // Resent as often as a punched attempt: an attempt dropped unanswered lingers (and holds up
     // leaving) for nine of the round trips it assumes, three seconds at quinn's default.
-    let direct = attempt(endpoint, tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess()), holder.addr, CONNECT_TIMEOUT);
+    let quick = tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess());
+    let direct = attempt_all(endpoint, quick, holder.addr, also, CONNECT_TIMEOUT);
     let mut direct = std::pin::pin!(direct);
     if let Ok(done) = tokio::time::timeout(rendezvous.head_start(holder.addr), &mut direct).await {
         return connected(done, "directly", started);
@@ -101,7 +110,9 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
     let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, holder, &introduced));
     tokio::select! {
         done = &mut direct => {
-            let punched = introduced.load(Ordering::Relaxed);
+            // Through the hole only if it came from the address the holder was introduced at.
+            let at_observed = done.as_ref().is_ok_and(|c| crate::net::addrs::canonical(c.remote_address()) == holder.addr);
+            let punched = introduced.load(Ordering::Relaxed) && at_observed;
             if punched {
                 rendezvous.remember(holder.addr);
                 rendezvous.report(holder, done.is_ok());
@@ -150,7 +161,8 @@ async fn settle(
 fn connected(done: Result<Connection>, how: &str, started: Instant) -> Result<Connection> {
     if let Ok(conn) = &done {
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        tracing::debug!(addr = %conn.remote_address(), how, ms = format!("{ms:.1}"), "connected to holder");
+        let addr = crate::net::addrs::canonical(conn.remote_address());
+        tracing::debug!(%addr, how, ms = format!("{ms:.1}"), "connected to holder");
     }
     done
 }
@@ -159,6 +171,35 @@ fn connected(done: Result<Connection>, how: &str, started: Instant) -> Result<Co
 async fn attempt(endpoint: &Endpoint, config: ClientConfig, addr: SocketAddr, within: Duration) -> Result<Connection> {
     let connecting = endpoint.connect_with(config, addr, tls::SERVER_NAME)?;
     Ok(tokio::time::timeout(within, connecting).await.context("timed out")??)
+}
+
+/// Attempts to `first` and to each of `also` at once, each given up after `within`: the
+/// first connection made, else `first`'s error.
+async fn attempt_all(
+    endpoint: &Endpoint,
+    config: ClientConfig,
+    first: SocketAddr,
+    also: Vec<SocketAddr>,
+    within: Duration,
+) -> Result<Connection> {
+    if also.is_empty() {
+        return attempt(endpoint, config, first, within).await;
+    }
+    let mut attempts = tokio::task::JoinSet::new();
+    for addr in std::iter::once(first).chain(also) {
+        let (endpoint, config) = (endpoint.clone(), config.clone());
+        attempts.spawn(async move { (addr, attempt(&endpoint, config, addr, within).await) });
+    }
+    let mut first_err = None;
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok((_, Ok(conn))) => return Ok(conn),
+            Ok((addr, Err(err))) if addr == first => first_err = Some(err),
+            Ok((addr, Err(err))) => tracing::debug!(%addr, "no connection at a further address: {err:#}"),
+            Err(err) => tracing::debug!("a connection attempt ended: {err}"),
+        }
+    }
+    Err(first_err.unwrap_or_else(|| anyhow!("no connection attempt finished")))
 }
 
 /// Whether an attempt's error is only that nothing answered in time.

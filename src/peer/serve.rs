@@ -78,7 +78,7 @@ pub async fn run(endpoint: quinn::Endpoint, serving: Serving, gate: Arc<Gate>, s
                     continue;
                 };
                 let (serving, gate, shutdown) = (serving.clone(), gate.clone(), shutdown.clone());
-                let span = tracing::debug_span!("downloader", addr = %incoming.remote_address(), peer = tracing::field::Empty);
+                let span = tracing::debug_span!("downloader", addr = %crate::net::addrs::canonical(incoming.remote_address()), peer = tracing::field::Empty);
                 task::spawn_in(&mut conns, span, async move {
                     let _permit = permit;
                     let Ok(conn) = incoming.await else { return };
@@ -294,7 +294,7 @@ async fn send_chunk(
     }
     out.finish()?;
     if let Some(bytes) = sent {
-        serving.shares.count_sent(&id, bytes, conn.remote_address());
+        serving.shares.count_sent(&id, bytes, crate::net::addrs::canonical(conn.remote_address()));
     }
     Ok(out)
 }

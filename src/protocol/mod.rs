@@ -13,6 +13,10 @@
 //!   holder directly sends `Introduce`; the tracker then pushes [`TrackerPush::Punch`] to the
 //!   holder on a unidirectional stream it opens itself (the only stream that goes that way)
 //!   and answers `Introduced`, so both send towards each other at once (hole punching).
+//!   Right after registering, a peer tells its further addresses (`Addresses`: its home
+//!   network's, its global IPv6), and lookups name them beside each holder
+//!   ([`TrackerResponse::MatchesAt`]), so two peers behind one router, or with IPv6, connect
+//!   directly.
 //! * **peer** (`p2pq-peer/1`): a downloader connects to a holder. It asks for a file's
 //!   [`Manifest`](crate::content::manifest::Manifest) on a bidirectional stream (one [`PeerRequest::Manifest`], one
 //!   [`ManifestReply`]). It asks for each chunk with a [`PeerRequest::Chunk`] on a unidirectional
@@ -149,6 +153,11 @@ pub struct Holder {
     /// The peer's certificate fingerprint, to pin when connecting to it; [`Holder::UNVOUCHED`]
     /// when no source vouched for one (a holder found on the DHT).
     pub fingerprint: Fingerprint,
+    /// Further addresses it told the tracker (its home network's, its global IPv6). Not
+    /// encoded here, so a holder decodes as it always did: they travel beside the matches,
+    /// in [`TrackerResponse::MatchesAt`]'s [`Reach`] list.
+    #[serde(skip)]
+    pub also: Vec<SocketAddr>,
 }
 
 impl Holder {
@@ -256,6 +265,13 @@ pub enum TrackerRequest {
         /// Whether a connection came of it.
         connected: bool,
     },
+    /// The further addresses I am reached at, beside the observed one: my home network's
+    /// (for a downloader behind the same router, which may not loop back through it) and
+    /// my global IPv6 ones, with my endpoint's port; at most
+    /// [`MAX_PEER_ADDRESSES`](crate::net::addrs::MAX_PEER_ADDRESSES). Sent right after each
+    /// registration, even empty: it also says I read [`TrackerResponse::MatchesAt`], so
+    /// lookups and `Holders` are answered with it from then on. (Last.)
+    Addresses(Vec<SocketAddr>),
 }
 
 /// The last file of a `Files` page, as it was listed: the next page starts after it.
@@ -326,6 +342,57 @@ pub enum TrackerResponse {
         /// How long to wait from receiving this before connecting.
         start_in_ms: u32,
     },
+    /// A lookup's or `Holders`' answer to a peer that sent `Addresses`: the matches, and the
+    /// further addresses of the holders they name that told some. (Last.)
+    MatchesAt {
+        /// As in `Matches`.
+        found: Vec<FileMatch>,
+        /// Holders' further addresses, by peer id.
+        reach: Vec<Reach>,
+    },
+}
+
+/// One holder's further addresses, in a [`TrackerResponse::MatchesAt`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reach {
+    /// The holder's peer id.
+    pub peer_id: String,
+    /// Its further addresses.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl TrackerResponse {
+    /// `found` as a lookup answer: `MatchesAt` with its holders' further addresses for a peer
+    /// that reads it (`with_reach`), else the `Matches` every peer reads.
+    pub fn matches(found: Vec<FileMatch>, with_reach: bool) -> TrackerResponse {
+        if !with_reach {
+            return TrackerResponse::Matches(found);
+        }
+        let mut reach: Vec<Reach> = Vec::new();
+        for holder in found.iter().flat_map(|f| &f.holders).filter(|h| !h.also.is_empty()) {
+            if !reach.iter().any(|r| r.peer_id == holder.peer_id) {
+                reach.push(Reach { peer_id: holder.peer_id.clone(), addrs: holder.also.clone() });
+            }
+        }
+        TrackerResponse::MatchesAt { found, reach }
+    }
+
+    /// The matches of a `Matches` or `MatchesAt` answer, each holder with its further
+    /// addresses (at most `MAX_PEER_ADDRESSES` each); `None` for any other answer.
+    pub fn into_matches(self) -> Option<Vec<FileMatch>> {
+        match self {
+            TrackerResponse::Matches(found) => Some(found),
+            TrackerResponse::MatchesAt { mut found, reach } => {
+                for holder in found.iter_mut().flat_map(|f| &mut f.holders) {
+                    if let Some(r) = reach.iter().find(|r| r.peer_id == holder.peer_id) {
+                        holder.also = r.addrs.iter().take(crate::net::addrs::MAX_PEER_ADDRESSES).copied().collect();
+                    }
+                }
+                Some(found)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Longest wait a `RetryLater` can impose on a peer (10 minutes): a hostile or misconfigured

@@ -29,17 +29,6 @@ pub fn addresses(bound: SocketAddr, advertise: &[String], interfaces: &[IpAddr])
     out
 }
 
-/// This machine's interface addresses (empty if they cannot be read).
-pub fn interfaces() -> Vec<IpAddr> {
-    match if_addrs::get_if_addrs() {
-        Ok(list) => list.into_iter().map(|i| i.ip()).collect(),
-        Err(err) => {
-            tracing::debug!("cannot list network interfaces: {err}");
-            Vec::new()
-        }
-    }
-}
-
 /// Whether an interface address is worth advertising from a socket of this family.
 fn usable(ip: &IpAddr, dual_stack: bool) -> bool {
     match ip {

@@ -11,7 +11,7 @@ use super::registry::RegistryError;
 use crate::protocol::TrackerRequest;
 
 /// The request kinds counted, in the order [`Snapshot::requests`] lists them.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 16] = [
     "register",
     "alive",
     "share",
@@ -27,6 +27,7 @@ pub const KINDS: [&str; 15] = [
     "introduce",
     "mapped",
     "punched",
+    "addresses",
 ];
 
 /// Why registrations are refused, as `/metrics` labels them, in the order of [`Refusal`].
@@ -71,6 +72,7 @@ impl Refusal {
             | RegistryError::TooManyFiles
             | RegistryError::Full
             | RegistryError::MappedElsewhere(..)
+            | RegistryError::BadAddresses(_)
             | RegistryError::SizeMismatch(_) => Refusal::Other,
         }
     }
@@ -300,6 +302,7 @@ fn kind(request: &TrackerRequest) -> usize {
         TrackerRequest::Introduce { .. } => "introduce",
         TrackerRequest::Mapped { .. } => "mapped",
         TrackerRequest::Punched { .. } => "punched",
+        TrackerRequest::Addresses(_) => "addresses",
     };
     KINDS.iter().position(|k| *k == name).unwrap_or(0)
 }

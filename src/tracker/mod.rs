@@ -272,14 +272,14 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
             Some(_) = sessions.join_next() => {}
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let ip = incoming.remote_address().ip();
+                let ip = crate::net::addrs::canonical(incoming.remote_address()).ip();
                 let (Ok(permit), Some(slot), Some(unregistered)) = (limit.clone().try_acquire_owned(), per_ip.take(ip), pending.take(ip)) else {
-                    tracing::debug!(addr = %incoming.remote_address(), "connection refused: too many");
+                    tracing::debug!(addr = %crate::net::addrs::canonical(incoming.remote_address()), "connection refused: too many");
                     incoming.refuse();
                     continue;
                 };
                 let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
-                let span = tracing::debug_span!("session", addr = %incoming.remote_address(), peer = tracing::field::Empty);
+                let span = tracing::debug_span!("session", addr = %crate::net::addrs::canonical(incoming.remote_address()), peer = tracing::field::Empty);
                 crate::net::task::spawn_in(&mut sessions, span, async move {
                     let _held = (permit, slot);
                     match incoming.await {
@@ -362,7 +362,7 @@ async fn start_with(
     let identity = Identity::load_or_create(&config.certs, "tracker")?;
     let server = tls::server_config(&identity, TRACKER_ALPN)?;
     let endpoint = bind(&identity, server)?;
-    let contact = contact::addresses(endpoint.local_addr()?, &config.advertise, &contact::interfaces());
+    let contact = contact::addresses(endpoint.local_addr()?, &config.advertise, &crate::net::addrs::interfaces());
     let tracker = Tracker::new(&config.state_dir, config.peer_timeout, config.limits.clone(), contact)?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));

@@ -156,14 +156,14 @@ pub async fn introduce(tracker: &Tracker, asker: &str, holder: &str, fingerprint
     let push = TrackerPush::Punch {
         version: PROTOCOL_VERSION,
         peer_id: asker.to_string(),
-        addr: asker_conn.remote_address(),
+        addr: crate::net::addrs::canonical(asker_conn.remote_address()),
         start_in_ms: millis(plan.holder),
     };
     if let Err(err) = tokio::time::timeout(PUSH_TIMEOUT, send_push(&holder_conn, &push)).await.unwrap_or_else(|_| Err("timed out".into())) {
         return TrackerResponse::Error(format!("cannot reach peer {holder} to introduce you: {err}"));
     }
     tracing::debug!(asker, holder, ?plan, "introduced");
-    TrackerResponse::Introduced { addr: holder_conn.remote_address(), start_in_ms: millis(plan.downloader) }
+    TrackerResponse::Introduced { addr: crate::net::addrs::canonical(holder_conn.remote_address()), start_in_ms: millis(plan.downloader) }
 }
 
 fn millis(wait: Duration) -> u32 {

@@ -57,7 +57,7 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
     let session = match registered {
         Ok(session) => session,
         Err(err) => {
-            tracing::debug!(addr = %conn.remote_address(), "registration failed: {err:#}");
+            tracing::debug!(addr = %crate::net::addrs::canonical(conn.remote_address()), "registration failed: {err:#}");
             return;
         }
     };
@@ -162,7 +162,7 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
         tracker.metrics().refused(super::metrics::Refusal::BadId);
         return refuse(conn, &mut send, for_good(&msg)).await;
     }
-    let addr = conn.remote_address();
+    let addr = crate::net::addrs::canonical(conn.remote_address());
     let session = Session { peer: peer_id, id: conn.stable_id() as u64 };
     let registered = tracker.registry().register(&session.peer, fingerprint, addr, session.id, Instant::now());
     if let Err(err) = registered {
@@ -286,18 +286,24 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Share(file) => share(tracker, peer, session, file),
         TrackerRequest::ShareMany(files) => files.into_iter().try_fold(TrackerResponse::Ok, |_, file| share(tracker, peer, session, file)),
         TrackerRequest::Lookup { query } => lookup(tracker, peer, &query),
-        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.files_for_reply(), tracker.turn()))),
+        TrackerRequest::Files => Ok(TrackerResponse::Matches(reply::fit(tracker.files_for_reply(), tracker.turn(), false))),
         TrackerRequest::FilesPage { after, limit } => Ok(files_page(tracker, after, limit)),
         TrackerRequest::Verify { fingerprint } => Ok(verify(tracker, &fingerprint)),
         TrackerRequest::Unshare(file) => unshare(tracker, peer, session, &file),
         TrackerRequest::Contact => Ok(TrackerResponse::Contact(tracker.contact().to_vec())),
         TrackerRequest::Holders(id) => {
-            let found = tracker.registry().holders(&id, tracker.listed()).into_iter().collect();
-            Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
+            let (found, with_reach) = {
+                let registry = tracker.registry();
+                (registry.holders(&id, tracker.listed()).into_iter().collect(), registry.reads_addresses(peer))
+            };
+            Ok(TrackerResponse::matches(reply::fit(found, tracker.turn(), with_reach), with_reach))
         }
         TrackerRequest::Punched { peer_id, fingerprint, connected } => {
             tracker.registry().punch_outcome(&peer_id, &fingerprint, connected);
             Ok(TrackerResponse::Ok)
+        }
+        TrackerRequest::Addresses(told) => {
+            tracker.registry().tell_addresses(peer, session, &told).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
         }
         TrackerRequest::Mapped { addr } => {
             tracker.registry().map(peer, session, addr).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
@@ -328,7 +334,7 @@ fn files_page(tracker: &Tracker, after: Option<protocol::PageAfter>, limit: u32)
     let after = after.as_ref().map(|a| (a.name.as_str(), &a.id));
     let (page, more) = tracker.files_page(after, usize::try_from(limit).unwrap_or(MAX_PAGE), tracker.listed());
     let wanted = page.len();
-    let files = reply::fit(page, tracker.turn());
+    let files = reply::fit(page, tracker.turn(), false);
     let more = more || files.len() < wanted;
     TrackerResponse::FilesPage { files, more }
 }
@@ -337,7 +343,10 @@ fn files_page(tracker: &Tracker, after: Option<protocol::PageAfter>, limit: u32)
 /// nothing unprintable reaches the event log and the tracker's screen.
 fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse, String> {
     protocol::check_name(query).map_err(|reason| format!("bad lookup: {reason}"))?;
-    let found = tracker.registry().lookup(query, tracker.listed());
+    let (found, with_reach) = {
+        let registry = tracker.registry();
+        (registry.lookup(query, tracker.listed()), registry.reads_addresses(peer))
+    };
     let (name, id) = match found.as_slice() {
         [one] => (one.file.name.clone(), Some(one.file.id.to_hex())),
         _ => (query.to_string(), None),
@@ -345,7 +354,7 @@ fn lookup(tracker: &Tracker, peer: &str, query: &str) -> Result<TrackerResponse,
     let holders: usize = found.iter().map(|f| f.holders.len()).sum();
     let detail = format!("{} match(es), {holders} holder(s)", found.len());
     tracker.record(Event::now(EventKind::Get, peer, detail).with_file(&name, id));
-    Ok(TrackerResponse::Matches(reply::fit(found, tracker.turn())))
+    Ok(TrackerResponse::matches(reply::fit(found, tracker.turn(), with_reach), with_reach))
 }
 
 fn unshare(tracker: &Tracker, peer: &str, session: u64, file: &protocol::FileId) -> Result<TrackerResponse, String> {

@@ -258,7 +258,8 @@ pub fn fake_holder(answer: HolderAnswer) -> (Holder, Endpoint, tempfile::TempDir
     let identity = Identity::load_or_create(dir.path(), "holder").expect("holder certificate");
     let server = tls::server_config(&identity, PEER_ALPN).expect("server config");
     let endpoint = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).expect("fake holder endpoint");
-    let holder = Holder { peer_id: "fake".into(), addr: endpoint.local_addr().unwrap(), fingerprint: identity.fingerprint };
+    let holder =
+        Holder { peer_id: "fake".into(), addr: endpoint.local_addr().unwrap(), fingerprint: identity.fingerprint, also: Vec::new() };
     accept_fakes(&endpoint, answer);
     (holder, endpoint, dir)
 }
@@ -385,7 +386,7 @@ pub async fn registered_fake(
     let dir = tempfile::tempdir()?;
     let identity = Identity::load_or_create(dir.path(), "holder")?;
     let endpoint = tls::endpoint(&identity, tls::server_config(&identity, PEER_ALPN)?, "127.0.0.1:0".parse()?)?;
-    let holder = Holder { peer_id: id.into(), addr: endpoint.local_addr()?, fingerprint: identity.fingerprint };
+    let holder = Holder { peer_id: id.into(), addr: endpoint.local_addr()?, fingerprint: identity.fingerprint, also: Vec::new() };
     accept_fakes(&endpoint, answer);
     let config = tls::client_config(&identity, TRACKER_ALPN, tracker_fp)?;
     let conn =

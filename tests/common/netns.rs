@@ -90,13 +90,14 @@ pub struct Home {
     pub host: String,
     /// The router's public address (what the tracker sees the host at).
     pub wan: String,
+    /// Its number (1–9).
+    pub n: u8,
 }
 
 impl Home {
     /// The host's address on its home network.
     pub fn lan_host(&self) -> String {
-        let n = self.wan.rsplit('.').next().and_then(|last| last.strip_prefix('1')).unwrap_or("0");
-        format!("10.99.{n}.2")
+        format!("10.99.{}.2", self.n)
     }
 }
 
@@ -121,6 +122,11 @@ impl Bed {
         let name = format!("{}-{role}", self.base);
         run("ip", &["netns", "add", &name]);
         self.made.push(name.clone());
+        // No duplicate address detection: its second of "tentative" link-local addresses
+        // would hold up IPv6 neighbour discovery, so routing, at the start of a test.
+        for conf in ["all", "default"] {
+            self.exec(&name, &["sysctl", "-qw", &format!("net.ipv6.conf.{conf}.accept_dad=0")]);
+        }
         self.ip(&name, &["link", "set", "lo", "up"]);
         name
     }
@@ -203,7 +209,42 @@ impl Bed {
         for chain in ["INPUT", "FORWARD"] {
             self.exec(&router, &["iptables", "-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP"]);
         }
-        Home { router, host, wan }
+        Home { router, host, wan, n }
+    }
+
+    /// A second host behind `home`'s router (on a LAN leg of its own, `10.99.5N.2`), so two
+    /// peers share one public address. Like most home routers, this one does not loop a
+    /// packet for its own public address back inside (no hairpin NAT). Its namespace.
+    pub fn neighbour(&mut self, home: &Home) -> String {
+        let n = home.n;
+        let host = self.add(&format!("h{n}b"));
+        self.ip(&home.router, &["link", "add", "lan2", "type", "veth", "peer", "name", "eth0", "netns", &host]);
+        self.ip(&home.router, &["addr", "add", &format!("10.99.5{n}.1/24"), "dev", "lan2"]);
+        self.ip(&home.router, &["link", "set", "lan2", "up"]);
+        self.ip(&host, &["addr", "add", &format!("10.99.5{n}.2/24"), "dev", "eth0"]);
+        self.ip(&host, &["link", "set", "eth0", "up"]);
+        self.ip(&host, &["route", "add", "default", "via", &format!("10.99.5{n}.1")]);
+        host
+    }
+
+    /// Global IPv6 for `homes`, routed and not translated (as ISPs hand out): home N's host
+    /// gets `2001:db8:9N::2`, its router `PUBLIC6::1N` outside and routes to every other
+    /// home given, with no firewall for IPv6; the public segment gets `PUBLIC6::1`.
+    pub fn ipv6_homes(&self, homes: &[&Home]) {
+        self.ip(&self.public(), &["-6", "addr", "add", &format!("{PUBLIC6}::1/64"), "dev", "br0", "nodad"]);
+        for home in homes {
+            let n = home.n;
+            self.exec(&home.router, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+            self.ip(&home.router, &["-6", "addr", "add", &format!("{PUBLIC6}::1{n}/64"), "dev", "wan", "nodad"]);
+            self.ip(&home.router, &["-6", "addr", "add", &format!("2001:db8:9{n}::1/64"), "dev", "lan", "nodad"]);
+            self.ip(&home.host, &["-6", "addr", "add", &format!("2001:db8:9{n}::2/64"), "dev", "eth0", "nodad"]);
+            self.ip(&home.host, &["-6", "route", "add", "default", "via", &format!("2001:db8:9{n}::1")]);
+            self.ip(&self.public(), &["-6", "route", "add", &format!("2001:db8:9{n}::/64"), "via", &format!("{PUBLIC6}::1{n}")]);
+            for other in homes.iter().filter(|o| o.n != n) {
+                let (net, via) = (format!("2001:db8:9{}::/64", other.n), format!("{PUBLIC6}::1{}", other.n));
+                self.ip(&home.router, &["-6", "route", "add", &net, "via", &via]);
+            }
+        }
     }
 
     /// Forwards UDP port `port` of `home`'s router to its host, as a user's port forward does:

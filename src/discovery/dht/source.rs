@@ -40,7 +40,7 @@ impl DhtSource {
             .await
             .into_iter()
             .filter(|addr| !self.is_us(addr))
-            .map(|addr| Holder { peer_id: format!("dht:{addr}"), addr, fingerprint: Holder::UNVOUCHED })
+            .map(|addr| Holder { peer_id: format!("dht:{addr}"), addr, fingerprint: Holder::UNVOUCHED, also: Vec::new() })
             .collect();
         if holders.is_empty() {
             return Vec::new();

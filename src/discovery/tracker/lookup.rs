@@ -20,9 +20,9 @@ impl Discovery for TrackerLink {
 impl TrackerLink {
     /// The files and holders the tracker answers `request` with.
     async fn matches(&self, request: TrackerRequest) -> Result<Vec<FileMatch>> {
-        match self.request(&request).await? {
-            crate::protocol::TrackerResponse::Matches(found) => Ok(found),
-            _ => bail!("unexpected answer from the tracker"),
+        match self.request(&request).await?.into_matches() {
+            Some(found) => Ok(found),
+            None => bail!("unexpected answer from the tracker"),
         }
     }
 }

@@ -30,6 +30,7 @@ impl TrackerLink {
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&conn, &register)).await {
             Ok(Ok(TrackerResponse::Registered { observed })) => {
                 tracing::debug!(%observed, "registered");
+                self.tell_addresses(&conn, endpoint, observed).await;
             }
             // A refusal is final unless the tracker says a retry can help (it is at a limit for
             // now); an older tracker's plain Error is final as it always was.
@@ -55,6 +56,22 @@ impl TrackerLink {
         self.set(None);
         conn.close(close::DONE, b"reconnecting");
         Ended::Lost(reason)
+    }
+
+    /// Tells the tracker our further addresses (before anything else is asked on this
+    /// connection: sending them also says we read holders' further addresses in lookups),
+    /// and remembers where we are. An older tracker refuses the request; that changes nothing.
+    async fn tell_addresses(&self, conn: &Connection, endpoint: &Endpoint, observed: std::net::SocketAddr) {
+        let further = match endpoint.local_addr() {
+            Ok(bound) => crate::net::addrs::further(bound, &crate::net::addrs::interfaces()),
+            Err(_) => Vec::new(),
+        };
+        let told = tokio::time::timeout(REQUEST_TIMEOUT, exchange(conn, &TrackerRequest::Addresses(further.clone()))).await;
+        match told {
+            Ok(Ok(TrackerResponse::Ok)) => tracing::debug!(?further, "told the tracker our further addresses"),
+            other => tracing::debug!("the tracker did not take our further addresses: {other:?}"),
+        }
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = super::Whereabouts { observed: Some(observed), further };
     }
 
     /// Dials every address at once; the first handshake to finish wins and the others are

@@ -85,6 +85,7 @@ impl Registry {
             introduced: 0,
             punches: (0, 0),
             transfer: Transfer::default(),
+            also: None,
         };
         self.peers.insert(id, entry);
         Ok(())
@@ -172,6 +173,21 @@ impl Registry {
         }
         entry.mapped = Some(mapped);
         Ok(())
+    }
+
+    /// Takes `id`'s further addresses (`told`), the usable ones of them
+    /// ([`addrs::listable`](crate::net::addrs::listable)); from now on its lookups are
+    /// answered with holders' further addresses.
+    pub fn tell_addresses(&mut self, id: &str, session: u64, told: &[SocketAddr]) -> Result<(), RegistryError> {
+        let entry = self.peers.entry_mut(id, session).ok_or(RegistryError::NotRegistered)?;
+        let usable = crate::net::addrs::listable(told, entry.addr).map_err(RegistryError::BadAddresses)?;
+        entry.also = Some(usable.into_boxed_slice());
+        Ok(())
+    }
+
+    /// Whether `id` reads holders' further addresses (it told its own).
+    pub fn reads_addresses(&self, id: &str) -> bool {
+        self.peers.get(id).is_some_and(|p| p.also.is_some())
     }
 
     /// Counts an introduction to `id` (it is reached by hole punching, or tried to be).
@@ -267,7 +283,12 @@ impl Registry {
             .skip(skip)
             .take(take.min(entry.holders.len()))
             .filter_map(|pid| self.peers.get(pid).map(|p| (pid, p)))
-            .map(|(pid, p)| Holder { peer_id: pid.to_string(), addr: p.reachable_at(), fingerprint: p.fingerprint })
+            .map(|(pid, p)| Holder {
+                peer_id: pid.to_string(),
+                addr: p.reachable_at(),
+                fingerprint: p.fingerprint,
+                also: p.also.as_deref().unwrap_or_default().to_vec(),
+            })
             .collect();
         FileMatch { file: FileInfo { id: *id, name, size: entry.size, folder: self.files.folder(id) }, holders }
     }

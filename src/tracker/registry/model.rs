@@ -185,7 +185,7 @@ impl Run {
         };
         let holder = |peer: &String| {
             let p = &self.model[peer];
-            Holder { peer_id: peer.clone(), addr: p.addr, fingerprint: p.cert }
+            Holder { peer_id: peer.clone(), addr: p.addr, fingerprint: p.cert, also: Vec::new() }
         };
         FileMatch { file: FileInfo { id: *id, name, size, folder: None }, holders: holders.keys().map(holder).collect() }
     }

@@ -187,6 +187,27 @@ fn a_mapped_port_on_the_observed_ip_is_listed_and_one_elsewhere_refused() {
 }
 
 #[test]
+fn further_addresses_are_checked_kept_and_named_beside_the_holder() {
+    let (mut r, t) = with_peers(2);
+    r.share("1", 1, &file(1, "a"), t).unwrap();
+    assert!(!r.reads_addresses("1"), "a peer that told nothing is an older one");
+    let home: SocketAddr = "192.168.1.5:4000".parse().unwrap();
+    let v6: SocketAddr = "[2001:db8::5]:4000".parse().unwrap();
+    let public: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    r.tell_addresses("1", 1, &[home, public, v6, home]).unwrap();
+    assert!(r.reads_addresses("1"));
+    let holders = r.holders(&file(1, "a").id, Listed::All).unwrap().holders;
+    assert_eq!(holders[0].also, [home, v6], "a public IPv4 address only the observation vouches for is left out");
+    assert_eq!(r.tell_addresses("1", 2, &[home]), Err(RegistryError::NotRegistered));
+    let many = [home; 9];
+    assert!(matches!(r.tell_addresses("2", 2, &many), Err(RegistryError::BadAddresses(_))));
+    assert!(!r.reads_addresses("2"), "a refused list changes nothing");
+    r.tell_addresses("1", 1, &[]).unwrap();
+    assert!(r.holders(&file(1, "a").id, Listed::All).unwrap().holders[0].also.is_empty(), "told again, the new list holds");
+    assert!(r.reads_addresses("1"));
+}
+
+#[test]
 fn a_peer_is_shown_direct_until_someone_needs_an_introduction() {
     let (mut r, _) = with_peers(1);
     assert_eq!(r.peers()[0].1.reach(), "direct");

@@ -62,6 +62,9 @@ pub struct PeerEntry {
     pub transfer: Transfer,
     /// Of the introductions to it, how many the downloaders reported connected, and failed.
     pub punches: (u32, u32),
+    /// The further addresses it told (`Addresses`), checked; `None` until it told any, which
+    /// also means it reads only plain `Matches` (an older peer). Empty allocates nothing.
+    pub also: Option<Box<[SocketAddr]>>,
 }
 
 impl PeerEntry {
@@ -150,6 +153,9 @@ pub enum RegistryError {
     /// The peer's IP address holds as many peers as it may.
     #[error("too many peers from {0} ({1}); retry later")]
     AddressFull(std::net::IpAddr, usize),
+    /// Further addresses past what a peer may tell.
+    #[error("{0}")]
+    BadAddresses(String),
     /// A mapped address on another IP than the one the peer's connection comes from.
     #[error("a mapped address must be on the address the tracker sees you at ({1}), not {0}")]
     MappedElsewhere(SocketAddr, std::net::IpAddr),
