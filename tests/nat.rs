@@ -245,8 +245,11 @@ fn two_peers_behind_one_router_connect_over_their_home_network() {
     let neighbour = bed.neighbour(&home);
     let data = bytes(1 << 20, "hairpin");
     let dir = folder(&["near"], &data);
-    let _tracker = start_tracker(&bed, dir.path());
+    let mut tracker = start_tracker(&bed, dir.path());
     let _holder = start_holder(&bed, &home.host, dir.path(), "near", &[]);
+    let told = |peers: &[String]| peers.iter().any(|l| l.contains(&format!("\"also\":[\"{}:", home.lan_host())));
+    let peers = tracker.poll("peers --json", "]", Duration::from_secs(10), told);
+    assert!(told(&peers), "the tracker lists the holder's home-network address: {peers:?}");
     let started = Instant::now();
     let mut get = start_get_in(&bed, &neighbour, dir.path(), "dl", &[]);
     assert_got(&mut get, dir.path(), &data);

@@ -80,7 +80,8 @@ pub fn snapshot(tracker: &Tracker) -> Value {
         .map(|p| {
             let ago = p.last_alive.elapsed().as_millis() as u64;
             let (up, down) = p.rates;
-            json!({"id": p.id, "addr": p.addr.to_string(), "reached": p.reach, "files": p.files, "last_alive_ms_ago": ago,
+            let also: Vec<String> = p.also.iter().map(|a| a.to_string()).collect();
+            json!({"id": p.id, "addr": p.addr.to_string(), "also": also, "reached": p.reach, "files": p.files, "last_alive_ms_ago": ago,
                 "fingerprint": p.fingerprint.to_hex(), "upload_bps": up, "download_bps": down})
         })
         .collect();

@@ -148,12 +148,23 @@ async fn settle(
             Err(_) => {
                 rendezvous.report(holder, false);
                 bail!(
-                    "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker \
-                 (its NAT or ours gives each destination a new port)"
+                    "no path: no answer directly, nor to {tries} hole-punching attempts through the tracker ({})",
+                    why_no_path(rendezvous, holder)
                 )
             }
         },
         Err(Punch::Failed(err)) => Err(err),
+    }
+}
+
+/// The likely reason no path worked: behind one public address with a holder that told no
+/// home-network address (an older peer), the router not looping back; else NATs that give
+/// each destination a new port.
+fn why_no_path(rendezvous: &Rendezvous, holder: &Holder) -> &'static str {
+    let us = rendezvous.link.whereabouts().observed.map(|a| crate::net::addrs::canonical(a).ip());
+    match us == Some(holder.addr.ip()) {
+        true => "we share its public address, our router does not loop back to it, and it named no home-network address",
+        false => "its NAT or ours gives each destination a new port",
     }
 }
 

@@ -316,6 +316,7 @@ impl Registry {
             last_alive: p.last_alive,
             fingerprint: p.fingerprint,
             reach: p.reach(),
+            also: p.also.as_deref().unwrap_or_default().to_vec(),
             rates: p.transfer.rates(),
         };
         self.peers.iter().take(limit).map(row).collect()

@@ -114,6 +114,8 @@ pub struct PeerRow {
     pub fingerprint: Fingerprint,
     /// How downloaders reach it ([`PeerEntry::reach`]).
     pub reach: String,
+    /// The further addresses it told (home network, global IPv6).
+    pub also: Vec<SocketAddr>,
     /// (upload, download) rates it reports, bytes per second.
     pub rates: (u64, u64),
 }
