@@ -177,6 +177,13 @@ async fn further_addresses_keep_their_bytes_and_leave_plain_matches_as_they_were
     let frame = protocol::encode(&TrackerResponse::matches(found.clone(), true)).unwrap();
     let read: TrackerResponse = protocol::read_frame(&mut frame.as_slice(), protocol::MAX_FRAME).await.unwrap();
     assert_eq!(read.into_matches().unwrap()[0].holders[0].also, further);
+    // PunchAll is TrackerPush's third tag (2); its widest (9 IPv6 addresses, a 64-byte id)
+    // fits a push frame.
+    let push = TrackerPush::PunchAll { version: 1, peer_id: "b".into(), addrs: vec![addr], start_in_ms: 5 };
+    assert_eq!(protocol::encode(&push).unwrap(), [0, 0, 0, 14, 2, 1, 1, b'b', 1, 0, 10, 99, 0, 11, 251, 0x88, 0x13, 5]);
+    let nine = (0..9).map(|p| std::net::SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 65535 - p))).collect();
+    let widest = TrackerPush::PunchAll { version: 1, peer_id: "x".repeat(64), addrs: nine, start_in_ms: u32::MAX };
+    roundtrip(widest, protocol::MAX_PUSH_FRAME).await;
     let widest: Vec<std::net::SocketAddr> = (0..8).map(|p| std::net::SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], p))).collect();
     roundtrip(TrackerRequest::Addresses(widest), protocol::MAX_REQUEST_FRAME).await;
 }

@@ -264,14 +264,27 @@ fn two_peers_behind_one_router_connect_over_their_home_network() {
 /// holder's IPv6 address comes with the lookup, and the downloader connects over it directly.
 #[test]
 fn peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists() {
-    let test = "peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists";
+    ipv6_behind_port_randomizing_nats("peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists", false, "directly");
+}
+
+/// As above, but each router's IPv6 firewall drops new inbound packets: the downloader's
+/// direct IPv6 attempt is dropped at the holder's router until the holder, introduced, sends
+/// towards the downloader's IPv6 address too (`PunchAll`), which opens it.
+#[test]
+fn peers_behind_ipv6_firewalls_punch_through_over_ipv6() {
+    ipv6_behind_port_randomizing_nats("peers_behind_ipv6_firewalls_punch_through_over_ipv6", true, "by hole punching");
+}
+
+/// A get between two homes behind `--random-fully` NATs with routed IPv6 (behind an IPv6
+/// firewall with `firewall`), checked to connect over the holder's IPv6 address `how`.
+fn ipv6_behind_port_randomizing_nats(test: &str, firewall: bool, how: &str) {
     if !can_run(test) {
         return;
     }
-    let mut bed = Bed::new("six4");
+    let mut bed = Bed::new(if firewall { "six4fw" } else { "six4" });
     let (home1, home2) = (bed.home(1, Nat::Random), bed.home(2, Nat::Random));
-    bed.ipv6_homes(&[&home1, &home2]);
-    let data = bytes(1 << 20, "six over four");
+    bed.ipv6_homes(&[&home1, &home2], firewall);
+    let data = bytes(1 << 20, test);
     let dir = folder(&["dual"], &data);
     let _tracker = start_tracker(&bed, dir.path());
     // On [::], dual-stack: what a peer listens on unless told (start_holder's own is IPv4).
@@ -279,7 +292,7 @@ fn peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists() {
     let mut get = start_get(&bed, &home2, dir.path(), "dl", &[]);
     assert_got(&mut get, dir.path(), &data);
     let line = connected_line(&get);
-    assert!(line.contains("[2001:db8:91::2]:") && line.contains("directly"), "reached over IPv6, directly: {}", get.transcript());
+    assert!(line.contains("[2001:db8:91::2]:") && line.contains(how), "reached over IPv6, {how}: {}", get.transcript());
 }
 
 /// The target: at least 98% of 200 connection attempts between peers behind two

@@ -99,7 +99,7 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
     // Resent as often as a punched attempt: an attempt dropped unanswered lingers (and holds up
     // leaving) for nine of the round trips it assumes, three seconds at quinn's default.
     let quick = tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess());
-    let direct = attempt_all(endpoint, quick, holder.addr, also, CONNECT_TIMEOUT);
+    let direct = attempt_all(endpoint, quick, holder.addr, also.clone(), CONNECT_TIMEOUT);
     let mut direct = std::pin::pin!(direct);
     if let Ok(done) = tokio::time::timeout(rendezvous.head_start(holder.addr), &mut direct).await {
         return connected(done, "directly", started);
@@ -107,12 +107,16 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
     // Once the holder has been told to punch, the direct attempt's resends may be what gets
     // through the hole it opened: that connection is the punch's work too.
     let introduced = AtomicBool::new(false);
-    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, holder, &introduced));
+    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, (holder, &also), &introduced));
     tokio::select! {
         done = &mut direct => {
-            // Through the hole only if it came from the address the holder was introduced at.
-            let at_observed = done.as_ref().is_ok_and(|c| crate::net::addrs::canonical(c.remote_address()) == holder.addr);
-            let punched = introduced.load(Ordering::Relaxed) && at_observed;
+            // The holder's home-network address needs no hole; any other may have got in
+            // through the one the holder's punch opened (towards our observed or IPv6 address).
+            let at_home = done.as_ref().is_ok_and(|c| {
+                let addr = crate::net::addrs::canonical(c.remote_address());
+                addr != holder.addr && crate::net::addrs::scope(addr.ip()) == crate::net::addrs::Scope::Home
+            });
+            let punched = introduced.load(Ordering::Relaxed) && !at_home;
             if punched {
                 rendezvous.remember(holder.addr);
                 rendezvous.report(holder, done.is_ok());
@@ -252,12 +256,13 @@ impl Rendezvous {
     }
 
     /// Up to [`PUNCH_ATTEMPTS`] introductions, each followed by a fresh attempt at the time
-    /// the tracker gives, with backoff between them.
+    /// the tracker gives (to the holder's address it names and to its further addresses
+    /// `also`: the holder punches towards our IPv6 ones too), with backoff between them.
     async fn punch(
         &self,
         endpoint: &Endpoint,
         config: &ClientConfig,
-        holder: &Holder,
+        (holder, also): (&Holder, &[SocketAddr]),
         introduced: &AtomicBool,
     ) -> Result<Connection, Punch> {
         let rtt = self.rtt_guess();
@@ -271,7 +276,7 @@ impl Rendezvous {
             introduced.store(true, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
             let config = tls::with_initial_rtt(config.clone(), rtt);
-            match attempt(endpoint, config, addr, ATTEMPT_TIMEOUT.max(rtt * 4)).await {
+            match attempt_all(endpoint, config, addr, also.to_vec(), ATTEMPT_TIMEOUT.max(rtt * 4)).await {
                 Ok(conn) => return Ok(conn),
                 Err(err) if timed_out(&err) => {
                     tracing::debug!(peer = %holder.peer_id, %addr, "punched attempt {} got no answer", tries + 1)

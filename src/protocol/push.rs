@@ -33,6 +33,21 @@ pub enum TrackerPush {
         /// The silence after which the tracker expires a peer, for the peer to show.
         expiry_ms: u32,
     },
+    /// `Punch` towards several addresses at once: the downloader's observed one first, then
+    /// its global IPv6 ones, so a holder behind a stateful IPv6 firewall opens it for the
+    /// downloader too. Pushed only to a holder that told its own further addresses (older
+    /// peers get `Punch`); a peer punches towards at most
+    /// 1 + [`MAX_PEER_ADDRESSES`](crate::net::addrs::MAX_PEER_ADDRESSES) of them. (Third.)
+    PunchAll {
+        /// Must equal [`super::PROTOCOL_VERSION`]; a peer ignores a push of another version.
+        version: u16,
+        /// The downloader's peer id, for logs.
+        peer_id: String,
+        /// Where to send: the observed address, then the further ones.
+        addrs: Vec<SocketAddr>,
+        /// How long to wait from receiving this before sending.
+        start_in_ms: u32,
+    },
 }
 
 /// Longest heartbeat interval a peer takes from a `Pace` push: a heartbeat is also what keeps

@@ -17,6 +17,7 @@
 //! downloader may ask [`ASKS_PER_SECOND`] a second.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -153,17 +154,28 @@ pub async fn introduce(tracker: &Tracker, asker: &str, holder: &str, fingerprint
     };
     tracker.registry().introduced(holder);
     let plan = plan(holder_conn.rtt(), asker_conn.rtt());
-    let push = TrackerPush::Punch {
-        version: PROTOCOL_VERSION,
-        peer_id: asker.to_string(),
-        addr: crate::net::addrs::canonical(asker_conn.remote_address()),
-        start_in_ms: millis(plan.holder),
-    };
+    let push = punch_for(tracker, asker, holder, crate::net::addrs::canonical(asker_conn.remote_address()), millis(plan.holder));
     if let Err(err) = tokio::time::timeout(PUSH_TIMEOUT, send_push(&holder_conn, &push)).await.unwrap_or_else(|_| Err("timed out".into())) {
         return TrackerResponse::Error(format!("cannot reach peer {holder} to introduce you: {err}"));
     }
     tracing::debug!(asker, holder, ?plan, "introduced");
     TrackerResponse::Introduced { addr: crate::net::addrs::canonical(holder_conn.remote_address()), start_in_ms: millis(plan.downloader) }
+}
+
+/// What the holder is told: `PunchAll` with the asker's global IPv6 addresses after its
+/// observed one `addr`, when the holder reads it and the asker told some; else `Punch`.
+fn punch_for(tracker: &Tracker, asker: &str, holder: &str, addr: SocketAddr, start_in_ms: u32) -> TrackerPush {
+    let (reads, mut addrs) = {
+        let registry = tracker.registry();
+        (registry.reads_addresses(holder), registry.further(asker))
+    };
+    addrs.retain(|a| crate::net::addrs::scope(a.ip()) == crate::net::addrs::Scope::Global6);
+    let (version, peer_id) = (PROTOCOL_VERSION, asker.to_string());
+    if !reads || addrs.is_empty() {
+        return TrackerPush::Punch { version, peer_id, addr, start_in_ms };
+    }
+    addrs.insert(0, addr);
+    TrackerPush::PunchAll { version, peer_id, addrs, start_in_ms }
 }
 
 fn millis(wait: Duration) -> u32 {

@@ -229,8 +229,9 @@ impl Bed {
 
     /// Global IPv6 for `homes`, routed and not translated (as ISPs hand out): home N's host
     /// gets `2001:db8:9N::2`, its router `PUBLIC6::1N` outside and routes to every other
-    /// home given, with no firewall for IPv6; the public segment gets `PUBLIC6::1`.
-    pub fn ipv6_homes(&self, homes: &[&Home]) {
+    /// home given; the public segment gets `PUBLIC6::1`. With `firewall`, each router drops
+    /// new inbound IPv6 on its WAN leg, as most home routers do by default; else it lets all in.
+    pub fn ipv6_homes(&self, homes: &[&Home], firewall: bool) {
         self.ip(&self.public(), &["-6", "addr", "add", &format!("{PUBLIC6}::1/64"), "dev", "br0", "nodad"]);
         for home in homes {
             let n = home.n;
@@ -240,6 +241,10 @@ impl Bed {
             self.ip(&home.host, &["-6", "addr", "add", &format!("2001:db8:9{n}::2/64"), "dev", "eth0", "nodad"]);
             self.ip(&home.host, &["-6", "route", "add", "default", "via", &format!("2001:db8:9{n}::1")]);
             self.ip(&self.public(), &["-6", "route", "add", &format!("2001:db8:9{n}::/64"), "via", &format!("{PUBLIC6}::1{n}")]);
+            if firewall {
+                let drop = ["ip6tables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP"];
+                self.exec(&home.router, &drop);
+            }
             for other in homes.iter().filter(|o| o.n != n) {
                 let (net, via) = (format!("2001:db8:9{}::/64", other.n), format!("{PUBLIC6}::1{}", other.n));
                 self.ip(&home.router, &["-6", "route", "add", &net, "via", &via]);

@@ -70,7 +70,20 @@ async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::Clie
             tokio::time::sleep(wait).await;
             punch(endpoint, config, addr).await;
         }
-        Ok(Ok(TrackerPush::Punch { version, .. })) => tracing::debug!(version, "a punch of another protocol version is ignored"),
+        Ok(Ok(TrackerPush::PunchAll { version: PROTOCOL_VERSION, peer_id, addrs, start_in_ms })) => {
+            let wait = Duration::from_millis(start_in_ms.min(MAX_START_IN_MS).into());
+            tracing::debug!(downloader = %peer_id, ?addrs, ?wait, "punching towards a downloader's addresses");
+            tokio::time::sleep(wait).await;
+            let mut all = tokio::task::JoinSet::new();
+            for addr in addrs.into_iter().take(1 + crate::net::addrs::MAX_PEER_ADDRESSES) {
+                let (endpoint, config) = (endpoint.clone(), config.clone());
+                all.spawn(async move { punch(&endpoint, config, addr).await });
+            }
+            while all.join_next().await.is_some() {}
+        }
+        Ok(Ok(TrackerPush::Punch { version, .. } | TrackerPush::PunchAll { version, .. })) => {
+            tracing::debug!(version, "a punch of another protocol version is ignored")
+        }
         Ok(Ok(TrackerPush::Pace { heartbeat_ms, expiry_ms })) => {
             tracing::debug!(heartbeat_ms, expiry_ms, "the tracker asks for a heartbeat pace");
             pace.send_replace(Some(Duration::from_millis(heartbeat_ms.into())));

@@ -185,6 +185,11 @@ impl Registry {
         Ok(())
     }
 
+    /// The further addresses `id` told (none if it told none).
+    pub fn further(&self, id: &str) -> Vec<SocketAddr> {
+        self.peers.get(id).and_then(|p| p.also.as_deref()).unwrap_or_default().to_vec()
+    }
+
     /// Whether `id` reads holders' further addresses (it told its own).
     pub fn reads_addresses(&self, id: &str) -> bool {
         self.peers.get(id).is_some_and(|p| p.also.is_some())
