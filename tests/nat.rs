@@ -7,81 +7,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::netns::{Bed, Home, Nat, PUBLIC6, has_conntrack, unavailable};
-use common::{Proc, Stream, TIMEOUT, bytes};
-
-/// The tracker's address on the public segment (`PUBLIC.1`).
-const TRACKER: &str = "10.99.0.1:6771";
-
-/// Whether the bed can run; says why not, once, when it cannot.
-fn can_run(test: &str) -> bool {
-    match unavailable() {
-        Some(why) => {
-            println!("skipped {test}: the NAT test bed {why}");
-            false
-        }
-        None => true,
-    }
-}
-
-/// A temp folder with `file.bin` (of `data`) in `NAME-data/` for each holder name.
-fn folder(holders: &[&str], data: &[u8]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for name in holders {
-        let at = dir.path().join(format!("{name}-data"));
-        std::fs::create_dir_all(&at).expect("data folder");
-        std::fs::write(at.join("file.bin"), data).expect("data file");
-    }
-    dir
-}
-
-fn start_tracker(bed: &Bed, dir: &Path) -> Proc {
-    let mut tracker = bed.spawn("tracker", &bed.public(), dir, &["tracker", "--listen", TRACKER], &[]);
-    tracker.expect("tracker listening on ");
-    tracker
-}
-
-/// Peer `id` in namespace `ns`, registered, sharing `file.bin` from its data folder.
-fn start_holder(bed: &Bed, ns: &str, dir: &Path, id: &str, extra: &[&str]) -> Proc {
-    let data = format!("{id}-data");
-    let mut args = vec!["peer", id, "--tracker", TRACKER, "--heartbeat", "1", "--data-dir", &data];
-    if !extra.contains(&"--listen") {
-        args.extend(["--listen", "0.0.0.0:0"]);
-    }
-    args.extend_from_slice(extra);
-    let mut peer = bed.spawn(&format!("peer {id}"), ns, dir, &args, &[]);
-    peer.expect("connected to tracker");
-    peer.command("share file.bin", "shared ");
-    peer
-}
-
-/// `p2pq get file.bin` in `home`'s host, into `dl` under `dir`, with punch diagnostics on.
-fn start_get(bed: &Bed, home: &Home, dir: &Path, dl: &str, extra: &[&str]) -> Proc {
-    start_get_in(bed, &home.host, dir, dl, extra)
-}
-
-/// `p2pq get file.bin` in namespace `ns`, as [`start_get`].
-fn start_get_in(bed: &Bed, ns: &str, dir: &Path, dl: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["get", "file.bin", "--tracker", TRACKER, "--download-dir", dl];
-    args.extend_from_slice(extra);
-    bed.spawn("get", ns, dir, &args, &[("RUST_LOG", "p2pq::peer::punch=debug")])
-}
-
-/// The downloader's "connected to holder" line (punch diagnostics), or "".
-fn connected_line(get: &Proc) -> String {
-    get.said().into_iter().find(|l| l.contains("connected to holder")).unwrap_or_default()
-}
-
-/// Waits for `get` to end and checks it succeeded with the original bytes in `dir/dl`.
-fn assert_got(get: &mut Proc, dir: &Path, data: &[u8]) {
-    let status = get.wait_exit(TIMEOUT);
-    assert!(status.success(), "get failed:\n{}", get.transcript());
-    let got = std::fs::read(dir.join("dl/file.bin")).expect("downloaded file");
-    assert!(got == data, "downloaded bytes differ from the original");
-}
+use common::nat::{TRACKER, assert_got, can_run, connected_line, folder, start_get, start_holder, start_tracker};
+use common::netns::{Bed, Nat, has_conntrack};
+use common::{Stream, TIMEOUT, bytes};
 
 #[test]
 fn a_get_crosses_two_port_preserving_nats_by_hole_punching() {
@@ -201,98 +131,6 @@ fn a_holder_behind_a_symmetric_nat_is_reached_through_the_port_its_router_mapped
     holder.send("exit");
     assert!(holder.wait_exit(TIMEOUT).success(), "{}", holder.transcript());
     assert!(!common::upnp::forwards(&home, &port), "the mapping of port {port} is removed on exit");
-}
-
-#[test]
-fn two_peers_with_global_ipv6_connect_directly_over_it() {
-    let test = "two_peers_with_global_ipv6_connect_directly_over_it";
-    if !can_run(test) {
-        return;
-    }
-    let mut bed = Bed::new("v6");
-    let ((holder_ns, _), (getter_ns, _)) = (bed.public_host(1), bed.public_host(2));
-    bed.ipv6(&[(&holder_ns, 1), (&getter_ns, 2)]);
-    let data = bytes(1 << 20, "v6");
-    let dir = folder(&["six"], &data);
-    let tracker6 = format!("[{PUBLIC6}::1]:6771");
-    let mut tracker = bed.spawn("tracker", &bed.public(), dir.path(), &["tracker", "--listen", &tracker6], &[]);
-    tracker.expect("tracker listening on ");
-    // No --listen: the default for an IPv6 tracker is [::], dual-stack.
-    let args = ["peer", "six", "--tracker", &tracker6, "--heartbeat", "1", "--data-dir", "six-data"];
-    let mut holder = bed.spawn("peer six", &holder_ns, dir.path(), &args, &[]);
-    holder.expect("connected to tracker");
-    holder.command("share file.bin", "shared ");
-    let peers = tracker.command("peers", "live peer");
-    assert!(peers.iter().any(|l| l.contains(&format!("[{PUBLIC6}::21]:"))), "the tracker sees the holder's IPv6 address: {peers:?}");
-    let args = ["get", "file.bin", "--tracker", &tracker6, "--download-dir", "dl"];
-    let mut get = bed.spawn("get", &getter_ns, dir.path(), &args, &[("RUST_LOG", "p2pq::peer::punch=debug")]);
-    assert_got(&mut get, dir.path(), &data);
-    let connected = connected_line(&get);
-    assert!(connected.contains(&format!("[{PUBLIC6}::21]:")) && connected.contains("directly"), "{}", get.transcript());
-}
-
-/// Two peers behind one router that does not loop packets for its public address back
-/// inside: the holder's public address leads nowhere from its own home, punching through it
-/// neither, so the downloader must use the home-network address the holder told the tracker.
-#[test]
-fn two_peers_behind_one_router_connect_over_their_home_network() {
-    let test = "two_peers_behind_one_router_connect_over_their_home_network";
-    if !can_run(test) {
-        return;
-    }
-    let mut bed = Bed::new("hair");
-    let home = bed.home(1, Nat::PortPreserving);
-    let neighbour = bed.neighbour(&home);
-    let data = bytes(1 << 20, "hairpin");
-    let dir = folder(&["near"], &data);
-    let mut tracker = start_tracker(&bed, dir.path());
-    let _holder = start_holder(&bed, &home.host, dir.path(), "near", &[]);
-    let told = |peers: &[String]| peers.iter().any(|l| l.contains(&format!("\"also\":[\"{}:", home.lan_host())));
-    let peers = tracker.poll("peers --json", "]", Duration::from_secs(10), told);
-    assert!(told(&peers), "the tracker lists the holder's home-network address: {peers:?}");
-    let started = Instant::now();
-    let mut get = start_get_in(&bed, &neighbour, dir.path(), "dl", &[]);
-    assert_got(&mut get, dir.path(), &data);
-    let line = connected_line(&get);
-    let lan = format!("{}:", home.lan_host());
-    assert!(line.contains(&lan) && line.contains("directly"), "reached at its home-network address {lan}, directly: {}", get.transcript());
-    assert!(started.elapsed() < Duration::from_secs(10), "the get took {:?}", started.elapsed());
-}
-
-/// Two peers behind routers that give every destination a new port (no IPv4 path at all,
-/// punched or not), each with global IPv6, and a tracker they reach over IPv4 only: the
-/// holder's IPv6 address comes with the lookup, and the downloader connects over it directly.
-#[test]
-fn peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists() {
-    ipv6_behind_port_randomizing_nats("peers_that_met_over_ipv4_connect_over_ipv6_when_no_ipv4_path_exists", false, "directly");
-}
-
-/// As above, but each router's IPv6 firewall drops new inbound packets: the downloader's
-/// direct IPv6 attempt is dropped at the holder's router until the holder, introduced, sends
-/// towards the downloader's IPv6 address too (`PunchAll`), which opens it.
-#[test]
-fn peers_behind_ipv6_firewalls_punch_through_over_ipv6() {
-    ipv6_behind_port_randomizing_nats("peers_behind_ipv6_firewalls_punch_through_over_ipv6", true, "by hole punching");
-}
-
-/// A get between two homes behind `--random-fully` NATs with routed IPv6 (behind an IPv6
-/// firewall with `firewall`), checked to connect over the holder's IPv6 address `how`.
-fn ipv6_behind_port_randomizing_nats(test: &str, firewall: bool, how: &str) {
-    if !can_run(test) {
-        return;
-    }
-    let mut bed = Bed::new(if firewall { "six4fw" } else { "six4" });
-    let (home1, home2) = (bed.home(1, Nat::Random), bed.home(2, Nat::Random));
-    bed.ipv6_homes(&[&home1, &home2], firewall);
-    let data = bytes(1 << 20, test);
-    let dir = folder(&["dual"], &data);
-    let _tracker = start_tracker(&bed, dir.path());
-    // On [::], dual-stack: what a peer listens on unless told (start_holder's own is IPv4).
-    let _holder = start_holder(&bed, &home1.host, dir.path(), "dual", &["--listen", "[::]:0"]);
-    let mut get = start_get(&bed, &home2, dir.path(), "dl", &[]);
-    assert_got(&mut get, dir.path(), &data);
-    let line = connected_line(&get);
-    assert!(line.contains("[2001:db8:91::2]:") && line.contains(how), "reached over IPv6, {how}: {}", get.transcript());
 }
 
 /// The target: at least 98% of 200 connection attempts between peers behind two

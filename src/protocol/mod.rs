@@ -48,6 +48,7 @@ mod frame;
 mod heartbeat;
 mod peer;
 mod push;
+mod reach;
 
 pub use crate::content::id::{Digest, FileId, Fingerprint};
 use crate::content::names::printable_reason;
@@ -56,6 +57,7 @@ pub use frame::{WireError, decode_body, decode_datagram, encode, read_exact, rea
 pub use heartbeat::{Heartbeat, MAX_DATAGRAM_FRAME, PeerDatagram};
 pub use peer::*;
 pub use push::{MAX_HEARTBEAT_MS, MAX_PUSH_FRAME, MAX_START_IN_MS, PUNCH_ALPN, TrackerPush};
+pub use reach::Reach;
 
 /// Version carried by the first request of each protocol; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -350,49 +352,6 @@ pub enum TrackerResponse {
         /// Holders' further addresses, by peer id.
         reach: Vec<Reach>,
     },
-}
-
-/// One holder's further addresses, in a [`TrackerResponse::MatchesAt`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reach {
-    /// The holder's peer id.
-    pub peer_id: String,
-    /// Its further addresses.
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl TrackerResponse {
-    /// `found` as a lookup answer: `MatchesAt` with its holders' further addresses for a peer
-    /// that reads it (`with_reach`), else the `Matches` every peer reads.
-    pub fn matches(found: Vec<FileMatch>, with_reach: bool) -> TrackerResponse {
-        if !with_reach {
-            return TrackerResponse::Matches(found);
-        }
-        let mut reach: Vec<Reach> = Vec::new();
-        for holder in found.iter().flat_map(|f| &f.holders).filter(|h| !h.also.is_empty()) {
-            if !reach.iter().any(|r| r.peer_id == holder.peer_id) {
-                reach.push(Reach { peer_id: holder.peer_id.clone(), addrs: holder.also.clone() });
-            }
-        }
-        TrackerResponse::MatchesAt { found, reach }
-    }
-
-    /// The matches of a `Matches` or `MatchesAt` answer, each holder with its further
-    /// addresses (at most `MAX_PEER_ADDRESSES` each); `None` for any other answer.
-    pub fn into_matches(self) -> Option<Vec<FileMatch>> {
-        match self {
-            TrackerResponse::Matches(found) => Some(found),
-            TrackerResponse::MatchesAt { mut found, reach } => {
-                for holder in found.iter_mut().flat_map(|f| &mut f.holders) {
-                    if let Some(r) = reach.iter().find(|r| r.peer_id == holder.peer_id) {
-                        holder.also = r.addrs.iter().take(crate::net::addrs::MAX_PEER_ADDRESSES).copied().collect();
-                    }
-                }
-                Some(found)
-            }
-            _ => None,
-        }
-    }
 }
 
 /// Longest wait a `RetryLater` can impose on a peer (10 minutes): a hostile or misconfigured

@@ -4,6 +4,7 @@
 
 pub mod hostile;
 pub mod inproc;
+pub mod nat;
 pub mod netns;
 pub mod upnp;
 
