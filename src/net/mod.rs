@@ -1,8 +1,9 @@
-//! The network layer under both programs: a peer's further addresses ([`addrs`]), identities ([`identity`]), TLS pinning with the QUIC
+//! The network layer under both programs: a peer's further addresses ([`addrs`]), connecting at several addresses at once ([`dial`]), identities ([`identity`]), TLS pinning with the QUIC
 //! configs ([`tls`]), caps on what one client may hold ([`limits`]), emulated links for tests and
 //! benches ([`linksim`]), port mapping on the home router ([`portmap`]), and the task spawner that gives every task a span ([`task`]).
 
 pub mod addrs;
+pub mod dial;
 pub mod identity;
 pub mod limits;
 pub mod linksim;

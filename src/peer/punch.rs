@@ -36,6 +36,7 @@ use quinn::{ClientConfig, Connection, Endpoint};
 
 use super::holder::HolderPool;
 use crate::discovery::tracker::TrackerLink;
+use crate::net::dial::attempt;
 use crate::net::tls;
 use crate::protocol::{Holder, MAX_START_IN_MS, TrackerRequest, TrackerResponse};
 
@@ -99,7 +100,7 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
     // Resent as often as a punched attempt: an attempt dropped unanswered lingers (and holds up
     // leaving) for nine of the round trips it assumes, three seconds at quinn's default.
     let quick = tls::with_initial_rtt(config.clone(), rendezvous.rtt_guess());
-    let direct = attempt_all(endpoint, quick, holder.addr, also.clone(), CONNECT_TIMEOUT);
+    let direct = attempt_all(endpoint, quick, holder.addr, &also, CONNECT_TIMEOUT);
     let mut direct = std::pin::pin!(direct);
     if let Ok(done) = tokio::time::timeout(rendezvous.head_start(holder.addr), &mut direct).await {
         return connected(done, "directly", started);
@@ -107,7 +108,7 @@ pub async fn connect(endpoint: &Endpoint, config: ClientConfig, holder: &Holder,
     // Once the holder has been told to punch, the direct attempt's resends may be what gets
     // through the hole it opened: that connection is the punch's work too.
     let introduced = AtomicBool::new(false);
-    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, (holder, &also), &introduced));
+    let punched = std::pin::pin!(rendezvous.punch(endpoint, &config, holder, &also, &introduced));
     tokio::select! {
         done = &mut direct => {
             // The holder's home-network address needs no hole; any other may have got in
@@ -182,39 +183,17 @@ fn connected(done: Result<Connection>, how: &str, started: Instant) -> Result<Co
     done
 }
 
-/// One connection attempt to `addr`, given up after `within`.
-async fn attempt(endpoint: &Endpoint, config: ClientConfig, addr: SocketAddr, within: Duration) -> Result<Connection> {
-    let connecting = endpoint.connect_with(config, addr, tls::SERVER_NAME)?;
-    Ok(tokio::time::timeout(within, connecting).await.context("timed out")??)
-}
-
 /// Attempts to `first` and to each of `also` at once, each given up after `within`: the
 /// first connection made, else `first`'s error.
 async fn attempt_all(
     endpoint: &Endpoint,
     config: ClientConfig,
     first: SocketAddr,
-    also: Vec<SocketAddr>,
+    also: &[SocketAddr],
     within: Duration,
 ) -> Result<Connection> {
-    if also.is_empty() {
-        return attempt(endpoint, config, first, within).await;
-    }
-    let mut attempts = tokio::task::JoinSet::new();
-    for addr in std::iter::once(first).chain(also) {
-        let (endpoint, config) = (endpoint.clone(), config.clone());
-        attempts.spawn(async move { (addr, attempt(&endpoint, config, addr, within).await) });
-    }
-    let mut first_err = None;
-    while let Some(joined) = attempts.join_next().await {
-        match joined {
-            Ok((_, Ok(conn))) => return Ok(conn),
-            Ok((addr, Err(err))) if addr == first => first_err = Some(err),
-            Ok((addr, Err(err))) => tracing::debug!(%addr, "no connection at a further address: {err:#}"),
-            Err(err) => tracing::debug!("a connection attempt ended: {err}"),
-        }
-    }
-    Err(first_err.unwrap_or_else(|| anyhow!("no connection attempt finished")))
+    let addrs: Vec<SocketAddr> = std::iter::once(first).chain(also.iter().copied()).collect();
+    Ok(crate::net::dial::first_of(endpoint, config, &addrs, within).await?.1)
 }
 
 /// Whether an attempt's error is only that nothing answered in time.
@@ -262,7 +241,8 @@ impl Rendezvous {
         &self,
         endpoint: &Endpoint,
         config: &ClientConfig,
-        (holder, also): (&Holder, &[SocketAddr]),
+        holder: &Holder,
+        also: &[SocketAddr],
         introduced: &AtomicBool,
     ) -> Result<Connection, Punch> {
         let rtt = self.rtt_guess();
@@ -276,7 +256,7 @@ impl Rendezvous {
             introduced.store(true, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
             let config = tls::with_initial_rtt(config.clone(), rtt);
-            match attempt_all(endpoint, config, addr, also.to_vec(), ATTEMPT_TIMEOUT.max(rtt * 4)).await {
+            match attempt_all(endpoint, config, addr, also, ATTEMPT_TIMEOUT.max(rtt * 4)).await {
                 Ok(conn) => return Ok(conn),
                 Err(err) if timed_out(&err) => {
                     tracing::debug!(peer = %holder.peer_id, %addr, "punched attempt {} got no answer", tries + 1)

@@ -65,21 +65,10 @@ async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::Clie
     let push = tokio::time::timeout(PUSH_READ_TIMEOUT, protocol::read_frame::<_, TrackerPush>(&mut stream, MAX_PUSH_FRAME)).await;
     match push {
         Ok(Ok(TrackerPush::Punch { version: PROTOCOL_VERSION, peer_id, addr, start_in_ms })) => {
-            let wait = Duration::from_millis(start_in_ms.min(MAX_START_IN_MS).into());
-            tracing::debug!(downloader = %peer_id, %addr, ?wait, "punching towards a downloader");
-            tokio::time::sleep(wait).await;
-            punch(endpoint, config, addr).await;
+            punch_all(endpoint, config, &peer_id, vec![addr], start_in_ms).await
         }
         Ok(Ok(TrackerPush::PunchAll { version: PROTOCOL_VERSION, peer_id, addrs, start_in_ms })) => {
-            let wait = Duration::from_millis(start_in_ms.min(MAX_START_IN_MS).into());
-            tracing::debug!(downloader = %peer_id, ?addrs, ?wait, "punching towards a downloader's addresses");
-            tokio::time::sleep(wait).await;
-            let mut all = tokio::task::JoinSet::new();
-            for addr in addrs.into_iter().take(1 + crate::net::addrs::MAX_PEER_ADDRESSES) {
-                let (endpoint, config) = (endpoint.clone(), config.clone());
-                all.spawn(async move { punch(&endpoint, config, addr).await });
-            }
-            while all.join_next().await.is_some() {}
+            punch_all(endpoint, config, &peer_id, addrs, start_in_ms).await
         }
         Ok(Ok(TrackerPush::Punch { version, .. } | TrackerPush::PunchAll { version, .. })) => {
             tracing::debug!(version, "a punch of another protocol version is ignored")
@@ -91,6 +80,20 @@ async fn handle(mut stream: RecvStream, endpoint: &Endpoint, config: quinn::Clie
         Ok(Err(err)) => tracing::debug!("bad push from the tracker: {err}"),
         Err(_) => tracing::debug!("the tracker's push timed out"),
     }
+}
+
+/// After `start_in_ms`, sends towards each of `addrs` (the downloader `peer_id`'s, at most
+/// 1 + `MAX_PEER_ADDRESSES` of them) at once.
+async fn punch_all(endpoint: &Endpoint, config: quinn::ClientConfig, peer_id: &str, addrs: Vec<SocketAddr>, start_in_ms: u32) {
+    let wait = Duration::from_millis(start_in_ms.min(MAX_START_IN_MS).into());
+    tracing::debug!(downloader = %peer_id, ?addrs, ?wait, "punching towards a downloader");
+    tokio::time::sleep(wait).await;
+    let mut all = tokio::task::JoinSet::new();
+    for addr in addrs.into_iter().take(1 + crate::net::addrs::MAX_PEER_ADDRESSES) {
+        let (endpoint, config) = (endpoint.clone(), config.clone());
+        all.spawn(async move { punch(&endpoint, config, addr).await });
+    }
+    while all.join_next().await.is_some() {}
 }
 
 /// Sends towards `addr` from our endpoint until the attempt is refused or gives up.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use quinn::{Connection, ConnectionError, Endpoint};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -78,27 +78,12 @@ impl TrackerLink {
     /// dropped (which abandons them). Fails with the first address's error if none works.
     pub(super) async fn connect(&self, endpoint: &Endpoint) -> Result<Connection> {
         let client = self.client.clone().ok_or_else(|| anyhow!("{NO_TRACKER}"))?;
-        let mut attempts = tokio::task::JoinSet::new();
-        for &addr in &self.addrs {
-            let connecting = endpoint.connect_with(client.clone(), addr, crate::net::tls::SERVER_NAME);
-            attempts.spawn(async move {
-                let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting?).await.context("connection timed out")??;
-                anyhow::Ok((addr, conn))
-            });
+        if self.addrs.is_empty() {
+            bail!("no address to reach the tracker at");
         }
-        let mut first_err = None;
-        while let Some(joined) = attempts.join_next().await {
-            match joined.context("connection attempt failed") {
-                Ok(Ok((addr, conn))) => {
-                    *self.reached.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-                    return Ok(conn);
-                }
-                Ok(Err(err)) | Err(err) => {
-                    first_err.get_or_insert(err);
-                }
-            }
-        }
-        Err(first_err.unwrap_or_else(|| anyhow!("no address to reach the tracker at")))
+        let (addr, conn) = crate::net::dial::first_of(endpoint, client, &self.addrs, REQUEST_TIMEOUT).await?;
+        *self.reached.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        Ok(conn)
     }
 }
 
