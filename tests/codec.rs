@@ -187,3 +187,18 @@ async fn further_addresses_keep_their_bytes_and_leave_plain_matches_as_they_were
     let widest: Vec<std::net::SocketAddr> = (0..8).map(|p| std::net::SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], p))).collect();
     roundtrip(TrackerRequest::Addresses(widest), protocol::MAX_REQUEST_FRAME).await;
 }
+
+/// A progress report, byte for byte: `Progress` is the request's tag 16, after every earlier
+/// variant; the file's id, then the segment bits with their length. The widest (256 segments,
+/// 32 bytes) fits a request frame.
+#[tokio::test]
+async fn a_progress_report_keeps_its_bytes_and_fits_a_request_frame() {
+    let report = protocol::encode(&TrackerRequest::Progress { id: Digest([1; 32]), have: vec![0xff, 0x03] }).unwrap();
+    let mut expected = vec![0, 0, 0, 36, 16];
+    expected.extend([1; 32]);
+    expected.extend([2, 0xff, 0x03]);
+    assert_eq!(report, expected);
+    let have = protocol::progress::report(u64::MAX, 1 << 20, |i| i % 2 == 0);
+    assert_eq!(have.len(), 32);
+    roundtrip(TrackerRequest::Progress { id: Digest([9; 32]), have }, protocol::MAX_REQUEST_FRAME).await;
+}

@@ -181,6 +181,45 @@ fn the_dashboard_shows_live_peers_and_files_and_metrics_count_requests() {
     peer.wait_exit(Duration::from_secs(10));
 }
 
+/// The dashboard's JSON state.
+fn state(addr: &str) -> serde_json::Value {
+    serde_json::from_str(&get(addr, "/api/state").1).expect("JSON state")
+}
+
+#[test]
+fn a_download_under_way_is_a_partial_holder_with_an_availability_bar_until_it_completes() {
+    let (mut swarm, addr) = tracker_with_dashboard();
+    let data = common::bytes(2 << 20, "partial holder");
+    let _seed = swarm.slow_holder("seed", "part.bin", &data, "300K");
+    let mut getter = swarm.peer("getter");
+    getter.send("get part.bin");
+
+    // Once the getter has a chunk it is listed, and its reports make it a partial holder: the
+    // bar counts the seed everywhere and the getter where it has the segment.
+    let partial = || state(&addr)["file_rows"][0]["partial"] == 1;
+    common::wait_until(TIMEOUT, partial);
+    let row = state(&addr)["file_rows"][0].clone();
+    let bar: Vec<u64> = row["bar"].as_array().expect("a bar").iter().filter_map(|n| n.as_u64()).collect();
+    assert_eq!((bar.len(), row["holders"].as_u64()), (256, Some(2)), "{row}");
+    assert!(bar.iter().all(|n| (1..=2).contains(n)), "the seed has it all, the getter part: {bar:?}");
+    assert!(bar.contains(&1), "the getter is not done yet: {bar:?}");
+    let files = swarm.tracker.command("files --json", "]").pop().unwrap();
+    let files: serde_json::Value = serde_json::from_str(&files).expect("files --json");
+    let have = files[0]["partial"]["getter"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..1.0).contains(&have) && files[0]["partial"].get("seed").is_none(), "{files}");
+
+    // Done, it says so once more and holds the file whole.
+    getter.expect("downloaded part.bin");
+    assert!(std::fs::read(swarm.downloaded("getter", "part.bin")).unwrap() == data);
+    let whole = || {
+        let row = &state(&addr)["file_rows"][0];
+        row["partial"] == 0 && row["holders"] == 2 && row["bar"] == json!([])
+    };
+    common::wait_until(TIMEOUT, whole);
+    let files = swarm.tracker.command("files", "part.bin").pop().unwrap();
+    assert!(files.contains("getter") && !files.contains('%'), "{files}");
+}
+
 #[test]
 fn a_dashboard_address_in_use_is_one_clear_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

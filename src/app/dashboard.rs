@@ -88,9 +88,11 @@ pub fn snapshot(tracker: &Tracker) -> Value {
     let file_rows: Vec<Value> = tracker
         .file_rows(ROWS)
         .into_iter()
-        .map(|(file, holders)| {
+        .map(|row| {
+            let file = row.info;
             let bytes = file.folder.map_or(file.size, |f| f.bytes);
-            json!({"name": file.name, "id": file.id.to_hex(), "size": file.size, "bytes": bytes, "folder": file.folder, "holders": holders})
+            json!({"name": file.name, "id": file.id.to_hex(), "size": file.size, "bytes": bytes, "folder": file.folder,
+                "holders": row.holders, "partial": row.partial, "bar": row.bar})
         })
         .collect();
     json!({

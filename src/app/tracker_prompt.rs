@@ -76,7 +76,7 @@ const COMMANDS: &[CommandHelp] = &[
         name: "files",
         usage: "[--json]",
         summary: "known files: name, id, size, holders",
-        details: "Every file some live peer holds, with the peers holding it.",
+        details: "Every file some live peer holds, with the peers holding it; a peer still downloading it shows how much it has, as `p2 (41%)`.",
         example: "files --json",
     },
     console::CLEAR_HELP,
@@ -247,7 +247,8 @@ fn peers_json(tracker: &Tracker) -> Value {
 fn files(tracker: &Tracker) -> String {
     let mut table = Table::new(&["NAME", "ID", "SIZE", "HOLDERS"]);
     for found in tracker.files() {
-        let holders: Vec<String> = found.holders.iter().map(|h| h.peer_id.clone()).collect();
+        let partial = tracker.partial_holders(&found.file.id);
+        let holders: Vec<String> = found.holders.iter().map(|h| holder_shown(&h.peer_id, &partial)).collect();
         let f = found.file;
         let (name, size) = match f.folder {
             Some(folder) => (format!("{}/", f.name), format!("{} in {} files", crate::units::bytes(folder.bytes), folder.files)),
@@ -258,13 +259,25 @@ fn files(tracker: &Tracker) -> String {
     table.render("file")
 }
 
+/// A holder in the `files` view: its id, and how much it has when it is still downloading
+/// (`p2 (41%)`).
+fn holder_shown(peer: &str, partial: &[(String, f64)]) -> String {
+    match partial.iter().find(|(p, _)| p == peer) {
+        Some((_, have)) => format!("{peer} ({:.0}%)", have * 100.0),
+        None => peer.to_string(),
+    }
+}
+
 fn files_json(tracker: &Tracker) -> Value {
     let files: Vec<Value> = tracker
         .files()
         .into_iter()
         .map(|m| {
             let holders: Vec<&str> = m.holders.iter().map(|h| h.peer_id.as_str()).collect();
-            let mut file = json!({"name": m.file.name, "id": m.file.id.to_hex(), "size": m.file.size, "holders": holders});
+            let partial: serde_json::Map<String, Value> =
+                tracker.partial_holders(&m.file.id).into_iter().map(|(p, have)| (p, json!(have))).collect();
+            let mut file =
+                json!({"name": m.file.name, "id": m.file.id.to_hex(), "size": m.file.size, "holders": holders, "partial": partial});
             if let Some(folder) = m.file.folder {
                 file["folder"] = json!({"files": folder.files, "bytes": folder.bytes});
             }

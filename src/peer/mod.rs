@@ -24,6 +24,7 @@ mod observe;
 mod outcome;
 mod partials;
 mod pieces;
+mod progress_report;
 mod punch;
 mod restore;
 pub mod scheduler;
@@ -208,8 +209,12 @@ impl Peer {
             tracing::info_span!("withdraw", me),
             announce::withdraw(inner.link.clone(), inner.others.clone(), withdrawn, inner.shutdown.clone()),
         );
+        let reporting = task::spawn(
+            tracing::info_span!("progress reports", me),
+            progress_report::run(inner.link.clone(), inner.shares.clone(), inner.shutdown.clone()),
+        );
         let mut tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.extend([serving, linking, withdrawing]);
+        tasks.extend([serving, linking, withdrawing, reporting]);
         tasks.extend(self.run_other_trackers());
         tasks.extend(self.keep_port_mapped());
         if let Some(node) = &inner.dht {

@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 mod frame;
 mod heartbeat;
 mod peer;
+pub mod progress;
 mod push;
 mod reach;
 mod tracker;

@@ -100,8 +100,18 @@ pub enum TrackerRequest {
     /// my global IPv6 ones, with my endpoint's port; at most
     /// [`MAX_PEER_ADDRESSES`](crate::net::addrs::MAX_PEER_ADDRESSES). Sent right after each
     /// registration, even empty: it also says I read [`TrackerResponse::MatchesAt`], so
-    /// lookups and `Holders` are answered with it from then on. (Last.)
+    /// lookups and `Holders` are answered with it from then on. (After `Punched`.)
     Addresses(Vec<SocketAddr>),
+    /// How far my download of a file I am listed as holding has come, in the tracker's
+    /// segments ([`super::progress`]): `have` is [`report_len`](super::progress::report_len)
+    /// bytes for the file's size. Every segment set means I hold it whole. A holder that never
+    /// reports counts as complete (an older peer, or a seeder). (Last.)
+    Progress {
+        /// The file.
+        id: FileId,
+        /// One bit a segment, least significant first.
+        have: Vec<u8>,
+    },
 }
 
 /// The last file of a `Files` page, as it was listed: the next page starts after it.

@@ -302,6 +302,11 @@ impl Shares {
         }
     }
 
+    /// Every shared file, complete or a download under way, in no order.
+    pub fn all(&self) -> Vec<Arc<SharedFile>> {
+        self.lock().values().cloned().collect()
+    }
+
     /// Every shared file with what it uploaded, by name.
     pub fn uploads(&self) -> Vec<Uploads> {
         let mut all: Vec<Uploads> = self

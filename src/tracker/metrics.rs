@@ -11,7 +11,7 @@ use super::registry::RegistryError;
 use crate::protocol::TrackerRequest;
 
 /// The request kinds counted, in the order [`Snapshot::requests`] lists them.
-pub const KINDS: [&str; 16] = [
+pub const KINDS: [&str; 17] = [
     "register",
     "alive",
     "share",
@@ -28,6 +28,7 @@ pub const KINDS: [&str; 16] = [
     "mapped",
     "punched",
     "addresses",
+    "progress",
 ];
 
 /// Why registrations are refused, as `/metrics` labels them, in the order of [`Refusal`].
@@ -73,6 +74,7 @@ impl Refusal {
             | RegistryError::Full
             | RegistryError::MappedElsewhere(..)
             | RegistryError::BadAddresses(_)
+            | RegistryError::BadProgress(_)
             | RegistryError::SizeMismatch(_) => Refusal::Other,
         }
     }
@@ -303,6 +305,7 @@ fn kind(request: &TrackerRequest) -> usize {
         TrackerRequest::Mapped { .. } => "mapped",
         TrackerRequest::Punched { .. } => "punched",
         TrackerRequest::Addresses(_) => "addresses",
+        TrackerRequest::Progress { .. } => "progress",
     };
     KINDS.iter().position(|k| *k == name).unwrap_or(0)
 }

@@ -165,9 +165,15 @@ impl Tracker {
         self.registry().peer_rows(limit)
     }
 
-    /// The first `limit` files by name, with how many live holders each has.
-    pub fn file_rows(&self, limit: usize) -> Vec<(crate::protocol::FileInfo, usize)> {
+    /// The first `limit` files by name, with how many live holders each has, how many of
+    /// them are partial, and the availability bar.
+    pub fn file_rows(&self, limit: usize) -> Vec<registry::FileRow> {
         self.registry().file_rows(limit)
+    }
+
+    /// The holders of `file` still downloading it, with the share each has, by peer id.
+    pub fn partial_holders(&self, file: &FileId) -> Vec<(String, f64)> {
+        self.registry().partial_holders(file)
     }
 
     /// Where others can reach this tracker (`host:port`, most useful first).

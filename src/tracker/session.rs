@@ -305,6 +305,9 @@ fn act(tracker: &Tracker, peer: &str, session: u64, request: TrackerRequest) -> 
         TrackerRequest::Addresses(told) => {
             tracker.registry().tell_addresses(peer, session, &told).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
         }
+        TrackerRequest::Progress { id, have } => {
+            tracker.registry().progress(peer, session, &id, &have).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
+        }
         TrackerRequest::Mapped { addr } => {
             tracker.registry().map(peer, session, addr).map_err(|e| e.to_string()).map(|()| TrackerResponse::Ok)
         }

@@ -10,6 +10,7 @@
 //! by name ([`index`]), peers by certificate, address and silence ([`peers`]), and the counts
 //! the limits check are kept as they change, never recounted.
 
+mod availability;
 mod index;
 mod peers;
 mod small_map;
@@ -22,11 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{FileId, FileInfo, FileMatch, Fingerprint, Holder};
+use availability::Availability;
 use index::{FileEntry, FileIndex};
 use peers::PeerTable;
 use small_map::SmallMap;
 pub use transfer::Transfer;
-pub use types::{Limits, Listed, PeerEntry, PeerRow, RegistryError};
+pub use types::{FileRow, Limits, Listed, PeerEntry, PeerRow, RegistryError};
 
 /// Most files one peer may announce; keeps a flooding peer from growing the tracker unbounded
 /// (about 300 bytes each: at most 30 MiB per peer). A folder's files count one each, so this
@@ -49,6 +51,8 @@ pub struct Registry {
     listings: usize,
     /// The sum of live peers' reported (upload, download) rates, kept as reports arrive.
     rates: (u64, u64),
+    /// Which holders are partial, and what each has.
+    availability: Availability,
     limits: Limits,
 }
 
@@ -160,7 +164,26 @@ impl Registry {
         if files.remove(file).is_some() {
             self.listings -= 1;
         }
+        self.availability.forget(file, id);
         Ok(self.files.remove_holder(id, file).map(|name| name.to_string()))
+    }
+
+    /// Records how far `id`'s download of `file` has come: `have` is its segment report
+    /// ([`crate::protocol::progress`]). Only a peer listed as holding the file may say; a
+    /// report with every segment makes it a complete holder again.
+    pub fn progress(&mut self, id: &str, session: u64, file: &FileId, have: &[u8]) -> Result<(), RegistryError> {
+        let key = self.peers.key(id).cloned().ok_or(RegistryError::NotRegistered)?;
+        let files = self.peers.files_mut(id, session).ok_or(RegistryError::NotRegistered)?;
+        let size = self.files.get(file).filter(|_| files.contains_key(file)).map(|entry| entry.size);
+        let size = size.ok_or_else(|| RegistryError::BadProgress(format!("file {} is not listed as shared by you", file.short())))?;
+        self.availability.report(*file, size, &key, have).map_err(RegistryError::BadProgress)
+    }
+
+    /// The holders of `file` still downloading it, with the share of it each has (0.0–1.0),
+    /// by peer id; the other holders hold it whole.
+    pub fn partial_holders(&self, file: &FileId) -> Vec<(String, f64)> {
+        let Some(entry) = self.files.get(file) else { return Vec::new() };
+        self.availability.partial_holders(file, entry.size).into_iter().map(|(peer, have)| (peer.to_string(), have)).collect()
     }
 
     /// Lists `id` at `mapped`, the address its router forwards to it. Only the port is the
@@ -222,6 +245,7 @@ impl Registry {
         let (up, down) = peer.transfer.rates();
         self.rates = (self.rates.0.saturating_sub(up), self.rates.1.saturating_sub(down));
         for file in peer.files.keys() {
+            self.availability.forget(file, id);
             self.files.remove_holder(id, file);
         }
     }
@@ -260,13 +284,18 @@ impl Registry {
         (page.into_iter().map(|(id, entry)| self.file_match(&id, entry, None, listed)).collect(), more)
     }
 
-    /// The first `limit` files by name with how many live holders each has, copying no holder:
-    /// what a view of a big swarm shows.
-    pub fn file_rows(&self, limit: usize) -> Vec<(FileInfo, usize)> {
+    /// The first `limit` files by name with how many live holders each has, how many of them
+    /// are partial, and the availability bar of those with partial holders, copying no
+    /// holder: what a view of a big swarm shows.
+    pub fn file_rows(&self, limit: usize) -> Vec<FileRow> {
         let (page, _) = self.files.page(None, limit.clamp(1, MAX_PAGE));
-        page.into_iter()
-            .map(|(id, e)| (FileInfo { id, name: e.shown().to_string(), size: e.size, folder: self.files.folder(&id) }, e.holders.len()))
-            .collect()
+        let row = |(id, e): (FileId, &FileEntry)| FileRow {
+            info: FileInfo { id, name: e.shown().to_string(), size: e.size, folder: self.files.folder(&id) },
+            holders: e.holders.len(),
+            partial: self.availability.partial_count(&id),
+            bar: self.availability.bar(&id, e.holders.len()),
+        };
+        page.into_iter().map(row).collect()
     }
 
     fn file_match(&self, id: &FileId, entry: &FileEntry, query: Option<&str>, listed: Listed) -> FileMatch {

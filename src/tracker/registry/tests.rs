@@ -262,5 +262,61 @@ fn a_reply_names_one_run_of_a_popular_files_holders_and_the_next_reply_the_next(
     assert_eq!((run(0)[0].peer_id.as_str(), run(1)[0].peer_id.as_str()), ("000", "050"));
     let named: BTreeSet<String> = (0..6).flat_map(run).map(|h| h.peer_id).collect();
     assert_eq!(named.len(), 300, "six replies name every holder once");
-    assert_eq!(r.file_rows(10), [(FileInfo { name: "popular".into(), ..file(1, "") }, 300)]);
+    let row = FileRow { info: FileInfo { name: "popular".into(), ..file(1, "") }, holders: 300, partial: 0, bar: vec![] };
+    assert_eq!(r.file_rows(10), [row]);
+}
+
+/// The bar and partial count of the only file, as a view shows them.
+fn bar_of(r: &Registry) -> (usize, Vec<u32>) {
+    let row = &r.file_rows(1)[0];
+    (row.partial, row.bar.clone())
+}
+
+#[test]
+fn partial_holders_make_an_availability_bar_that_follows_their_reports() {
+    let (mut r, t) = with_peers(3);
+    let f = file(7, "f");
+    for i in 1..=3u8 {
+        r.share(&i.to_string(), u64::from(i), &f, t).unwrap();
+    }
+    assert_eq!(bar_of(&r), (0, vec![]), "holders that say nothing hold it whole");
+    // A 10-byte file has 10 segments: peer 2 has the first 8, peer 3 the last 2.
+    r.progress("2", 2, &f.id, &[0xff, 0x00]).unwrap();
+    r.progress("3", 3, &f.id, &[0x00, 0x03]).unwrap();
+    assert_eq!(bar_of(&r), (2, vec![2, 2, 2, 2, 2, 2, 2, 2, 2, 2]));
+    let mut partial = r.partial_holders(&f.id);
+    partial.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(partial, [("2".to_string(), 0.8), ("3".to_string(), 0.2)]);
+    // A newer report replaces the older; a complete one makes the holder whole again.
+    r.progress("2", 2, &f.id, &[0x0f, 0x00]).unwrap();
+    assert_eq!(bar_of(&r).1, [2, 2, 2, 2, 1, 1, 1, 1, 2, 2]);
+    r.progress("3", 3, &f.id, &[0xff, 0x03]).unwrap();
+    assert_eq!(bar_of(&r), (1, vec![3, 3, 3, 3, 2, 2, 2, 2, 2, 2]));
+    assert_eq!(r.availability.reports(), 1);
+    // Unsharing, leaving and expiring take the report with the holder.
+    r.unshare("2", 2, &f.id).unwrap();
+    assert_eq!(bar_of(&r), (0, vec![]));
+    r.progress("3", 3, &f.id, &[0x01, 0x00]).unwrap();
+    assert!(r.leave("3", 3));
+    assert_eq!((bar_of(&r), r.availability.reports()), ((0, vec![]), 0));
+    r.progress("1", 1, &f.id, &[0x01, 0x00]).unwrap();
+    r.expire(t + Duration::from_secs(16), Duration::from_secs(15));
+    assert_eq!(r.availability.reports(), 0);
+}
+
+#[test]
+fn a_report_that_does_not_fit_or_comes_from_a_non_holder_is_refused() {
+    let (mut r, t) = with_peers(2);
+    let f = file(7, "f");
+    r.share("1", 1, &f, t).unwrap();
+    let refused = |r: &mut Registry, id: &str, session: u64, have: &[u8]| match r.progress(id, session, &f.id, have) {
+        Err(RegistryError::BadProgress(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(refused(&mut r, "1", 1, &[0xff]).contains("has 2 bytes, not 1"));
+    assert!(refused(&mut r, "1", 1, &[0; 33]).contains("not 33"));
+    assert!(refused(&mut r, "2", 2, &[0, 0]).contains("not listed as shared by you"));
+    assert_eq!(r.progress("1", 2, &f.id, &[0, 0]), Err(RegistryError::NotRegistered));
+    assert_eq!(r.progress("9", 9, &f.id, &[0, 0]), Err(RegistryError::NotRegistered));
+    assert_eq!(r.availability.reports(), 0);
 }

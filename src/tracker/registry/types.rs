@@ -120,6 +120,20 @@ pub struct PeerRow {
     pub rates: (u64, u64),
 }
 
+/// One known file as a view lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    /// The file, under the name it is listed by.
+    pub info: crate::protocol::FileInfo,
+    /// How many live peers hold it, whole or in part.
+    pub holders: usize,
+    /// How many of them are still downloading it (they told their progress).
+    pub partial: usize,
+    /// How many holders have each of its segments ([`crate::protocol::progress`]); empty
+    /// when every holder holds it whole.
+    pub bar: Vec<u32>,
+}
+
 /// Which holders of a file a match names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listed {
@@ -161,6 +175,9 @@ pub enum RegistryError {
     /// A mapped address on another IP than the one the peer's connection comes from.
     #[error("a mapped address must be on the address the tracker sees you at ({1}), not {0}")]
     MappedElsewhere(SocketAddr, std::net::IpAddr),
+    /// A progress report that does not fit the file, or on a file the peer is not listed for.
+    #[error("{0}")]
+    BadProgress(String),
     /// Same id, but the file's size differs from what others announced.
     #[error("file {0} was announced with another size")]
     SizeMismatch(String),
