@@ -286,9 +286,12 @@ pub async fn run(endpoint: quinn::Endpoint, tracker: Tracker, shutdown: Cancella
                 };
                 let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
                 let span = tracing::debug_span!("session", addr = %crate::net::addrs::canonical(incoming.remote_address()), peer = tracing::field::Empty);
+                // Boxed, so the handshake's state (about 400 bytes) is freed once it is done: a
+                // task's captured values stay in its state for as long as it runs.
+                let handshake = Box::pin(incoming.into_future());
                 crate::net::task::spawn_in(&mut sessions, span, async move {
                     let _held = (permit, slot);
-                    match incoming.await {
+                    match handshake.await {
                         Ok(conn) => session::serve(conn, tracker, shutdown, unregistered).await,
                         Err(err) => tracing::debug!("handshake failed: {err}"),
                     }
