@@ -89,7 +89,7 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
                 }
                 Err(reason) => break reason,
             },
-            _ = tokio::time::sleep(wait), if !wait.is_zero() => {}
+            _ = nap(wait), if !wait.is_zero() => {}
             stream = conn.accept_bi(), if ready => match stream {
                 Ok((send, recv)) => {
                     bucket.take(Instant::now());
@@ -102,6 +102,12 @@ pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationTok
         }
     };
     closed(&tracker, &session, reason);
+}
+
+/// Sleeps for `wait`, the timer boxed: it is made only when the loop waits for the rate
+/// limit, so the 112 bytes of a timer are not in every session's task.
+async fn nap(wait: Duration) {
+    Box::pin(tokio::time::sleep(wait)).await;
 }
 
 /// What became of one heartbeat datagram.
