@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quinn::Connection;
@@ -75,20 +75,20 @@ struct Entry {
 /// Each live session's connection, by peer id.
 #[derive(Default)]
 pub struct Links {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<Arc<str>, Entry>>,
 }
 
 impl Links {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the connection of `peer`'s session `session` (after it registered).
-    pub fn insert(&self, peer: &str, session: u64, conn: Connection, fingerprint: Fingerprint) {
+    pub fn insert(&self, peer: &Arc<str>, session: u64, conn: Connection, fingerprint: Fingerprint) {
         let now = Instant::now();
         let introduced = RateLimit::new(INTRODUCTIONS_PER_SECOND, INTRODUCTION_BURST, now);
         let asks = RateLimit::new(ASKS_PER_SECOND, ASK_BURST, now);
-        self.lock().insert(peer.to_string(), Entry { session, conn, fingerprint, introduced, asks });
+        self.lock().insert(peer.clone(), Entry { session, conn, fingerprint, introduced, asks });
     }
 
     /// Closes the connection `peer` registered on, if it still has one: the expiry sweep tells

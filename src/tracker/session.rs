@@ -12,6 +12,7 @@
 //! QUIC's stream credit slows the sender down; an honest peer, far below the rate, never notices.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -44,7 +45,8 @@ const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
 
 /// Who is on the other end of a registered connection.
 struct Session {
-    peer: String,
+    /// The registry's own copy of the id, shared.
+    peer: Arc<str>,
     id: u64,
 }
 
@@ -171,13 +173,15 @@ async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
         return refuse(conn, &mut send, for_good(&msg)).await;
     }
     let addr = crate::net::addrs::canonical(conn.remote_address());
-    let session = Session { peer: peer_id, id: conn.stable_id() as u64 };
-    let registered = tracker.registry().register(&session.peer, fingerprint, addr, session.id, Instant::now());
+    let id = conn.stable_id() as u64;
+    let registered = tracker.registry().register(&peer_id, fingerprint, addr, id, Instant::now());
     if let Err(err) = registered {
         tracker.metrics().refused(super::metrics::Refusal::of(&err));
-        tracker.record(Event::now(EventKind::Refused, &session.peer, err.to_string()));
+        tracker.record(Event::now(EventKind::Refused, &peer_id, err.to_string()));
         return refuse(conn, &mut send, refusal(tracker, &err)).await;
     }
+    let peer = tracker.registry().key(&peer_id).unwrap_or_else(|| Arc::from(peer_id.as_str()));
+    let session = Session { peer, id };
     tracker.record(Event::now(EventKind::Register, &session.peer, format!("from {addr}")));
     let refused = files.iter().filter(|file| share_on_register(tracker, &session, file).is_err()).count();
     if refused > 0 {

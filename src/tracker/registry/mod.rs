@@ -168,6 +168,11 @@ impl Registry {
         Ok(self.files.remove_holder(id, file).map(|name| name.to_string()))
     }
 
+    /// The registry's own copy of live peer `id`'s id, to share rather than copy.
+    pub fn key(&self, id: &str) -> Option<Arc<str>> {
+        self.peers.key(id).cloned()
+    }
+
     /// Records how far `id`'s download of `file` has come: `have` is its segment report
     /// ([`crate::protocol::progress`]). Only a peer listed as holding the file may say; a
     /// report with every segment makes it a complete holder again.
