@@ -15,19 +15,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use quinn::{Connection, ConnectionError, RecvStream, SendStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{MAX_PAGE, RegistryError};
+use super::registry::MAX_PAGE;
+mod register;
+
 use super::{Tracker, reply};
 use crate::logbook::{Event, EventKind};
 use crate::net::limits::{RateLimit, Slot};
 use crate::net::tls::remote_fingerprint;
 use crate::protocol::{
-    self, Fingerprint, MAX_DATAGRAM_FRAME, MAX_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, PeerDatagram, TrackerRequest, TrackerResponse,
-    close,
+    self, Fingerprint, MAX_DATAGRAM_FRAME, MAX_REQUEST_FRAME, PROTOCOL_VERSION, PeerDatagram, TrackerRequest, TrackerResponse, close,
 };
 
 /// How long a peer may take to send one request frame once it opened the stream.
@@ -55,7 +56,7 @@ struct Session {
 pub async fn serve(conn: Connection, tracker: Tracker, shutdown: CancellationToken, unregistered: Slot<IpAddr>) {
     // Boxed: registering takes about 800 bytes of state, freed once it is done rather than
     // kept in every session's task for as long as the peer stays.
-    let registered = Box::pin(register(&conn, &tracker)).await;
+    let registered = Box::pin(register::register(&conn, &tracker)).await;
     tracker.metrics().registration(registered.is_ok());
     drop(unregistered);
     let session = match registered {
@@ -149,80 +150,6 @@ fn heartbeat(tracker: &Tracker, session: &Session, bytes: &[u8], last: &mut Opti
         }
         Err(_) => Beat::Forgotten,
     }
-}
-
-/// Reads the first request, which must be `Register`, and records the peer.
-async fn register(conn: &Connection, tracker: &Tracker) -> Result<Session> {
-    let fingerprint = remote_fingerprint(conn)?;
-    let (mut send, mut recv) = tokio::time::timeout(REQUEST_TIMEOUT, conn.accept_bi()).await.context("no registration")??;
-    let request = tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame(&mut recv, MAX_FRAME)).await.context("slow registration")?;
-    tracker.metrics().first_request(&request);
-    let timer = request.as_ref().ok().map(super::metrics::Timer::of);
-    let (version, peer_id, files) = match request {
-        Ok(TrackerRequest::Register { version, peer_id, files }) => (version, peer_id, files),
-        Ok(_) => return refuse(conn, &mut send, for_good("the first request must be Register")).await,
-        Err(err) => return refuse(conn, &mut send, for_good(&format!("bad registration: {err}"))).await,
-    };
-    if version != PROTOCOL_VERSION {
-        let msg = format!("protocol version {version} is not supported (this tracker speaks {PROTOCOL_VERSION})");
-        tracker.metrics().refused(super::metrics::Refusal::Version);
-        return refuse(conn, &mut send, for_good(&msg)).await;
-    }
-    if let Err(msg) = protocol::check_peer_id(&peer_id) {
-        tracker.metrics().refused(super::metrics::Refusal::BadId);
-        return refuse(conn, &mut send, for_good(&msg)).await;
-    }
-    let addr = crate::net::addrs::canonical(conn.remote_address());
-    let id = conn.stable_id() as u64;
-    let registered = tracker.registry().register(&peer_id, fingerprint, addr, id, Instant::now());
-    if let Err(err) = registered {
-        tracker.metrics().refused(super::metrics::Refusal::of(&err));
-        tracker.record(Event::now(EventKind::Refused, &peer_id, err.to_string()));
-        return refuse(conn, &mut send, refusal(tracker, &err)).await;
-    }
-    let peer = tracker.registry().key(&peer_id).unwrap_or_else(|| Arc::from(peer_id.as_str()));
-    let session = Session { peer, id };
-    tracker.record(Event::now(EventKind::Register, &session.peer, format!("from {addr}")));
-    let refused = files.iter().filter(|file| share_on_register(tracker, &session, file).is_err()).count();
-    if refused > 0 {
-        let detail = format!("{refused} of {} announced file(s) refused (unusable name, size or count)", files.len());
-        tracker.record(Event::now(EventKind::Refused, &session.peer, detail));
-    }
-    respond(&mut send, &TrackerResponse::Registered { observed: addr }).await?;
-    if let Some(timer) = timer {
-        tracker.metrics().answered(timer);
-    }
-    Ok(session)
-}
-
-/// Records one file a registering peer already shares, if its name is usable.
-fn share_on_register(tracker: &Tracker, session: &Session, file: &protocol::FileInfo) -> Result<(), String> {
-    protocol::check_name(&file.name)?;
-    tracker.registry().share(&session.peer, session.id, file, Instant::now()).map(|_| ()).map_err(|e| e.to_string())
-}
-
-/// A registration refused for good, with its reason.
-fn for_good(reason: &str) -> (TrackerResponse, String) {
-    (TrackerResponse::Refused { retry: false, reason: reason.to_string() }, reason.to_string())
-}
-
-/// The answer to a registration the registry refused: for now, with the wait the tracker
-/// asks for, when someone's leaving can free a place; for good otherwise.
-fn refusal(tracker: &Tracker, err: &RegistryError) -> (TrackerResponse, String) {
-    let reason = err.to_string();
-    if !err.retry_can_help() {
-        return for_good(&reason);
-    }
-    let after_ms = u32::try_from(tracker.busy_retry().as_millis()).unwrap_or(u32::MAX).min(protocol::MAX_RETRY_AFTER_MS);
-    (TrackerResponse::RetryLater { reason: reason.clone(), after_ms }, reason)
-}
-
-/// Answers a refused registration (`answer`, and its reason), then closes the connection.
-async fn refuse<T>(conn: &Connection, send: &mut SendStream, (answer, reason): (TrackerResponse, String)) -> Result<T> {
-    let _ = respond(send, &answer).await;
-    let _ = send.stopped().await;
-    conn.close(close::REFUSED, reason.as_bytes());
-    bail!("{reason}")
 }
 
 /// Reads one request, acts on it, writes the response.
