@@ -17,6 +17,10 @@ use crate::store::shares::{SharedFile, Shares};
 
 /// How often the downloads under way are looked at and, if they moved, reported.
 pub const REPORT_EVERY: Duration = Duration::from_secs(2);
+/// Most reports sent a round: a folder of many files under way must not spend the request
+/// rate the tracker allows one peer (100 a second) on progress, ahead of its lookups. The
+/// rest wait for the next rounds, taken in turn by id.
+pub const MAX_REPORTS_A_ROUND: usize = 16;
 
 /// Reports downloads' progress to the tracker over `link` until `shutdown`.
 pub(super) async fn run(link: Arc<TrackerLink>, shares: Shares, shutdown: CancellationToken) {
@@ -25,6 +29,7 @@ pub(super) async fn run(link: Arc<TrackerLink>, shares: Shares, shutdown: Cancel
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut told: HashMap<FileId, Vec<u8>> = HashMap::new();
     let mut heard = true;
+    let mut last = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -42,7 +47,8 @@ pub(super) async fn run(link: Arc<TrackerLink>, shares: Shares, shutdown: Cancel
         if !heard || !link.is_connected() {
             continue;
         }
-        for Report { id, have, complete } in due(&shares.all(), &mut told) {
+        let owed = in_turn(due(&shares.all(), &mut told), &mut last, MAX_REPORTS_A_ROUND);
+        for Report { id, have, complete } in owed {
             match link.request(&TrackerRequest::Progress { id, have: have.clone() }).await {
                 Ok(_) if complete => {
                     told.remove(&id);
@@ -86,6 +92,20 @@ fn due(shared: &[Arc<SharedFile>], told: &mut HashMap<FileId, Vec<u8>>) -> Vec<R
     owed
 }
 
+/// At most `max` of the reports `owed`, in turn: by id, from the first after `last` (the
+/// last one sent the round before) round to the start, so that every download is told in a
+/// few rounds however many change at once.
+fn in_turn(mut owed: Vec<Report>, last: &mut Option<FileId>, max: usize) -> Vec<Report> {
+    owed.sort_by_key(|report| report.id);
+    let start = last.map_or(0, |last| owed.partition_point(|report| report.id <= last));
+    owed.rotate_left(start);
+    owed.truncate(max);
+    if let Some(report) = owed.last() {
+        *last = Some(report.id);
+    }
+    owed
+}
+
 /// One report owed to the tracker.
 #[derive(Debug, PartialEq, Eq)]
 struct Report {
@@ -93,4 +113,32 @@ struct Report {
     have: Vec<u8>,
     /// Every segment is there: once told, nothing more is owed for this file.
     complete: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Digest;
+
+    fn owed(ids: &[u8]) -> Vec<Report> {
+        ids.iter().map(|&n| Report { id: Digest([n; 32]), have: vec![n], complete: false }).collect()
+    }
+
+    fn ids(reports: &[Report]) -> Vec<u8> {
+        reports.iter().map(|r| r.id.0[0]).collect()
+    }
+
+    #[test]
+    fn many_reports_are_sent_a_few_a_round_in_turn_so_none_waits_for_ever() {
+        let mut last = None;
+        let all = [9, 1, 5, 3, 7];
+        assert_eq!(ids(&in_turn(owed(&all), &mut last, 2)), [1, 3]);
+        assert_eq!(ids(&in_turn(owed(&all), &mut last, 2)), [5, 7]);
+        assert_eq!(ids(&in_turn(owed(&all), &mut last, 2)), [9, 1], "round to the start");
+        // The one after the last sent comes first even when the last is no longer owed.
+        assert_eq!(ids(&in_turn(owed(&[2, 4]), &mut last, 2)), [2, 4]);
+        assert_eq!(ids(&in_turn(owed(&[3]), &mut last, 2)), [3]);
+        assert!(in_turn(Vec::new(), &mut last, 2).is_empty());
+        assert_eq!(last, Some(Digest([3; 32])), "nothing sent, nothing moves");
+    }
 }
