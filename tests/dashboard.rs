@@ -330,3 +330,37 @@ fn the_page_in_a_real_browser_shows_a_peer_join_and_leave_without_a_reload() {
     browser.wait_for("the page says it is disconnected", disconnected);
     assert_eq!(browser.run("return window.p2pqLoadedOnce === true"), true, "still the same page");
 }
+
+#[test]
+fn the_page_draws_a_download_under_way_as_a_partial_holder_with_its_availability_bar() {
+    let browser = match browser::Browser::start() {
+        Ok(browser) => browser,
+        Err(why) => {
+            eprintln!("skipping the browser test: {why}");
+            return;
+        }
+    };
+    let (swarm, addr) = tracker_with_dashboard();
+    let data = common::bytes(2 << 20, "partial in the page");
+    let _seed = swarm.slow_holder("seed", "drawn.bin", &data, "300K");
+    browser.open(&format!("http://{addr}/"));
+    browser.wait_for("the page streams", "return document.getElementById('status').dataset.state === 'live'");
+    let mut getter = swarm.peer("getter");
+    getter.send("get drawn.bin");
+    // Columns: name, id, size, complete, partial, availability.
+    let row = "const tr = [...document.querySelectorAll('#file-rows tr')].find(tr => tr.cells[0].textContent === 'drawn.bin')";
+    let drawn = format!(
+        "{row}; const c = tr && tr.cells[5].querySelector('canvas.bar'); \
+         return !!c && c.width === 256 && tr.cells[3].textContent === '1' && tr.cells[4].textContent === '1'"
+    );
+    browser.wait_for("the getter is a partial holder with a bar", &drawn);
+    let painted = format!(
+        "{row}; const c = tr.cells[5].querySelector('canvas.bar'); const px = c.getContext('2d').getImageData(0, 6, 256, 1).data; \
+         return [...Array(256).keys()].every(x => px[4 * x + 3] > 0)"
+    );
+    assert_eq!(browser.run(&painted), true, "every segment is painted");
+    getter.expect("downloaded drawn.bin");
+    let whole =
+        format!("{row}; return tr.cells[3].textContent === '2' && tr.cells[4].textContent === '0' && !tr.cells[5].querySelector('canvas')");
+    browser.wait_for("done, the getter holds it whole and the bar goes", &whole);
+}
