@@ -290,13 +290,7 @@ fn viewers_past_the_limit_are_refused_until_one_leaves() {
 
 #[test]
 fn the_page_in_a_real_browser_shows_a_peer_join_and_leave_without_a_reload() {
-    let browser = match browser::Browser::start() {
-        Ok(browser) => browser,
-        Err(why) => {
-            eprintln!("skipping the browser test: {why}");
-            return;
-        }
-    };
+    let Some(browser) = browser::Browser::start_or_skip() else { return };
     let (mut swarm, addr) = tracker_with_dashboard();
     browser.open(&format!("http://{addr}/"));
     // Gone if the page ever reloads.
@@ -333,13 +327,7 @@ fn the_page_in_a_real_browser_shows_a_peer_join_and_leave_without_a_reload() {
 
 #[test]
 fn the_page_draws_a_download_under_way_as_a_partial_holder_with_its_availability_bar() {
-    let browser = match browser::Browser::start() {
-        Ok(browser) => browser,
-        Err(why) => {
-            eprintln!("skipping the browser test: {why}");
-            return;
-        }
-    };
+    let Some(browser) = browser::Browser::start_or_skip() else { return };
     let (swarm, addr) = tracker_with_dashboard();
     let data = common::bytes(2 << 20, "partial in the page");
     let _seed = swarm.slow_holder("seed", "drawn.bin", &data, "300K");

@@ -40,6 +40,11 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// Starts a browser, or prints why the calling test skips and gives `None`.
+    pub fn start_or_skip() -> Option<Browser> {
+        Browser::start().map_err(|why| eprintln!("skipping the browser test: {why}")).ok()
+    }
+
     /// Starts Chromium and ChromeDriver, or says why it cannot (not installed, or Chromium
     /// will not run here): the caller skips then.
     pub fn start() -> Result<Browser, String> {

@@ -59,9 +59,6 @@ impl Availability {
 
     /// `peer` no longer holds `file` (or left): its report goes.
     pub fn forget(&mut self, file: &FileId, peer: &str) {
-        if self.by_file.is_empty() {
-            return;
-        }
         let Some(partial) = self.by_file.get_mut(file) else { return };
         if let Some(old) = partial.reports.remove(peer) {
             partial.count(&old, false);
