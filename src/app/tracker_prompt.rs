@@ -235,9 +235,9 @@ fn peers_json(tracker: &Tracker) -> Value {
         .into_iter()
         .map(|(id, p)| {
             let ago = now.saturating_duration_since(p.last_alive).as_millis() as u64;
-            let mapped = p.mapped.map(|m| m.to_string());
-            let also: Vec<String> = p.also.iter().flatten().map(|a| a.to_string()).collect();
-            json!({"id": id, "addr": p.addr.to_string(), "mapped": mapped, "also": also, "introduced": p.introduced, "reached": p.reach(),
+            let mapped = p.mapped().map(|m| m.to_string());
+            let also: Vec<String> = p.also().iter().map(|a| a.to_string()).collect();
+            json!({"id": id, "addr": p.addr.to_string(), "mapped": mapped, "also": also, "introduced": p.introductions(), "reached": p.reach(),
                 "files": p.file_count(), "last_alive_ms_ago": ago, "fingerprint": p.fingerprint.to_hex()})
         })
         .collect();

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::small_map::SmallMap;
+use super::holders::{Holders, Removal};
 use crate::protocol::{Digest, FileId, FileInfo, FolderSize};
 
 /// A file and its holders, each with the name it shares the file under. Peer ids and names
@@ -24,87 +24,30 @@ pub(super) struct FileEntry {
     /// Size in bytes, the same for every holder.
     pub size: u64,
     /// Holder peer id → the name it shares the file under.
-    pub holders: SmallMap<Arc<str>, Arc<str>>,
-    /// Each of the holders' names with how many holders use it, once there are more holders
-    /// than a glance over them costs (`None` while `holders` is a small vector).
-    /// Boxed on purpose: 8 bytes in every file's entry instead of a map's 24, for the few
-    /// files that need it.
-    #[allow(clippy::box_collection)]
-    names: Option<Box<BTreeMap<Arc<str>, u32>>>,
+    pub holders: Holders,
 }
 
 impl FileEntry {
-    fn new(size: u64) -> FileEntry {
-        FileEntry { size, holders: SmallMap::default(), names: None }
-    }
-
     /// The name the file is listed under: the first, in order, of its holders' names.
     pub fn shown(&self) -> &str {
-        match &self.names {
-            Some(names) => names.keys().next().map_or("", |name| name),
-            None => self.holders.iter().map(|(_, name)| &**name).min().unwrap_or(""),
-        }
+        self.holders.shown()
     }
 
-    /// The shown name as kept (no copy), if the file has a holder.
+    /// The shown name as kept (no copy).
     fn shown_name(&self) -> Option<Arc<str>> {
-        self.known(self.shown()).cloned()
+        self.holders.known(self.shown()).cloned()
     }
 
     /// Whether some holder shares the file under `name`.
     pub fn has_name(&self, name: &str) -> bool {
-        self.known(name).is_some()
-    }
-
-    /// The name as kept, if some holder uses it.
-    fn known(&self, name: &str) -> Option<&Arc<str>> {
-        match &self.names {
-            Some(names) => names.get_key_value(name).map(|(known, _)| known),
-            None => self.holders.iter().map(|(_, known)| known).find(|known| ***known == *name),
-        }
+        self.holders.known(name).is_some()
     }
 
     /// `peer` now shares the file under `name` (kept once per file: an earlier holder's copy
     /// if it uses the same); returns the name it used before, if it held the file already.
     fn insert(&mut self, peer: &Arc<str>, name: &str) -> Option<Arc<str>> {
-        let name = self.known(name).cloned().unwrap_or_else(|| Arc::from(name));
-        let old = self.holders.insert(peer.clone(), name.clone());
-        match &mut self.names {
-            Some(names) => {
-                *names.entry(name).or_insert(0) += 1;
-                if let Some(old) = &old {
-                    uncount(names, old);
-                }
-            }
-            None if matches!(self.holders, SmallMap::Many(_)) => {
-                let mut names = BTreeMap::new();
-                for (_, name) in self.holders.iter() {
-                    *names.entry(name.clone()).or_insert(0) += 1;
-                }
-                self.names = Some(Box::new(names));
-            }
-            None => {}
-        }
-        old
-    }
-
-    /// `peer` no longer holds the file; returns the name it shared it under.
-    fn remove(&mut self, peer: &str) -> Option<Arc<str>> {
-        let name = self.holders.remove(peer)?;
-        if let Some(names) = &mut self.names {
-            uncount(names, &name);
-        }
-        Some(name)
-    }
-}
-
-/// One holder fewer uses `name`.
-fn uncount(names: &mut BTreeMap<Arc<str>, u32>, name: &str) {
-    if let Some(count) = names.get_mut(name) {
-        *count -= 1;
-        if *count == 0 {
-            names.remove(name);
-        }
+        let name = self.holders.known(name).cloned().unwrap_or_else(|| Arc::from(name));
+        self.holders.insert(peer, name)
     }
 }
 
@@ -139,17 +82,22 @@ impl FileIndex {
     /// Records that `peer` holds `file` under its name; returns whether that is news (a new
     /// holder, or a new name for it).
     pub fn add_holder(&mut self, peer: &Arc<str>, file: &FileInfo) -> bool {
-        let entry = self.by_id.entry(file.id).or_insert_with(|| FileEntry::new(file.size));
         if let Some(folder) = file.folder {
             self.folders.insert(file.id, folder);
         }
-        if entry.holders.get(&**peer).is_some_and(|name| **name == *file.name) {
+        let Some(entry) = self.by_id.get_mut(&file.id) else {
+            let name: Arc<str> = Arc::from(&*file.name);
+            self.by_id.insert(file.id, FileEntry { size: file.size, holders: Holders::new(peer.clone(), name.clone()) });
+            self.listed.insert((name, file.id));
+            return true;
+        };
+        if entry.holders.get(peer).is_some_and(|name| **name == *file.name) {
             return false;
         }
         let shown_before = entry.shown_name();
         let new_name = !entry.has_name(&file.name);
         let old = entry.insert(peer, &file.name);
-        if new_name && let Some(name) = entry.known(&file.name) {
+        if new_name && let Some(name) = entry.holders.known(&file.name) {
             self.by_name.insert((name.clone(), file.id));
         }
         if let Some(old) = old {
@@ -164,11 +112,13 @@ impl FileIndex {
     pub fn remove_holder(&mut self, peer: &str, id: &FileId) -> Option<Arc<str>> {
         let entry = self.by_id.get_mut(id)?;
         let shown_before = entry.shown_name();
-        let name = entry.remove(peer)?;
-        if entry.holders.is_empty() {
-            self.by_id.remove(id);
-            self.folders.remove(id);
-        }
+        let name = match entry.holders.remove(peer)? {
+            Removal::Name(name) => name,
+            Removal::Only => {
+                self.folders.remove(id);
+                self.by_id.remove(id)?.holders.only_name()?
+            }
+        };
         self.name_dropped(id, &name);
         self.relist(id, shown_before);
         Some(name)
@@ -306,7 +256,7 @@ mod tests {
             let name = if p % 2 == 0 { "even.txt" } else { "odd.txt" };
             assert!(index.add_holder(&format!("p{p:02}").into(), &file(name)));
         }
-        assert!(matches!(index.get(&id).map(|e| &e.holders), Some(SmallMap::Many(_))));
+        assert!(matches!(index.get(&id).map(|e| &e.holders), Some(Holders::Many(_))));
         assert_eq!((index.named("even.txt").count(), index.named("odd.txt").count()), (1, 1));
         assert_eq!(index.page(None, 10).0[0].1.shown(), "even.txt");
         for p in (0..20).step_by(2) {

@@ -11,6 +11,7 @@
 //! the limits check are kept as they change, never recounted.
 
 mod availability;
+mod holders;
 mod index;
 mod peers;
 mod small_map;
@@ -85,11 +86,8 @@ impl Registry {
             last_alive: now,
             session,
             files: SmallMap::default(),
-            mapped: None,
-            introduced: 0,
-            punches: (0, 0),
             transfer: Transfer::default(),
-            also: None,
+            reach: None,
         };
         self.peers.insert(id, entry);
         Ok(())
@@ -199,7 +197,7 @@ impl Registry {
         if mapped.ip() != entry.addr.ip() || mapped.port() == 0 {
             return Err(RegistryError::MappedElsewhere(mapped, entry.addr.ip()));
         }
-        entry.mapped = Some(mapped);
+        entry.reach_mut().mapped = Some(mapped);
         Ok(())
     }
 
@@ -209,18 +207,18 @@ impl Registry {
     pub fn tell_addresses(&mut self, id: &str, session: u64, told: &[SocketAddr]) -> Result<(), RegistryError> {
         let entry = self.peers.entry_mut(id, session).ok_or(RegistryError::NotRegistered)?;
         let usable = crate::net::addrs::listable(told, entry.addr).map_err(RegistryError::BadAddresses)?;
-        entry.also = Some(usable.into_boxed_slice());
+        entry.reach_mut().also = Some(usable.into_boxed_slice());
         Ok(())
     }
 
     /// The further addresses `id` told (none if it told none).
     pub fn further(&self, id: &str) -> Vec<SocketAddr> {
-        self.peers.get(id).and_then(|p| p.also.as_deref()).unwrap_or_default().to_vec()
+        self.peers.get(id).map(|p| p.also().to_vec()).unwrap_or_default()
     }
 
     /// Whether `id` reads holders' further addresses (it told its own).
     pub fn reads_addresses(&self, id: &str) -> bool {
-        self.peers.get(id).is_some_and(|p| p.also.is_some())
+        self.peers.get(id).is_some_and(PeerEntry::told_addresses)
     }
 
     /// Counts an introduction to `id` (it is reached by hole punching, or tried to be).
@@ -326,7 +324,7 @@ impl Registry {
                 peer_id: pid.to_string(),
                 addr: p.reachable_at(),
                 fingerprint: p.fingerprint,
-                also: p.also.as_deref().unwrap_or_default().to_vec(),
+                also: p.also().to_vec(),
             })
             .collect();
         FileMatch { file: FileInfo { id: *id, name, size: entry.size, folder: self.files.folder(id) }, holders }
@@ -355,7 +353,7 @@ impl Registry {
             last_alive: p.last_alive,
             fingerprint: p.fingerprint,
             reach: p.reach(),
-            also: p.also.as_deref().unwrap_or_default().to_vec(),
+            also: p.also().to_vec(),
             rates: p.transfer.rates(),
         };
         self.peers.iter().take(limit).map(row).collect()

@@ -110,7 +110,8 @@ impl PeerTable {
     /// Counts one more introduction of `id` as a holder.
     pub fn introduced(&mut self, id: &str) {
         if let Some(peer) = self.by_id.get_mut(id) {
-            peer.introduced = peer.introduced.saturating_add(1);
+            let reach = peer.reach_mut();
+            reach.introduced = reach.introduced.saturating_add(1);
         }
     }
 
@@ -118,11 +119,12 @@ impl PeerTable {
     /// introductions; returns whether it was counted.
     pub fn punch_outcome(&mut self, id: &str, fingerprint: &Fingerprint, connected: bool) -> bool {
         let Some(peer) = self.by_id.get_mut(id).filter(|p| p.fingerprint == *fingerprint) else { return false };
-        let (ok, failed) = peer.punches;
-        if ok.saturating_add(failed) >= peer.introduced {
+        let Some(reach) = peer.reach.as_deref_mut() else { return false };
+        let (ok, failed) = reach.punches;
+        if ok.saturating_add(failed) >= reach.introduced {
             return false;
         }
-        peer.punches = if connected { (ok + 1, failed) } else { (ok, failed + 1) };
+        reach.punches = if connected { (ok + 1, failed) } else { (ok, failed + 1) };
         true
     }
 

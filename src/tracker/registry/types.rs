@@ -53,13 +53,21 @@ pub struct PeerEntry {
     pub session: u64,
     /// Files it holds (a sorted vector while at most 64, most peers' whole list).
     pub(super) files: SmallMap<FileId, (), 64>,
+    /// What it says it has moved, from its heartbeats.
+    pub transfer: Transfer,
+    /// How downloaders reach it past its observed address, once it told or needed any of it
+    /// (boxed: most peers at a big tracker never do, and inline it would be 60 bytes each).
+    pub(super) reach: Option<Box<Reach>>,
+}
+
+/// How downloaders reach a peer past the address its connection comes from.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Reach {
     /// The address its router forwards to it (a port mapping it told us of), listed to
-    /// downloaders instead of `addr`.
+    /// downloaders instead of its observed address.
     pub mapped: Option<SocketAddr>,
     /// How many times a downloader that could not reach it directly was introduced to it.
     pub introduced: u32,
-    /// What it says it has moved, from its heartbeats.
-    pub transfer: Transfer,
     /// Of the introductions to it, how many the downloaders reported connected, and failed.
     pub punches: (u32, u32),
     /// The further addresses it told (`Addresses`), checked; `None` until it told any, which
@@ -75,7 +83,32 @@ impl PeerEntry {
 
     /// Where downloaders are told to connect: the mapped address if there is one.
     pub fn reachable_at(&self) -> SocketAddr {
-        self.mapped.unwrap_or(self.addr)
+        self.mapped().unwrap_or(self.addr)
+    }
+
+    /// The address its router forwards to it, if it told one.
+    pub fn mapped(&self) -> Option<SocketAddr> {
+        self.reach.as_ref().and_then(|reach| reach.mapped)
+    }
+
+    /// The further addresses it told (home network, global IPv6); none if it told none.
+    pub fn also(&self) -> &[SocketAddr] {
+        self.reach.as_ref().and_then(|reach| reach.also.as_deref()).unwrap_or_default()
+    }
+
+    /// Whether it told further addresses (so it reads holders' further addresses too).
+    pub fn told_addresses(&self) -> bool {
+        self.reach.as_ref().is_some_and(|reach| reach.also.is_some())
+    }
+
+    /// How many times a downloader was introduced to it.
+    pub fn introductions(&self) -> u32 {
+        self.reach.as_ref().map_or(0, |reach| reach.introduced)
+    }
+
+    /// Its reach, made on first use.
+    pub(super) fn reach_mut(&mut self) -> &mut Reach {
+        self.reach.get_or_insert_default()
     }
 
     /// How downloaders reach it, for a person: `mapped ADDR` (its router forwards a port),
@@ -83,15 +116,16 @@ impl PeerEntry {
     /// introductions, and said how they went), or `direct` (listed at its observed address,
     /// and no downloader ever needed an introduction).
     pub fn reach(&self) -> String {
-        let times = match self.introduced {
+        let Reach { mapped, introduced, punches, .. } = self.reach.as_deref().cloned().unwrap_or_default();
+        let times = match introduced {
             1 => "once".to_string(),
             n => format!("{n} times"),
         };
-        let outcome = match self.punches {
+        let outcome = match punches {
             (0, 0) => String::new(),
             (ok, failed) => format!(", {ok} connected, {failed} no path"),
         };
-        match (self.mapped, self.introduced) {
+        match (mapped, introduced) {
             (Some(mapped), _) => format!("mapped {mapped}"),
             (None, 0) => "direct".into(),
             (None, _) => format!("punched (introduced {times}{outcome})"),
