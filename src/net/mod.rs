@@ -8,6 +8,7 @@ pub mod identity;
 pub mod limits;
 pub mod linksim;
 pub mod portmap;
+pub mod receiver;
 pub mod socket;
 pub mod task;
 pub mod tls;

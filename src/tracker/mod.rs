@@ -322,6 +322,9 @@ pub struct Running {
     pub short_buffer: Option<usize>,
     endpoint: quinn::Endpoint,
     task: tokio::task::JoinHandle<()>,
+    /// The thread reading the endpoint's socket, if it has one of its own; kept until the
+    /// endpoint is done with.
+    receiver: Option<crate::net::receiver::Receiver>,
 }
 
 impl Running {
@@ -343,19 +346,21 @@ impl Running {
         self.shutdown.cancel();
         let _ = self.task.await;
         let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
+        drop(self.receiver);
     }
 }
 
 /// Loads or makes the certificate, binds `config.listen`, and serves in the background.
 pub async fn start(config: &TrackerConfig) -> Result<Running> {
-    let mut granted = None;
+    let (mut granted, mut receiver) = (None, None);
     let mut running = start_with(config, |identity, server| {
-        let (endpoint, got) = tls::endpoint_with(identity, server, config.listen, SOCKET_BUFFER)?;
-        granted = Some(got);
+        let (endpoint, got, thread) = crate::net::receiver::endpoint_with(identity, server, config.listen, SOCKET_BUFFER)?;
+        (granted, receiver) = (Some(got), Some(thread));
         Ok(endpoint)
     })
     .await?;
     running.short_buffer = granted.filter(|&got| got < SOCKET_BUFFER);
+    running.receiver = receiver;
     Ok(running)
 }
 
@@ -376,5 +381,5 @@ async fn start_with(
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(endpoint.clone(), tracker.clone(), shutdown.clone()));
     let addr = endpoint.local_addr()?;
-    Ok(Running { tracker, addr, fingerprint: identity.fingerprint, shutdown, short_buffer: None, endpoint, task })
+    Ok(Running { tracker, addr, fingerprint: identity.fingerprint, shutdown, short_buffer: None, endpoint, task, receiver: None })
 }
