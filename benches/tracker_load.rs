@@ -325,11 +325,16 @@ fn phase_of(i: usize) -> Duration {
 /// timeout (and a little) has passed.
 async fn mass_close(server: &Server, conns: &[Connection], report: &mut Report) -> Result<()> {
     let http = server.http.context("no dashboard")?;
+    let drops_before = probe::udp_drops(server.addr.port())?;
+    let cpu_before = probe::cpu_seconds(server.proc.0.id())?;
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     for conn in conns {
-        let conn = conn.clone();
+        let (conn, answered) = (conn.clone(), answered.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), sim::exchange(&conn, &TrackerRequest::Exit)).await;
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), sim::exchange(&conn, &TrackerRequest::Exit)).await {
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             conn.close(close::DONE, b"bye");
         });
     }
@@ -343,6 +348,10 @@ async fn mass_close(server: &Server, conns: &[Connection], report: &mut Report) 
             break;
         }
     }
+    let drops_after = probe::udp_drops(server.addr.port())?;
+    report.close_drops = (drops_after.0 - drops_before.0, drops_after.1 - drops_before.1);
+    report.close_answered = answered.load(std::sync::atomic::Ordering::Relaxed);
+    report.close_cpu = probe::cpu_seconds(server.proc.0.id())? - cpu_before;
     Ok(())
 }
 

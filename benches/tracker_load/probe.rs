@@ -48,3 +48,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// UDP datagrams the kernel dropped at a full receive buffer so far: at sockets bound to
+/// `port`, and at every other socket (`/proc/net/udp` and `udp6`, the last column).
+pub fn udp_drops(port: u16) -> Result<(u64, u64)> {
+    let (mut at, mut elsewhere) = (0, 0);
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let drops: u64 = fields.last().and_then(|d| d.parse().ok()).unwrap_or(0);
+            if local_port == Some(port) { at += drops } else { elsewhere += drops }
+        }
+    }
+    Ok((at, elsewhere))
+}

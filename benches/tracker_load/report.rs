@@ -34,6 +34,12 @@ pub struct Report {
     pub paced_ms: u64,
     pub paces: u64,
     pub close_left: Vec<(Duration, f64)>,
+    /// Datagrams dropped at full receive buffers during the mass close: (tracker, peers).
+    pub close_drops: (u64, u64),
+    /// `Exit`s answered within the peers' 2 s.
+    pub close_answered: usize,
+    /// Tracker CPU seconds over the mass close.
+    pub close_cpu: f64,
 }
 
 impl Report {
@@ -98,5 +104,11 @@ impl Report {
             .find(|(_, n)| *n == 0.0)
             .map_or("not within the timeout".to_string(), |(t, _)| format!("{:.2} s", t.as_secs_f64()));
         println!("| mass close: still listed after 1 s / 3 s; all gone after | {} / {} ; {gone} |", at(1.0), at(3.0));
+        let trace: Vec<String> = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0].iter().map(|&s| format!("{s} s: {}", at(s))).collect();
+        println!("| mass close: still listed | {} |", trace.join(", "));
+        println!(
+            "| mass close: Exits answered in 2 s; datagrams dropped at the tracker / the peers; tracker CPU | {} ; {} / {} ; {:.1} s |",
+            self.close_answered, self.close_drops.0, self.close_drops.1, self.close_cpu
+        );
     }
 }
