@@ -322,9 +322,42 @@ async fn respond(send: &mut SendStream, response: &TrackerResponse) -> Result<()
 /// left to the expiry sweep (it may be a network blip, and it will reconnect).
 fn closed(tracker: &Tracker, session: &Session, reason: ConnectionError) {
     tracker.inner.links.remove(&session.peer, session.id);
-    let on_purpose = matches!(&reason, ConnectionError::ApplicationClosed(c) if c.error_code == close::DONE);
-    if on_purpose && tracker.registry().leave(&session.peer, session.id) {
+    if gone(&reason) && tracker.registry().leave(&session.peer, session.id) {
         tracker.record(Event::now(EventKind::Exit, &session.peer, "closed its connection"));
     }
     tracing::debug!(peer = %session.peer, "connection ended: {reason}");
+}
+
+/// Whether a connection that ended for `reason` proves its peer gone: it closed the connection
+/// on purpose, or its endpoint answered with a stateless reset (it no longer knows the
+/// connection: the close was lost, or the process restarted; a live peer registers again on a
+/// new connection). A silence or a network error proves nothing.
+///
+/// Resets matter in a mass close: measured, 505 of 50,000 peers leaving at once reached the
+/// tracker only as a reset (`tracker_load` bench, session debug log), and were listed until
+/// the expiry sweep.
+fn gone(reason: &ConnectionError) -> bool {
+    match reason {
+        ConnectionError::ApplicationClosed(c) => c.error_code == close::DONE,
+        ConnectionError::Reset => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_closed(code: quinn::VarInt) -> ConnectionError {
+        ConnectionError::ApplicationClosed(quinn::ApplicationClose { error_code: code, reason: Default::default() })
+    }
+
+    #[test]
+    fn a_peer_is_gone_when_it_closed_on_purpose_or_reset_and_not_when_it_went_silent() {
+        assert!(gone(&app_closed(close::DONE)));
+        assert!(gone(&ConnectionError::Reset));
+        assert!(!gone(&app_closed(close::EXPIRED)));
+        assert!(!gone(&ConnectionError::TimedOut));
+        assert!(!gone(&ConnectionError::LocallyClosed));
+    }
 }
