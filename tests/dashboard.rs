@@ -268,6 +268,12 @@ fn snapshots_are_pushed_to_every_viewer_from_one_build_at_most_once_a_second() {
         assert!(seen_by_first.len() < 6, "the second viewer's snapshot never reached the first: {shared}\n{seen_by_first:#?}");
         seen_by_first.push(first.next());
     }
+
+    // The snapshots are counted, with the time they took, so their cost can be watched.
+    let samples = exposition(&get(&addr, "/metrics").1);
+    assert!(samples["p2pq_dashboard_snapshots_total"] >= 5.0, "{samples:?}");
+    let spent = samples["p2pq_dashboard_snapshot_seconds_total"];
+    assert!(spent > 0.0 && spent < 5.0, "a few snapshots of one peer take moments, not {spent} s");
 }
 
 #[test]

@@ -122,7 +122,9 @@ fn recent_events(tracker: &Tracker) -> Value {
 }
 
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus(&app.tracker))
+    let mut text = prometheus(&app.tracker);
+    app.hub.write_prometheus(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// The counters in Prometheus' text exposition format.

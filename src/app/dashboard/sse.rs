@@ -11,6 +11,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
@@ -28,11 +29,11 @@ use crate::tracker::Tracker;
 /// faster, and a snapshot with many peers costs milliseconds under the registry's lock.
 pub const PERIOD: Duration = Duration::from_secs(1);
 /// A snapshot is followed by at least this many times its own cost before the next: the
-/// dashboard takes at most 2% of a core however big the swarm (the tracker's budget for it is
-/// 5%). Measured (release build, 100,000 peers): 50–110 ms a snapshot, so an update every
-/// 2.5–5 s; 0.4 s when a few files are each held by every peer (their holders are copied to be
-/// counted), so one every ~20 s.
-const COST_SHARE: u32 = 50;
+/// dashboard takes at most 1% of a core however big the swarm, inside its budget of 5% of the
+/// tracker's CPU (which is 35–45% of a core with 100,000 peers). At 50 (2% of a core) the
+/// `tracker_load` bench measured the page at about 5–11% of the tracker's CPU with 100,000
+/// peers; its counter `p2pq_dashboard_snapshot_seconds_total` gives the exact share.
+const COST_SHARE: u32 = 100;
 /// Pages streaming at once, at most: each costs a connection and a copy of every snapshot
 /// sent (tens of KiB a second); a team's screens fit, a crowd gets `503`.
 pub const MAX_VIEWERS: usize = 32;
@@ -59,13 +60,22 @@ struct Inner {
     wake: Notify,
     viewers: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// Snapshots built, and the nanoseconds spent building, comparing and encoding them.
+    built: AtomicU64,
+    spent_ns: AtomicU64,
 }
 
 impl Hub {
     /// A hub for `tracker`, and the task that feeds it (it ends on `shutdown`).
     pub fn start(tracker: Tracker, shutdown: CancellationToken) -> Hub {
-        let inner =
-            Inner { frames: watch::Sender::new(None), wake: Notify::new(), viewers: Arc::new(Semaphore::new(MAX_VIEWERS)), shutdown };
+        let inner = Inner {
+            frames: watch::Sender::new(None),
+            wake: Notify::new(),
+            viewers: Arc::new(Semaphore::new(MAX_VIEWERS)),
+            shutdown,
+            built: AtomicU64::new(0),
+            spent_ns: AtomicU64::new(0),
+        };
         let hub = Hub { inner: Arc::new(inner) };
         let producer = hub.clone();
         crate::net::task::spawn(tracing::debug_span!("dashboard snapshots"), async move { producer.produce(tracker).await });
@@ -111,17 +121,39 @@ impl Hub {
                 continue;
             }
             let started = Instant::now();
-            let tracker = tracker.clone();
-            let built = tokio::task::spawn_blocking(move || super::snapshot(&tracker)).await;
-            next = started + PERIOD.max(started.elapsed() * COST_SHARE);
-            let Ok(snapshot) = built else { continue };
-            let settled = settled(&snapshot);
-            if last.as_ref() != Some(&settled) {
-                self.inner.frames.send_replace(Some(Arc::from(snapshot.to_string())));
-                last = Some(settled);
+            let (tracker, before) = (tracker.clone(), last.take());
+            let built = tokio::task::spawn_blocking(move || build(&tracker, before)).await;
+            let cost = started.elapsed();
+            next = started + PERIOD.max(cost * COST_SHARE);
+            self.inner.built.fetch_add(1, Ordering::Relaxed);
+            self.inner.spent_ns.fetch_add(u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            let Ok((settled, frame)) = built else { continue };
+            if let Some(frame) = frame {
+                self.inner.frames.send_replace(Some(frame));
             }
+            last = Some(settled);
         }
     }
+
+    /// Snapshots built so far and the time spent on them, in Prometheus' text format.
+    pub fn write_prometheus(&self, out: &mut String) {
+        let built = self.inner.built.load(Ordering::Relaxed);
+        let spent = Duration::from_nanos(self.inner.spent_ns.load(Ordering::Relaxed)).as_secs_f64();
+        crate::tracker::metrics::family(out, "p2pq_dashboard_snapshots_total", "Dashboard snapshots built.", "counter");
+        out.push_str(&format!("p2pq_dashboard_snapshots_total {built}\n"));
+        let help = "Time spent building, comparing and encoding dashboard snapshots.";
+        crate::tracker::metrics::family(out, "p2pq_dashboard_snapshot_seconds_total", help, "counter");
+        out.push_str(&format!("p2pq_dashboard_snapshot_seconds_total {spent:.6}\n"));
+    }
+}
+
+/// Builds a snapshot of `tracker` (on a blocking thread: it takes the registry's lock) and
+/// returns what it settles to and, unless that equals `last`, its JSON text to publish.
+fn build(tracker: &Tracker, last: Option<Value>) -> (Value, Option<Arc<str>>) {
+    let snapshot = super::snapshot(tracker);
+    let settled = settled(&snapshot);
+    let frame = (last.as_ref() != Some(&settled)).then(|| Arc::from(snapshot.to_string()));
+    (settled, frame)
 }
 
 /// One open page's stream.
