@@ -13,9 +13,11 @@
 //!    join at a fixed rate; timed: lookups, registrations under load; read: the tracker's
 //!    CPU over the phase, its RSS, and its `expired_total` (every simulated peer heartbeats,
 //!    so any expiry is false).
-//! 3. **mass close**: every peer closes its connection at once (`close(DONE)`, as `exit`
-//!    does after its `Exit`), and the tracker's live-peer count is read until it is 0 or
-//!    the peer timeout has passed: clean exits the tracker missed are left to the sweep.
+//! 3. **dashboard**: 10 s of heartbeats alone, 10 s with a viewer following the dashboard's
+//!    event stream (as an open page does), 10 s alone again; the tracker's CPU in each.
+//! 4. **mass close**: every peer sends `Exit` and closes its connection at once (as `exit`
+//!    does), and the tracker's live-peer count is read until it is 0 or the peer timeout has
+//!    passed: clean exits the tracker missed are left to the sweep.
 //!
 //! Then the same peers connect to a bare quinn server with the tracker's transport settings
 //! (this bench re-run as `P2PQ_LOAD_ROLE=raw`), which holds the connections and does nothing
@@ -235,6 +237,7 @@ async fn load(knobs: &Knobs, tracker: &Server, ids: &Arc<Vec<Identity>>, endpoin
     let mut conns = conns;
     let load = Load { knobs, server: tracker, ids, endpoints, beats: &beats };
     load.steady(&mut conns, &mut report).await?;
+    load.dashboard_cost(&mut report).await?;
     stop.cancel();
     mass_close(tracker, &conns, &mut report).await?;
     Ok(report)

@@ -64,3 +64,24 @@ pub fn udp_drops(port: u16) -> Result<(u64, u64)> {
     }
     Ok((at, elsewhere))
 }
+
+/// Follows the dashboard's event stream at `addr` (as an open page does) until `stop` is set,
+/// and returns the bytes and the snapshots (`data:` lines) it was sent.
+pub fn watch(addr: SocketAddr, stop: &std::sync::atomic::AtomicBool) -> Result<(u64, u64)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    write!(stream, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")?;
+    let (mut bytes, mut snapshots, mut buf) = (0u64, 0u64, vec![0u8; 1 << 16]);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                snapshots += buf[..n].windows(5).filter(|w| w == b"data:").count() as u64;
+            }
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok((bytes, snapshots))
+}

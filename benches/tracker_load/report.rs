@@ -36,6 +36,13 @@ pub struct Report {
     pub close_left: Vec<(Duration, f64)>,
     /// Datagrams dropped at full receive buffers during the mass close: (tracker, peers).
     pub close_drops: (u64, u64),
+    /// Tracker CPU (share of a core) without a dashboard viewer, with one, and without again.
+    pub watch_cpu: (f64, f64, f64),
+    /// Bytes and snapshots the viewer was sent.
+    pub watch_sent: (u64, u64),
+    /// The dashboard's own count of time spent on snapshots over the watched window, as a
+    /// share of the tracker's CPU time over it.
+    pub watch_snapshot_share: f64,
     /// `Exit`s answered within the peers' 2 s.
     pub close_answered: usize,
     /// Tracker CPU seconds over the mass close.
@@ -78,6 +85,18 @@ impl Report {
             self.lookup_errors
         );
         println!("| tracker CPU (steady) | {:.0}% of one core |", self.cpu * 100.0);
+        let (before, watched, after) = self.watch_cpu;
+        let without = (before + after) / 2.0;
+        println!(
+            "| tracker CPU, heartbeats only: without / with / without a dashboard viewer | {:.1}% / {:.1}% / {:.1}% of a core: the page costs {:.1}% of the tracker's CPU, its snapshots by its own count {:.1}% ({} snapshots, {} KiB sent) |",
+            before * 100.0,
+            watched * 100.0,
+            after * 100.0,
+            (watched - without) / watched.max(f64::EPSILON) * 100.0,
+            self.watch_snapshot_share * 100.0,
+            self.watch_sent.1,
+            self.watch_sent.0 / 1024
+        );
         println!("| heartbeats sent | {:.0}/s |", self.beats_per_s);
         println!(
             "| heartbeat interval asked by the tracker | {} |",

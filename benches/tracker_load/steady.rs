@@ -12,6 +12,9 @@ use tokio::task::JoinSet;
 
 use super::{Beats, Joined, Knobs, Report, STEP, Server, endpoint_of, join_one, probe, sim};
 
+/// Each window of [`Load::dashboard_cost`].
+const WATCH: Duration = Duration::from_secs(10);
+
 /// A small deterministic generator for picking peers and names.
 struct Pick(u64);
 
@@ -74,6 +77,34 @@ impl Load<'_> {
         report.lost = seen.lost.load(Ordering::Relaxed);
         report.paced_ms = seen.paced_ms.load(Ordering::Relaxed);
         report.paces = seen.paces.load(Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The dashboard's cost: the tracker's CPU over [`WATCH`] with a page following its event
+    /// stream, against the windows of the same length before and after without one (every
+    /// peer still heartbeating, nothing else asked).
+    pub async fn dashboard_cost(&self, report: &mut Report) -> Result<()> {
+        let (pid, http) = (self.server.proc.0.id(), self.server.http.context("no dashboard")?);
+        let cpu_over = |cpu0: f64, t0: Instant| -> Result<f64> { Ok((probe::cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64()) };
+        let (cpu0, t0) = (probe::cpu_seconds(pid)?, Instant::now());
+        tokio::time::sleep(WATCH).await;
+        let before = cpu_over(cpu0, t0)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let spent = || -> Result<f64> {
+            let text = probe::http_get(http, "/metrics")?;
+            probe::metric(&text, "p2pq_dashboard_snapshot_seconds_total").context("no p2pq_dashboard_snapshot_seconds_total")
+        };
+        let (spent0, cpu0, t0) = (spent()?, probe::cpu_seconds(pid)?, Instant::now());
+        let viewer = tokio::task::spawn_blocking(move || probe::watch(http, &stopped));
+        tokio::time::sleep(WATCH).await;
+        stop.store(true, Ordering::Relaxed);
+        let watched = cpu_over(cpu0, t0)?;
+        report.watch_snapshot_share = (spent()? - spent0) / (watched * t0.elapsed().as_secs_f64()).max(f64::EPSILON);
+        report.watch_sent = viewer.await??;
+        let (cpu0, t0) = (probe::cpu_seconds(pid)?, Instant::now());
+        tokio::time::sleep(WATCH).await;
+        report.watch_cpu = (before, watched, cpu_over(cpu0, t0)?);
         Ok(())
     }
 
