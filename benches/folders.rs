@@ -78,14 +78,16 @@ async fn run() -> Result<()> {
     let mut downloaded = Vec::new();
     for &(folder, file, target, files) in &parts {
         let (mut folder_times, mut file_times) = (Vec::new(), Vec::new());
+        let (mut folder_cpu, mut file_cpu) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            for (name, times) in [(folder, &mut folder_times), (file, &mut file_times)] {
+            for (name, times, cpus) in [(folder, &mut folder_times, &mut folder_cpu), (file, &mut file_times, &mut file_cpu)] {
                 getters += 1;
                 let id = format!("getter{getters}");
                 let (getter, _) = net.add_peer(&id, Link::default()).await?;
-                let started = Instant::now();
+                let (started, cpu) = (Instant::now(), cpu_seconds());
                 let got = inproc::get(&getter, name).await?;
                 times.push(started.elapsed());
+                cpus.push(Duration::from_secs_f64(cpu_seconds() - cpu));
                 // Removed at the end, not now: ext4 looks past recently deleted inodes when it
                 // makes new ones, which made the next round's 10,000 creates cost seconds.
                 downloaded.push(got.path);
@@ -95,13 +97,16 @@ async fn run() -> Result<()> {
         let size = if folder == "small" { small_sizes.iter().sum::<u64>() } else { big_sizes.iter().sum() };
         let (tree, one) = (median(&mut folder_times), median(&mut file_times));
         let ratio = one.as_secs_f64() / tree.as_secs_f64();
+        let (tree_cpu, one_cpu) = (median(&mut folder_cpu), median(&mut file_cpu));
         println!(
-            "{folder}: {files} files, {}: folder {:.2} s ({:.0} MB/s), one file {:.2} s ({:.0} MB/s): {ratio:.2}x (target {target}x)",
+            "{folder}: {files} files, {}: folder {:.2} s ({:.0} MB/s), one file {:.2} s ({:.0} MB/s): {ratio:.2}x (target {target}x); CPU of both peers {:.2} s against {:.2} s",
             mib(size),
             tree.as_secs_f64(),
             size as f64 / tree.as_secs_f64() / 1e6,
             one.as_secs_f64(),
             size as f64 / one.as_secs_f64() / 1e6,
+            tree_cpu.as_secs_f64(),
+            one_cpu.as_secs_f64(),
         );
     }
     net.stop().await;
@@ -212,6 +217,20 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// CPU seconds (user + system) this process has used: both peers run in it.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given, which lives for the call.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return 0.0;
+    }
+    // SAFETY: written by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn median(times: &mut [Duration]) -> Duration {
