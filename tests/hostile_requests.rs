@@ -1,12 +1,13 @@
-//! Bad requests to a holder: an unknown file id, a chunk past the end, a wrong version, or a
-//! requester the tracker does not know. Each gets an error (or the connection is refused), and
-//! the holder goes on serving honest peers.
+//! Bad requests to a holder: an unknown file id, a chunk past the end, a wrong version, a file
+//! of many chunks or too many files asked for whole, or a requester the tracker does not know.
+//! Each gets an error (or the connection is refused), and the holder goes on serving honest
+//! peers.
 
 mod common;
 
 use common::hostile::{self, Hostile};
 use common::{Swarm, b3sum, bytes};
-use p2pq::protocol::{Digest, ManifestReply, PROTOCOL_VERSION, TrackerRequest, TrackerResponse};
+use p2pq::protocol::{self, ChunkHeader, Digest, ManifestReply, PROTOCOL_VERSION, PeerRequest, TrackerRequest, TrackerResponse};
 
 #[test]
 fn unknown_ids_and_chunks_past_the_end_get_an_error_and_the_holder_goes_on() {
@@ -110,4 +111,53 @@ fn lookups_count_as_signs_of_life_and_an_expired_peer_is_told_to_register_again(
     let quinn::ConnectionError::ApplicationClosed(close) = closed else { panic!("closed for another reason: {closed}") };
     assert_eq!(close.error_code, p2pq::protocol::close::EXPIRED);
     assert!(String::from_utf8_lossy(&close.reason).contains("register again"), "{close:?}");
+}
+
+/// Splits a `Files` answer into its headers, each with the bytes that follow it.
+fn files_answer(mut reply: &[u8]) -> Vec<(ChunkHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !reply.is_empty() {
+        let len = u32::from_be_bytes(reply[..4].try_into().unwrap()) as usize;
+        let header: ChunkHeader = hostile::decode(&reply[..4 + len]).expect("a chunk header");
+        reply = &reply[4 + len..];
+        let size = *header.result.as_ref().unwrap_or(&0) as usize;
+        out.push((header, reply[..size].to_vec()));
+        reply = &reply[size..];
+    }
+    out
+}
+
+#[test]
+fn many_small_files_come_in_one_answer_and_what_cannot_be_sent_is_said_per_file() {
+    let swarm = Swarm::start("15");
+    let (small, tiny, big) = (bytes(100_000, "small one"), bytes(5, "tiny"), bytes(600_000, "three chunks"));
+    for (name, data) in [("small.bin", &small), ("tiny.bin", &tiny), ("big.bin", &big)] {
+        swarm.write_data(name, data);
+    }
+    let mut holder = swarm.peer("1");
+    for name in ["small.bin", "tiny.bin", "big.bin"] {
+        holder.command(&format!("share {name}"), "shared ");
+    }
+    let id = |data: &[u8]| Digest::from(blake3::hash(data));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = Hostile::new();
+        let _tracker = h.register(&swarm, "prober", vec![]).await.unwrap();
+        let conn = h.connect_peer(&swarm, &holder, "1").await.unwrap();
+        let ids = vec![id(&small), Digest([0x42; 32]), id(&big), id(&tiny)];
+        let reply = hostile::raw_bi(&conn, &protocol::encode(&PeerRequest::Files { ids: ids.clone() }).unwrap()).await.unwrap();
+        let answer = files_answer(&reply);
+        assert_eq!(answer.iter().map(|(h, _)| h.id).collect::<Vec<_>>(), ids, "one header per file, in the order asked");
+        assert_eq!((answer[0].0.result.clone(), &answer[0].1), (Ok(100_000), &small));
+        assert!(matches!(&answer[1].0.result, Err(r) if r.contains("not shared here")), "{:?}", answer[1].0);
+        assert!(matches!(&answer[2].0.result, Err(r) if r.contains("not one")), "{:?}", answer[2].0);
+        assert_eq!((answer[3].0.result.clone(), &answer[3].1), (Ok(5), &tiny));
+
+        // Past the limit the request is refused whole (its stream reset), and the holder goes on.
+        let many = vec![id(&tiny); protocol::MAX_FILES_PER_REQUEST + 1];
+        assert!(hostile::raw_bi(&conn, &protocol::encode(&PeerRequest::Files { ids: many }).unwrap()).await.is_err());
+        let reply = hostile::manifest(&conn, id(&big), PROTOCOL_VERSION).await.unwrap();
+        assert!(matches!(reply, ManifestReply::Manifest(_)), "{reply:?}");
+    });
+    assert!(holder.is_running());
 }

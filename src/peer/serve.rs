@@ -17,6 +17,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod files;
+
 use super::gate::{Gate, SENDS_PER_PEER};
 use super::observe;
 use super::superseed::Crowds;
@@ -118,9 +120,9 @@ async fn serve_connection(conn: Connection, serving: Serving, sends: Arc<Semapho
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     let (serving, sends, observes, shutdown) = (serving.clone(), sends.clone(), observes.clone(), shutdown.clone());
-                    let (served, joined) = (served.clone(), joined.clone());
+                    let (conn, served, joined) = (conn.clone(), served.clone(), joined.clone());
                     task::spawn_in(&mut streams, tracing::debug_span!("control request"), async move {
-                        answer_control(send, recv, (serving, served, joined), sends, observes, shutdown).await;
+                        answer_control(&conn, (send, recv), (serving, served, joined), sends, observes, shutdown).await;
                     });
                 }
                 Err(_) => break,
@@ -150,12 +152,12 @@ async fn read_request(recv: &mut RecvStream) -> Result<PeerRequest> {
     Ok(request.context("request timed out")??)
 }
 
-/// Answers a request on a bidirectional stream: a manifest (within [`STREAM_TIMEOUT`]), or an
+/// Answers a request on a bidirectional stream: a manifest (within [`STREAM_TIMEOUT`]), an
 /// `Observe` (for as long as the downloader watches, at most
-/// [`observe::MAX_OBSERVES_PER_CONNECTION`] at once).
+/// [`observe::MAX_OBSERVES_PER_CONNECTION`] at once), a `Describe`, or whole small `Files`.
 async fn answer_control(
-    send: SendStream,
-    mut recv: RecvStream,
+    conn: &Connection,
+    (send, mut recv): (SendStream, RecvStream),
     (serving, served, keep): (Serving, Arc<AtomicU64>, Arc<std::sync::Mutex<Vec<super::superseed::Observer>>>),
     sends: Arc<Semaphore>,
     observes: Arc<Semaphore>,
@@ -182,6 +184,12 @@ async fn answer_control(
     }
     if let Ok(PeerRequest::Describe { id }) = request {
         let _ = tokio::time::timeout(REQUEST_TIMEOUT, describe(send, &shares, &id)).await;
+        return;
+    }
+    if let Ok(PeerRequest::Files { ids }) = request {
+        if let Err(err) = files::answer(conn, send, &ids, &serving, &sends).await {
+            tracing::debug!("files request failed: {err:#}");
+        }
         return;
     }
     let _ = tokio::time::timeout(STREAM_TIMEOUT, answer_manifest(send, request, shares, sends)).await;
@@ -246,7 +254,7 @@ async fn send_frame(send: &mut SendStream, frame: Bytes) {
 async fn answer_chunk(conn: Connection, (mut recv, priority): (RecvStream, i32), serving: Serving, sends: Arc<Semaphore>) -> Result<()> {
     let (id, index) = match read_request(&mut recv).await? {
         PeerRequest::Chunk { id, index } => (id, index),
-        PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } | PeerRequest::Describe { .. } => {
+        PeerRequest::Manifest { .. } | PeerRequest::Observe { .. } | PeerRequest::Describe { .. } | PeerRequest::Files { .. } => {
             bail!("control request on a chunk stream")
         }
     };

@@ -27,7 +27,9 @@
 //!   keeps it open: a complete holder answers [`Availability::All`]; a holder still downloading
 //!   (a partial holder, which serves every chunk it has verified and written) answers with its
 //!   bitfield, then [`Availability::Have`] batches, at most [`HAVES_PER_SEC`] a second, as
-//!   chunks land, and `All` once it has them all. A chunk is announced only after it is
+//!   chunks land, and `All` once it has them all. Small files (one chunk each) may be asked for
+//!   many at once with [`PeerRequest::Files`] on a bidirectional stream, answered on it by a
+//!   [`ChunkHeader`] and the bytes of each in turn. A chunk is announced only after it is
 //!   verified and written, so a holder that refuses a chunk it announced is lying.
 //!
 //! A frame is a big-endian `u32` length followed by that many bytes of bincode (standard config).
@@ -199,6 +201,8 @@ mod tests {
         let frame = encode(&PeerRequest::Describe { id: crate::content::id::Digest([0xab; 32]) }).unwrap();
         assert_eq!(frame[..5], [0, 0, 0, 33, 3]);
         assert!(frame[5..].iter().all(|&b| b == 0xab));
+        // Files is the fifth (4), then the count of ids.
+        assert_eq!(encode(&PeerRequest::Files { ids: vec![] }).unwrap(), [0, 0, 0, 2, 4, 0]);
         // The heartbeat datagram: tag 0, then version, seq, uploaded, downloaded as varints.
         let beat = PeerDatagram::Alive(Heartbeat { version: 1, seq: 2, uploaded: 300, downloaded: 4 });
         assert_eq!(encode(&beat).unwrap(), [0, 0, 0, 7, 0, 1, 2, 251, 44, 1, 4]);

@@ -38,7 +38,19 @@ pub enum PeerRequest {
         /// The file.
         id: FileId,
     },
+    /// Send me these whole files, each of one chunk, one after another on this bidirectional
+    /// stream: for each id in order a [`ChunkHeader`] (chunk 0), then, if it is `Ok`, exactly
+    /// that many bytes; then the stream ends. At most [`MAX_FILES_PER_REQUEST`] ids. A folder's
+    /// small files go this way: one request and one stream for many files, where `Chunk` costs
+    /// two streams each. (Last, so earlier tags keep their bytes.)
+    Files {
+        /// The files.
+        ids: Vec<FileId>,
+    },
 }
+
+/// Most files one [`PeerRequest::Files`] may ask for.
+pub const MAX_FILES_PER_REQUEST: usize = 64;
 
 /// A holder's answer to [`PeerRequest::Describe`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
