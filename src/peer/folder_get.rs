@@ -26,12 +26,13 @@ use crate::content::folder::only::Only;
 use crate::content::folder::{self, Listing};
 use crate::content::id::Digest;
 use crate::content::manifest::Manifest;
-use crate::protocol::{FileInfo, FileMatch, FolderSize};
+use crate::protocol::{FileInfo, FileMatch, FolderSize, Holder};
 use crate::store::catalog::Origin;
 
-/// Files of one folder downloading at once: enough that small files do not wait on one round
-/// trip each, few enough that a big folder does not open thousands of streams.
-const FILES_AT_ONCE: usize = 32;
+/// Jobs of one folder (a file, or a batch of small files) downloading at once: enough that the
+/// holders always have the next request, few enough that a big folder does not open thousands
+/// of streams.
+const JOBS_AT_ONCE: usize = 32;
 mod disk;
 mod existing;
 mod small;
@@ -42,6 +43,7 @@ use disk::{folds_case, has_file, lay_out, make_staging, parent_in};
 const STAGING: &str = ".p2pq-folder-";
 
 /// A file of the folder still to fetch.
+#[derive(Clone)]
 struct Wanted {
     path: String,
     info: FileInfo,
@@ -246,7 +248,7 @@ impl Peer {
         }
     }
 
-    /// Fetches every wanted file, [`FILES_AT_ONCE`] at a time, from the folder's holders (and
+    /// Fetches every wanted file, [`JOBS_AT_ONCE`] at a time, from the folder's holders (and
     /// whoever else the finder turns up for each file); the first failure stops the rest.
     async fn fetch_files(
         &self,
@@ -262,19 +264,19 @@ impl Peer {
         let mut running = JoinSet::new();
         let mut fetched = Vec::new();
         let done_before = in_folder - wanted.len().min(in_folder);
-        let mut queue = wanted.into_iter();
+        let holders: Arc<[Holder]> = target.holders.clone().into();
+        let mut queue = small::jobs(wanted).into_iter();
         loop {
-            while running.len() < FILES_AT_ONCE
-                && let Some(file) = queue.next()
+            while running.len() < JOBS_AT_ONCE
+                && let Some(job) = queue.next()
             {
-                let (peer, holders, root, events, stop) =
-                    (self.clone(), target.holders.clone(), root.to_path_buf(), events.clone(), stop.clone());
-                running.spawn(async move { peer.fetch_one(file, holders, &root, events, &stop).await });
+                let (peer, holders, root, events, stop) = (self.clone(), holders.clone(), root.to_path_buf(), events.clone(), stop.clone());
+                running.spawn(async move { peer.fetch_job(job, holders, &root, events, &stop).await });
             }
             let Some(done) = running.join_next().await else { break };
             match done? {
-                Ok(file) => {
-                    fetched.push(file);
+                Ok(files) => {
+                    fetched.extend(files);
                     let _ = events.send(Progress::Files { done: (done_before + fetched.len()) as u64, total: in_folder as u64 });
                 }
                 Err(err) => {
@@ -290,7 +292,7 @@ impl Peer {
     /// Connects to each of `holders` in the background and keeps the links until the
     /// returned set is dropped: the pool keeps a link only while someone uses it, and a gap
     /// between two small files must not cost a new handshake.
-    fn hold_links(&self, holders: &[crate::protocol::Holder]) -> JoinSet<()> {
+    fn hold_links(&self, holders: &[Holder]) -> JoinSet<()> {
         let mut keeping = JoinSet::new();
         for holder in holders {
             let (seek, holder) = (self.inner.seek.clone(), holder.clone());
@@ -303,24 +305,35 @@ impl Peer {
         keeping
     }
 
-    /// Fetches one file of the folder into its place in `root`, reporting its bytes: whole
-    /// from one holder if it is one chunk, with the swarm download otherwise.
+    /// Fetches a job's files into their places in `root`, reporting their bytes: small files
+    /// in one request, a bigger file with the swarm download.
+    async fn fetch_job(
+        &self,
+        job: small::Job,
+        holders: Arc<[Holder]>,
+        root: &Path,
+        events: UnboundedSender<Progress>,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Fetched>> {
+        match job {
+            small::Job::Batch(files) => tokio::select! {
+                fetched = self.fetch_batch(files, holders, root, &events) => fetched,
+                _ = stop.cancelled() => bail!("cancelled"),
+            },
+            small::Job::One(file) => Ok(vec![self.fetch_one(file, holders.to_vec(), root, events, stop).await?]),
+        }
+    }
+
+    /// Fetches one file of more than one chunk into its place in `root` with the swarm
+    /// download, reporting its bytes.
     async fn fetch_one(
         &self,
         file: Wanted,
-        holders: Vec<crate::protocol::Holder>,
+        holders: Vec<Holder>,
         root: &Path,
         events: UnboundedSender<Progress>,
         stop: &CancellationToken,
     ) -> Result<Fetched> {
-        if small::is_small(file.info.size) {
-            let path = parent_in(root, &file.path).join(&file.info.name);
-            let fetched = tokio::select! {
-                fetched = self.fetch_small(&file, &holders, &path, &events) => fetched,
-                _ = stop.cancelled() => bail!("cancelled"),
-            };
-            return fetched.map_err(|e| e.context(file.path.clone()));
-        }
         let dir = parent_in(root, &file.path);
         let (mine, mut heard) = mpsc::unbounded_channel();
         let relay = tokio::spawn(async move {

@@ -23,6 +23,7 @@ use anyhow::{Result, bail};
 use quinn::{Connection, Endpoint, RecvStream};
 use tokio::sync::{Notify, oneshot};
 
+mod files;
 mod route;
 
 use super::liveness::{Heard, LinkState, Waiting, state};
@@ -163,6 +164,8 @@ pub struct HolderLink {
     turns: Notify,
     /// The peer's download limit: each request waits for its chunk's bytes before it goes.
     limit: Option<Arc<Throttle>>,
+    /// Set once the holder showed it does not know [`PeerRequest::Files`].
+    no_files: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for HolderLink {
@@ -210,6 +213,7 @@ impl HolderLink {
             state,
             turns: Notify::new(),
             limit: None,
+            no_files: Default::default(),
         })
     }
 

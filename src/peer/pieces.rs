@@ -59,3 +59,30 @@ pub(super) async fn read_whole(stream: &mut RecvStream, len: usize, link: &State
         Err(e) => Err(format!("stream failed: {e}")),
     }
 }
+
+/// Reads exactly `len` bytes from `stream`, which goes on past them (the next file of a
+/// `Files` answer), counting what arrives as heard on the link.
+pub(super) async fn read_exactly(stream: &mut RecvStream, len: usize, link: &State) -> Result<Pieces, String> {
+    let mut pieces = Vec::with_capacity(len / 1024 + 1);
+    let mut got = 0;
+    while got < len {
+        let piece = match stream.read_chunk(len - got, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => return Err(format!("cut short at {got} of {len} bytes")),
+            Err(e) => return Err(format!("stream failed: {e}")),
+        };
+        got += piece.len();
+        state(link).heard(piece.len() as u64);
+        pieces.push(piece);
+    }
+    Ok(Pieces(pieces))
+}
+
+/// Whether `stream` ends here, with nothing more on it.
+pub(super) async fn ends(stream: &mut RecvStream) -> Result<(), String> {
+    match stream.read_chunk(1, true).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err("more after the last file asked for".into()),
+        Err(e) => Err(format!("stream failed: {e}")),
+    }
+}
