@@ -11,7 +11,7 @@
 //! run again after a crash finds what the last one verified (whole files by their id, partial
 //! ones by their resume state) and fetches only the rest.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,7 +27,6 @@ use crate::content::folder::{self, Listing};
 use crate::content::id::Digest;
 use crate::content::manifest::Manifest;
 use crate::protocol::{FileInfo, FileMatch, FolderSize, Holder};
-use crate::store::catalog::Origin;
 
 /// Jobs of one folder (a file, or a batch of small files) downloading at once: enough that the
 /// holders always have the next request, few enough that a big folder does not open thousands
@@ -35,6 +34,7 @@ use crate::store::catalog::Origin;
 const JOBS_AT_ONCE: usize = 32;
 mod disk;
 mod existing;
+mod settle;
 mod small;
 
 use disk::{folds_case, has_file, lay_out, make_staging, parent_in};
@@ -355,49 +355,6 @@ impl Peer {
         let (from, resumed, resumed_bytes) = (outcome.from, outcome.resumed, outcome.resumed_bytes);
         Ok(Fetched { path: file.path, info: file.info, manifest: outcome.manifest, from, resumed, resumed_bytes })
     }
-
-    /// The folder is in place: serve its files and its listing, clear the hidden folder, and
-    /// sum up where the chunks came from.
-    async fn settle(&self, info: &FileInfo, dest: &Path, staging: &Path, listing: &Listing, fetched: Vec<Fetched>) -> Result<Got> {
-        let (files, got) = tally(info, dest, fetched);
-        let kept = self.inner.config.state_dir.join("folders").join(info.id.to_hex());
-        if let Some(dir) = kept.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
-        }
-        std::fs::rename(staging.join("listing"), &kept).with_context(|| format!("cannot keep the listing at {}", kept.display()))?;
-        let _ = std::fs::remove_dir_all(staging);
-        let mut files = files;
-        files.push((kept, info.clone(), Arc::new(Manifest::from_bytes(&listing.encode()).1)));
-        let infos = self.serve_files(files, Origin::Downloaded).await?;
-        self.announce_in_background(infos, &info.name);
-        Ok(got)
-    }
-
-    /// A part of a folder is in place: serve its files (not the folder: this peer does not
-    /// hold all of it) and clear the hidden folder.
-    async fn settle_part(&self, info: &FileInfo, dest: &Path, staging: &Path, fetched: Vec<Fetched>) -> Result<Got> {
-        let (files, got) = tally(info, dest, fetched);
-        let _ = std::fs::remove_dir_all(staging);
-        let infos = self.serve_files(files, Origin::Downloaded).await?;
-        self.announce_in_background(infos, &info.name);
-        Ok(got)
-    }
-}
-
-/// The files fetched, where they now are, and the summary of the get (its time set later).
-fn tally(info: &FileInfo, dest: &Path, fetched: Vec<Fetched>) -> (Vec<(PathBuf, FileInfo, Arc<Manifest>)>, Got) {
-    let (mut from, mut resumed, mut moved) = (std::collections::BTreeMap::<String, u32>::new(), 0, 0);
-    let mut files = Vec::new();
-    for file in fetched {
-        for (peer, n) in &file.from {
-            *from.entry(peer.clone()).or_default() += n;
-        }
-        resumed += file.resumed;
-        moved += file.info.size - file.resumed_bytes.min(file.info.size);
-        files.push((dest.join(&file.path), file.info, file.manifest));
-    }
-    let from = from.into_iter().collect();
-    (files, Got { info: info.clone(), path: dest.to_path_buf(), elapsed: Default::default(), from, resumed, moved })
 }
 
 /// The part of `whole` (the folder `name`) under `sub`; a file there is pointed to by its id.
