@@ -43,7 +43,6 @@ use disk::{folds_case, has_file, lay_out, make_staging, parent_in};
 const STAGING: &str = ".p2pq-folder-";
 
 /// A file of the folder still to fetch.
-#[derive(Clone)]
 struct Wanted {
     path: String,
     info: FileInfo,

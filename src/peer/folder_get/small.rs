@@ -21,7 +21,7 @@ use crate::logbook::{ChunkRecord, now_ms};
 use crate::peer::Peer;
 use crate::peer::events::Progress;
 use crate::peer::holder::{FetchError, Pieces};
-use crate::protocol::{Holder, MAX_FILES_PER_REQUEST};
+use crate::protocol::{FileId, FileInfo, Holder, MAX_FILES_PER_REQUEST};
 
 /// Most bytes of small files asked of one holder in one request: a chunk's worth, so a batch
 /// weighs in the link's window as a chunk does and as many are in flight (at 1 MiB a loopback
@@ -73,7 +73,7 @@ impl Peer {
         events: &UnboundedSender<Progress>,
     ) -> Result<Vec<Fetched>> {
         let Some(first) = files.first() else { return Ok(Vec::new()) };
-        let Some(holder) = holders.get(first.info.id.0[0] as usize % holders.len().max(1)).cloned() else {
+        let Some(holder) = holders.get(picked(&first.info.id, holders.len())).cloned() else {
             bail!("no holder to ask for {}", first.path)
         };
         let started = Instant::now();
@@ -90,10 +90,7 @@ impl Peer {
                 Some(manifest) => fetched.push(self.got_small(file, manifest, &holder, started, events)),
                 None => {
                     let (peer, holders, events, path) = (self.clone(), holders.clone(), events.clone(), place(root, &file));
-                    again.spawn(async move {
-                        let got = peer.fetch_small(&file, &holders, &path, &events).await;
-                        got.map_err(|e| e.context(file.path.clone()))
-                    });
+                    again.spawn(async move { peer.fetch_small(file, &holders, &path, &events).await });
                 }
             }
         }
@@ -103,34 +100,28 @@ impl Peer {
         Ok(fetched)
     }
 
-    /// Fetches the one-chunk file `file` into `path`, from the first of `holders` (starting at
-    /// one picked by its id, so many files spread over the holders) that sends the right bytes.
-    pub(super) async fn fetch_small(
-        &self,
-        file: &Wanted,
-        holders: &[Holder],
-        path: &Path,
-        events: &UnboundedSender<Progress>,
-    ) -> Result<Fetched> {
-        let start = file.info.id.0[0] as usize % holders.len().max(1);
+    /// Fetches the one-chunk file `file` into `path` alone, from the first of `holders`
+    /// (starting at one picked by its id, so many files spread over the holders) that sends
+    /// the right bytes.
+    async fn fetch_small(&self, file: Wanted, holders: &[Holder], path: &Path, events: &UnboundedSender<Progress>) -> Result<Fetched> {
         let mut failures = Vec::new();
-        for holder in holders.iter().cycle().skip(start).take(holders.len()) {
+        for holder in holders.iter().cycle().skip(picked(&file.info.id, holders.len())).take(holders.len()) {
             let started = Instant::now();
-            match self.small_from(file, holder, path).await {
-                Ok(manifest) => return Ok(self.got_small(file.clone(), manifest, holder, started, events)),
+            match self.small_from(&file.info, holder, path).await {
+                Ok(manifest) => return Ok(self.got_small(file, manifest, holder, started, events)),
                 Err(err) => failures.push(format!("peer {}: {err:#}", holder.peer_id)),
             }
         }
-        bail!("no holder sent it ({})", failures.join("; "))
+        bail!("{}: no holder sent it ({})", file.path, failures.join("; "))
     }
 
     /// One holder's copy, asked for alone: fetched, checked against the id, written.
-    async fn small_from(&self, file: &Wanted, holder: &Holder, path: &Path) -> Result<Arc<Manifest>> {
+    async fn small_from(&self, info: &FileInfo, holder: &Holder, path: &Path) -> Result<Arc<Manifest>> {
         let seek = &self.inner.seek;
         let link = seek.pool.link(seek.endpoint.clone(), &seek.identity, holder).await?;
-        let pieces = link.chunk(file.info.id, 0, file.info.size).await?;
-        let (file, target) = (file.clone(), path.to_path_buf());
-        let manifest = tokio::task::spawn_blocking(move || write_checked(&file, &pieces, &target)).await??;
+        let pieces = link.chunk(info.id, 0, info.size).await?;
+        let (id, size, target) = (info.id, info.size, path.to_path_buf());
+        let manifest = tokio::task::spawn_blocking(move || write_checked((id, size), &pieces, &target)).await??;
         Ok(Arc::new(manifest))
     }
 
@@ -159,6 +150,12 @@ impl Peer {
     }
 }
 
+/// Which of `holders` to ask first for `id`: spread by id, so many files spread over
+/// them.
+fn picked(id: &FileId, holders: usize) -> usize {
+    id.0[0] as usize % holders.max(1)
+}
+
 /// Where the small file `file` goes under `root`.
 pub(super) fn place(root: &Path, file: &Wanted) -> PathBuf {
     parent_in(root, &file.path).join(&file.info.name)
@@ -180,7 +177,7 @@ async fn write_all(
                 written.push(None);
                 continue;
             };
-            match write_checked(file, pieces, &place(&root, file)) {
+            match write_checked((file.info.id, file.info.size), pieces, &place(&root, file)) {
                 Ok(manifest) => written.push(Some(Arc::new(manifest))),
                 Err(WriteError::NotTheFile) => written.push(None),
                 Err(WriteError::Disk(err)) => return Err(err),
@@ -202,12 +199,12 @@ enum WriteError {
     Disk(anyhow::Error),
 }
 
-/// Checks `pieces` against `file`'s id and writes them to `target`.
-fn write_checked(file: &Wanted, pieces: &Pieces, target: &Path) -> Result<Manifest, WriteError> {
-    let mut data = vec![0u8; file.info.size as usize];
+/// Checks `pieces` against the file `(id, size)` and writes them to `target`.
+fn write_checked((id, size): (FileId, u64), pieces: &Pieces, target: &Path) -> Result<Manifest, WriteError> {
+    let mut data = vec![0u8; size as usize];
     pieces.copy_to(&mut data);
     let (got, manifest) = Manifest::from_bytes(&data);
-    if got != file.info.id {
+    if got != id {
         return Err(WriteError::NotTheFile);
     }
     std::fs::write(target, &data).map_err(|e| WriteError::Disk(anyhow!("cannot write {}: {e}", target.display())))?;
